@@ -1,0 +1,1 @@
+"""The inner agent: import, encrypted store, serving secrets; the isolated side."""

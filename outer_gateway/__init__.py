@@ -1,0 +1,1 @@
+"""The outer gateway: secrets, enrolled agents, grants, export; the connected side."""

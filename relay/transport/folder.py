@@ -1,0 +1,138 @@
+"""Folder transport: removable media, diode drop folders, local staging.
+
+Writes are atomic (temp name with a leading dot, fsync, rename, fsync of the folder). Reads never
+follow symlinks and never block on FIFOs: a path is opened with ``O_NOFOLLOW | O_NONBLOCK`` and
+checked with ``fstat`` before a byte is read, and the size cap is decided from that ``fstat``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from relay.errors import NOT_REGULAR_FILE, TOO_LARGE, BundleRejected, TransportError
+from relay.transport.base import BUNDLE_SUFFIX, Pending
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def write_atomic(folder: Path, name: str, data: bytes, mode: int = 0o600) -> Path:
+    """Write ``data`` to ``folder/name`` so that readers see all of it or nothing."""
+    if "/" in name or name.startswith("."):
+        raise ValueError(f"unsafe file name {name!r}")
+    ensure_private_dir(folder)
+    final = folder / name
+    temp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    _fsync_dir(folder)
+    return final
+
+
+def ensure_private_dir(folder: Path) -> None:
+    """Create ``folder`` (and parents) with mode 0700 if it does not exist."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TransportError(f"cannot create folder {folder}: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise TransportError(f"{folder} is not a folder")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_capped(path: Path, max_bytes: int) -> bytes:
+    """Read a regular file of at most ``max_bytes`` without following links or blocking."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            raise BundleRejected(
+                f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
+            ) from None
+        raise TransportError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleRejected(f"{path.name} is not a regular file", code=NOT_REGULAR_FILE)
+        if info.st_size > max_bytes:
+            raise BundleRejected(
+                f"{path.name} is {info.st_size} bytes, over the cap of {max_bytes}", code=TOO_LARGE
+            )
+        chunks: list[bytes] = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise BundleRejected(f"{path.name} grew over the cap of {max_bytes} bytes", code=TOO_LARGE)
+    return data
+
+
+class FolderDestination:
+    """Write bundles into a local folder, created 0700 when missing."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def put(self, name: str, data: bytes) -> str:
+        return str(write_atomic(self.folder, name, data))
+
+    def close(self) -> None:
+        return None
+
+
+class FolderSource:
+    """Read bundles from a folder (every ``*.bundle``) or a single named file."""
+
+    def __init__(self, location: Path) -> None:
+        self.location = location
+
+    def list_pending(self) -> list[Pending]:
+        loc = self.location
+        try:
+            info = loc.lstat()
+        except FileNotFoundError:
+            raise TransportError(f"{loc} does not exist") from None
+        if stat.S_ISDIR(info.st_mode):
+            return [
+                Pending(name=entry.name, ref=str(entry))
+                for entry in sorted(loc.iterdir())
+                if entry.name.endswith(BUNDLE_SUFFIX) and not entry.name.startswith(".")
+            ]
+        return [Pending(name=loc.name, ref=str(loc), size=info.st_size, explicit=True)]
+
+    def fetch(self, item: Pending, max_bytes: int) -> bytes:
+        return read_capped(Path(item.ref), max_bytes)
+
+    def remove(self, item: Pending) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            Path(item.ref).unlink()
+
+    def close(self) -> None:
+        return None
