@@ -1,0 +1,104 @@
+"""Importing bundles into the agent: from files, folders or any transport source.
+
+Per file: fetch within the size cap (the transport refuses non-regular files and oversized ones
+before reading), verify (pure), then apply in one transaction. Every outcome is reported; a
+rejected file's bytes are copied to quarantine and the source is never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from inner_agent.store import AgentStore, ApplyResult
+from relay import quarantine
+from relay.bundle.envelope import parse_envelope
+from relay.bundle.verify import Trust, verify_bundle
+from relay.errors import (
+    NOT_REGULAR_FILE,
+    TOO_LARGE,
+    WRONG_RECIPIENT,
+    BundleDuplicate,
+    BundleRejected,
+)
+from relay.home import Home
+from relay.transport import Pending, Source, TransportOptions, open_source
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one file."""
+
+    name: str
+    status: str  # applied | duplicate | skipped | rejected
+    code: str | None = None
+    message: str = ""
+    seq: int | None = None
+    result: ApplyResult | None = None
+    quarantined: str | None = None
+
+
+class AgentImporter:
+    """Imports bundles into one agent home."""
+
+    def __init__(self, home: Home, store: AgentStore, clock: Callable[[], int]) -> None:
+        self.home = home
+        self.store = store
+        self.clock = clock
+        self.limits = {
+            "max_bundle_bytes": int(home.config.get("limits.max_bundle_bytes")),
+            "max_secret_bytes": int(home.config.get("limits.max_secret_bytes")),
+            "max_entries": int(home.config.get("limits.max_entries")),
+        }
+
+    def import_location(
+        self, location: str, options: TransportOptions | None = None
+    ) -> list[Outcome]:
+        """Import every bundle at ``location`` (a file, a folder or a transport URL)."""
+        source = open_source(location, options)
+        try:
+            return [self._import_item(source, item, options) for item in source.list_pending()]
+        finally:
+            source.close()
+
+    def _import_item(
+        self, source: Source, item: Pending, options: TransportOptions | None
+    ) -> Outcome:
+        try:
+            data = source.fetch(item, self.limits["max_bundle_bytes"])
+        except BundleRejected as exc:
+            return Outcome(item.name, "rejected", exc.code, exc.message)
+        outcome = self.import_bytes(item.name, data, explicit=item.explicit)
+        if options is not None and options.delete_after_import and outcome.status != "rejected":
+            source.remove(item)
+        return outcome
+
+    def import_bytes(self, name: str, data: bytes, explicit: bool = True) -> Outcome:
+        """Verify and apply one bundle's bytes."""
+        if not explicit and _addressed_elsewhere(data, self.home.identity.key_id):
+            return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
+        trust = Trust(self.home.identity, self.store.trusted_senders())
+        try:
+            bundle = verify_bundle(
+                data, trust, self.clock(), self.limits["max_bundle_bytes"], ("secrets",)
+            )
+            result = self.store.apply_secrets(
+                bundle, self.home.secrets.keys, self.limits, self.clock()
+            )
+        except BundleDuplicate as exc:
+            return Outcome(name, "duplicate", exc.code, exc.message)
+        except BundleRejected as exc:
+            kept = None
+            if exc.code not in (TOO_LARGE, NOT_REGULAR_FILE):
+                kept = str(quarantine.keep(self.home.quarantine_path, name, data, exc.code))
+            return Outcome(name, "rejected", exc.code, exc.message, quarantined=kept)
+        return Outcome(name, "applied", None, "", result.seq, result)
+
+
+def _addressed_elsewhere(data: bytes, my_key_id: str) -> bool:
+    """Whether a parsable header names another recipient (a shared medium: skip quietly)."""
+    try:
+        header = parse_envelope(data).header
+    except BundleRejected:
+        return False
+    return header.recipient_key != my_key_id

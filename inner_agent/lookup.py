@@ -1,0 +1,53 @@
+"""The read path of ``relay agent get``: one SELECT on the raw SQLCipher driver.
+
+Scripts call ``relay agent get`` in loops, so this path avoids SQLAlchemy's import and engine
+set-up (hundreds of milliseconds); the schema itself is owned by :mod:`inner_agent.schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.errors import EXPIRED, SecretError
+from relay.home import Home
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value with its metadata. Never log or print ``value`` except to its reader."""
+
+    path: str
+    value: bytes
+    version: int
+    expires_at: int | None
+
+    def __repr__(self) -> str:
+        return f"Secret(path={self.path!r}, version={self.version}, value=<hidden>)"
+
+
+def read_secret(home: Home, path: str, now: int) -> Secret:
+    """The current value of ``path``; ``not_found`` or ``expired`` (``SecretError``) otherwise."""
+    import sqlcipher3
+
+    from relay.errors import UsageError
+
+    if not home.store_path.exists():
+        raise SecretError(f"no secret {path!r} (nothing imported yet)", code="not_found")
+    conn = sqlcipher3.connect(str(home.store_path))
+    try:
+        conn.execute(f"PRAGMA key = \"x'{home.secrets.store_key.hex()}'\"")
+        conn.execute("PRAGMA busy_timeout = 15000")
+        try:
+            row = conn.execute(
+                "SELECT value, version, expires_at FROM secrets WHERE path = ?", (path,)
+            ).fetchone()
+        except sqlcipher3.DatabaseError:
+            raise UsageError(f"{home.store_path} cannot be opened", code="bad_store") from None
+    finally:
+        conn.close()
+    if row is None:
+        raise SecretError(f"no secret {path!r} is granted to this agent", code="not_found")
+    value, version, expires_at = row
+    if expires_at is not None and now >= expires_at:
+        raise SecretError(f"secret {path!r} expired at {expires_at}", code=EXPIRED)
+    return Secret(path, bytes(value), int(version), expires_at)

@@ -1,0 +1,59 @@
+"""The agent store's tables (SQLAlchemy Core), inside the SQLCipher file ``HOME/store.db``."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("path", String(256), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("bundle_seq", BigInteger, nullable=False),
+)
+
+# The high-water mark of each incoming stream, written in the same transaction as the apply.
+streams = Table(
+    "streams",
+    metadata,
+    Column("sender_key", String(16), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("bundle_id", String(64), nullable=False),
+    Column("applied_at", BigInteger, nullable=False),
+)
+
+# Every bundle ever applied, so that an old one left on a medium is a duplicate, not a rollback.
+applied = Table(
+    "applied",
+    metadata,
+    Column("bundle_id", String(64), primary_key=True),
+    Column("sender_key", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("applied_at", BigInteger, nullable=False),
+)
+
+# Pinned senders: the gateway this agent trusts (``relay agent trust``).
+trusted = Table(
+    "trusted",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("sign_public", LargeBinary, nullable=False),
+    Column("box_public", LargeBinary, nullable=False),
+    Column("added_at", BigInteger, nullable=False),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,227 @@
+"""The agent's encrypted store: secrets, the trusted gateway and stream high-water marks.
+
+All writes go through :meth:`AgentStore.apply_secrets`, which applies one verified bundle in one
+transaction, together with its high-water mark: all of it or nothing. An import that changes 1%
+of the secrets writes about 1% of the rows (rows whose version did not change are left alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from inner_agent import schema
+from relay import crypto
+from relay.bundle.payload import decode_secrets_payload, decode_value
+from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
+from relay.db import bulk_execute, sqlcipher_engine, write_transaction
+from relay.errors import UsageError
+from relay.home import Home
+from relay.identity import PublicIdentity
+
+_UPSERT = (
+    "INSERT INTO secrets (path, version, value, expires_at, updated_at, bundle_seq) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET version = excluded.version, "
+    "value = excluded.value, expires_at = excluded.expires_at, "
+    "updated_at = excluded.updated_at, bundle_seq = excluded.bundle_seq"
+)
+_DELETE = "DELETE FROM secrets WHERE path = ?"
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one applied bundle changed."""
+
+    seq: int
+    written: int
+    removed: int
+    unchanged: int
+    audit_ack: int
+
+
+@dataclass(frozen=True)
+class SecretMeta:
+    """A secret's metadata: never its value."""
+
+    path: str
+    version: int
+    expires_at: int | None
+    updated_at: int
+    size: int
+
+
+class AgentStore:
+    """The SQLCipher store of an agent home."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, home: Home) -> AgentStore:
+        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
+        schema.metadata.create_all(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- trust -------------------------------------------------------------------------------
+
+    def trust(self, gateway: PublicIdentity, now: int, replace: bool = False) -> bool:
+        """Pin ``gateway``; True if it was new. Another pinned gateway needs ``replace``."""
+        with write_transaction(self.engine) as conn:
+            rows = conn.execute(select(schema.trusted.c.key_id)).scalars().all()
+            if gateway.key_id in rows:
+                return False
+            if rows and not replace:
+                raise UsageError(
+                    "this agent already trusts another gateway; pass --replace to change it",
+                    code="already_trusted",
+                )
+            conn.execute(delete(schema.trusted))
+            conn.execute(
+                insert(schema.trusted).values(
+                    key_id=gateway.key_id,
+                    role=gateway.role,
+                    name=gateway.name,
+                    sign_public=gateway.sign_public,
+                    box_public=gateway.box_public,
+                    added_at=now,
+                )
+            )
+        return True
+
+    def trusted_senders(self) -> dict[str, PublicIdentity]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.trusted)).all()
+        return {
+            r.key_id: PublicIdentity(r.role, r.name, bytes(r.sign_public), bytes(r.box_public))
+            for r in rows
+        }
+
+    # -- applying bundles --------------------------------------------------------------------
+
+    def apply_secrets(
+        self, bundle: VerifiedBundle, keys: crypto.KeyPair, limits: dict[str, int], now: int
+    ) -> ApplyResult:
+        """Check the sequence, decrypt and apply a verified secrets bundle atomically."""
+        header = bundle.envelope.header
+        with write_transaction(self.engine) as conn:
+            check_sequence(
+                bundle,
+                _high_water(conn, header.sender_key, header.kind),
+                _was_applied(conn, bundle.bundle_id),
+            )
+            payload = decode_secrets_payload(
+                open_payload(bundle, keys), limits["max_entries"], limits["max_secret_bytes"]
+            )
+            current: dict[str, int] = dict(
+                conn.execute(select(schema.secrets.c.path, schema.secrets.c.version)).tuples().all()
+            )
+            changed = [
+                (path, version, _value(value, limits["max_secret_bytes"]), expires, now, header.seq)
+                for path, version, value, expires in payload.secrets
+                if current.get(path) != version
+            ]
+            keep = {row[0] for row in payload.secrets}
+            gone = [(path,) for path in current if path not in keep]
+            bulk_execute(conn, _UPSERT, changed)
+            bulk_execute(conn, _DELETE, gone)
+            _set_high_water(conn, header.sender_key, header.kind, header.seq, bundle.bundle_id, now)
+            conn.execute(
+                insert(schema.applied).values(
+                    bundle_id=bundle.bundle_id,
+                    sender_key=header.sender_key,
+                    kind=header.kind,
+                    seq=header.seq,
+                    applied_at=now,
+                )
+            )
+            _set_meta(conn, "last_import", str(now))
+        return ApplyResult(
+            header.seq,
+            len(changed),
+            len(gone),
+            len(payload.secrets) - len(changed),
+            payload.audit_ack,
+        )
+
+    def high_water(self, sender_key: str, kind: str) -> HighWater | None:
+        with self.engine.connect() as conn:
+            return _high_water(conn, sender_key, kind)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def list_secrets(self) -> list[SecretMeta]:
+        t = schema.secrets
+        query = select(t.c.path, t.c.version, t.c.expires_at, t.c.updated_at, t.c.value).order_by(
+            t.c.path
+        )
+        with self.engine.connect() as conn:
+            return [
+                SecretMeta(r.path, r.version, r.expires_at, r.updated_at, len(r.value))
+                for r in conn.execute(query)
+            ]
+
+    def count_secrets(self) -> int:
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(schema.secrets)).scalar_one())
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(schema.meta.c.value).where(schema.meta.c.key == key)
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def iter_values(self) -> Iterator[tuple[str, bytes]]:
+        """Every (path, value): only for tests and exports that need them, never logged."""
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(schema.secrets.c.path, schema.secrets.c.value)):
+                yield row.path, bytes(row.value)
+
+
+def _value(value_b64: str, cap: int) -> bytes:
+    from relay.errors import MALFORMED, BundleRejected
+
+    value = decode_value(value_b64)
+    if len(value) > cap:
+        raise BundleRejected("a secret value is over the size cap", code=MALFORMED)
+    return value
+
+
+def _was_applied(conn: Connection, bundle_id: str) -> bool:
+    t = schema.applied
+    return conn.execute(select(t.c.seq).where(t.c.bundle_id == bundle_id)).first() is not None
+
+
+def _high_water(conn: Connection, sender_key: str, kind: str) -> HighWater | None:
+    t = schema.streams
+    row = conn.execute(
+        select(t.c.seq, t.c.bundle_id).where(t.c.sender_key == sender_key, t.c.kind == kind)
+    ).first()
+    return None if row is None else HighWater(row.seq, row.bundle_id)
+
+
+def _set_high_water(
+    conn: Connection, sender_key: str, kind: str, seq: int, bundle_id: str, now: int
+) -> None:
+    t = schema.streams
+    values: dict[str, Any] = {"seq": seq, "bundle_id": bundle_id, "applied_at": now}
+    done = conn.execute(
+        update(t).where(t.c.sender_key == sender_key, t.c.kind == kind).values(**values)
+    )
+    if done.rowcount == 0:
+        conn.execute(insert(t).values(sender_key=sender_key, kind=kind, **values))
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    done = conn.execute(update(schema.meta).where(schema.meta.c.key == key).values(value=value))
+    if done.rowcount == 0:
+        conn.execute(insert(schema.meta).values(key=key, value=value))

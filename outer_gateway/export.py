@@ -1,0 +1,73 @@
+"""Export: build one sealed, signed secrets bundle per agent from the gateway's store."""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+
+from outer_gateway.store import Agent, GatewayStore
+from relay.bundle.envelope import parse_envelope
+from relay.bundle.payload import SecretsPayload
+from relay.bundle.seal import bundle_file_name, seal_bundle
+from relay.errors import TOO_LARGE, UsageError
+from relay.home import Home
+from relay.paths import grant_matcher
+
+
+@dataclass(frozen=True)
+class ExportedBundle:
+    """One bundle ready to be written."""
+
+    agent: str
+    name: str
+    data: bytes
+    seq: int
+    secrets: int
+    tombstones: int
+
+
+def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
+    """The named agent, or every agent that has at least one grant."""
+    if only is not None:
+        return [store.agent(only)]
+    granted = {agent for agent, _ in store.grants()}
+    return [a for a in store.agents() if a.identity.name in granted]
+
+
+def build_bundle(
+    home: Home, store: GatewayStore, agent: Agent, now: int, valid_for: int, audit_ack: int = 0
+) -> ExportedBundle:
+    """The full-state secrets bundle for ``agent``: its granted secrets and tombstones."""
+    name = agent.identity.name
+    matcher = grant_matcher([pattern for _, pattern in store.grants(name)])
+    secrets: list[tuple[str, int, str, int | None]] = []
+    tombstones: list[tuple[str, int]] = []
+    if matcher is not None:
+        for path, version, value, expires_at, deleted in store.all_rows():
+            if not matcher.fullmatch(path):
+                continue
+            if deleted or value is None:
+                tombstones.append((path, version))
+            else:
+                encoded = binascii.b2a_base64(value, newline=False).decode("ascii")
+                secrets.append((path, version, encoded, expires_at))
+    plaintext = SecretsPayload(secrets, tombstones, audit_ack).encode()
+    cap = int(home.config.get("limits.max_bundle_bytes"))
+    if len(plaintext) > cap:
+        raise UsageError(
+            f"the bundle for {name} would be {len(plaintext)} bytes, over limits.max_bundle_bytes",
+            code=TOO_LARGE,
+        )
+    seq = store.next_seq(name, now)
+    data = seal_bundle(
+        kind="secrets",
+        sender=home.identity,
+        keys=home.secrets.keys,
+        recipient=agent.identity,
+        seq=seq,
+        created=now,
+        expires=now + valid_for,
+        plaintext=plaintext,
+    )
+    header = parse_envelope(data).header
+    return ExportedBundle(name, bundle_file_name(header), data, seq, len(secrets), len(tombstones))

@@ -1,0 +1,56 @@
+"""The gateway store's tables (SQLAlchemy Core): SQLCipher by default, PostgreSQL for a fleet."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("key_id", String(16), nullable=False, unique=True),
+    Column("sign_public", LargeBinary, nullable=False),
+    Column("box_public", LargeBinary, nullable=False),
+    Column("enrolled_at", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False, default=0),
+    Column("last_export", BigInteger),
+)
+
+# The current version of each secret; a removed secret stays as a tombstone (deleted, no value).
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("path", String(256), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("value", LargeBinary),
+    Column("expires_at", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("agent", String(63), ForeignKey("agents.name", ondelete="CASCADE"), primary_key=True),
+    Column("pattern", String(256), primary_key=True),
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

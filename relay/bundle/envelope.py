@@ -1,0 +1,162 @@
+"""The bundle envelope: encode and parse, without judging trust.
+
+Layout (all integers big-endian)::
+
+    offset      size  field
+    0           8     magic  b"RELAYBv1"
+    8           4     H: header length, 2 <= H <= MAX_HEADER_BYTES
+    12          H     header: canonical JSON object (see HEADER_FIELDS)
+    12+H        64    Ed25519 signature over SIGNING_CONTEXT || bytes[0 : 12+H]
+    76+H        P     payload: 24-byte nonce || NaCl box ciphertext, P = header["payload_len"]
+
+The file is exactly ``76 + H + P`` bytes. The header binds the payload by length and SHA-256.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from relay import crypto
+from relay.canonical import canonical_json, parse_canonical
+from relay.errors import MALFORMED, BundleRejected
+
+MAGIC = b"RELAYBv1"
+VERSION = 1
+SIGNING_CONTEXT = b"relay-bundle-v1\x00"
+MAX_HEADER_BYTES = 64 * 1024
+PREFIX_BYTES = len(MAGIC) + 4
+KINDS = ("secrets", "audit")
+
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+MAX_INT = 2**53 - 1  # exact in every JSON implementation
+
+HEADER_FIELDS: dict[str, Any] = {
+    "v": int,
+    "kind": str,
+    "sender": str,
+    "sender_key": str,
+    "recipient": str,
+    "recipient_key": str,
+    "seq": int,
+    "created": int,
+    "expires": int,
+    "payload_len": int,
+    "payload_sha256": str,
+}
+
+
+@dataclass(frozen=True)
+class Header:
+    """The signed header of a bundle."""
+
+    kind: str
+    sender: str
+    sender_key: str
+    recipient: str
+    recipient_key: str
+    seq: int
+    created: int
+    expires: int
+    payload_len: int
+    payload_sha256: str
+    v: int = VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in HEADER_FIELDS}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed, not yet verified, bundle."""
+
+    header: Header
+    signed: bytes  # magic, length and header bytes: what the signature covers (with context)
+    signature: bytes
+    payload: bytes
+
+    @property
+    def bundle_id(self) -> str:
+        """SHA-256 of the signed bytes: names this exact signed bundle (hex)."""
+        return crypto.sha256(self.signed).hex()
+
+
+def encode_envelope(header: Header, signature: bytes, payload: bytes) -> bytes:
+    """The bundle bytes for an already signed header."""
+    return signed_prefix(header) + signature + payload
+
+
+def signed_prefix(header: Header) -> bytes:
+    """Magic, header length and canonical header: the bytes the signature covers."""
+    body = canonical_json(header.to_json())
+    if len(body) > MAX_HEADER_BYTES:
+        raise ValueError("header too large")
+    return MAGIC + struct.pack(">I", len(body)) + body
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Split ``data`` into its parts and check the header's syntax; ``malformed`` otherwise."""
+    if len(data) < PREFIX_BYTES:
+        raise _malformed("shorter than the fixed prefix (empty or truncated)")
+    if data[: len(MAGIC)] != MAGIC:
+        raise _malformed("not a relay bundle v1 (bad magic)")
+    (header_len,) = struct.unpack(">I", data[len(MAGIC) : PREFIX_BYTES])
+    if not 2 <= header_len <= MAX_HEADER_BYTES:
+        raise _malformed("header length out of range")
+    header_end = PREFIX_BYTES + header_len
+    if len(data) < header_end + crypto.SIGNATURE_BYTES:
+        raise _malformed("truncated in the header or signature")
+    header = parse_header(data[PREFIX_BYTES:header_end])
+    expected = header_end + crypto.SIGNATURE_BYTES + header.payload_len
+    if len(data) != expected:
+        raise _malformed(f"file is {len(data)} bytes, header declares {expected} (truncated?)")
+    return Envelope(
+        header=header,
+        signed=data[:header_end],
+        signature=data[header_end : header_end + crypto.SIGNATURE_BYTES],
+        payload=data[header_end + crypto.SIGNATURE_BYTES :],
+    )
+
+
+def parse_header(body: bytes) -> Header:
+    """Parse canonical header JSON strictly: exact field set, types and ranges."""
+    try:
+        raw = parse_canonical(body)
+    except ValueError:
+        raise _malformed("header is not canonical JSON") from None
+    if not isinstance(raw, dict) or set(raw) != set(HEADER_FIELDS):
+        raise _malformed("header fields are not those of v1")
+    for name, kind in HEADER_FIELDS.items():
+        value = raw[name]
+        if type(value) is not kind:  # bool is not an int here
+            raise _malformed(f"header field {name} has the wrong type")
+        if kind is int and not 0 <= value <= MAX_INT:
+            raise _malformed(f"header field {name} is out of range")
+    header = Header(**raw)
+    _check_header_values(header)
+    return header
+
+
+def _check_header_values(h: Header) -> None:
+    if h.v != VERSION:
+        raise _malformed(f"unsupported version {h.v}")
+    if h.kind not in KINDS:
+        raise _malformed(f"unknown kind {h.kind!r}")
+    if not (_NAME.match(h.sender) and _NAME.match(h.recipient)):
+        raise _malformed("bad sender or recipient name")
+    if not (_HEX16.match(h.sender_key) and _HEX16.match(h.recipient_key)):
+        raise _malformed("bad key id")
+    if not _HEX64.match(h.payload_sha256):
+        raise _malformed("bad payload hash")
+    if h.seq < 1 or h.expires < h.created:
+        raise _malformed("bad seq or validity window")
+    if h.payload_len < crypto.BOX_NONCE_BYTES + crypto.BOX_OVERHEAD:
+        raise _malformed("payload too short to be sealed")
+
+
+def _malformed(message: str) -> BundleRejected:
+    return BundleRejected(message, code=MALFORMED)

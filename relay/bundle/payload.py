@@ -1,0 +1,111 @@
+"""The payload of the secret stream (kind ``secrets``), before sealing.
+
+JSON object (UTF-8), version 1::
+
+    {"v": 1,
+     "state": "full",                       # the complete set granted to the recipient
+     "secrets": [[PATH, VERSION, VALUE_B64, EXPIRES_OR_NULL], ...],
+     "tombstones": [[PATH, VERSION], ...],  # removed at the gateway: delete on arrival
+     "ack": {"audit_seq": N}}               # audit records the gateway holds (return stream)
+
+Rows are arrays, not objects, to keep 100k-secret bundles compact and quick to parse. ``state``
+``full`` means: after applying, the recipient holds exactly ``secrets`` (anything else is removed).
+Unknown top-level keys are ignored (room for later kinds: policies, rotation), so an older agent
+can apply a newer gateway's bundle; unknown row shapes are ``malformed``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from relay.errors import MALFORMED, BundleRejected
+from relay.paths import is_valid_path
+
+PAYLOAD_VERSION = 1
+SecretRow = tuple[str, int, str, int | None]  # path, version, value (base64), expires
+TombstoneRow = tuple[str, int]
+
+
+@dataclass
+class SecretsPayload:
+    """A decoded secret-stream payload; values stay base64 until a row is really written."""
+
+    secrets: list[SecretRow]
+    tombstones: list[TombstoneRow] = field(default_factory=list)
+    audit_ack: int = 0
+
+    def encode(self) -> bytes:
+        """The JSON bytes to seal."""
+        doc = {
+            "v": PAYLOAD_VERSION,
+            "state": "full",
+            "secrets": self.secrets,
+            "tombstones": self.tombstones,
+            "ack": {"audit_seq": self.audit_ack},
+        }
+        return json.dumps(doc, separators=(",", ":")).encode("utf-8")
+
+
+def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int) -> SecretsPayload:
+    """Parse and validate a decrypted payload; ``malformed`` on anything unexpected."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        raise _malformed("payload is not JSON") from None
+    if not isinstance(doc, dict) or doc.get("v") != PAYLOAD_VERSION or doc.get("state") != "full":
+        raise _malformed("payload is not a v1 full-state document")
+    secrets = doc.get("secrets")
+    tombstones = doc.get("tombstones", [])
+    ack = doc.get("ack", {})
+    if not isinstance(secrets, list) or not isinstance(tombstones, list):
+        raise _malformed("payload lists are missing")
+    if len(secrets) + len(tombstones) > max_entries:
+        raise _malformed(f"more than {max_entries} entries")
+    max_b64 = 4 * ((max_secret_bytes + 2) // 3)
+    rows = [_secret_row(row, max_b64) for row in secrets]
+    dead = [_tombstone_row(row) for row in tombstones]
+    if len({r[0] for r in rows}) != len(rows):
+        raise _malformed("a path appears twice")
+    audit_seq = ack.get("audit_seq", 0) if isinstance(ack, dict) else None
+    if type(audit_seq) is not int or audit_seq < 0:
+        raise _malformed("bad acknowledgement")
+    return SecretsPayload(rows, dead, audit_seq)
+
+
+def decode_value(value_b64: str) -> bytes:
+    """A row's value as bytes; ``malformed`` if the base64 is bad."""
+    try:
+        return binascii.a2b_base64(value_b64, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise _malformed("a value is not valid base64") from None
+
+
+def _secret_row(row: Any, max_b64: int) -> SecretRow:
+    if not (isinstance(row, list) and len(row) == 4):
+        raise _malformed("a secret row is not [path, version, value, expires]")
+    path, version, value, expires = row
+    if not (isinstance(path, str) and is_valid_path(path)):
+        raise _malformed("a secret row has a bad path")
+    if type(version) is not int or version < 1:
+        raise _malformed("a secret row has a bad version")
+    if not isinstance(value, str) or len(value) > max_b64:
+        raise _malformed("a secret value is missing or over the size cap")
+    if expires is not None and (type(expires) is not int or expires < 0):
+        raise _malformed("a secret row has a bad expiry")
+    return (path, version, value, expires)
+
+
+def _tombstone_row(row: Any) -> TombstoneRow:
+    if not (isinstance(row, list) and len(row) == 2):
+        raise _malformed("a tombstone row is not [path, version]")
+    path, version = row
+    if not (isinstance(path, str) and is_valid_path(path)) or type(version) is not int:
+        raise _malformed("a tombstone row is bad")
+    return (path, version)
+
+
+def _malformed(message: str) -> BundleRejected:
+    return BundleRejected(message, code=MALFORMED)

@@ -1,0 +1,230 @@
+"""``relay agent …``: the isolated side."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from relay.cli.common import (
+    config_group,
+    echo_json,
+    echo_table,
+    format_time,
+    home_option,
+    json_option,
+    make_transport_options,
+    now,
+    transport_options,
+)
+from relay.home import Home
+
+if TYPE_CHECKING:
+    from inner_agent.importer import Outcome
+    from inner_agent.store import AgentStore
+
+
+@click.group()
+def agent() -> None:
+    """The inner agent: import bundles, keep secrets encrypted, serve them."""
+
+
+agent.add_command(config_group("agent"))
+
+
+def _open(home: Path) -> tuple[Home, AgentStore]:
+    from inner_agent.store import AgentStore
+
+    opened = Home.open(home, "agent")
+    return opened, AgentStore.open(opened)
+
+
+@agent.command()
+@home_option
+@click.option("--name", required=True, help="This agent's name (a-z, 0-9, . _ -).")
+@click.option(
+    "--request-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the enrollment request for the gateway.",
+)
+def init(home: Path, name: str, request_out: Path) -> None:
+    """Create an agent home and its enrollment request."""
+    from inner_agent.store import AgentStore
+    from relay.transport.folder import write_atomic
+
+    created = Home.create(home, "agent", name)
+    AgentStore.open(created).close()
+    document = created.identity.to_document(created.secrets.keys)
+    write_atomic(request_out.parent, request_out.name, document, mode=0o644)
+    click.echo(f"agent {name} initialised in {home}")
+    click.echo(f"enrollment request: {request_out}")
+    click.echo(f"fingerprint: {created.identity.fingerprint}")
+
+
+@agent.command()
+@home_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+def request(home: Path, out: Path) -> None:
+    """Write the enrollment request again."""
+    from relay.transport.folder import write_atomic
+
+    opened = Home.open(home, "agent")
+    write_atomic(out.parent, out.name, opened.identity.to_document(opened.secrets.keys), 0o644)
+    click.echo(f"wrote {out}")
+    click.echo(f"fingerprint: {opened.identity.fingerprint}")
+
+
+@agent.command()
+@home_option
+@click.argument("identity_file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--replace", is_flag=True, help="Replace a gateway trusted before.")
+def trust(home: Path, identity_file: Path, replace: bool) -> None:
+    """Pin the gateway whose public identity file is IDENTITY_FILE."""
+    from relay.identity import read_identity_file
+
+    gateway = read_identity_file(identity_file, "gateway")
+    _, store = _open(home)
+    new = store.trust(gateway, now(), replace=replace)
+    click.echo(f"{'trusting' if new else 'already trusting'}: gateway {gateway.name}")
+    click.echo(f"fingerprint: {gateway.fingerprint}  (compare with the gateway's, out of band)")
+
+
+@agent.command("import")
+@home_option
+@json_option
+@transport_options
+@click.option(
+    "--delete-after-import",
+    is_flag=True,
+    help="Remove each applied or duplicate file from the source.",
+)
+@click.argument("locations", nargs=-1, required=True)
+def import_(
+    home: Path,
+    locations: tuple[str, ...],
+    as_json: bool,
+    identity_file: Path | None,
+    known_hosts: Path | None,
+    delete_after_import: bool,
+) -> None:
+    """Verify and apply bundles from files, folders or sftp:// URLs."""
+    from inner_agent.importer import AgentImporter
+
+    opened, store = _open(home)
+    importer = AgentImporter(opened, store, now)
+    options = make_transport_options(opened, identity_file, known_hosts, delete_after_import)
+    outcomes: list[Outcome] = []
+    for location in locations:
+        outcomes.extend(importer.import_location(location, options))
+    _report(outcomes, as_json)
+    if any(o.status == "rejected" for o in outcomes):
+        sys.exit(1)
+
+
+def _report(outcomes: list[Outcome], as_json: bool) -> None:
+    if as_json:
+        echo_json([_outcome_json(o) for o in outcomes])
+    for o in outcomes:
+        if o.status == "rejected":
+            click.echo(f"relay: rejected: {o.name}: {o.code}: {o.message}", err=True)
+        elif not as_json and o.status == "applied" and o.result is not None:
+            r = o.result
+            click.echo(
+                f"applied {o.name}: seq {r.seq}, {r.written} written, "
+                f"{r.removed} removed, {r.unchanged} unchanged"
+            )
+        elif not as_json and o.status == "duplicate":
+            click.echo(f"skipped {o.name}: duplicate (already applied)")
+    if not outcomes and not as_json:
+        click.echo("no bundles found", err=True)
+
+
+def _outcome_json(o: Outcome) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "file": o.name,
+        "status": o.status,
+        "code": o.code,
+        "message": o.message,
+        "seq": o.seq,
+    }
+    if o.result is not None:
+        doc.update(written=o.result.written, removed=o.result.removed, unchanged=o.result.unchanged)
+    if o.quarantined:
+        doc["quarantined"] = o.quarantined
+    return doc
+
+
+@agent.command()
+@home_option
+@click.argument("path")
+def get(home: Path, path: str) -> None:
+    """Print the value of PATH and a newline (nothing else on stdout)."""
+    from inner_agent.lookup import read_secret
+
+    secret = read_secret(Home.open(home, "agent"), path, now())
+    out = sys.stdout.buffer
+    out.write(secret.value + b"\n")
+    out.flush()
+
+
+@agent.group()
+def secret() -> None:
+    """Inspect the secrets this agent holds (metadata only)."""
+
+
+@secret.command("list")
+@home_option
+@json_option
+def secret_list(home: Path, as_json: bool) -> None:
+    """List secrets: path, version, expiry, size; never values."""
+    _, store = _open(home)
+    items = store.list_secrets()
+    if as_json:
+        echo_json(
+            [
+                {
+                    "path": s.path,
+                    "version": s.version,
+                    "expires_at": s.expires_at,
+                    "updated_at": s.updated_at,
+                    "size": s.size,
+                    "expired": s.expires_at is not None and s.expires_at <= now(),
+                }
+                for s in items
+            ]
+        )
+        return
+    echo_table(
+        ("PATH", "VERSION", "EXPIRES", "UPDATED", "SIZE"),
+        [
+            (s.path, s.version, format_time(s.expires_at), format_time(s.updated_at), s.size)
+            for s in items
+        ],
+    )
+
+
+@agent.command()
+@home_option
+@json_option
+def status(home: Path, as_json: bool) -> None:
+    """This agent's name, trusted gateway, secrets and last import."""
+    opened, store = _open(home)
+    gateways = list(store.trusted_senders().values())
+    last = store.get_meta("last_import")
+    doc: dict[str, Any] = {
+        "name": opened.identity.name,
+        "fingerprint": opened.identity.fingerprint,
+        "gateway": gateways[0].name if gateways else None,
+        "gateway_fingerprint": gateways[0].fingerprint if gateways else None,
+        "secrets": store.count_secrets(),
+        "last_import": int(last) if last else None,
+    }
+    if as_json:
+        echo_json(doc)
+        return
+    for key, value in doc.items():
+        shown = format_time(value) if key == "last_import" else value
+        click.echo(f"{key}: {'-' if shown is None else shown}")

@@ -1,0 +1,174 @@
+"""Pieces every ``relay`` command shares: the home option, output helpers and the config group."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from relay.durations import parse_duration
+from relay.errors import UsageError
+from relay.home import Home
+from relay.transport import TransportOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def home_option(func: F) -> F:
+    """``--home DIR`` (or ``RELAY_HOME``): the private folder of this gateway or agent."""
+    return click.option(
+        "--home",
+        "home",
+        envvar="RELAY_HOME",
+        required=True,
+        type=click.Path(path_type=Path, file_okay=False),
+        help="The home folder (or RELAY_HOME).",
+    )(func)
+
+
+def json_option(func: F) -> F:
+    """``--json``: machine-readable output instead of a table."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
+
+
+def transport_options(func: F) -> F:
+    """``--identity-file`` and ``--known-hosts`` for ``sftp://`` locations."""
+    func = click.option(
+        "--known-hosts",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Known-hosts file pinning the SFTP server's host key.",
+    )(func)
+    return click.option(
+        "--identity-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Private key for the SFTP login.",
+    )(func)
+
+
+def make_transport_options(
+    home: Home | None,
+    identity_file: Path | None,
+    known_hosts: Path | None,
+    delete_after_import: bool = False,
+) -> TransportOptions:
+    """Transport options from flags, falling back to the home's ``sftp.*`` settings."""
+    if home is not None:
+        identity_file = identity_file or _setting_path(home, "sftp.identity_file")
+        known_hosts = known_hosts or _setting_path(home, "sftp.known_hosts")
+    return TransportOptions(
+        identity_file=identity_file,
+        known_hosts=known_hosts,
+        delete_after_import=delete_after_import,
+    )
+
+
+def _setting_path(home: Home, key: str) -> Path | None:
+    from relay.config import SETTINGS
+
+    if key not in SETTINGS:
+        return None
+    value = home.config.get(key)
+    return Path(value) if value else None
+
+
+def now() -> int:
+    """The current UTC time in whole seconds."""
+    return int(time.time())
+
+
+def duration(text: str | None, default: str) -> int:
+    """Seconds of ``text`` (or of ``default``)."""
+    return parse_duration(text if text is not None else default)
+
+
+def echo_json(value: Any) -> None:
+    """Print ``value`` as one JSON document."""
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a plain aligned table (no colours: output is often piped)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def format_time(epoch: int | None) -> str:
+    """RFC 3339 UTC text of ``epoch`` ("-" for none)."""
+    if epoch is None:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def config_group(side: str) -> click.Group:
+    """``relay SIDE config set|get|unset|show`` over the home's ``relay.toml``."""
+
+    @click.group("config")
+    def group() -> None:
+        """Read and change this home's settings (relay.toml)."""
+
+    @group.command("set")
+    @home_option
+    @click.argument("key")
+    @click.argument("value")
+    def set_(home: Path, key: str, value: str) -> None:
+        """Set KEY to VALUE."""
+        parsed = Home.open(home, side).config.set(key, value)
+        click.echo(f"{key} = {parsed!r}")
+
+    @group.command("get")
+    @home_option
+    @click.argument("key")
+    def get(home: Path, key: str) -> None:
+        """Print the value of KEY."""
+        click.echo(Home.open(home, side).config.get(key))
+
+    @group.command("unset")
+    @home_option
+    @click.argument("key")
+    def unset(home: Path, key: str) -> None:
+        """Return KEY to its default."""
+        Home.open(home, side).config.unset(key)
+
+    @group.command("show")
+    @home_option
+    @json_option
+    def show(home: Path, as_json: bool) -> None:
+        """Print every setting, marking defaults."""
+        items = Home.open(home, side).config.items()
+        if as_json:
+            echo_json({key: value for key, value, _ in items})
+            return
+        for key, value, is_default in items:
+            click.echo(f"{key} = {value!r}{'  (default)' if is_default else ''}")
+
+    return group
+
+
+def read_value(value_file: Path | None, from_stdin: bool, raw: bool, cap: int) -> bytes:
+    """A secret value from a file or stdin (never argv); one trailing newline is dropped unless
+    ``raw``."""
+    if (value_file is None) == (not from_stdin):
+        raise UsageError("give the value with --value-file FILE or '-' for stdin", code="usage")
+    if value_file is not None:
+        from relay.transport.folder import read_capped
+
+        try:
+            data = read_capped(value_file, cap)
+        except OSError as exc:
+            raise UsageError(f"cannot read {value_file}: {exc.strerror}", code="usage") from None
+    else:
+        data = sys.stdin.buffer.read(cap + 2)
+    if not raw:
+        data = data.removesuffix(b"\n").removesuffix(b"\r")
+    if len(data) > cap:
+        raise UsageError(f"the value is over limits.max_secret_bytes ({cap})", code="too_large")
+    if not data:
+        raise UsageError("the value is empty", code="empty_value")
+    return data

@@ -1,0 +1,319 @@
+"""``relay gateway …``: the connected side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from relay.cli.common import (
+    config_group,
+    duration,
+    echo_json,
+    echo_table,
+    format_time,
+    home_option,
+    json_option,
+    make_transport_options,
+    now,
+    read_value,
+    transport_options,
+)
+from relay.home import Home
+from relay.identity import read_identity_file
+from relay.paths import check_path, check_pattern
+
+if TYPE_CHECKING:
+    from outer_gateway.store import GatewayStore
+
+
+@click.group()
+def gateway() -> None:
+    """The outer gateway: secrets, enrolled agents, grants and export."""
+
+
+gateway.add_command(config_group("gateway"))
+
+
+def _open(home: Path) -> tuple[Home, GatewayStore]:
+    from outer_gateway.store import GatewayStore
+
+    opened = Home.open(home, "gateway")
+    return opened, GatewayStore.open(opened)
+
+
+@gateway.command()
+@home_option
+@click.option("--name", required=True, help="This gateway's name (a-z, 0-9, . _ -).")
+def init(home: Path, name: str) -> None:
+    """Create a gateway home: keys, encrypted store, settings."""
+    from outer_gateway.store import GatewayStore
+
+    created = Home.create(home, "gateway", name)
+    GatewayStore.open(created).close()
+    click.echo(f"gateway {name} initialised in {home}")
+    click.echo(f"fingerprint: {created.identity.fingerprint}")
+
+
+@gateway.command()
+@home_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to write the public identity file.",
+)
+def identity(home: Path, out: Path) -> None:
+    """Write this gateway's public identity file, to carry to the agents."""
+    from relay.transport.folder import write_atomic
+
+    opened = Home.open(home, "gateway")
+    document = opened.identity.to_document(opened.secrets.keys)
+    write_atomic(out.parent, out.name, document, mode=0o644)
+    click.echo(f"wrote {out}")
+    click.echo(f"fingerprint: {opened.identity.fingerprint}")
+
+
+@gateway.command()
+@home_option
+@json_option
+@click.argument("request_file", type=click.Path(path_type=Path, dir_okay=False))
+def enroll(home: Path, request_file: Path, as_json: bool) -> None:
+    """Enroll an agent from its enrollment request file."""
+    request = read_identity_file(request_file, "agent")
+    _, store = _open(home)
+    new = store.enroll(request, now())
+    if as_json:
+        echo_json({"agent": request.name, "fingerprint": request.fingerprint, "new": new})
+        return
+    click.echo(f"{'enrolled' if new else 'already enrolled'}: agent {request.name}")
+    click.echo(f"fingerprint: {request.fingerprint}  (compare with the agent's, out of band)")
+
+
+@gateway.command()
+@home_option
+@json_option
+def agents(home: Path, as_json: bool) -> None:
+    """List enrolled agents."""
+    _, store = _open(home)
+    listed = store.agents()
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": a.identity.name,
+                    "fingerprint": a.identity.fingerprint,
+                    "key_id": a.identity.key_id,
+                    "enrolled_at": a.enrolled_at,
+                    "last_seq": a.last_seq,
+                    "last_export": a.last_export,
+                }
+                for a in listed
+            ]
+        )
+        return
+    echo_table(
+        ("NAME", "FINGERPRINT", "LAST SEQ", "LAST EXPORT"),
+        [
+            (a.identity.name, a.identity.fingerprint, a.last_seq, format_time(a.last_export))
+            for a in listed
+        ],
+    )
+
+
+@gateway.group()
+def secret() -> None:
+    """Manage the secrets the gateway holds."""
+
+
+@secret.command("put")
+@home_option
+@click.argument("path")
+@click.argument("stdin", required=False, metavar="[-]")
+@click.option(
+    "--value-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read the value from this file.",
+)
+@click.option("--ttl", help="Expire the secret this long from now (e.g. 24h).")
+@click.option("--raw", is_flag=True, help="Keep a trailing newline in the value.")
+def secret_put(
+    home: Path, path: str, stdin: str | None, value_file: Path | None, ttl: str | None, raw: bool
+) -> None:
+    """Store a new version of PATH from --value-file or '-' (stdin)."""
+    if stdin not in (None, "-"):
+        raise click.UsageError(
+            "the value is never given on the command line: use - or --value-file"
+        )
+    check_path(path)
+    opened, store = _open(home)
+    cap = int(opened.config.get("limits.max_secret_bytes"))
+    value = read_value(value_file, stdin == "-", raw, cap)
+    expires = now() + duration(ttl, "") if ttl else None
+    version = store.put_secret(path, value, expires, now())
+    click.echo(
+        f"stored {path} version {version}"
+        + (f", expires {format_time(expires)}" if expires else "")
+    )
+
+
+@secret.command("import")
+@home_option
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--ttl", help="Expire the imported secrets this long from now.")
+def secret_import(home: Path, file: Path, ttl: str | None) -> None:
+    """Bulk import from a JSON object or a .env file of path -> value."""
+    from outer_gateway.secret_files import parse_secret_file
+    from relay.errors import UsageError
+    from relay.transport.folder import read_capped
+
+    opened, store = _open(home)
+    data = read_capped(file, int(opened.config.get("limits.max_bundle_bytes")))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{file} is not UTF-8 text", code="bad_file") from None
+    values = parse_secret_file(text)
+    cap = int(opened.config.get("limits.max_secret_bytes"))
+    for path, value in values.items():
+        if len(value) > cap:
+            raise UsageError(
+                f"the value of {path} is over limits.max_secret_bytes", code="too_large"
+            )
+    expires = now() + duration(ttl, "") if ttl else None
+    written, same = store.import_secrets(values, expires, now())
+    click.echo(f"imported {len(values)} secrets: {written} new or changed, {same} unchanged")
+
+
+@secret.command("list")
+@home_option
+@json_option
+@click.option("--all", "include_deleted", is_flag=True, help="Include removed secrets.")
+def secret_list(home: Path, as_json: bool, include_deleted: bool) -> None:
+    """List secrets: metadata only, never values."""
+    _, store = _open(home)
+    items = store.list_secrets(include_deleted)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "path": s.path,
+                    "version": s.version,
+                    "expires_at": s.expires_at,
+                    "updated_at": s.updated_at,
+                    "deleted": s.deleted,
+                }
+                for s in items
+            ]
+        )
+        return
+    echo_table(
+        ("PATH", "VERSION", "EXPIRES", "UPDATED", "STATE"),
+        [
+            (
+                s.path,
+                s.version,
+                format_time(s.expires_at),
+                format_time(s.updated_at),
+                "removed" if s.deleted else "active",
+            )
+            for s in items
+        ],
+    )
+
+
+@secret.command("rm")
+@home_option
+@click.argument("path")
+def secret_rm(home: Path, path: str) -> None:
+    """Remove PATH; the removal reaches agents as a tombstone in their next bundle."""
+    _, store = _open(home)
+    version = store.remove_secret(check_path(path), now())
+    click.echo(f"removed {path} (tombstone version {version})")
+
+
+@gateway.command()
+@home_option
+@click.argument("agent")
+@click.argument("pattern")
+def grant(home: Path, agent: str, pattern: str) -> None:
+    """Let AGENT receive the secrets whose paths match PATTERN (e.g. 'db/plant7/*')."""
+    _, store = _open(home)
+    new = store.grant(agent, check_pattern(pattern))
+    click.echo(f"{'granted' if new else 'already granted'}: {agent} {pattern}")
+
+
+@gateway.command()
+@home_option
+@click.argument("agent")
+@click.argument("pattern")
+def revoke(home: Path, agent: str, pattern: str) -> None:
+    """Remove a grant; the agent drops those secrets on its next bundle."""
+    _, store = _open(home)
+    store.revoke(agent, pattern)
+    click.echo(f"revoked: {agent} {pattern}")
+
+
+@gateway.command()
+@home_option
+@json_option
+@click.option("--agent", help="Only this agent's grants.")
+def grants(home: Path, as_json: bool, agent: str | None) -> None:
+    """List grants."""
+    _, store = _open(home)
+    rows = store.grants(agent)
+    if as_json:
+        echo_json([{"agent": a, "pattern": p} for a, p in rows])
+        return
+    echo_table(("AGENT", "PATTERN"), rows)
+
+
+@gateway.command()
+@home_option
+@json_option
+@transport_options
+@click.option("--to", "to", required=True, help="Folder, sftp://… or udp://… destination.")
+@click.option("--agent", help="Only this agent (default: every agent with grants).")
+@click.option("--valid-for", help="How long the bundles stay valid (default export.valid_for).")
+def export(
+    home: Path,
+    as_json: bool,
+    to: str,
+    agent: str | None,
+    valid_for: str | None,
+    identity_file: Path | None,
+    known_hosts: Path | None,
+) -> None:
+    """Write one sealed bundle per agent to --to, and print where they went."""
+    from outer_gateway.export import agents_to_export, build_bundle
+    from relay.transport import open_destination
+
+    opened, store = _open(home)
+    validity = duration(valid_for, str(opened.config.get("export.valid_for")))
+    options = make_transport_options(opened, identity_file, known_hosts)
+    written = []
+    destination = open_destination(to, options)
+    try:
+        for target in agents_to_export(store, agent):
+            bundle = build_bundle(opened, store, target, now(), validity)
+            where = destination.put(bundle.name, bundle.data)
+            written.append(
+                {
+                    "agent": bundle.agent,
+                    "path": where,
+                    "seq": bundle.seq,
+                    "secrets": bundle.secrets,
+                    "tombstones": bundle.tombstones,
+                    "bytes": len(bundle.data),
+                }
+            )
+    finally:
+        destination.close()
+    if as_json:
+        echo_json(written)
+        return
+    if not written:
+        click.echo("nothing to export: no agent has grants", err=True)
+    for item in written:
+        click.echo(item["path"])

@@ -1,0 +1,98 @@
+"""Opening stores: SQLAlchemy engines on SQLCipher (embedded) or PostgreSQL (a gateway fleet).
+
+SQLCipher is opened with a raw 256-bit key (``PRAGMA key = "x'…'"``), so no PBKDF2 runs at open
+and ``relay agent get`` stays fast. Transactions on SQLite are explicit: reads begin ``DEFERRED``,
+writes ``IMMEDIATE`` (so two importers serialise instead of failing at commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from relay.errors import UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+BUSY_TIMEOUT_MS = 15000
+
+
+def sqlcipher_engine(path: Path, key: bytes) -> Engine:
+    """An engine on the SQLCipher file ``path``, created 0600 if missing."""
+    from sqlalchemy import URL, create_engine, event
+    from sqlalchemy.exc import DatabaseError
+
+    if not path.exists():
+        path.touch(mode=0o600)
+    url = URL.create("sqlite+pysqlcipher", password=f"x'{key.hex()}'", database=str(path))
+    engine = create_engine(url, poolclass=_pool_class())
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        for pragma in (
+            f"busy_timeout = {BUSY_TIMEOUT_MS}",
+            "journal_mode = WAL",
+            "synchronous = NORMAL",
+            "secure_delete = ON",
+            "foreign_keys = ON",
+        ):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("relay_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")
+    except DatabaseError:
+        engine.dispose()
+        raise UsageError(
+            f"{path} cannot be opened with this home's key (wrong key or not a relay store)",
+            code="bad_store",
+        ) from None
+    return engine
+
+
+def server_engine(url: str) -> Engine:
+    """An engine on a database server (PostgreSQL), for a gateway fleet."""
+    from sqlalchemy import create_engine
+
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _pool_class() -> Any:
+    from sqlalchemy.pool import QueuePool
+
+    return QueuePool
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in a write transaction: committed on success, rolled back on error."""
+    with engine.connect() as plain:
+        conn = plain.execution_options(relay_write=True)
+        with conn.begin():
+            yield conn
+
+
+def bulk_execute(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run one parameterised statement for many rows, as close to the driver as possible.
+
+    ``sql`` uses ``?`` placeholders. On SQLite this is the driver's own ``executemany`` in the
+    current transaction (several times faster than the generic path); elsewhere the placeholders
+    become the driver's paramstyle and SQLAlchemy's ``exec_driver_sql`` batches them.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.driver_connection
+        assert raw is not None  # noqa: S101 - an open connection always has one
+        raw.executemany(sql, rows)
+        return
+    conn.exec_driver_sql(sql.replace("?", "%s"), [tuple(r) for r in rows])

@@ -1,0 +1,206 @@
+"""A home: the private folder (0700) of one gateway or agent.
+
+Layout::
+
+    HOME/relay.toml       settings (``relay gateway|agent config``)
+    HOME/identity.key     private keys and the store key, JSON, 0600, optionally passphrase-wrapped
+    HOME/store.db         the SQLCipher store (plus -wal/-shm while open)
+    HOME/quarantine/      private copies of rejected bundles
+
+The key file holds the Ed25519 seed, the X25519 secret and the 32-byte SQLCipher key. With
+``RELAY_PASSPHRASE`` set at ``init`` they are wrapped with Argon2id; every later command then
+needs the same ``RELAY_PASSPHRASE``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from relay import crypto
+from relay.config import CONFIG_NAME, Config
+from relay.errors import UsageError
+from relay.identity import PublicIdentity, check_name, identity_of
+
+KEY_FILE = "identity.key"
+STORE_FILE = "store.db"
+QUARANTINE_DIR = "quarantine"
+PASSPHRASE_ENV = "RELAY_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What the key file protects."""
+
+    keys: crypto.KeyPair
+    store_key: bytes
+
+    def __repr__(self) -> str:
+        return "Secrets(<private>)"
+
+
+class Home:
+    """An initialised home of one side (``gateway`` or ``agent``)."""
+
+    def __init__(self, path: Path, side: str, identity: PublicIdentity) -> None:
+        self.path = path
+        self.side = side
+        self.identity = identity
+        self._secrets: Secrets | None = None
+        self._config: Config | None = None
+
+    # -- creation and opening ----------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: Path, side: str, name: str) -> Home:
+        """Initialise a new home; refuses (``already_initialized``) to overwrite one."""
+        check_name(name)
+        if (path / KEY_FILE).exists():
+            raise UsageError(f"{path} is already initialised", code="already_initialized")
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.chmod(0o700)
+        secrets = Secrets(crypto.generate_keypair(), crypto.random_bytes(32))
+        identity = identity_of(side, name, secrets.keys)
+        _write_key_file(path / KEY_FILE, side, name, secrets, os.environ.get(PASSPHRASE_ENV))
+        home = cls(path, side, identity)
+        home._secrets = secrets
+        return home
+
+    @classmethod
+    def open(cls, path: Path, side: str) -> Home:
+        """Open an existing home of ``side``; clear errors when it is missing or the other side."""
+        key_path = path / KEY_FILE
+        if not key_path.exists():
+            raise UsageError(
+                f"{path} is not an initialised {side} home (run `relay {side} init`)",
+                code="not_initialized",
+            )
+        doc = _read_key_file(key_path)
+        if doc["role"] != side:
+            raise UsageError(
+                f"{path} is a {doc['role']} home, not a {side} home", code="wrong_home"
+            )
+        identity = PublicIdentity(
+            side,
+            str(doc["name"]),
+            crypto.unb64(str(doc["sign_public"]), crypto.KEY_BYTES),
+            crypto.unb64(str(doc["box_public"]), crypto.KEY_BYTES),
+        )
+        home = cls(path, side, identity)
+        home._doc = doc
+        return home
+
+    # -- contents ----------------------------------------------------------------------------
+
+    @property
+    def store_path(self) -> Path:
+        return self.path / STORE_FILE
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self.path / QUARANTINE_DIR
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = Config(self.path / CONFIG_NAME, self.side)
+        return self._config
+
+    @property
+    def secrets(self) -> Secrets:
+        """The private keys and store key (asks for the passphrase when wrapped)."""
+        if self._secrets is None:
+            self._secrets = _unlock(self._doc)
+            if self._secrets.keys.sign_public != self.identity.sign_public:
+                raise UsageError("the key file is inconsistent", code="bad_key_file")
+        return self._secrets
+
+    _doc: dict[str, object]
+
+
+def _write_key_file(
+    path: Path, side: str, name: str, secrets: Secrets, passphrase: str | None
+) -> None:
+    from relay.transport.folder import write_atomic
+
+    inner = json.dumps(
+        {
+            "sign_seed": crypto.b64(secrets.keys.sign_seed),
+            "box_secret": crypto.b64(secrets.keys.box_secret),
+            "store_key": crypto.b64(secrets.store_key),
+        }
+    ).encode("ascii")
+    doc: dict[str, object] = {
+        "relay_key_file": 1,
+        "role": side,
+        "name": name,
+        "sign_public": crypto.b64(secrets.keys.sign_public),
+        "box_public": crypto.b64(secrets.keys.box_public),
+    }
+    if passphrase:
+        wrapped = crypto.wrap(inner, passphrase)
+        doc["protection"] = "argon2id"
+        doc["kdf"] = {
+            "salt": crypto.b64(wrapped.salt),
+            "opslimit": wrapped.opslimit,
+            "memlimit": wrapped.memlimit,
+        }
+        doc["private"] = crypto.b64(wrapped.sealed)
+    else:
+        doc["protection"] = "none"
+        doc["private"] = crypto.b64(inner)
+    write_atomic(path.parent, path.name, json.dumps(doc, indent=2).encode("ascii") + b"\n")
+
+
+def _read_key_file(path: Path) -> dict[str, object]:
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path} is not a regular file", code="bad_key_file")
+    if info.st_mode & 0o077:
+        raise UsageError(
+            f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):o}); "
+            "run chmod 600 on it",
+            code="unsafe_permissions",
+        )
+    try:
+        doc = json.loads(path.read_text(encoding="ascii"))
+        if doc.get("relay_key_file") != 1 or doc.get("role") not in ("gateway", "agent"):
+            raise ValueError
+    except (ValueError, AttributeError):
+        raise UsageError(f"{path} is not a relay key file", code="bad_key_file") from None
+    return dict(doc)
+
+
+def _unlock(doc: dict[str, object]) -> Secrets:
+    try:
+        sealed = crypto.unb64(str(doc["private"]))
+        if doc.get("protection") == "argon2id":
+            passphrase = os.environ.get(PASSPHRASE_ENV)
+            if not passphrase:
+                raise UsageError(
+                    f"this home's keys are passphrase-protected: set {PASSPHRASE_ENV}",
+                    code="passphrase_required",
+                )
+            kdf = doc["kdf"]
+            assert isinstance(kdf, dict)  # noqa: S101 - shape checked by the except below
+            wrapped = crypto.Wrapped(
+                crypto.unb64(kdf["salt"]), int(kdf["opslimit"]), int(kdf["memlimit"]), sealed
+            )
+            try:
+                sealed = crypto.unwrap(wrapped, passphrase)
+            except crypto.CryptoFailure:
+                raise UsageError("wrong passphrase", code="bad_passphrase") from None
+        inner = json.loads(sealed)
+        return Secrets(
+            crypto.KeyPair(
+                crypto.unb64(inner["sign_seed"], 32), crypto.unb64(inner["box_secret"], 32)
+            ),
+            crypto.unb64(inner["store_key"], 32),
+        )
+    except UsageError:
+        raise
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise UsageError("the key file is damaged", code="bad_key_file") from None
