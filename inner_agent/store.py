@@ -18,8 +18,8 @@ from inner_agent import schema
 from relay import crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
 from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
-from relay.db import bulk_execute, sqlcipher_engine, write_transaction
-from relay.errors import UsageError
+from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
+from relay.errors import MALFORMED, BundleRejected, UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity
 
@@ -29,7 +29,12 @@ _UPSERT = (
     "value = excluded.value, expires_at = excluded.expires_at, "
     "updated_at = excluded.updated_at, bundle_seq = excluded.bundle_seq"
 )
+_INSERT = (
+    "INSERT INTO secrets (path, version, value, expires_at, updated_at, bundle_seq) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 _DELETE = "DELETE FROM secrets WHERE path = ?"
+_VERSIONS = "SELECT path, version FROM secrets"
 
 
 @dataclass(frozen=True)
@@ -119,17 +124,29 @@ class AgentStore:
             payload = decode_secrets_payload(
                 open_payload(bundle, keys), limits["max_entries"], limits["max_secret_bytes"]
             )
-            current: dict[str, int] = dict(
-                conn.execute(select(schema.secrets.c.path, schema.secrets.c.version)).tuples().all()
-            )
+            # One driver-level read of (path, version); only rows whose version differs are
+            # base64-decoded and written, in one executemany.
+            current: dict[str, int] = dict(fetch_all(conn, _VERSIONS))
+            cap = limits["max_secret_bytes"]
+            seq = header.seq
+            get = current.get
             changed = [
-                (path, version, _value(value, limits["max_secret_bytes"]), expires, now, header.seq)
+                (path, version, _value(value, cap), expires, now, seq)
                 for path, version, value, expires in payload.secrets
-                if current.get(path) != version
+                if get(path) != version
             ]
-            keep = {row[0] for row in payload.secrets}
-            gone = [(path,) for path in current if path not in keep]
-            bulk_execute(conn, _UPSERT, changed)
+            # New paths are plain INSERTs (cheaper than an upsert), known ones upserts.
+            added = [row for row in changed if row[0] not in current]
+            updated = [row for row in changed if row[0] in current] if current else []
+            # Paths are unique in a payload: if as many of them are stored as the store holds,
+            # nothing is gone, and the set of kept paths need not be built.
+            if len(payload.secrets) - len(added) == len(current):
+                gone: list[tuple[str]] = []
+            else:
+                keep = {row[0] for row in payload.secrets}
+                gone = [(path,) for path in current if path not in keep]
+            bulk_execute(conn, _INSERT, added)
+            bulk_execute(conn, _UPSERT, updated)
             bulk_execute(conn, _DELETE, gone)
             _set_high_water(conn, header.sender_key, header.kind, header.seq, bundle.bundle_id, now)
             conn.execute(
@@ -188,8 +205,6 @@ class AgentStore:
 
 
 def _value(value_b64: str, cap: int) -> bytes:
-    from relay.errors import MALFORMED, BundleRejected
-
     value = decode_value(value_b64)
     if len(value) > cap:
         raise BundleRejected("a secret value is over the size cap", code=MALFORMED)

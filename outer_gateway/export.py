@@ -43,14 +43,15 @@ def build_bundle(
     secrets: list[tuple[str, int, str, int | None]] = []
     tombstones: list[tuple[str, int]] = []
     if matcher is not None:
+        granted = matcher.fullmatch
+        b64 = binascii.b2a_base64
         for path, version, value, expires_at, deleted in store.all_rows():
-            if not matcher.fullmatch(path):
+            if granted(path) is None:
                 continue
             if deleted or value is None:
                 tombstones.append((path, version))
             else:
-                encoded = binascii.b2a_base64(value, newline=False).decode("ascii")
-                secrets.append((path, version, encoded, expires_at))
+                secrets.append((path, version, b64(value, newline=False).decode(), expires_at))
     plaintext = SecretsPayload(secrets, tombstones, audit_ack).encode()
     cap = int(home.config.get("limits.max_bundle_bytes"))
     if len(plaintext) > cap:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from outer_gateway import schema
-from relay.db import bulk_execute, sqlcipher_engine, write_transaction
+from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
 from relay.errors import SecretError, UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity
@@ -23,6 +23,8 @@ _UPSERT = (
     "value = excluded.value, expires_at = excluded.expires_at, "
     "updated_at = excluded.updated_at, deleted = excluded.deleted"
 )
+_CURRENT = "SELECT path, version, value, deleted, expires_at FROM secrets"
+_ALL_ROWS = "SELECT path, version, value, expires_at, deleted FROM secrets"
 
 
 @dataclass(frozen=True)
@@ -128,20 +130,16 @@ class GatewayStore:
         self, values: dict[str, bytes], expires_at: int | None, now: int
     ) -> tuple[int, int]:
         """Bulk put; a path whose value is unchanged keeps its version. Returns (written, same)."""
-        t = schema.secrets
         with write_transaction(self.engine) as conn:
-            current = {
-                r.path: (r.version, r.value, r.deleted, r.expires_at)
-                for r in conn.execute(
-                    select(t.c.path, t.c.version, t.c.value, t.c.deleted, t.c.expires_at)
-                )
-            }
+            # One driver-level read of the table, without per-row result objects:
+            # path -> (path, version, value, deleted, expires_at).
+            current = {row[0]: row for row in fetch_all(conn, _CURRENT)}
             rows = []
             for path, value in values.items():
                 old = current.get(path)
-                if old and not old[2] and bytes(old[1]) == value and old[3] == expires_at:
+                if old and not old[3] and old[2] == value and old[4] == expires_at:
                     continue
-                rows.append((path, (old[0] if old else 0) + 1, value, expires_at, now, False))
+                rows.append((path, (old[1] if old else 0) + 1, value, expires_at, now, False))
             bulk_execute(conn, _UPSERT, rows)
         return len(rows), len(values) - len(rows)
 
@@ -169,10 +167,12 @@ class GatewayStore:
 
     def all_rows(self) -> list[tuple[str, int, bytes | None, int | None, bool]]:
         """(path, version, value, expires_at, deleted) of every secret, for export."""
-        t = schema.secrets
-        query = select(t.c.path, t.c.version, t.c.value, t.c.expires_at, t.c.deleted)
         with self.engine.connect() as conn:
-            return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query)]
+            rows = fetch_all(conn, _ALL_ROWS)
+        return [
+            (path, version, value, expires, bool(deleted))
+            for path, version, value, expires, deleted in rows
+        ]
 
     # -- grants ------------------------------------------------------------------------------
 

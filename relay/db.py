@@ -96,3 +96,19 @@ def bulk_execute(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> N
         raw.executemany(sql, rows)
         return
     conn.exec_driver_sql(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
+
+def fetch_all(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """All rows of one query as plain tuples, as close to the driver as possible.
+
+    ``sql`` uses ``?`` placeholders. On SQLite this is the driver's own cursor and ``fetchall``
+    in the current transaction: no per-row result processing, which costs several times the read
+    itself on 100k rows. Values come back as the driver gives them (a boolean column is 0 or 1).
+    Elsewhere the placeholders become the driver's paramstyle and SQLAlchemy runs the statement.
+    """
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.driver_connection
+        assert raw is not None  # noqa: S101 - an open connection always has one
+        rows: list[tuple[Any, ...]] = raw.execute(sql, tuple(params)).fetchall()
+        return rows
+    return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), tuple(params))]

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from relay.errors import MALFORMED, BundleRejected
-from relay.paths import is_valid_path
+from relay.paths import MAX_PATH, is_valid_path
 
 PAYLOAD_VERSION = 1
+# Paths that is_valid_path accepts, in one regex: 1 to 16 segments of A-Z a-z 0-9 . _ -, none of
+# them "." or "..". Only a shortcut: a path it does not match goes to is_valid_path for the verdict.
+_FAST_PATH = re.compile(r"(?:(?!\.\.?/)[A-Za-z0-9._-]+/){0,15}(?!\.\.?\Z)[A-Za-z0-9._-]+")
 SecretRow = tuple[str, int, str, int | None]  # path, version, value (base64), expires
 TombstoneRow = tuple[str, int]
 
@@ -65,7 +69,7 @@ def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int)
     if len(secrets) + len(tombstones) > max_entries:
         raise _malformed(f"more than {max_entries} entries")
     max_b64 = 4 * ((max_secret_bytes + 2) // 3)
-    rows = [_secret_row(row, max_b64) for row in secrets]
+    rows = _secret_rows(secrets, max_b64)
     dead = [_tombstone_row(row) for row in tombstones]
     if len({r[0] for r in rows}) != len(rows):
         raise _malformed("a path appears twice")
@@ -81,6 +85,31 @@ def decode_value(value_b64: str) -> bytes:
         return binascii.a2b_base64(value_b64, strict_mode=True)
     except (binascii.Error, ValueError):
         raise _malformed("a value is not valid base64") from None
+
+
+def _secret_rows(secrets: list[Any], max_b64: int) -> list[SecretRow]:
+    """Validate every secret row: one inlined pass for well-formed rows (100k-row bundles spend
+    most of their decoding here), :func:`_secret_row` for the exact verdict on any other."""
+    rows: list[SecretRow] = []
+    append = rows.append
+    fast_path = _FAST_PATH.fullmatch
+    for row in secrets:
+        if type(row) is list and len(row) == 4:
+            path, version, value, expires = row
+            if (
+                type(path) is str
+                and len(path) <= MAX_PATH
+                and fast_path(path) is not None
+                and type(version) is int
+                and version >= 1
+                and type(value) is str
+                and len(value) <= max_b64
+                and (expires is None or (type(expires) is int and expires >= 0))
+            ):
+                append((path, version, value, expires))
+                continue
+        append(_secret_row(row, max_b64))
+    return rows
 
 
 def _secret_row(row: Any, max_b64: int) -> SecretRow:
