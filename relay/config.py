@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from relay.durations import parse_duration
 from relay.errors import UsageError
 
@@ -117,6 +115,8 @@ class Config:
         ]
 
     def save(self) -> None:
+        import tomli_w  # only writing needs it
+
         from relay.transport.folder import write_atomic
 
         text = tomli_w.dumps(_nest(self._values))

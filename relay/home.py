@@ -19,11 +19,14 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from relay import crypto
-from relay.config import CONFIG_NAME, Config
 from relay.errors import UsageError
 from relay.identity import PublicIdentity, check_name, identity_of
+
+if TYPE_CHECKING:
+    from relay.config import Config
 
 KEY_FILE = "identity.key"
 STORE_FILE = "store.db"
@@ -106,6 +109,9 @@ class Home:
     @property
     def config(self) -> Config:
         if self._config is None:
+            # Imported here: `relay agent get` never reads settings, and TOML costs start-up.
+            from relay.config import CONFIG_NAME, Config
+
             self._config = Config(self.path / CONFIG_NAME, self.side)
         return self._config
 

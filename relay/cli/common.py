@@ -7,14 +7,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from relay.durations import parse_duration
 from relay.errors import UsageError
 from relay.home import Home
-from relay.transport import TransportOptions
+
+if TYPE_CHECKING:
+    from relay.transport import TransportOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +59,8 @@ def make_transport_options(
     delete_after_import: bool = False,
 ) -> TransportOptions:
     """Transport options from flags, falling back to the home's ``sftp.*`` settings."""
+    from relay.transport import TransportOptions
+
     if home is not None:
         identity_file = identity_file or _setting_path(home, "sftp.identity_file")
         known_hosts = known_hosts or _setting_path(home, "sftp.known_hosts")
