@@ -120,7 +120,7 @@ class AgentStore:
                 open_payload(bundle, keys), limits["max_entries"], limits["max_secret_bytes"]
             )
             current: dict[str, int] = dict(
-                conn.execute(select(schema.secrets.c.path, schema.secrets.c.version)).tuples().all()
+                conn.execute(select(schema.secrets.c.path, schema.secrets.c.version)).all()
             )
             changed = [
                 (path, version, _value(value, limits["max_secret_bytes"]), expires, now, header.seq)

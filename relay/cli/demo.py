@@ -20,7 +20,7 @@ def _run(*args: str, expect: int = 0) -> None:
 
     click.secho("$ relay " + " ".join(args), fg="cyan")
     try:
-        cli.main(args=list(args), prog_name="relay", standalone_mode=False)
+        cli.main(args=list(args), prog_name="relay")
         status = 0
     except SystemExit as exc:
         status = int(exc.code or 0)
