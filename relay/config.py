@@ -45,6 +45,12 @@ def _text(text: str) -> str:
     return text
 
 
+def _store_url(text: str) -> str:
+    if text and not text.startswith(("postgresql://", "postgresql+psycopg://")):
+        raise UsageError("gateway.store_url must be a postgresql+psycopg:// URL", code="bad_value")
+    return text.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
 def _duration(text: str) -> str:
     parse_duration(text)
     return text
@@ -61,6 +67,9 @@ SETTINGS: dict[str, Setting] = {
     "limits.max_secret_bytes": Setting(BOTH, _int, 1024 * 1024, "largest single secret value"),
     "limits.max_entries": Setting(BOTH, _int, 1_000_000, "most secrets in one bundle"),
     "export.valid_for": Setting(GATEWAY, _duration, "7d", "default validity of exported bundles"),
+    "gateway.store_url": Setting(
+        GATEWAY, _store_url, "", "database URL for a fleet (postgresql://…); empty = SQLCipher"
+    ),
     "import.quarantine_bytes": Setting(
         BOTH, _int, 1024 * 1024 * 1024, "total size kept in quarantine before the oldest go"
     ),
