@@ -252,9 +252,7 @@ class MergeResult:
     conflicts: tuple[Conflict, ...]
 
 
-def merge_records(
-    held: Mapping[int, AuditRecord], incoming: Iterable[AuditRecord]
-) -> MergeResult:
+def merge_records(held: Mapping[int, AuditRecord], incoming: Iterable[AuditRecord]) -> MergeResult:
     """Merge records of ONE agent by seq: records are facts, arrival order does not matter.
 
     An identical copy is a duplicate; a different record for a seq already held (or seen earlier

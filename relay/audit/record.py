@@ -41,7 +41,8 @@ RECORD_KEYS = frozenset(
 RESERVED_FIELD_NAMES = RECORD_KEYS | {"agent"}
 
 _TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
-_FIELD_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_FIELD_NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*")
+_MAX_FIELD_NAME_CHARS = 32  # RFC 5424 PARAM-NAME limit
 _SESSION_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
@@ -192,8 +193,11 @@ def check_fields(fields: object) -> None:
     if len(fields) > MAX_FIELDS:
         raise ValueError(f"at most {MAX_FIELDS} fields")
     for name, value in fields.items():
-        if not isinstance(name, str) or not _FIELD_NAME_RE.fullmatch(name):
-            raise ValueError("field names are 1-32 characters of a-z0-9_, starting with a letter")
+        if not isinstance(name, str) or not _is_field_name(name):
+            raise ValueError(
+                "field names are snake_case words (a-z0-9, each word starting with a "
+                "letter), at most 32 characters"
+            )
         if name in RESERVED_FIELD_NAMES:
             raise ValueError(f"field name {name!r} is reserved")
         _check_scalar(name, value)
@@ -214,6 +218,10 @@ def _check_scalar(name: str, value: object) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError(f"field {name!r} is not valid Unicode text") from None
+
+
+def _is_field_name(name: str) -> bool:
+    return len(name) <= _MAX_FIELD_NAME_CHARS and _FIELD_NAME_RE.fullmatch(name) is not None
 
 
 def _is_int(value: object) -> bool:
