@@ -1,8 +1,7 @@
 """A real rsyslogd for tests: loopback UDP and TCP listeners, a unix datagram socket, one file out.
 
-Usage in a test module::
-
-    from rsyslog_fixture import RsyslogServer, rsyslog  # noqa: F401 (rsyslog is a fixture)
+Usage: import the ``rsyslog`` fixture in a ``conftest.py`` (``from rsyslog_fixture import
+rsyslog``), or wrap :func:`running_rsyslog` in a fixture of the test module, then::
 
     def test_x(rsyslog: RsyslogServer) -> None:
         ...send to rsyslog.tcp_url / rsyslog.udp_url / rsyslog.unix_url...

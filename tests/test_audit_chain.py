@@ -150,8 +150,19 @@ def test_fields_are_read_only() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["value", "secret", "password", "db_password", "api_token", "private_key", "new_value",
-             "secret_hash", "passphrase", "key"]
+    "name",
+    [
+        "value",
+        "secret",
+        "password",
+        "db_password",
+        "api_token",
+        "private_key",
+        "new_value",
+        "secret_hash",
+        "passphrase",
+        "key",
+    ],
 )
 def test_guard_refuses_secret_looking_names(name: str) -> None:
     assert is_secret_looking(name)
@@ -161,8 +172,20 @@ def test_guard_refuses_secret_looking_names(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["path", "reason", "bundle_seq", "bundle_hash", "app", "user", "secret_path",
-             "token_id", "key_id", "value_len", "grant"]
+    "name",
+    [
+        "path",
+        "reason",
+        "bundle_seq",
+        "bundle_hash",
+        "app",
+        "user",
+        "secret_path",
+        "token_id",
+        "key_id",
+        "value_len",
+        "grant",
+    ],
 )
 def test_guard_lets_metadata_through(name: str) -> None:
     assert not is_secret_looking(name)
@@ -175,8 +198,16 @@ def test_guard_allow_list_is_explicit() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"path": b"x"}, {"path": float("nan")}, {"path": {"a": 1}}, {"a-b": 1}, {"agent": "x"},
-     {"path": "\ud800"}, {f"f{i}": i for i in range(33)}, {"path": "x" * 5000}],
+    [
+        {"path": b"x"},
+        {"path": float("nan")},
+        {"path": {"a": 1}},
+        {"a-b": 1},
+        {"agent": "x"},
+        {"path": "\ud800"},
+        {f"f{i}": i for i in range(33)},
+        {"path": "x" * 5000},
+    ],
 )
 def test_guard_refuses_bad_structure(fields: dict[str, object]) -> None:
     with pytest.raises((ValueError, TypeError)):

@@ -169,12 +169,22 @@ def test_rfc5424_layout() -> None:
     msg = parse_rfc5424(line)
     assert msg.pri == FACILITY_LOG_AUDIT * 8 + 6
     assert (msg.timestamp, msg.hostname, msg.app, msg.procid, msg.msgid) == (
-        "2026-11-29T10:00:00.123456Z", "gw_1", "relay", "123", "secret.read",
+        "2026-11-29T10:00:00.123456Z",
+        "gw_1",
+        "relay",
+        "123",
+        "secret.read",
     )
     assert msg.sd == {
         "relay@32473": {
-            "agent": "agent-7", "seq": "1", "session_id": "sess-1", "prev_hash": rec.prev_hash,
-            "hash": rec.hash, "bundle_seq": "9", "ok": "false", "path": "db/plant7/password",
+            "agent": "agent-7",
+            "seq": "1",
+            "session_id": "sess-1",
+            "prev_hash": rec.prev_hash,
+            "hash": rec.hash,
+            "bundle_seq": "9",
+            "ok": "false",
+            "path": "db/plant7/password",
         }
     }
     assert msg.msg == "secret.read seq=1"
