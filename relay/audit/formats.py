@@ -9,6 +9,7 @@ in extension values).
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -133,6 +134,7 @@ def cef_value_escape(value: str) -> str:
     return escaped.replace("\r", "\\r").replace("\n", "\\n")
 
 
+@functools.lru_cache(maxsize=1024)
 def cef_key(field_name: str) -> str:
     """The CEF extension key of a record field (injective over snake_case names)."""
     standard = _CEF_STANDARD_KEYS.get(field_name)

@@ -16,6 +16,7 @@ The error names the key, never the value.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 
 from relay.audit.record import FieldValue, check_fields
@@ -62,6 +63,7 @@ class UnsafeFieldError(ValueError):
     """A field name looks like it carries a secret value (a programming error)."""
 
 
+@functools.lru_cache(maxsize=1024)
 def is_secret_looking(name: str) -> bool:
     """True if ``name`` would be refused by :func:`guard_fields` without an ``allow``."""
     parts = name.split("_")

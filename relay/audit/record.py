@@ -15,6 +15,7 @@ Format decisions (stable, part of the hash):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -47,6 +48,9 @@ _SESSION_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _HASH_RE = re.compile(r"[0-9a-f]{64}")
 _TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 _MAX_TYPE_CHARS = 32  # RFC 5424 MSGID limit: the type is sent as the MSGID
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
 
 
 @dataclass(frozen=True)
@@ -70,14 +74,15 @@ def format_time(now: datetime) -> str:
     """``now`` (timezone-aware) as the record's UTC text form."""
     if now.tzinfo is None:
         raise ValueError("audit time must be timezone-aware")
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = now.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> datetime:
     """The record's time text back to an aware ``datetime``; ``ValueError`` if not canonical."""
     if not _TIME_RE.fullmatch(text):
         raise ValueError("time is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
 def _body(record: AuditRecord) -> dict[str, Any]:
@@ -94,10 +99,7 @@ def _body(record: AuditRecord) -> dict[str, Any]:
 
 def canonical_bytes(obj: Mapping[str, Any]) -> bytes:
     """Canonical JSON: sorted keys, no spaces, ASCII only, NaN refused."""
-    text = json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-    return text.encode("ascii")
+    return _CANONICAL.encode(obj).encode("ascii")
 
 
 def hash_body(record: AuditRecord) -> bytes:
@@ -220,6 +222,7 @@ def _check_scalar(name: str, value: object) -> None:
         raise ValueError(f"field {name!r} is not valid Unicode text") from None
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_field_name(name: str) -> bool:
     return len(name) <= _MAX_FIELD_NAME_CHARS and _FIELD_NAME_RE.fullmatch(name) is not None
 
