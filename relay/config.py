@@ -56,6 +56,34 @@ def _duration(text: str) -> str:
     return text
 
 
+def _optional_path(text: str) -> str:
+    """Empty (off) or an absolute path: a relative one would depend on the caller's cwd."""
+    text = text.strip()
+    if text and not Path(text).expanduser().is_absolute():
+        raise UsageError(f"{text!r} must be an absolute path (or empty for off)", code="bad_value")
+    return str(Path(text).expanduser()) if text else ""
+
+
+def _syslog_url(text: str) -> str:
+    """Empty (off), ``udp://host:port``, ``tcp://host:port`` or ``unix:///path``."""
+    from relay.audit.sinks import parse_syslog_url
+
+    text = text.strip()
+    if text:
+        try:
+            parse_syslog_url(text)
+        except ValueError as exc:
+            raise UsageError(str(exc), code="bad_value") from None
+    return text
+
+
+def _syslog_format(text: str) -> str:
+    text = text.strip().lower()
+    if text not in ("rfc5424", "cef"):
+        raise UsageError(f"{text!r}: syslog format is rfc5424 or cef", code="bad_value")
+    return text
+
+
 BOTH = frozenset({"gateway", "agent"})
 GATEWAY = frozenset({"gateway"})
 AGENT = frozenset({"agent"})
@@ -73,6 +101,13 @@ SETTINGS: dict[str, Setting] = {
     "import.quarantine_bytes": Setting(
         BOTH, _int, 1024 * 1024 * 1024, "total size kept in quarantine before the oldest go"
     ),
+    "audit.jsonl": Setting(
+        BOTH, _optional_path, "", "append audit records as JSON lines to this file (empty: off)"
+    ),
+    "audit.syslog": Setting(
+        BOTH, _syslog_url, "", "send audit records to udp://h:p, tcp://h:p or unix:///dev/log"
+    ),
+    "audit.syslog_format": Setting(BOTH, _syslog_format, "rfc5424", "rfc5424 or cef"),
 }
 
 
