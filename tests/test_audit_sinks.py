@@ -11,8 +11,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from rsyslog_fixture import RsyslogServer, free_port, running_rsyslog
-from test_audit_formats import NASTY, parse_cef, parse_rfc5424
 
 from relay.audit.chain import AuditRecord, next_record, verify_chain
 from relay.audit.guard import UnsafeFieldError
@@ -29,6 +27,8 @@ from relay.audit.sinks import (
     sinks_from_settings,
 )
 from relay.errors import TransportError
+from tests.rsyslog_fixture import RsyslogServer, free_port, running_rsyslog
+from tests.test_audit_formats import NASTY, parse_cef, parse_rfc5424
 
 T0 = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
 AGENT = "plant-7"

@@ -58,7 +58,7 @@ __all__ = [
 BreakKind = Literal["hash_mismatch", "link_broken", "conflict"]
 
 
-def next_record(  # noqa: PLR0917 - the positional order is the documented API
+def next_record(
     prev: AuditRecord | None,
     session_id: str,
     type: str,
