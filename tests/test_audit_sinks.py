@@ -180,10 +180,21 @@ def test_jsonl_appends_private_file_and_resumes(tmp_path: Path) -> None:
     assert verify_chain(log.items[i].record for i in range(5)).ok
 
 
-def test_jsonl_unwritable_is_a_transport_error(tmp_path: Path) -> None:
+def test_jsonl_creates_a_missing_folder_privately(tmp_path: Path) -> None:
     log = Log()
     fill(log, 2)
     sink = JsonlSink(tmp_path / "missing-dir" / "audit.jsonl")
+    assert log.deliver(sink).error is None
+    assert (tmp_path / "missing-dir").stat().st_mode & 0o777 == 0o700
+    assert len(sink.path.read_text().splitlines()) == 2
+
+
+def test_jsonl_unwritable_is_a_transport_error(tmp_path: Path) -> None:
+    log = Log()
+    fill(log, 2)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    sink = JsonlSink(blocker / "audit.jsonl")
     result = log.deliver(sink)
     assert isinstance(result.error, TransportError)
     assert log.cursors.get(sink.name, 0) == 0

@@ -72,6 +72,7 @@ class JsonlSink:
             raise TransportError(f"cannot append to {self.path}: {exc.strerror}") from None
 
     def _append(self, data: bytes) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         created = not self.path.exists()
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         fd = os.open(self.path, flags, 0o600)
@@ -258,6 +259,18 @@ def _check_batch(batch: Sequence[QueuedRecord], position: int, limit: int) -> No
         raise ValueError(
             "load_after must return at most `limit` items, ascending, after `position`"
         )
+
+
+def report_failures(deliveries: Sequence[Delivery]) -> None:
+    """One warning line on stderr per sink that is behind; the records wait in the store."""
+    import sys
+
+    for item in deliveries:
+        if item.error is not None:
+            sys.stderr.write(
+                f"relay: warning: audit sink {item.sink} is behind: {item.error.message} "
+                "(records are kept and will be sent later)\n"
+            )
 
 
 def deliver_all(
