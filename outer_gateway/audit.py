@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from relay.audit import log
 from relay.audit.chain import AuditRecord, record_from_json
@@ -19,21 +19,10 @@ from relay.audit.sinks import (
     report_failures,
     sinks_from_settings,
 )
-from relay.db import write_transaction
+from relay.db import sa_executor, write_transaction
 from relay.home import Home
 
 RECEIVED_PREFIX = "agents:"
-
-
-def sa_executor(conn: Connection) -> log.Execute:
-    """``execute(sql, params) -> rows`` over a SQLAlchemy connection (``?`` placeholders)."""
-    sqlite = conn.dialect.name == "sqlite"
-
-    def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        result = conn.exec_driver_sql(sql if sqlite else sql.replace("?", "%s"), tuple(params))
-        return [tuple(row) for row in result] if result.returns_rows else []
-
-    return execute
 
 
 class GatewayAudit:

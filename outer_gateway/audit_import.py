@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from outer_gateway.audit import GatewayAudit, sa_executor
+from outer_gateway.audit import GatewayAudit
 from outer_gateway.store import GatewayStore
 from relay import quarantine
 from relay.audit.chain import AuditRecord, ChainReport, verify_chain
 from relay.audit.record import compute_hash, record_to_json
 from relay.bundle.audit_payload import AuditPayload, decode_audit_payload
 from relay.bundle.verify import Trust, VerifiedBundle, open_payload, verify_bundle
-from relay.db import write_transaction
+from relay.db import sa_executor, write_transaction
 from relay.errors import (
     MALFORMED,
     NOT_REGULAR_FILE,

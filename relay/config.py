@@ -84,7 +84,7 @@ def _syslog_format(text: str) -> str:
     return text
 
 
-BOTH = frozenset({"gateway", "agent"})
+BOTH = frozenset({"gateway", "agent", "hop"})
 GATEWAY = frozenset({"gateway"})
 AGENT = frozenset({"agent"})
 

@@ -22,7 +22,7 @@ from relay import crypto
 from relay.canonical import canonical_json
 from relay.errors import UsageError
 
-ROLES = ("gateway", "agent")
+ROLES = ("gateway", "agent", "hop")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_IDENTITY_FILE = 16 * 1024
 
