@@ -95,6 +95,10 @@ SETTINGS: dict[str, Setting] = {
     "limits.max_secret_bytes": Setting(BOTH, _int, 1024 * 1024, "largest single secret value"),
     "limits.max_entries": Setting(BOTH, _int, 1_000_000, "most secrets in one bundle"),
     "export.valid_for": Setting(GATEWAY, _duration, "7d", "default validity of exported bundles"),
+    "export.every": Setting(GATEWAY, _duration, "1h", "period of `relay gateway run` exports"),
+    "export.to": Setting(
+        GATEWAY, _text, "", "destination of `relay gateway run`: folder, sftp://, udp://"
+    ),
     "audit.valid_for": Setting(AGENT, _duration, "90d", "validity of exported audit bundles"),
     "gateway.store_url": Setting(
         GATEWAY, _store_url, "", "database URL for a fleet (postgresql://…); empty = SQLCipher"

@@ -307,41 +307,12 @@ def export(
     known_hosts: Path | None,
 ) -> None:
     """Write one sealed bundle per agent to --to, and print where they went."""
-    from outer_gateway.audit_import import contiguous_high
-    from outer_gateway.export import agents_to_export, build_bundle
-    from relay.transport import open_destination
+    from outer_gateway.dispatch import dispatch
 
     opened, store = _open(home)
     validity = duration(valid_for, str(opened.config.get("export.valid_for")))
     options = make_transport_options(opened, identity_file, known_hosts)
-    written = []
-    destination = open_destination(to, options)
-    try:
-        for target in agents_to_export(store, agent):
-            ack = contiguous_high(store, target.identity.name)
-            bundle = build_bundle(opened, store, target, now(), validity, audit_ack=ack)
-            where = destination.put(bundle.name, bundle.data)
-            _audit(opened, store).record(
-                "bundle.exported",
-                agent_name=bundle.agent,
-                bundle_seq=bundle.seq,
-                file=bundle.name,
-                secrets_count=bundle.secrets,
-                tombstones=bundle.tombstones,
-                audit_ack=ack,
-            )
-            written.append(
-                {
-                    "agent": bundle.agent,
-                    "path": where,
-                    "seq": bundle.seq,
-                    "secrets": bundle.secrets,
-                    "tombstones": bundle.tombstones,
-                    "bytes": len(bundle.data),
-                }
-            )
-    finally:
-        destination.close()
+    written = dispatch(opened, store, to, options, validity, now, agent)
     if as_json:
         echo_json(written)
         return
@@ -482,3 +453,46 @@ def audit_verify(home: Path, as_json: bool, agent_name: str | None) -> None:
                 click.echo(f"{c.agent}: break at {b.seq}: {b.kind} {b.detail}".rstrip())
     if not all(c.ok for c in chains):
         sys.exit(1)
+
+
+@gateway.command()
+@home_option
+@transport_options
+def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> None:
+    """Export on a schedule (export.every to export.to) until SIGTERM or SIGINT.
+
+    Every period sends each agent its full current state, even when nothing changed: the bundle
+    is also the heartbeat, so a lost bundle costs one period and a silent link shows as staleness.
+    """
+    import signal
+    import threading
+    from types import FrameType
+
+    from outer_gateway.dispatch import dispatch
+    from relay.errors import RelayError, UsageError
+
+    opened, store = _open(home)
+    location = str(opened.config.get("export.to"))
+    if not location:
+        raise UsageError("set export.to (and export.every) first", code="not_configured")
+    period = duration(str(opened.config.get("export.every")), "")
+    validity = duration(None, str(opened.config.get("export.valid_for")))
+    options = make_transport_options(opened, identity_file, known_hosts)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    audit = _audit(opened, store)
+    audit.record("gateway.started", period=period, destination=location)
+    click.echo(f"exporting to {location} every {period}s", err=True)
+    while not stop.is_set():
+        try:
+            for item in dispatch(opened, store, location, options, validity, now):
+                click.echo(f"exported {item['path']} (seq {item['seq']})", err=True)
+        except RelayError as exc:
+            click.echo(f"relay: error: {exc.diagnostics()} (retrying in {period}s)", err=True)
+        stop.wait(period)
+    audit.record("gateway.stopped")
