@@ -204,3 +204,22 @@ def test_duplicate_is_decided_by_bundle_id_not_seq() -> None:
 
 def test_default_spec_is_the_applied_bundle() -> None:
     assert make_bundle(BundleSpec()) == APPLIED
+
+
+def test_a_pinned_identity_may_only_send_its_roles_kind() -> None:
+    """An agent's key, even if pinned, cannot send a secrets bundle (only gateways do).
+
+    Judged with the kind, after the signature: the role is a property of the pinned identity.
+    """
+    agent_as_sender = identity_of("agent", "plant8", ROGUE_KEYS)
+    trust = Trust(AGENT, {**TRUST.senders, agent_as_sender.key_id: agent_as_sender})
+    data = make_bundle(sender=agent_as_sender, keys=ROGUE_KEYS)
+    with pytest.raises(BundleRejected) as err:
+        verify(data, trust=trust)
+    assert err.value.code == "malformed"
+    with pytest.raises(BundleRejected) as err:
+        verify(flip_last(data), trust=trust)
+    assert err.value.code == "bad_signature"
+    gateway_role = identity_of("gateway", "plant8", ROGUE_KEYS)
+    trust = Trust(AGENT, {**TRUST.senders, gateway_role.key_id: gateway_role})
+    assert verify(data, trust=trust).sender == gateway_role

@@ -29,6 +29,7 @@ SIGNING_CONTEXT = b"relay-bundle-v1\x00"
 MAX_HEADER_BYTES = 64 * 1024
 PREFIX_BYTES = len(MAGIC) + 4
 KINDS = ("secrets", "audit")
+SENDER_ROLE = {"secrets": "gateway", "audit": "agent"}  # who may send each kind
 
 # Used with fullmatch: "$" would also match before a trailing newline ("plant7\n").
 _HEX16 = re.compile(r"[0-9a-f]{16}")
