@@ -1,4 +1,4 @@
-"""Write the bundle v1 conformance vectors (``docs/spec/bundle-v1.md`` §12) into ``vectors/``.
+"""Write the bundle v1 conformance vectors (``docs/spec/bundle-v1.md`` §14) into ``vectors/``.
 
 Deterministic: keys come from fixed labels, every nonce from the vector's name, and the clock is
 the fixed ``NOW``. Running this script twice gives the same bytes, and ``tests/test_vectors.py``

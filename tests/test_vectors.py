@@ -126,3 +126,10 @@ def test_make_vectors_reproduces_the_committed_files(tmp_path: Path) -> None:
     assert sorted(made) == sorted(committed)
     for name, data in made.items():
         assert data == committed[name], f"{name} differs: re-run bundles/make_vectors.py"
+
+
+def test_the_spec_example_header_is_the_vector_header() -> None:
+    spec = (BUNDLES.parent / "docs" / "spec" / "bundle-v1.md").read_text()
+    prefix = bytes.fromhex(context()["example_signed_prefix_hex"])
+    assert prefix[:12] == b"RELAYBv1" + (len(prefix) - 12).to_bytes(4, "big")
+    assert f"    {prefix[12:].decode('ascii')}\n" in spec
