@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bundle_kit import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay import crypto
+from relay.bundle.envelope import HEADER_FIELDS, MAGIC, parse_envelope
+from relay.bundle.payload import SecretsPayload, decode_secrets_payload
+from relay.bundle.verify import HighWater, check_sequence, open_payload
+from relay.errors import BUNDLE_REASONS, BundleDuplicate, BundleRejected, RelayError
+from tests.bundle_kit import (
     AGENT_KEYS,
     GATEWAY,
     GATEWAY_KEYS,
@@ -24,14 +32,6 @@ from bundle_kit import (
     sign_raw,
     verify,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from relay import crypto
-from relay.bundle.envelope import HEADER_FIELDS, MAGIC, parse_envelope
-from relay.bundle.payload import SecretsPayload, decode_secrets_payload
-from relay.bundle.verify import HighWater, check_sequence, open_payload
-from relay.errors import BUNDLE_REASONS, BundleDuplicate, BundleRejected, RelayError
 
 ORIGINAL = make_bundle()
 ORIGINAL_ID = parse_envelope(ORIGINAL).bundle_id

@@ -4,11 +4,11 @@ import json
 import struct
 
 import pytest
-from bundle_kit import GATEWAY_KEYS, make_bundle, sign_raw
 
 from relay.bundle.envelope import MAGIC, PREFIX_BYTES, parse_envelope
 from relay.canonical import canonical_json
 from relay.errors import MALFORMED, BundleRejected
+from tests.bundle_kit import GATEWAY_KEYS, make_bundle, sign_raw
 
 
 def _header_and_payload(data: bytes) -> tuple[dict[str, object], bytes]:

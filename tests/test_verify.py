@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from bundle_kit import (
+
+from relay.bundle.envelope import parse_envelope
+from relay.bundle.payload import decode_secrets_payload
+from relay.bundle.verify import HighWater, Trust, check_sequence, verify_bundle
+from relay.canonical import canonical_json
+from relay.errors import BundleDuplicate, BundleRejected
+from relay.identity import identity_of
+from tests.bundle_kit import (
     AGENT,
     AGENT_KEYS,
     GATEWAY,
@@ -25,13 +32,6 @@ from bundle_kit import (
     sign_raw,
     verify,
 )
-
-from relay.bundle.envelope import parse_envelope
-from relay.bundle.payload import decode_secrets_payload
-from relay.bundle.verify import HighWater, Trust, check_sequence, verify_bundle
-from relay.canonical import canonical_json
-from relay.errors import BundleDuplicate, BundleRejected
-from relay.identity import identity_of
 
 APPLIED = make_bundle()  # seq 5: the stream's newest applied bundle
 APPLIED_ID = parse_envelope(APPLIED).bundle_id
