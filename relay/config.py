@@ -64,6 +64,12 @@ SETTINGS: dict[str, Setting] = {
     "import.quarantine_bytes": Setting(
         BOTH, _int, 1024 * 1024 * 1024, "total size kept in quarantine before the oldest go"
     ),
+    "sftp.identity_file": Setting(
+        BOTH, _text, "", "private key for sftp:// logins (empty: none; see docs/sftp.md)"
+    ),
+    "sftp.known_hosts": Setting(
+        BOTH, _text, "", "known_hosts file pinning sftp:// host keys (required for sftp://)"
+    ),
 }
 
 

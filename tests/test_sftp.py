@@ -341,6 +341,26 @@ def test_oversized_file_is_rejected_without_being_opened(sshd: SshServer) -> Non
     watch.close()
 
 
+def test_file_growing_during_download_is_cut_at_the_cap(sshd: SshServer) -> None:
+    path = sshd.data_dir / "growing.bundle"
+    path.write_bytes(b"a" * (3 * MB // 2))  # under the cap when stat'ed
+
+    def grow(label: str, total: int) -> Progress:
+        class _Grower(NoProgress):
+            def advance(self, done: int) -> None:
+                with path.open("ab") as handle:
+                    handle.write(b"b" * (8 * MB))
+
+        return _Grower()
+
+    source = SftpSource(sshd.url(sshd.data_dir), sshd.options(), progress=grow)
+    [item] = source.list_pending()
+    with pytest.raises(BundleRejected) as caught:
+        source.fetch(item, 2 * MB)
+    assert caught.value.code == "too_large"
+    source.close()
+
+
 def test_links_and_special_files_are_not_followed(sshd: SshServer, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -7,8 +7,8 @@ and host key pinning live in :mod:`relay.transport.sftp_session`; this module mo
 - ``put`` writes ``.relay-tmp.<random>.<name>.part`` in the target folder (pipelined writes,
   ``fsync@openssh.com`` when offered), checks its size, then renames it over the final name with
   ``posix-rename@openssh.com``: a reader sees the whole bundle or nothing. A killed upload leaves
-  only such a dot file, which readers ignore and later puts delete once it is older than
-  ``stale_temp_age`` seconds (default 900) by the server's clock.
+  only such a dot file, which readers ignore; the first successful put of a later destination
+  deletes those older than ``stale_temp_age`` seconds (default 900) by the server's clock.
 - ``fetch`` ``lstat``\\ s first and never follows links: a link or other non-regular entry is
   ``not_regular_file``, a size over the cap is ``too_large`` before any byte is read, and at most
   ``max_bytes + 1`` bytes are ever requested, even from a file that grows.
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 TEMP_PREFIX = ".relay-tmp."
 TEMP_SUFFIX = ".part"
 CHUNK = 1024 * 1024
+# One SFTP write per SSH packet: the channel sends at most (max packet - 64) bytes at a time and
+# OpenSSH offers 32 KiB packets, so 32 KiB of data plus the request header would take two.
+WRITE_REQUEST = 32768 - 128
 REMOTE_MISSING = "remote_missing"
 REMOTE_DENIED = "remote_denied"
 CONNECTION_LOST = "connection_lost"
@@ -116,20 +119,29 @@ class _SftpEndpoint:
 class SftpDestination(_SftpEndpoint):
     """Writes bundles into a folder on an SFTP server, atomically."""
 
+    _folder_checked = False  # the target folder exists (checked on the first put)
+    _cleaned = False  # stale temp files were looked for (after the first put)
+
     def put(self, name: str, data: bytes) -> str:
         if "/" in name or name.startswith(".") or not name or "\x00" in name:
             raise ValueError(f"unsafe file name {name!r}")
         sftp = self.session.client()
         folder = self.location.path
-        if not stat.S_ISDIR(self._folder_attrs(sftp, "upload").st_mode or 0):
-            raise TransportError(f"upload: {self._at(folder)} is not a folder", code=REMOTE_MISSING)
+        if not self._folder_checked:
+            if not stat.S_ISDIR(self._folder_attrs(sftp, "upload").st_mode or 0):
+                raise TransportError(
+                    f"upload: {self._at(folder)} is not a folder", code=REMOTE_MISSING
+                )
+            self._folder_checked = True
         temp = posixpath.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(6)}.{name}{TEMP_SUFFIX}")
         final = posixpath.join(folder, name)
         with self._remote("upload", temp):
             server_now = self._upload(sftp, temp, data, name)
         with self._remote("rename", final):
             sftp.posix_rename(temp, final)
-        self._clean_stale(sftp, server_now)
+        if not self._cleaned:
+            self._clean_stale(sftp, server_now)
+            self._cleaned = True
         return f"sftp://{self.location.user}@{self.location.address}{final}"
 
     def _upload(self, sftp: SFTPClient, temp: str, data: bytes, name: str) -> int:
@@ -139,6 +151,7 @@ class SftpDestination(_SftpEndpoint):
             with sftp.open(temp, "wbx") as handle:
                 handle.chmod(0o640)
                 handle.set_pipelined(True)
+                handle.MAX_REQUEST_SIZE = WRITE_REQUEST
                 view = memoryview(data)
                 for start in range(0, len(data), CHUNK):
                     handle.write(view[start : start + CHUNK])
