@@ -2,13 +2,22 @@
 
 Reusable by any test that needs an SFTP server (transport tests, end-to-end scenarios)::
 
-    from tests.sshd_fixture import sshd  # noqa: F401  (registers the fixture)
+    from tests.sshd_fixture import SshServer, running_sshd
+
+    @pytest.fixture
+    def sshd(tmp_path: Path) -> Iterator[SshServer]:
+        with running_sshd(tmp_path / "sshd") as server:
+            yield server
 
     def test_push(sshd: SshServer) -> None:
         dest = open_destination(sshd.url(sshd.data_dir), sshd.options())
         dest.put("a.bundle", b"...")
 
-:func:`start_sshd` builds everything in a private folder: an ed25519 host key, a client key pair in
+(The module also defines that ``sshd`` fixture, for ``pytest_plugins = ["tests.sshd_fixture"]``
+in a module that does not import this one itself.)
+
+:func:`start_sshd` builds everything in a private folder: a host key (ed25519 unless
+``host_key_kind`` says ``rsa`` or ``ecdsa``), a client key pair in
 ``authorized_keys``, a pinned ``known_hosts`` line for ``[127.0.0.1]:PORT``, an ``sshd_config``,
 and a ``data`` folder for bundles. The server runs as ``sshd -D -e -f CONFIG`` with its log in
 ``sshd.log`` (``LogLevel VERBOSE``, so connection attempts can be counted). It logs in the user
@@ -77,13 +86,14 @@ class SshServer:
     root: Path
     port: int
     read_only: bool = False
+    host_key_kind: str = "ed25519"
     host: str = LOOPBACK
     user: str = field(default_factory=getpass.getuser)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def host_key(self) -> Path:
-        return self.root / "ssh_host_ed25519_key"
+        return self.root / f"ssh_host_{self.host_key_kind}_key"
 
     @property
     def identity_file(self) -> Path:
@@ -173,7 +183,7 @@ class SshServer:
         self.stop()
         for path in (self.host_key, Path(f"{self.host_key}.pub")):
             path.unlink()
-        make_key(self.host_key)
+        make_key(self.host_key, self.host_key_kind)
         self.start()
 
     # -- internals ----------------------------------------------------------------------------
@@ -249,11 +259,15 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def prepare_sshd(root: Path, *, read_only: bool = False, port: int | None = None) -> SshServer:
+def prepare_sshd(
+    root: Path, *, read_only: bool = False, port: int | None = None, host_key_kind: str = "ed25519"
+) -> SshServer:
     """Lay out keys, authorized_keys, known_hosts and the data folder; do not start."""
     root.mkdir(parents=True, exist_ok=True)
-    server = SshServer(root=root, port=port or free_port(), read_only=read_only)
-    make_key(server.host_key)
+    server = SshServer(
+        root=root, port=port or free_port(), read_only=read_only, host_key_kind=host_key_kind
+    )
+    make_key(server.host_key, host_key_kind)
     make_key(server.identity_file)
     (root / "authorized_keys").write_text(
         public_key_text(server.identity_file) + "\n", encoding="ascii"
@@ -263,17 +277,21 @@ def prepare_sshd(root: Path, *, read_only: bool = False, port: int | None = None
     return server
 
 
-def start_sshd(root: Path, *, read_only: bool = False, port: int | None = None) -> SshServer:
+def start_sshd(
+    root: Path, *, read_only: bool = False, port: int | None = None, host_key_kind: str = "ed25519"
+) -> SshServer:
     """Prepare and start an sshd under ``root``; call ``stop()`` when done."""
-    server = prepare_sshd(root, read_only=read_only, port=port)
+    server = prepare_sshd(root, read_only=read_only, port=port, host_key_kind=host_key_kind)
     server.start()
     return server
 
 
 @contextlib.contextmanager
-def running_sshd(root: Path, *, read_only: bool = False) -> Iterator[SshServer]:
+def running_sshd(
+    root: Path, *, read_only: bool = False, host_key_kind: str = "ed25519"
+) -> Iterator[SshServer]:
     """``with running_sshd(tmp_path / "sshd") as server:``: started, and stopped at the end."""
-    server = start_sshd(root, read_only=read_only)
+    server = start_sshd(root, read_only=read_only, host_key_kind=host_key_kind)
     try:
         yield server
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ from tests.sshd_fixture import (
     SshServer,
     make_key,
     prepare_sshd,
+    public_key_text,
     running_sshd,
 )
 
@@ -163,6 +165,25 @@ def test_changed_host_key_is_refused_before_login(sshd: SshServer) -> None:
     assert "Starting session" not in log
 
 
+def test_rsa_host_key_is_pinned_too(tmp_path: Path) -> None:
+    with running_sshd(tmp_path / "rsa", host_key_kind="rsa") as server:
+        assert " ssh-rsa " in server.known_hosts_line()
+        dest = SftpDestination(server.url(server.data_dir), server.options())
+        dest.put("a.bundle", b"rsa")
+        dest.close()
+        # A pinned key of another type than the server has is refused like a changed key.
+        ed25519 = make_key(tmp_path / "other_host_key")
+        other = tmp_path / "known_hosts"
+        other.write_text(f"[127.0.0.1]:{server.port} " + public_key_text(ed25519) + "\n")
+        dest = SftpDestination(
+            server.url(server.data_dir), replace(server.options(), known_hosts=other)
+        )
+        with pytest.raises(TransportError) as caught:
+            dest.put("b.bundle", b"x")
+        assert caught.value.code == "host_key_mismatch"
+        assert listing(server.data_dir) == ["a.bundle"]
+
+
 def test_revoked_host_key_is_refused(sshd: SshServer) -> None:
     line = sshd.known_hosts_line()
     sshd.known_hosts.write_text(line + "@revoked " + line)
@@ -275,7 +296,7 @@ def test_remote_folder_not_writable(tmp_path: Path) -> None:
 
 
 def test_server_killed_mid_upload_leaves_only_a_temp_that_the_next_put_cleans(
-    sshd: SshServer,
+    sshd: SshServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     killer = KillOnFirstChunk(sshd)
     dest = SftpDestination(sshd.url(sshd.data_dir), sshd.options(), progress=killer)
@@ -305,6 +326,7 @@ def test_server_killed_mid_upload_leaves_only_a_temp_that_the_next_put_cleans(
     dest.close()
     assert listing(sshd.data_dir) == [".other-tool.part", live.name, "big.bundle"]
     assert (sshd.data_dir / "big.bundle").read_bytes() == b"complete"
+    assert capfd.readouterr().err == ""  # paramiko's thread-side log lines stay off stderr
 
 
 def test_server_killed_mid_download_returns_nothing(sshd: SshServer) -> None:
@@ -434,6 +456,52 @@ def test_gives_up_after_the_configured_attempts(tmp_path: Path) -> None:
     assert "3 attempt" in caught.value.message
     assert len(sleeps.delays) == 2
     assert all(0 <= d <= 1.0 for d in sleeps.delays)
+
+
+def test_a_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:
+    server = prepare_sshd(tmp_path / "silent")  # its keys, but a listener that never speaks
+    with socket.create_server((server.host, server.port)) as listener:
+        sleeps = Sleeps()
+        options = server.options(connect_timeout="0.5", connect_attempts="2")
+        policy = RetryPolicy.from_extra(options.extra, sleep=sleeps)
+        dest = SftpDestination(server.url(server.data_dir), options, retry=policy)
+        started = time.monotonic()
+        with pytest.raises(TransportError) as caught:
+            dest.put("a.bundle", b"x")
+        assert time.monotonic() - started < 20  # bounded, not a hang (timeouts are 0.5 s)
+        assert caught.value.code == "connect_failed"
+        assert "2 attempt" in caught.value.message
+        assert len(sleeps.delays) == 1
+        listener.close()
+
+
+def test_known_hosts_built_with_ssh_keyscan_and_hashed(sshd: SshServer, tmp_path: Path) -> None:
+    """The recipe of docs/sftp.md: ssh-keyscan, compare fingerprints, hash the file."""
+    scanned = subprocess.run(
+        ["ssh-keyscan", "-p", str(sshd.port), "-t", "ed25519", sshd.host],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    known = tmp_path / "known_hosts"
+    known.write_text(scanned)
+    fingerprints = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(known)], check=True, capture_output=True, text=True
+    ).stdout
+    expected = subprocess.run(
+        ["ssh-keygen", "-l", "-f", f"{sshd.host_key}.pub"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert fingerprints.split()[1] == expected.split()[1]
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert known.read_text().startswith("|1|")  # host names hashed
+    dest = SftpDestination(sshd.url(sshd.data_dir), replace(sshd.options(), known_hosts=known))
+    dest.put("a.bundle", b"pinned")
+    dest.close()
+    assert (sshd.data_dir / "a.bundle").read_bytes() == b"pinned"
 
 
 def test_backoff_is_capped_exponential_with_full_jitter() -> None:

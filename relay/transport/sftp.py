@@ -93,7 +93,7 @@ class _SftpEndpoint:
             self._lost_or_failed(action, path, exc)
 
     def _lost_or_failed(self, action: str, path: str, exc: BaseException) -> None:
-        cause = " ".join((str(exc) or type(exc).__name__).split())
+        cause = " ".join((str(exc) or type(exc).__name__).split()).rstrip(":")
         if isinstance(exc, (EOFError, TimeoutError)) or not self.session.is_alive():
             self.session.close()
             raise TransportError(

@@ -13,6 +13,8 @@ Error codes raised here (``TransportError``): ``connect_failed``, ``auth_failed`
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,6 +159,7 @@ class SftpSession:
 
     def client(self) -> SFTPClient:
         """The open SFTP client, connecting (with retries) when there is none or it dropped."""
+        _quiet_paramiko()
         if self._sftp is not None and self._transport is not None and self._transport.is_active():
             return self._sftp
         self.close()
@@ -181,10 +184,11 @@ class SftpSession:
         """Close the SFTP channel and the SSH transport; idempotent."""
         sftp, transport = self._sftp, self._transport
         self._sftp = self._transport = None
-        if sftp is not None:
-            sftp.close()
-        if transport is not None:
-            transport.close()
+        with contextlib.suppress(Exception):  # closing a dead connection must not fail
+            if sftp is not None:
+                sftp.close()
+            if transport is not None:
+                transport.close()
 
     def _attempt(self, known: KnownHosts, key: PKey) -> tuple[Transport, SFTPClient]:
         from paramiko.sftp_client import SFTPClient
@@ -249,6 +253,15 @@ class SftpSession:
             )
 
 
+def _quiet_paramiko() -> None:
+    """Keep paramiko's thread-side log lines (e.g. "Socket exception: Connection reset") off
+    stderr when the application configured no logging: our own errors say it in one line.
+    Applications that configure logging still receive them."""
+    logger = logging.getLogger("paramiko")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+
+
 def _prefer_key_types(transport: Transport, pinned: list[str]) -> None:
     """Ask for the pinned host key types first, so a server with several keys shows a pinned one."""
     options = transport.get_security_options()
@@ -259,4 +272,4 @@ def _prefer_key_types(transport: Transport, pinned: list[str]) -> None:
 
 def _describe(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())
+    return " ".join(str(text).split()).rstrip(":")
