@@ -219,6 +219,9 @@ class SftpSession:
             sock = socket.create_connection((loc.host, loc.port), timeout=timeout)
         except OSError as exc:
             raise _Retryable(_describe(exc)) from None
+        # SFTP is request/answer: without this, Nagle's algorithm holds a small request until the
+        # previous packet is acknowledged, and delayed ACKs make that tens of milliseconds each.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = Transport(sock)
         transport.banner_timeout = transport.auth_timeout = timeout
         _prefer_key_types(transport, known.key_types_for(loc.host, loc.port))
