@@ -37,6 +37,10 @@ from tests.sshd_fixture import (
 
 MB = 1024 * 1024
 
+# A connection drop must surface as one TransportError, never as a traceback from one of
+# paramiko's helper threads.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 @pytest.fixture
 def sshd(tmp_path: Path) -> Iterator[SshServer]:

@@ -222,6 +222,7 @@ class SftpSource(_SftpEndpoint):
     def _read_capped(self, handle: SFTPFile, name: str, size: int, max_bytes: int) -> bytes:
         """At most ``max_bytes + 1`` bytes of ``handle``, prefetched for speed."""
         limit = max_bytes + 1
+        _contain_prefetch_errors(handle)
         handle.prefetch(min(size, limit))
         progress = self.progress(f"download {name}", size)
         chunks: list[bytes] = []
@@ -254,6 +255,28 @@ def _check_entry(name: str, attrs: SFTPAttributes, max_bytes: int) -> int:
     if size > max_bytes:
         raise BundleRejected(f"{name} is {size} bytes, over the cap of {max_bytes}", code=TOO_LARGE)
     return size
+
+
+def _contain_prefetch_errors(handle: SFTPFile) -> None:
+    """Keep a connection drop in paramiko's prefetch thread from printing a traceback.
+
+    paramiko sends prefetch requests from a helper thread (``SFTPFile._prefetch_thread``); when
+    the connection dies while it is still sending, the thread's exception went to
+    ``threading.excepthook``, i.e. a traceback on stderr. The reading thread sees the same failure
+    and reports it as ``connection_lost``, so the helper's copy is dropped. If a paramiko version
+    names the method differently, nothing is wrapped and only the stray traceback comes back.
+    """
+    from paramiko.ssh_exception import SSHException
+
+    send_requests = getattr(handle, "_prefetch_thread", None)
+    if send_requests is None:
+        return
+
+    def contained(*args: object) -> None:
+        with contextlib.suppress(OSError, EOFError, SSHException):
+            send_requests(*args)
+
+    handle._prefetch_thread = contained  # type: ignore[attr-defined]
 
 
 def _fsync(sftp: SFTPClient, handle: SFTPFile) -> None:
