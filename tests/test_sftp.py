@@ -460,6 +460,10 @@ def test_gives_up_after_the_configured_attempts(tmp_path: Path) -> None:
     assert "3 attempt" in caught.value.message
     assert len(sleeps.delays) == 2
     assert all(0 <= d <= 1.0 for d in sleeps.delays)
+    with pytest.raises(TransportError) as again:  # later calls do not start a new round
+        dest.put("b.bundle", b"x")
+    assert again.value.code == "connect_failed"
+    assert len(sleeps.delays) == 2
 
 
 def test_a_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:

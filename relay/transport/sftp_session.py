@@ -146,7 +146,12 @@ class _Retryable(Exception):
 
 
 class SftpSession:
-    """A lazily opened SFTP connection, reopened after it drops."""
+    """A lazily opened SFTP connection, reopened after it drops.
+
+    Once a round of connection attempts has failed (``connect_failed``), later calls on the same
+    session fail at once with the same error: an import of many files from a dead server costs
+    one round of retries, not one per file.
+    """
 
     def __init__(
         self, location: SftpLocation, options: TransportOptions, retry: RetryPolicy | None = None
@@ -156,6 +161,7 @@ class SftpSession:
         self.retry = retry or RetryPolicy.from_extra(options.extra)
         self._transport: Transport | None = None
         self._sftp: SFTPClient | None = None
+        self._gave_up: TransportError | None = None
 
     def client(self) -> SFTPClient:
         """The open SFTP client, connecting (with retries) when there is none or it dropped."""
@@ -163,6 +169,8 @@ class SftpSession:
         if self._sftp is not None and self._transport is not None and self._transport.is_active():
             return self._sftp
         self.close()
+        if self._gave_up is not None:  # no new round of retries for every remaining file
+            raise TransportError(self._gave_up.message, code=self._gave_up.code)
         known = KnownHosts(self.settings.known_hosts)
         key = load_identity(self.settings.identity_file)
         try:
@@ -170,11 +178,12 @@ class SftpSession:
                 lambda: self._attempt(known, key), self.retry, lambda e: isinstance(e, _Retryable)
             )
         except _Retryable as exc:
-            raise TransportError(
+            self._gave_up = TransportError(
                 f"cannot connect to {self.location.address} after {self.retry.attempts} "
                 f"attempt(s): {exc}",
                 code=CONNECT_FAILED,
-            ) from None
+            )
+            raise self._gave_up from None
         return self._sftp
 
     def is_alive(self) -> bool:
