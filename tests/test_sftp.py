@@ -25,7 +25,7 @@ from relay.transport.progress import (
     terminal_progress,
 )
 from relay.transport.retry import RetryPolicy
-from relay.transport.sftp import TEMP_PREFIX, SftpDestination, SftpSource
+from relay.transport.sftp import TEMP_PREFIX, SftpDestination, SftpSource, is_bundle_name
 from tests.sshd_fixture import (
     OpenWatch,
     SshServer,
@@ -412,6 +412,22 @@ def test_links_and_special_files_are_not_followed(sshd: SshServer, tmp_path: Pat
     opened = watch.opened()
     watch.close()
     assert opened == []  # nothing was opened, not even the link's target
+
+
+@pytest.mark.parametrize(
+    ("name", "picked"),
+    [
+        ("a.bundle", True),
+        (".a.bundle", False),
+        ("a.bundle.part", False),
+        ("../a.bundle", False),  # names come from the server: a hostile one could send these
+        ("x/a.bundle", False),
+        ("x\\a.bundle", False),
+        ("a\x00.bundle", False),
+    ],
+)
+def test_listed_names_are_plain_bundle_names(name: str, picked: bool) -> None:
+    assert is_bundle_name(name) is picked
 
 
 def test_garbage_is_returned_as_bytes_for_the_verifier_to_reject(sshd: SshServer) -> None:

@@ -201,7 +201,7 @@ class SftpSource(_SftpEndpoint):
             (
                 Pending(name=e.filename, ref=posixpath.join(path, e.filename), size=e.st_size)
                 for e in entries
-                if e.filename.endswith(BUNDLE_SUFFIX) and not e.filename.startswith(".")
+                if is_bundle_name(e.filename)
             ),
             key=lambda item: item.name,
         )
@@ -246,6 +246,18 @@ class SftpSource(_SftpEndpoint):
                 sftp.remove(item.ref)
             except FileNotFoundError:
                 return  # already consumed: removing is idempotent
+
+
+def is_bundle_name(name: str) -> bool:
+    """A listed name we pick up: ``*.bundle``, not a dot file, and a plain base name (a hostile
+    server could list ``../x.bundle``; the name is later used for local files)."""
+    return (
+        name.endswith(BUNDLE_SUFFIX)
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and "\x00" not in name
+    )
 
 
 def _check_entry(name: str, attrs: SFTPAttributes, max_bytes: int) -> int:
