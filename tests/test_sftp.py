@@ -480,6 +480,14 @@ def test_gives_up_after_the_configured_attempts(tmp_path: Path) -> None:
         dest.put("b.bundle", b"x")
     assert again.value.code == "connect_failed"
     assert len(sleeps.delays) == 2
+    dest.close()
+    # After the cool-down (0 here) a new call starts a new round: a daemon recovers.
+    options = server.options(connect_attempts="3", retry_cooldown="0")
+    dest = SftpDestination(server.url(server.data_dir), options, retry=policy)
+    for _ in range(2):
+        with pytest.raises(TransportError):
+            dest.put("a.bundle", b"x")
+    assert len(sleeps.delays) == 2 + 2 * 2
 
 
 def test_a_silent_server_times_out_instead_of_hanging(tmp_path: Path) -> None:

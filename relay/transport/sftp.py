@@ -20,7 +20,8 @@ or timed out during a transfer; nothing partial is returned or published), ``rem
 (any other SFTP failure).
 
 Options in ``TransportOptions.extra``: ``connect_attempts`` (4), ``retry_base`` (0.5 s),
-``retry_cap`` (8 s), ``connect_timeout`` (10 s), ``io_timeout`` (60 s), ``stale_temp_age`` (900 s).
+``retry_cap`` (8 s), ``retry_cooldown`` (60 s), ``connect_timeout`` (10 s), ``io_timeout``
+(60 s), ``stale_temp_age`` (900 s).
 """
 
 from __future__ import annotations

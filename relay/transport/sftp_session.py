@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,6 +90,7 @@ class SessionSettings:
     known_hosts: Path
     connect_timeout: float = 10.0
     io_timeout: float = 60.0
+    retry_cooldown: float = 60.0
 
     @classmethod
     def from_options(cls, options: TransportOptions) -> SessionSettings:
@@ -109,10 +111,11 @@ class SessionSettings:
             known_hosts=options.known_hosts,
             connect_timeout=_seconds(options.extra, "connect_timeout", 10.0),
             io_timeout=_seconds(options.extra, "io_timeout", 60.0),
+            retry_cooldown=_seconds(options.extra, "retry_cooldown", 60.0, allow_zero=True),
         )
 
 
-def _seconds(extra: dict[str, str], key: str, default: float) -> float:
+def _seconds(extra: dict[str, str], key: str, default: float, *, allow_zero: bool = False) -> float:
     text = extra.get(key)
     if text is None:
         return default
@@ -120,7 +123,7 @@ def _seconds(extra: dict[str, str], key: str, default: float) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(f"{key}={text!r} must be a positive number of seconds", code="bad_value")
     return value
 
@@ -149,8 +152,9 @@ class SftpSession:
     """A lazily opened SFTP connection, reopened after it drops.
 
     Once a round of connection attempts has failed (``connect_failed``), later calls on the same
-    session fail at once with the same error: an import of many files from a dead server costs
-    one round of retries, not one per file.
+    session fail at once with the same error for ``retry_cooldown`` seconds (default 60): an
+    import of many files from a dead server costs one round of retries, not one per file, and a
+    long-lived daemon still reconnects once the server is back.
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class SftpSession:
         self._transport: Transport | None = None
         self._sftp: SFTPClient | None = None
         self._gave_up: TransportError | None = None
+        self._gave_up_at = 0.0
 
     def client(self) -> SFTPClient:
         """The open SFTP client, connecting (with retries) when there is none or it dropped."""
@@ -169,7 +174,8 @@ class SftpSession:
         if self._sftp is not None and self._transport is not None and self._transport.is_active():
             return self._sftp
         self.close()
-        if self._gave_up is not None:  # no new round of retries for every remaining file
+        cooling = time.monotonic() - self._gave_up_at < self.settings.retry_cooldown
+        if self._gave_up is not None and cooling:  # no new round of retries for every file
             raise TransportError(self._gave_up.message, code=self._gave_up.code)
         known = KnownHosts(self.settings.known_hosts)
         key = load_identity(self.settings.identity_file)
@@ -183,6 +189,7 @@ class SftpSession:
                 f"attempt(s): {exc}",
                 code=CONNECT_FAILED,
             )
+            self._gave_up_at = time.monotonic()
             raise self._gave_up from None
         return self._sftp
 
