@@ -113,6 +113,12 @@ SETTINGS: dict[str, Setting] = {
         BOTH, _syslog_url, "", "send audit records to udp://h:p, tcp://h:p or unix:///dev/log"
     ),
     "audit.syslog_format": Setting(BOTH, _syslog_format, "rfc5424", "rfc5424 or cef"),
+    "sftp.identity_file": Setting(
+        BOTH, _text, "", "private key for sftp:// logins (empty: none; see docs/sftp.md)"
+    ),
+    "sftp.known_hosts": Setting(
+        BOTH, _text, "", "known_hosts file pinning sftp:// host keys (required for sftp://)"
+    ),
 }
 
 
