@@ -213,18 +213,46 @@ def _ok_vectors() -> list[Vector]:
     empty = SecretsPayload(secrets=[])
     extra = b'{"ack":{"audit_seq":2},"policies":{"future":[1.5,null]},"secrets":[["a",1,"YQ==",null]],"state":"full","tombstones":[],"v":1}'  # noqa: E501
     return [
-        Vector("ok-secrets", Recipe("ok-secrets").build(), "ok", None,
-               "three secrets, one with an expiry, one empty value", DEFAULT_PAYLOAD),
-        Vector("ok-tombstones", Recipe("ok-tombstones", seq=7, plaintext=tombs.encode()).build(),
-               "ok", None, "one secret and two tombstones, audit ack 41", tombs),
-        Vector("ok-empty-state", Recipe("ok-empty-state", seq=8, plaintext=empty.encode()).build(),
-               "ok", None, "full state with no secrets: the agent removes everything", empty),
-        Vector("ok-unknown-payload-key", Recipe("ok-unknown-payload-key", seq=9,
-               plaintext=extra).build(), "ok", None,
-               "unknown top-level payload key (with a float inside) is ignored",
-               SecretsPayload([("a", 1, "YQ==", None)], [], 2)),
-        Vector("ok-expires-now", Recipe("ok-expires-now", seq=10, expires=NOW).build(), "ok", None,
-               "expires == now is still valid (expired means now > expires)", DEFAULT_PAYLOAD),
+        Vector(
+            "ok-secrets",
+            Recipe("ok-secrets").build(),
+            "ok",
+            None,
+            "three secrets, one with an expiry, one empty value",
+            DEFAULT_PAYLOAD,
+        ),
+        Vector(
+            "ok-tombstones",
+            Recipe("ok-tombstones", seq=7, plaintext=tombs.encode()).build(),
+            "ok",
+            None,
+            "one secret and two tombstones, audit ack 41",
+            tombs,
+        ),
+        Vector(
+            "ok-empty-state",
+            Recipe("ok-empty-state", seq=8, plaintext=empty.encode()).build(),
+            "ok",
+            None,
+            "full state with no secrets: the agent removes everything",
+            empty,
+        ),
+        Vector(
+            "ok-unknown-payload-key",
+            Recipe("ok-unknown-payload-key", seq=9, plaintext=extra).build(),
+            "ok",
+            None,
+            "unknown top-level payload key (with a float inside) is ignored",
+            SecretsPayload([("a", 1, "YQ==", None)], [], 2),
+        ),
+        Vector(
+            "ok-expires-now",
+            Recipe("ok-expires-now", seq=10, expires=NOW).build(),
+            "ok",
+            None,
+            "expires == now is still valid (expired means now > expires)",
+            DEFAULT_PAYLOAD,
+        ),
     ]
 
 
@@ -240,46 +268,81 @@ def _envelope_vectors() -> list[Vector]:
         ("trailing-bytes", good + b"\n", "one byte after the declared payload"),
         ("bad-magic", b"RELAYBv2" + good[8:], "magic of another version"),
         ("header-length-zero", good[:8] + b"\0\0\0\0" + good[12:], "header length 0"),
-        ("header-length-huge", good[:8] + b"\xff\xff\xff\xff" + good[12:],
-         "header length over 65536"),
+        (
+            "header-length-huge",
+            good[:8] + b"\xff\xff\xff\xff" + good[12:],
+            "header length over 65536",
+        ),
     ]
     base = Recipe("malformed-header")
     cases += [
-        ("header-space", _header_text(base, lambda t: t.replace(",", ", ", 1)),
-         "non-canonical: a space after a comma"),
+        (
+            "header-space",
+            _header_text(base, lambda t: t.replace(",", ", ", 1)),
+            "non-canonical: a space after a comma",
+        ),
         ("header-unsorted", _header_text(base, _unsort), "non-canonical: keys not sorted"),
-        ("header-escaped", _header_text(base, lambda t: t.replace('"hq"', '"\\u0068q"')),
-         "non-canonical: needless \\u escape"),
+        (
+            "header-escaped",
+            _header_text(base, lambda t: t.replace('"hq"', '"\\u0068q"')),
+            "non-canonical: needless \\u escape",
+        ),
         ("header-extra-field", _raw_header(base, {"note": "x"}), "a field v1 does not have"),
         ("header-missing-field", _raw_header(base, {}, drop="expires"), "no expires field"),
         ("header-bool-for-int", _raw_header(base, {"seq": True}), "seq is true"),
         ("header-string-for-int", _raw_header(base, {"seq": "6"}), "seq is a string"),
-        ("header-float", _header_text(base, lambda t: t.replace(f"{CREATED}", f"{CREATED}.0")),
-         "created is a float"),
+        (
+            "header-float",
+            _header_text(base, lambda t: t.replace(f"{CREATED}", f"{CREATED}.0")),
+            "created is a float",
+        ),
         ("header-negative", _raw_header(base, {"created": -1}), "created is negative"),
         ("header-int-too-big", _raw_header(base, {"seq": 2**53}), "seq over 2^53 - 1"),
         ("header-bad-version", _raw_header(base, {"v": 2}), "v is 2"),
         ("header-unknown-kind", _raw_header(base, {"kind": "policy"}), "kind not in v1"),
         ("header-seq-zero", _raw_header(base, {"seq": 0}), "seq starts at 1"),
-        ("header-expires-before-created", _raw_header(base, {"expires": CREATED - 1}),
-         "validity window reversed"),
+        (
+            "header-expires-before-created",
+            _raw_header(base, {"expires": CREATED - 1}),
+            "validity window reversed",
+        ),
         ("header-bad-name", _raw_header(base, {"sender": "HQ"}), "upper case name"),
-        ("header-name-newline", _raw_header(base, {"sender": "hq\n"}),
-         "trailing newline in a name"),
-        ("header-bad-key-id", _raw_header(base, {"sender_key": "ABCDEF0123456789"}),
-         "key id not lower-case hex"),
+        (
+            "header-name-newline",
+            _raw_header(base, {"sender": "hq\n"}),
+            "trailing newline in a name",
+        ),
+        (
+            "header-bad-key-id",
+            _raw_header(base, {"sender_key": "ABCDEF0123456789"}),
+            "key id not lower-case hex",
+        ),
         ("header-bad-hash", _raw_header(base, {"payload_sha256": "00"}), "hash not 64 hex"),
-        ("header-not-json", sign_raw(b"not json", GATEWAY.keys, base.sealed()),
-         "header is not JSON"),
-        ("header-not-object", sign_raw(b"[]", GATEWAY.keys, base.sealed()),
-         "header is a JSON array"),
+        (
+            "header-not-json",
+            sign_raw(b"not json", GATEWAY.keys, base.sealed()),
+            "header is not JSON",
+        ),
+        (
+            "header-not-object",
+            sign_raw(b"[]", GATEWAY.keys, base.sealed()),
+            "header is a JSON array",
+        ),
         ("header-payload-too-short", _short_payload(), "payload_len 39 < 24 + 16"),
     ]
-    vectors = [Vector(f"malformed-{name}", data, "malformed", "verify", note)
-               for name, data, note in cases]
+    vectors = [
+        Vector(f"malformed-{name}", data, "malformed", "verify", note) for name, data, note in cases
+    ]
     audit = Recipe("malformed-unexpected-kind", kind="audit").build()
-    vectors.append(Vector("malformed-unexpected-kind", audit, "malformed", "verify",
-                          "a valid audit bundle, but the verifier accepts only secrets"))
+    vectors.append(
+        Vector(
+            "malformed-unexpected-kind",
+            audit,
+            "malformed",
+            "verify",
+            "a valid audit bundle, but the verifier accepts only secrets",
+        )
+    )
     return vectors
 
 
@@ -305,51 +368,131 @@ def _authentication_vectors() -> list[Vector]:
     sig_at = _signature_at(sig_tamper)
     expired_tamper = Recipe("bad-signature-expired", expires=NOW - 1).build()
     return [
-        Vector("too-large", Recipe("too-large", plaintext=big).build(), "too_large", "verify",
-               f"valid, but over max_bundle_bytes = {LIMITS['max_bundle_bytes']}"),
-        Vector("unknown-sender", Recipe("unknown-sender", sender=ROGUE).build(),
-               "unknown_sender", "verify", "signed by a key the agent never pinned"),
-        Vector("unknown-sender-same-name", Recipe("unknown-sender-same-name",
-               sender=IMPOSTOR).build(), "unknown_sender", "verify",
-               "the gateway's name with the impostor's key id and signature"),
-        Vector("unknown-sender-other-name", _raw_header(Recipe("unknown-sender-other-name"),
-               {"sender": "hq2"}), "unknown_sender", "verify",
-               "the pinned key id under another name, signed by the gateway"),
-        Vector("unknown-sender-expired", Recipe("unknown-sender-expired", sender=ROGUE,
-               expires=NOW - 1).build(), "unknown_sender", "verify",
-               "an untrusted sender's expired bundle: sender is judged first"),
-        Vector("bad-signature-header-byte", header_tamper, "bad_signature", "verify",
-               "seq 12 changed to 13 after signing (still canonical)"),
-        Vector("bad-signature-payload-byte", _flip(payload_tamper, len(payload_tamper) - 1),
-               "bad_signature", "verify", "last payload byte flipped: hash differs"),
-        Vector("bad-signature-signature-byte", _flip(sig_tamper, sig_at + 5), "bad_signature",
-               "verify", "one signature bit flipped"),
-        Vector("bad-signature-other-key", Recipe("bad-signature-other-key",
-               signer=IMPOSTOR).build(), "bad_signature", "verify",
-               "names the gateway's key but is signed by another key"),
-        Vector("bad-signature-expired", _flip(expired_tamper, len(expired_tamper) - 1),
-               "bad_signature", "verify", "tampered and expired: authenticate before judging"),
+        Vector(
+            "too-large",
+            Recipe("too-large", plaintext=big).build(),
+            "too_large",
+            "verify",
+            f"valid, but over max_bundle_bytes = {LIMITS['max_bundle_bytes']}",
+        ),
+        Vector(
+            "unknown-sender",
+            Recipe("unknown-sender", sender=ROGUE).build(),
+            "unknown_sender",
+            "verify",
+            "signed by a key the agent never pinned",
+        ),
+        Vector(
+            "unknown-sender-same-name",
+            Recipe("unknown-sender-same-name", sender=IMPOSTOR).build(),
+            "unknown_sender",
+            "verify",
+            "the gateway's name with the impostor's key id and signature",
+        ),
+        Vector(
+            "unknown-sender-other-name",
+            _raw_header(Recipe("unknown-sender-other-name"), {"sender": "hq2"}),
+            "unknown_sender",
+            "verify",
+            "the pinned key id under another name, signed by the gateway",
+        ),
+        Vector(
+            "unknown-sender-expired",
+            Recipe("unknown-sender-expired", sender=ROGUE, expires=NOW - 1).build(),
+            "unknown_sender",
+            "verify",
+            "an untrusted sender's expired bundle: sender is judged first",
+        ),
+        Vector(
+            "bad-signature-header-byte",
+            header_tamper,
+            "bad_signature",
+            "verify",
+            "seq 12 changed to 13 after signing (still canonical)",
+        ),
+        Vector(
+            "bad-signature-payload-byte",
+            _flip(payload_tamper, len(payload_tamper) - 1),
+            "bad_signature",
+            "verify",
+            "last payload byte flipped: hash differs",
+        ),
+        Vector(
+            "bad-signature-signature-byte",
+            _flip(sig_tamper, sig_at + 5),
+            "bad_signature",
+            "verify",
+            "one signature bit flipped",
+        ),
+        Vector(
+            "bad-signature-other-key",
+            Recipe("bad-signature-other-key", signer=IMPOSTOR).build(),
+            "bad_signature",
+            "verify",
+            "names the gateway's key but is signed by another key",
+        ),
+        Vector(
+            "bad-signature-expired",
+            _flip(expired_tamper, len(expired_tamper) - 1),
+            "bad_signature",
+            "verify",
+            "tampered and expired: authenticate before judging",
+        ),
     ]
 
 
 def _judgement_vectors() -> list[Vector]:
     wrong_name = Recipe("wrong-recipient-other-name")
     return [
-        Vector("wrong-recipient", Recipe("wrong-recipient", recipient=OTHER_AGENT).build(),
-               "wrong_recipient", "verify", "addressed and sealed to plant8"),
-        Vector("wrong-recipient-other-name", _raw_header(wrong_name, {"recipient": "plant8"}),
-               "wrong_recipient", "verify", "the agent's key id under another name"),
-        Vector("wrong-recipient-expired", Recipe("wrong-recipient-expired",
-               recipient=OTHER_AGENT, expires=NOW - 1).build(), "wrong_recipient", "verify",
-               "recipient is judged before expiry"),
-        Vector("expired", Recipe("expired", expires=NOW - 1).build(), "expired", "verify",
-               "expires one second before now"),
-        Vector("expired-and-rollback", Recipe("expired-and-rollback", seq=4,
-               expires=NOW - 1).build(), "expired", "verify", "expiry is judged before seq"),
-        Vector("rollback", Recipe("rollback", seq=4).build(), "rollback", "sequence",
-               f"seq 4, never applied, below the high-water mark {HIGH_WATER_SEQ}"),
-        Vector("rollback-same-seq", Recipe("rollback-same-seq", seq=HIGH_WATER_SEQ).build(),
-               "rollback", "sequence", "seq equal to the high-water mark, another bundle id"),
+        Vector(
+            "wrong-recipient",
+            Recipe("wrong-recipient", recipient=OTHER_AGENT).build(),
+            "wrong_recipient",
+            "verify",
+            "addressed and sealed to plant8",
+        ),
+        Vector(
+            "wrong-recipient-other-name",
+            _raw_header(wrong_name, {"recipient": "plant8"}),
+            "wrong_recipient",
+            "verify",
+            "the agent's key id under another name",
+        ),
+        Vector(
+            "wrong-recipient-expired",
+            Recipe("wrong-recipient-expired", recipient=OTHER_AGENT, expires=NOW - 1).build(),
+            "wrong_recipient",
+            "verify",
+            "recipient is judged before expiry",
+        ),
+        Vector(
+            "expired",
+            Recipe("expired", expires=NOW - 1).build(),
+            "expired",
+            "verify",
+            "expires one second before now",
+        ),
+        Vector(
+            "expired-and-rollback",
+            Recipe("expired-and-rollback", seq=4, expires=NOW - 1).build(),
+            "expired",
+            "verify",
+            "expiry is judged before seq",
+        ),
+        Vector(
+            "rollback",
+            Recipe("rollback", seq=4).build(),
+            "rollback",
+            "sequence",
+            f"seq 4, never applied, below the high-water mark {HIGH_WATER_SEQ}",
+        ),
+        Vector(
+            "rollback-same-seq",
+            Recipe("rollback-same-seq", seq=HIGH_WATER_SEQ).build(),
+            "rollback",
+            "sequence",
+            "seq equal to the high-water mark, another bundle id",
+        ),
     ]
 
 
@@ -358,12 +501,27 @@ def _stream_vectors() -> tuple[list[Vector], bytes, bytes]:
     old = Recipe("duplicate-old", seq=3).build()
     tampered = _flip(latest, len(latest) - 1)
     vectors = [
-        Vector("duplicate-latest", latest, "duplicate", "sequence",
-               "the bundle that set the high-water mark, again"),
-        Vector("duplicate-old", old, "duplicate", "sequence",
-               "seq 3, applied earlier (in the applied set): a skip, not a rollback"),
-        Vector("bad-signature-tampered-duplicate", tampered, "bad_signature", "verify",
-               "the applied bundle with a payload byte flipped: same bundle id, never duplicate"),
+        Vector(
+            "duplicate-latest",
+            latest,
+            "duplicate",
+            "sequence",
+            "the bundle that set the high-water mark, again",
+        ),
+        Vector(
+            "duplicate-old",
+            old,
+            "duplicate",
+            "sequence",
+            "seq 3, applied earlier (in the applied set): a skip, not a rollback",
+        ),
+        Vector(
+            "bad-signature-tampered-duplicate",
+            tampered,
+            "bad_signature",
+            "verify",
+            "the applied bundle with a payload byte flipped: same bundle id, never duplicate",
+        ),
     ]
     return vectors, latest, old
 
@@ -373,14 +531,27 @@ def _decrypt_vectors() -> list[Vector]:
     junk = hashlib.sha512(b"relay-vectors-v1/junk").digest()[:60]
     junk_bundle = sign_header(garbage.header(junk), GATEWAY.keys, junk)
     return [
-        Vector("decrypt-failed-other-recipient-key", Recipe("decrypt-failed-other-recipient-key",
-               box_to=OTHER_AGENT).build(), "decrypt_failed", "decrypt",
-               "header addressed to plant7, payload sealed to plant8's key"),
-        Vector("decrypt-failed-other-sender-box", Recipe("decrypt-failed-other-sender-box",
-               boxer=ROGUE).build(), "decrypt_failed", "decrypt",
-               "payload sealed with another sender's box key"),
-        Vector("decrypt-failed-garbage", junk_bundle, "decrypt_failed", "decrypt",
-               "60 bytes that are not a box, correctly hashed and signed"),
+        Vector(
+            "decrypt-failed-other-recipient-key",
+            Recipe("decrypt-failed-other-recipient-key", box_to=OTHER_AGENT).build(),
+            "decrypt_failed",
+            "decrypt",
+            "header addressed to plant7, payload sealed to plant8's key",
+        ),
+        Vector(
+            "decrypt-failed-other-sender-box",
+            Recipe("decrypt-failed-other-sender-box", boxer=ROGUE).build(),
+            "decrypt_failed",
+            "decrypt",
+            "payload sealed with another sender's box key",
+        ),
+        Vector(
+            "decrypt-failed-garbage",
+            junk_bundle,
+            "decrypt_failed",
+            "decrypt",
+            "60 bytes that are not a box, correctly hashed and signed",
+        ),
     ]
 
 
@@ -399,27 +570,48 @@ def _payload_vectors() -> list[Vector]:
         ("not-json", b"\x00not json", "decrypts to bytes that are not JSON"),
         ("not-full-state", doc(state="delta"), "state is not full"),
         ("bad-version", doc(v=2), "payload v is 2"),
-        ("duplicate-path", doc(secrets=[["a", 1, "YQ==", None], ["a", 2, "Yg==", None]]),
-         "a path twice in secrets"),
+        (
+            "duplicate-path",
+            doc(secrets=[["a", 1, "YQ==", None], ["a", 2, "Yg==", None]]),
+            "a path twice in secrets",
+        ),
         ("live-and-dead", doc(tombstones=[["a", 2]]), "a path both live and tombstoned"),
         ("bad-path", doc(secrets=[["../x", 1, "YQ==", None]]), "path ../x"),
-        ("value-over-cap", doc(secrets=[["a", 1, over, None]]),
-         f"value of {cap + 1} bytes, max_secret_bytes = {cap} (a {cap}-byte value is fine)"),
+        (
+            "value-over-cap",
+            doc(secrets=[["a", 1, over, None]]),
+            f"value of {cap + 1} bytes, max_secret_bytes = {cap} (a {cap}-byte value is fine)",
+        ),
         ("bad-base64", doc(secrets=[["a", 1, "YQ", None]]), "value is unpadded base64"),
         ("bad-row", doc(secrets=[["a", 1, "YQ=="]]), "a secret row of 3 items"),
-        ("too-many-entries", doc(secrets=many),
-         f"{LIMITS['max_entries'] + 1} entries, max_entries = {LIMITS['max_entries']}"),
+        (
+            "too-many-entries",
+            doc(secrets=many),
+            f"{LIMITS['max_entries'] + 1} entries, max_entries = {LIMITS['max_entries']}",
+        ),
         ("duplicate-member", doc()[:-1] + b',"v":1}', "member v twice"),
     ]
     vectors = [
-        Vector(f"malformed-payload-{name}", Recipe(f"malformed-payload-{name}",
-               plaintext=data).build(), "malformed", "payload", note)
+        Vector(
+            f"malformed-payload-{name}",
+            Recipe(f"malformed-payload-{name}", plaintext=data).build(),
+            "malformed",
+            "payload",
+            note,
+        )
         for name, data, note in cases
     ]
     ok = SecretsPayload([("a", 1, at_cap, None)])
-    vectors.append(Vector("ok-value-at-cap", Recipe("ok-value-at-cap", seq=11,
-                          plaintext=ok.encode()).build(), "ok", None,
-                          f"a value of exactly max_secret_bytes = {cap}", ok))
+    vectors.append(
+        Vector(
+            "ok-value-at-cap",
+            Recipe("ok-value-at-cap", seq=11, plaintext=ok.encode()).build(),
+            "ok",
+            None,
+            f"a value of exactly max_secret_bytes = {cap}",
+            ok,
+        )
+    )
     return vectors
 
 

@@ -7,6 +7,7 @@ rejected file's bytes are copied to quarantine and the source is never modified.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -86,6 +87,9 @@ class AgentImporter:
     def _import_item(
         self, source: Source, item: Pending, options: TransportOptions | None
     ) -> Outcome:
+        if not item.explicit and self._applied_by_name(item.name):
+            # The conventional name says which seq this is, and it was applied: no download.
+            return Outcome(item.name, "duplicate", "duplicate", "already applied (by its name)")
         try:
             data = source.fetch(item, self.limits["max_bundle_bytes"])
         except BundleRejected as exc:
@@ -104,6 +108,14 @@ class AgentImporter:
             if outcome.result is not None and outcome.result.audit_ack:
                 self.audit.acknowledge(outcome.result.audit_ack)
         return outcome
+
+    def _applied_by_name(self, name: str) -> bool:
+        parsed = _parse_bundle_name(name, self.home.identity.name)
+        if parsed is None:
+            return False
+        sender, seq = parsed
+        keys = [k for k, ident in self.store.trusted_senders().items() if ident.name == sender]
+        return any(self.store.was_applied(key, "secrets", seq) for key in keys)
 
     def record_fetch_failure(self, outcome: Outcome) -> Outcome:
         """Audit a file refused before it was read (too large, not a regular file)."""
@@ -134,6 +146,19 @@ class AgentImporter:
                 name, "rejected", exc.code, exc.message, quarantined=kept, bundle_id=bundle_id
             )
         return Outcome(name, "applied", None, "", result.seq, result, bundle_id=bundle_id)
+
+
+_NAME = re.compile(
+    r"(?P<sender>[a-z0-9][a-z0-9._-]{0,62})-to-(?P<rest>.+)\.secrets\.(?P<seq>\d{10})\.bundle"
+)
+
+
+def _parse_bundle_name(name: str, me: str) -> tuple[str, int] | None:
+    """(sender, seq) from ``SENDER-to-ME.secrets.SEQ.bundle``, if ``name`` has that form."""
+    match = _NAME.fullmatch(name)
+    if match is None or match.group("rest") != me:
+        return None
+    return match.group("sender"), int(match.group("seq"))
 
 
 def _addressed_elsewhere(data: bytes, my_key_id: str) -> bool:

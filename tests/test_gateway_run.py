@@ -18,7 +18,8 @@ def test_scheduled_exports_are_heartbeats_and_stop_on_sigterm(pair: Pair) -> Non
     pair.gateway("config", "set", "export.every", "1s")
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "gateway", "run", "--home", str(pair.gw)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
