@@ -12,11 +12,17 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from outer_gateway import schema
-from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
+from relay.db import bulk_execute, fetch_all, server_engine, sqlcipher_engine, write_transaction
 from relay.errors import SecretError, UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity
 
+_PUT_ONE = (
+    "INSERT INTO secrets (path, version, value, expires_at, updated_at, deleted) "
+    "VALUES (?, 1, ?, ?, ?, false) ON CONFLICT (path) DO UPDATE SET "
+    "version = secrets.version + 1, value = excluded.value, expires_at = excluded.expires_at, "
+    "updated_at = excluded.updated_at, deleted = false RETURNING version"
+)
 _UPSERT = (
     "INSERT INTO secrets (path, version, value, expires_at, updated_at, deleted) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET version = excluded.version, "
@@ -48,17 +54,53 @@ class GatewaySecretMeta:
     deleted: bool
 
 
+class ValueCodec:
+    """How secret values are kept in the store's ``value`` column.
+
+    In the embedded SQLCipher store the whole file is encrypted, so values are stored as they are.
+    On a database server (PostgreSQL) each value is sealed with the home's store key
+    (XSalsa20-Poly1305 secretbox), so the server, its backups and its logs never hold a value in
+    clear.
+    """
+
+    def __init__(self, key: bytes | None) -> None:
+        self._box = None
+        if key is not None:
+            import nacl.secret
+
+            self._box = nacl.secret.SecretBox(key)
+
+    @property
+    def plain(self) -> bool:
+        """True when values are stored as they are (the embedded store encrypts the whole file)."""
+        return self._box is None
+
+    def seal(self, value: bytes) -> bytes:
+        return value if self._box is None else bytes(self._box.encrypt(value))
+
+    def open(self, stored: bytes) -> bytes:
+        return stored if self._box is None else bytes(self._box.decrypt(stored))
+
+
 class GatewayStore:
     """The store of a gateway home."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, codec: ValueCodec | None = None) -> None:
         self.engine = engine
+        self.codec = codec or ValueCodec(None)
 
     @classmethod
     def open(cls, home: Home) -> GatewayStore:
-        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
+        """The home's store: SQLCipher in the home, or ``gateway.store_url`` (PostgreSQL)."""
+        url = str(home.config.get("gateway.store_url"))
+        if url:
+            engine = server_engine(url)
+            codec = ValueCodec(home.secrets.store_key)
+        else:
+            engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
+            codec = ValueCodec(None)
         schema.metadata.create_all(engine)
-        return cls(engine)
+        return cls(engine, codec)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -109,27 +151,36 @@ class GatewayStore:
         raise UsageError(f"no enrolled agent named {name!r}", code="unknown_agent")
 
     def next_seq(self, name: str, now: int) -> int:
-        """Reserve the next forward-stream seq of ``name`` (committed before the bundle is
-        written, so a seq is never reused for different content)."""
+        """Reserve the next forward-stream seq of ``name``: one atomic ``UPDATE … RETURNING``,
+        committed before the bundle is written, so concurrent gateway processes never hand out
+        the same seq and a seq is never reused for different content."""
         t = schema.agents
+        query = (
+            update(t)
+            .where(t.c.name == name)
+            .values(last_seq=t.c.last_seq + 1, last_export=now)
+            .returning(t.c.last_seq)
+        )
         with write_transaction(self.engine) as conn:
-            seq = conn.execute(select(t.c.last_seq).where(t.c.name == name)).scalar_one() + 1
-            conn.execute(update(t).where(t.c.name == name).values(last_seq=seq, last_export=now))
-        return int(seq)
+            return int(conn.execute(query).scalar_one())
 
     # -- secrets -----------------------------------------------------------------------------
 
     def put_secret(self, path: str, value: bytes, expires_at: int | None, now: int) -> int:
-        """Store a new version of ``path``; returns the version."""
+        """Store a new version of ``path`` (one atomic upsert); returns the version."""
         with write_transaction(self.engine) as conn:
-            version = _current_versions(conn, [path]).get(path, 0) + 1
-            bulk_execute(conn, _UPSERT, [(path, version, value, expires_at, now, False)])
-        return version
+            row = conn.exec_driver_sql(
+                _placeholders(conn, _PUT_ONE),
+                (path, self.codec.seal(value), expires_at, now),
+            ).first()
+        assert row is not None  # noqa: S101 - RETURNING always yields the row
+        return int(row[0])
 
     def import_secrets(
         self, values: dict[str, bytes], expires_at: int | None, now: int
     ) -> tuple[int, int]:
         """Bulk put; a path whose value is unchanged keeps its version. Returns (written, same)."""
+        plain, seal, open_value = self.codec.plain, self.codec.seal, self.codec.open
         with write_transaction(self.engine) as conn:
             # One driver-level read of the table, without per-row result objects:
             # path -> (path, version, value, deleted, expires_at).
@@ -137,25 +188,33 @@ class GatewayStore:
             rows = []
             for path, value in values.items():
                 old = current.get(path)
-                if old and not old[3] and old[2] == value and old[4] == expires_at:
+                if (
+                    old
+                    and not old[3]
+                    and old[4] == expires_at
+                    and (old[2] == value if plain else open_value(bytes(old[2])) == value)
+                ):
                     continue
-                rows.append((path, (old[1] if old else 0) + 1, value, expires_at, now, False))
+                version = (old[1] if old else 0) + 1
+                stored = value if plain else seal(value)
+                rows.append((path, version, stored, expires_at, now, False))
             bulk_execute(conn, _UPSERT, rows)
         return len(rows), len(values) - len(rows)
 
     def remove_secret(self, path: str, now: int) -> int:
         """Turn ``path`` into a tombstone (a new version with no value); returns the version."""
         t = schema.secrets
+        query = (
+            update(t)
+            .where(t.c.path == path, t.c.deleted.is_(False))
+            .values(version=t.c.version + 1, value=None, deleted=True, updated_at=now)
+            .returning(t.c.version)
+        )
         with write_transaction(self.engine) as conn:
-            row = conn.execute(select(t.c.version, t.c.deleted).where(t.c.path == path)).first()
-            if row is None or row.deleted:
-                raise SecretError(f"no secret {path!r}", code="not_found")
-            conn.execute(
-                update(t)
-                .where(t.c.path == path)
-                .values(version=row.version + 1, value=None, deleted=True, updated_at=now)
-            )
-        return int(row.version) + 1
+            version = conn.execute(query).scalar_one_or_none()
+        if version is None:
+            raise SecretError(f"no secret {path!r}", code="not_found")
+        return int(version)
 
     def list_secrets(self, include_deleted: bool = False) -> list[GatewaySecretMeta]:
         t = schema.secrets
@@ -169,9 +228,15 @@ class GatewayStore:
         """(path, version, value, expires_at, deleted) of every secret, for export."""
         with self.engine.connect() as conn:
             rows = fetch_all(conn, _ALL_ROWS)
+        if self.codec.plain:
+            return [
+                (path, version, value, expires, bool(deleted))
+                for path, version, value, expires, deleted in rows
+            ]
+        open_value = self.codec.open
         return [
-            (path, version, value, expires, bool(deleted))
-            for path, version, value, expires, deleted in rows
+            (p, v, None if value is None else open_value(bytes(value)), e, bool(deleted))
+            for p, v, value, e, deleted in rows
         ]
 
     # -- grants ------------------------------------------------------------------------------
@@ -206,7 +271,5 @@ class GatewayStore:
             return [(r.agent, r.pattern) for r in conn.execute(query)]
 
 
-def _current_versions(conn: Connection, paths: list[str]) -> dict[str, int]:
-    t = schema.secrets
-    rows = conn.execute(select(t.c.path, t.c.version).where(t.c.path.in_(paths)))
-    return {r.path: r.version for r in rows}
+def _placeholders(conn: Connection, sql: str) -> str:
+    return sql if conn.dialect.name == "sqlite" else sql.replace("?", "%s")

@@ -112,3 +112,15 @@ def fetch_all(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tu
         rows: list[tuple[Any, ...]] = raw.execute(sql, tuple(params)).fetchall()
         return rows
     return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), tuple(params))]
+
+
+def sa_executor(conn: Connection) -> Any:
+    """``execute(sql, params) -> rows`` over a SQLAlchemy connection, ``?`` placeholders on every
+    dialect (the shape :mod:`relay.audit.log` works with)."""
+    sqlite = conn.dialect.name == "sqlite"
+
+    def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        result = conn.exec_driver_sql(sql if sqlite else sql.replace("?", "%s"), tuple(params))
+        return [tuple(row) for row in result] if result.returns_rows else []
+
+    return execute

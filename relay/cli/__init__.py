@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from typing import Any
 
 import click
@@ -21,11 +20,13 @@ SUBCOMMANDS: dict[str, str] = {
     "agent": "relay.cli.agent:agent",
     "bundle": "relay.cli.bundle:bundle",
     "demo": "relay.cli.demo:demo",
+    "hop": "relay.cli.hop:hop",
 }
 
 
 class LazyGroup(click.Group):
-    """A click group whose sub-commands are imported on first use."""
+    """A click group whose sub-commands are imported on first use, and which turns every
+    error into one line on stderr and an exit status (no traceback ever reaches a user)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(SUBCOMMANDS)
@@ -39,37 +40,36 @@ class LazyGroup(click.Group):
         assert isinstance(command, click.Command)  # noqa: S101 - programmer error
         return command
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RelayError as exc:
+            click.echo(f"relay: error: {exc.diagnostics()}", err=True)
+            ctx.exit(exc.exit_status)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("relay: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            # A bug. Never print the message or traceback: either could carry a secret value.
+            click.echo(
+                f"relay: error: internal: {type(exc).__name__} (a bug; please report)", err=True
+            )
+            if os.environ.get("RELAY_DEBUG") == "1":
+                import traceback
+
+                traceback.print_exc(limit=-3)
+            ctx.exit(70)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="relay")
 def cli() -> None:
     """relay: store-and-forward secrets across air gaps, diodes and DMZs."""
+    os.umask(0o077)  # every file relay creates is private unless it says otherwise
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point: runs the CLI and turns every error into one line and an exit status."""
-    os.umask(0o077)
-    try:
-        return cli.main(args=argv, prog_name="relay", standalone_mode=False)
-    except RelayError as exc:
-        click.echo(f"relay: error: {exc.diagnostics()}", err=True)
-        sys.exit(exc.exit_status)
-    except click.exceptions.Abort:
-        click.echo("relay: aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("relay: interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        # A bug. Never print the message or traceback: either could carry a secret value.
-        click.echo(f"relay: error: internal: {type(exc).__name__} (a bug; please report)", err=True)
-        if os.environ.get("RELAY_DEBUG") == "1":
-            import traceback
-
-            traceback.print_exc(limit=-3)
-        sys.exit(70)
+    """Entry point of the ``relay`` console script."""
+    return cli.main(args=argv, prog_name="relay")

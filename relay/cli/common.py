@@ -123,7 +123,9 @@ def config_group(side: str) -> click.Group:
     @click.argument("value")
     def set_(home: Path, key: str, value: str) -> None:
         """Set KEY to VALUE."""
-        parsed = Home.open(home, side).config.set(key, value)
+        opened = Home.open(home, side)
+        parsed = opened.config.set(key, value)
+        record_config_change(opened, key)
         click.echo(f"{key} = {parsed!r}")
 
     @group.command("get")
@@ -138,7 +140,9 @@ def config_group(side: str) -> click.Group:
     @click.argument("key")
     def unset(home: Path, key: str) -> None:
         """Return KEY to its default."""
-        Home.open(home, side).config.unset(key)
+        opened = Home.open(home, side)
+        opened.config.unset(key)
+        record_config_change(opened, key)
 
     @group.command("show")
     @home_option
@@ -153,6 +157,21 @@ def config_group(side: str) -> click.Group:
             click.echo(f"{key} = {value!r}{'  (default)' if is_default else ''}")
 
     return group
+
+
+def record_config_change(home: Home, key: str) -> None:
+    """Audit a settings change (the key only: values may hold credentials)."""
+    if home.side == "agent":
+        from inner_agent.audit import AgentAudit
+
+        AgentAudit(home).record("config.changed", setting=key)
+        return
+    from outer_gateway.audit import GatewayAudit
+    from outer_gateway.store import GatewayStore
+
+    store = GatewayStore.open(home)
+    GatewayAudit(home, store.engine).record("config.changed", setting=key)
+    store.close()
 
 
 def read_value(value_file: Path | None, from_stdin: bool, raw: bool, cap: int) -> bytes:

@@ -20,7 +20,7 @@ def _run(*args: str, expect: int = 0) -> None:
 
     click.secho("$ relay " + " ".join(args), fg="cyan")
     try:
-        cli.main(args=list(args), prog_name="relay", standalone_mode=False)
+        cli.main(args=list(args), prog_name="relay")
         status = 0
     except SystemExit as exc:
         status = int(exc.code or 0)
@@ -109,3 +109,14 @@ def _loop(root: Path) -> None:
     tampered.write_bytes(bytes(data))
     _run("agent", "import", "--home", ag, str(tampered), expect=1)
     _run("agent", "get", "--home", ag, "db/plant7/password")
+
+    _step("9. Audit flows back: the agent's records, sealed to the gateway, verified, acknowledged")
+    back = str(root / "usb-back")
+    _run("agent", "audit", "--home", ag)
+    _run("agent", "audit", "export", "--home", ag, "--to", back)
+    _run("gateway", "import", "--home", gw, back)
+    _run("gateway", "audit", "verify", "--home", gw)
+    _run("gateway", "audit", "--home", gw, "--agent", "plant7")
+    _run("gateway", "export", "--home", gw, "--to", usb)
+    _run("agent", "import", "--home", ag, usb)
+    _run("agent", "status", "--home", ag)
