@@ -6,6 +6,7 @@ alone, tombstones, removals, duplicates, and the exact verdict on every secret p
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,6 +182,11 @@ def test_payload_path_verdict_is_is_valid_path(path: str) -> None:
         (["a", 1.0, "dmFsdWU=", None], "bad version"),
         (["a", 1, None, None], "missing or over"),
         (["a", 1, "A" * 200, None], "missing or over"),
+        (["a", 1, base64.b64encode(bytes(101)).decode(), None], "missing or over"),
+        (["a", 1, "dmFsdWU", None], "not valid base64"),
+        (["a", 1, "dmFs dWU=", None], "not valid base64"),
+        (["a", 2**53, "dmFsdWU=", None], "bad version"),
+        (["a", 1, "dmFsdWU=", 2**53], "bad expiry"),
         (["a", 1, "dmFsdWU=", -1], "bad expiry"),
         (["a", 1, "dmFsdWU=", False], "bad expiry"),
         ([7, 1, "dmFsdWU=", None], "bad path"),

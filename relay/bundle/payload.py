@@ -99,20 +99,25 @@ def _secret_rows(secrets: list[Any], max_b64: int, max_bytes: int) -> list[Secre
     rows: list[SecretRow] = []
     append = rows.append
     fast_path = _FAST_PATH.fullmatch
+    a2b = binascii.a2b_base64
     for row in secrets:
         if type(row) is list and len(row) == 4:
             path, version, value, expires = row
-            if (
-                type(path) is str
-                and len(path) <= MAX_PATH
-                and fast_path(path) is not None
-                and type(version) is int
-                and 1 <= version <= MAX_INT
-                and type(value) is str
-                and len(value) <= max_b64
-                and len(decode_value(value)) <= max_bytes  # bad base64: the same error as below
-                and (expires is None or (type(expires) is int and 0 <= expires <= MAX_INT))
-            ):
+            try:
+                ok = (
+                    type(path) is str
+                    and len(path) <= MAX_PATH
+                    and fast_path(path) is not None
+                    and type(version) is int
+                    and 1 <= version <= MAX_INT
+                    and type(value) is str
+                    and len(value) <= max_b64
+                    and len(a2b(value, strict_mode=True)) <= max_bytes
+                    and (expires is None or (type(expires) is int and 0 <= expires <= MAX_INT))
+                )
+            except (binascii.Error, ValueError):
+                ok = False  # bad base64: _secret_row raises the same error as always
+            if ok:
                 append((path, version, value, expires))
                 continue
         append(_secret_row(row, max_b64, max_bytes))
