@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "agent": "relay.cli.agent:agent",
     "bundle": "relay.cli.bundle:bundle",
     "demo": "relay.cli.demo:demo",
+    "diode": "relay.cli.diode:diode",
 }
 
 
