@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from relay.transport.folder import ensure_private_dir, write_atomic
 RECEIVE_BUFFER = 32 << 20
 MAX_DATAGRAM = 65535
 POLL_SECONDS = 0.2
+# Linux's SO_RCVBUFFORCE (not exported by the socket module): lets root exceed rmem_max.
+_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
 
 Report = Callable[[str], None]
 
@@ -44,10 +47,9 @@ def open_socket(host: str, port: int) -> socket.socket:
 
 
 def _grow_receive_buffer(sock: socket.socket) -> None:
-    force = getattr(socket, "SO_RCVBUFFORCE", None)
-    if force is not None:
+    if _RCVBUFFORCE is not None:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, force, RECEIVE_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, _RCVBUFFORCE, RECEIVE_BUFFER)
             return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
