@@ -26,6 +26,7 @@ from relay.diode.packet import (
     HEADER_SIZE,
     BlockPacket,
     PacketRejected,
+    PacketWriter,
     decode_packet,
     encode_packet,
 )
@@ -311,3 +312,12 @@ def test_token_bucket_paces_to_the_rate() -> None:
     for _ in range(100):
         bucket.take(100)
     assert 9.8 <= clock[0] <= 10.0
+
+
+def test_packet_writer_matches_the_reference_encoder() -> None:
+    writer = PacketWriter(TID, 4, 6, 16, 60)
+    for stripe, index in ((0, 0), (0, 5)):
+        packet = _packet(stripe=stripe, index=index)
+        assert writer.datagram(stripe, index, packet.payload) == encode_packet(packet)
+    with pytest.raises(ValueError):
+        writer.datagram(1, 0, bytes(16))

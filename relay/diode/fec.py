@@ -22,8 +22,7 @@ from typing import Any
 from relay.diode.packet import (
     DEFAULT_BLOCK_SIZE,
     MAX_BLOCKS,
-    BlockPacket,
-    encode_packet,
+    PacketWriter,
     stripe_count,
 )
 
@@ -119,19 +118,18 @@ def decode_stripe(geo: Geometry, blocks: Mapping[int, bytes]) -> bytes:
 
 
 def interleaved_packets(obj: bytes, geo: Geometry, transfer: bytes) -> Iterator[bytes]:
-    """Every datagram of one pass, in round order: block ``r`` of each stripe, for r in 0..m-1."""
-    stripes = [encode_stripe(obj, geo, s) for s in range(geo.stripes)]
+    """Every datagram of one pass, in round order: block ``r`` of each stripe, for r in 0..m-1.
+
+    Parity is computed lazily during the data rounds (which need no encoding), a few stripes
+    after each round, so a paced sender spends its idle time encoding instead of stalling first.
+    """
+    data = [_data_blocks(obj, geo, s) for s in range(geo.stripes)]
+    writer = PacketWriter(transfer, geo.k, geo.m, geo.block_size, geo.total_len)
+    parity: list[list[bytes]] = []
     for index in range(geo.m):
-        for number, blocks in enumerate(stripes):
-            yield encode_packet(
-                BlockPacket(
-                    transfer=transfer,
-                    k=geo.k,
-                    m=geo.m,
-                    block_size=geo.block_size,
-                    total_len=geo.total_len,
-                    stripe=number,
-                    index=index,
-                    payload=blocks[index],
-                )
-            )
+        for number in range(geo.stripes):
+            block = data[number][index] if index < geo.k else parity[number][index - geo.k]
+            yield writer.datagram(number, index, block)
+        wanted = geo.stripes if index + 1 >= geo.k else (index + 1) * geo.stripes // geo.k
+        while len(parity) < wanted:
+            parity.append(encode_stripe(obj, geo, len(parity))[geo.k :])

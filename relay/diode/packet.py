@@ -33,6 +33,7 @@ MAX_BLOCK_SIZE = 8192
 DEFAULT_BLOCK_SIZE = 1400  # 1438-byte datagrams fit a 1500-byte Ethernet MTU
 
 _BODY = struct.Struct(">4sBBHHH8sQIH")
+_TAIL = struct.Struct(">IH")  # stripe, index: the part that changes from block to block
 _CRC = struct.Struct(">I")
 HEADER_SIZE = _BODY.size + _CRC.size
 
@@ -85,6 +86,28 @@ def encode_packet(packet: BlockPacket) -> bytes:
     )
     crc = zlib.crc32(packet.payload, zlib.crc32(body))
     return body + _CRC.pack(crc) + packet.payload
+
+
+class PacketWriter:
+    """Build the datagrams of one transfer quickly: the constant header part is packed once."""
+
+    def __init__(self, transfer: bytes, k: int, m: int, block_size: int, total_len: int) -> None:
+        probe = BlockPacket(transfer, k, m, block_size, total_len, 0, 0, bytes(block_size))
+        self._prefix = encode_packet(probe)[: _BODY.size - _TAIL.size]
+        self._prefix_crc = zlib.crc32(self._prefix)
+        self._stripes = probe.stripes
+        self._m = m
+        self._block_size = block_size
+
+    def datagram(self, stripe: int, index: int, payload: bytes) -> bytes:
+        """The datagram carrying block ``index`` of ``stripe``."""
+        if not (0 <= stripe < self._stripes and 0 <= index < self._m):
+            raise ValueError(f"block {stripe}/{index} outside the transfer")
+        if len(payload) != self._block_size:
+            raise ValueError("payload length does not match block size")
+        tail = _TAIL.pack(stripe, index)
+        crc = zlib.crc32(payload, zlib.crc32(tail, self._prefix_crc))
+        return b"".join((self._prefix, tail, _CRC.pack(crc), payload))
 
 
 def decode_packet(datagram: bytes) -> BlockPacket:
