@@ -208,9 +208,11 @@ def test_diode_destination_puts_a_bundle(tmp_path: Path, receiver: Receiver) -> 
         (["send", "x", "--to", "udp://127.0.0.1:9", "--rate", "-5"], "bad_option"),
         (["receive", "--listen", "nowhere", "--out", "o"], "bad_address"),
         (["receive", "--listen", "127.0.0.1:0", "--out", "o", "--expire", "soon"], "bad_duration"),
+        (["receive", "--listen", "127.0.0.1:0", "--out", "a_file"], "transport_failed"),
     ],
 )
 def test_bad_input_is_one_line_with_a_code(tmp_path: Path, args: list[str], code: str) -> None:
+    (tmp_path / "a_file").write_text("not a folder")
     result = subprocess.run(
         [sys.executable, "-m", "relay", "diode", *args],
         capture_output=True,

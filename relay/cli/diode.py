@@ -53,9 +53,11 @@ def receive(listen: str, out_dir: str, expire: str) -> None:
     from relay.diode.assembly import ReceiverLimits
     from relay.diode.receiver import open_socket, receive_forever
     from relay.durations import parse_duration
+    from relay.transport.folder import ensure_private_dir
 
     host, port = parse_listen(listen)
     limits = ReceiverLimits(expire_after=float(parse_duration(expire)))
+    ensure_private_dir(Path(out_dir))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

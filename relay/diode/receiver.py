@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from relay.diode.assembly import Assembler, Event, ReceiverLimits
-from relay.errors import TransportError
+from relay.errors import RelayError, TransportError
 from relay.transport.folder import ensure_private_dir, write_atomic
 
 RECEIVE_BUFFER = 32 << 20
@@ -95,6 +95,9 @@ def _handle(event: Event, out_dir: Path, report: Report) -> None:
             path = write_atomic(out_dir, event.file.name, event.file.data)
         except OSError as exc:
             report(f"cannot write {event.file.name}: {exc.strerror}")
+            return
+        except RelayError as exc:
+            report(f"cannot write {event.file.name}: {exc.diagnostics()}")
             return
         report(f"received {path.name} ({event.detail}, transfer {event.transfer})")
         return
