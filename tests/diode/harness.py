@@ -120,10 +120,11 @@ class LossyRelay(threading.Thread):
 class Receiver:
     """A ``relay diode receive`` process on 127.0.0.1 with a free port, its log read live."""
 
-    def __init__(self, out_dir: Path, *extra: str) -> None:
+    def __init__(self, out_dir: Path, *extra: str, prefix: tuple[str, ...] = ()) -> None:
         self.out_dir = out_dir
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "relay",
