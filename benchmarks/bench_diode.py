@@ -4,8 +4,8 @@ Both tools move the same 50 MB file inside a private network namespace whose loo
 random share of UDP datagrams (an nftables ``numgen random`` rule: the kernel lacks ``netem`` on
 some hosts, nftables works wherever namespaces do). Both are capped at the same wire rate.
 Goodput is file bytes divided by the time from starting the sender to the receiver holding a
-verified file. Then the smallest ``--fec-overhead`` that still delivers at 5% loss in one pass,
-and the smallest udpcast redundancy that does.
+verified file (median of three runs). Then the smallest ``--fec-overhead`` that still delivers
+at 5% loss in one pass, and the smallest udpcast redundancy that does.
 
 Needs root (namespaces); installs ``udpcast`` and ``nftables`` with apt-get when missing.
 Run: ``python benchmarks/bench_diode.py``.
@@ -35,6 +35,7 @@ UDPCAST_REDUNDANCY_TO_TRY = (8, 12, 16, 19, 24, 32)
 NAMESPACE = f"relaybench{os.getpid()}"
 PORT = 47800
 TIMEOUT = 120.0
+RUNS = 3  # per cell; the median of those that delivered is shown
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -236,10 +237,13 @@ def tradeoff_table(size: int = 2_000_000, trials: int = 10) -> None:
         print(f"{loss:>4.0%}  " + "".join(f"{c:>15}" for c in cells))
 
 
-def _goodput(seconds: float | None) -> str:
-    if seconds is None:
-        return "failed (no intact file)"
-    return f"{FILE_SIZE / seconds / 1e6:6.1f} MB/s ({seconds:.1f} s)"
+def _goodput(runs: list[float | None]) -> str:
+    """Median goodput of the runs that delivered, and how many did."""
+    done = sorted(r for r in runs if r is not None)
+    if not done:
+        return f"failed 0/{len(runs)}"
+    median = done[len(done) // 2]
+    return f"{FILE_SIZE / median / 1e6:6.1f} MB/s ({median:.1f} s, {len(done)}/{len(runs)})"
 
 
 def main() -> None:
@@ -261,8 +265,8 @@ def main() -> None:
         )
         for loss in (0.0, 0.05):
             _set_loss(loss)
-            ours = run_relay(source, work / "inbox", OVERHEAD)
-            theirs = run_udpcast(source, work / "udpcast.out", UDPCAST_FEC)
+            ours = [run_relay(source, work / "inbox", OVERHEAD) for _ in range(RUNS)]
+            theirs = [run_udpcast(source, work / "udpcast.out", UDPCAST_FEC) for _ in range(RUNS)]
             print(f"{loss:>5.0%}  {_goodput(ours):<36}{_goodput(theirs)}")
         _set_loss(0.05)
         smallest = next(

@@ -321,3 +321,9 @@ def test_packet_writer_matches_the_reference_encoder() -> None:
         assert writer.datagram(stripe, index, packet.payload) == encode_packet(packet)
     with pytest.raises(ValueError):
         writer.datagram(1, 0, bytes(16))
+
+
+def test_empty_file_and_no_parity_round_trip() -> None:
+    for data, overhead in ((b"", 0.25), (b"abc" * 1000, 0.0)):
+        events = _feed(Assembler(), _datagrams(data, overhead=overhead, name="e.bundle"))
+        assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
