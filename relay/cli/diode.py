@@ -71,7 +71,7 @@ def receive(listen: str, out_dir: str, expire: str) -> None:
         assembler = receive_forever(sock, Path(out_dir), stop, _report, limits)
     counters = assembler.counters
     click.echo(
-        f"relay: diode stopped ({counters.accepted} blocks used, {counters.duplicate} duplicate, "
+        f"relay: diode stopped ({counters.accepted} blocks used, {counters.duplicate} not needed, "
         f"{counters.malformed} malformed, {counters.refused} refused)",
         err=True,
     )
