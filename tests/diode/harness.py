@@ -174,10 +174,10 @@ class Receiver:
             if fail_on and re.search(fail_on, line):
                 raise AssertionError(f"receiver gave up: {self.log}")
 
-    def stop(self) -> int:
-        """SIGTERM, then the exit status (the receiver must stop cleanly and quickly)."""
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Send ``sig``, then the exit status (the receiver must stop cleanly and quickly)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
         code = self.proc.wait(timeout=10)
         while not self.lines.empty():
             self.log.append(self.lines.get())
