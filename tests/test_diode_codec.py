@@ -328,3 +328,18 @@ def test_empty_file_and_no_parity_round_trip() -> None:
     for data, overhead in ((b"", 0.25), (b"abc" * 1000, 0.0)):
         events = _feed(Assembler(), _datagrams(data, overhead=overhead, name="e.bundle"))
         assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+
+
+def test_interleaving_spreads_a_burst_that_would_sink_one_stripe() -> None:
+    data = random.Random(7).randbytes(1_500_000)
+    datagrams = _datagrams(data)
+    geo_k, geo_m = decode_packet(datagrams[0]).k, decode_packet(datagrams[0]).m
+    burst = slice(300, 300 + 4 * (geo_m - geo_k))  # four times a stripe's parity, in a row
+    events = _feed(Assembler(), datagrams[: burst.start] + datagrams[burst.stop :])
+    assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+    # The same burst against stripe-major order would have taken one stripe's blocks wholesale.
+    stripe_major = sorted(
+        datagrams, key=lambda d: (decode_packet(d).stripe, decode_packet(d).index)
+    )
+    kept = stripe_major[: burst.start] + stripe_major[burst.stop :]
+    assert _feed(Assembler(), kept) == []

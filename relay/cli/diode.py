@@ -23,10 +23,18 @@ def diode() -> None:
 
 @diode.command("send")
 @click.argument("files", nargs=-1, required=True)
-@click.option("--to", "to", required=True, help="udp://HOST:PORT of the receiver.")
-@click.option("--fec-overhead", help="Parity blocks per data block (default 0.25).")
-@click.option("--rate", help="Wire rate in bytes per second (default 20000000; 0 = unpaced).")
-@click.option("--repeat", help="Passes over all files (carousel; default 1).")
+@click.option(
+    "--to", "to", required=True, metavar="udp://HOST:PORT", help="Where the receiver listens."
+)
+@click.option(
+    "--fec-overhead", metavar="RATIO", help="Parity blocks per data block (default 0.25)."
+)
+@click.option(
+    "--rate",
+    metavar="BYTES_PER_S",
+    help="Wire rate in bytes per second (default 20000000; 0 = unpaced).",
+)
+@click.option("--repeat", metavar="N", help="Passes over all files (carousel; default 1).")
 def send(
     files: tuple[str, ...], to: str, fec_overhead: str | None, rate: str | None, repeat: str | None
 ) -> None:
@@ -42,8 +50,15 @@ def send(
 
 
 @diode.command("receive")
-@click.option("--listen", required=True, help="HOST:PORT to listen on (port 0: any free port).")
-@click.option("--out", "out_dir", required=True, help="Folder for received files (made 0700).")
+@click.option(
+    "--listen",
+    required=True,
+    metavar="HOST:PORT",
+    help="HOST:PORT to listen on (port 0: any free port).",
+)
+@click.option(
+    "--out", "out_dir", required=True, metavar="DIR", help="Folder for received files (made 0700)."
+)
 @click.option(
     "--expire", default="60s", show_default=True, help="Drop incomplete transfers idle this long."
 )
