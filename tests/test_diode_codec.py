@@ -251,14 +251,18 @@ def test_caps_refuse_oversized_and_excess_transfers() -> None:
     limits = ReceiverLimits(max_transfers=1, max_bytes=1 << 20, max_file_bytes=100_000)
     big = _datagrams(b"\1" * 200_000)
     assembler = Assembler(limits)
-    assert _feed(assembler, big[:50]) == []
+    (refused,) = _feed(assembler, big[:50])  # reported once, not once per datagram
+    assert refused.kind == "refused"  # type: ignore[attr-defined]
+    assert "over the cap" in refused.detail  # type: ignore[attr-defined]
     assert assembler.open_transfers == 0
     assert assembler.counters.refused == 50
     small = _datagrams(b"\2" * 50_000)
     assembler.accept(small[0], 0.0)
     other = encode_object("y.bundle", b"\3" * 1000)
     second = next(interleaved_packets(other, choose_geometry(len(other)), b"\xff" * 8))
-    assert assembler.accept(second, 0.0) is None
+    busy = assembler.accept(second, 0.0)
+    assert busy is not None
+    assert busy.kind == "refused"
     assert assembler.open_transfers == 1
     assert assembler.counters.refused == 51
 

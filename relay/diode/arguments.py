@@ -13,7 +13,7 @@ _Num = TypeVar("_Num", int, float)
 
 
 def parse_udp_url(url: str) -> tuple[str, int]:
-    """``(host, port)`` from ```udp://HOST:PORT```; raises ``UsageError`` (``bad_url``)."""
+    """``(host, port)`` from ``udp://HOST:PORT``; raises ``UsageError`` (``bad_url``)."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "udp" or parts.path not in ("", "/") or parts.query:
         raise UsageError(f"bad diode URL {url!r} (use udp://HOST:PORT)", code="bad_url")

@@ -36,7 +36,8 @@ class ReceiverLimits:
 
 @dataclass(frozen=True)
 class Event:
-    """Something the operator should hear about: ``completed``, ``rejected`` or ``expired``."""
+    """Something the operator should hear about: ``completed``, ``rejected``, ``expired`` or
+    ``refused`` (a transfer over a cap; reported once, its datagrams are dropped)."""
 
     kind: str
     transfer: str
@@ -74,6 +75,7 @@ class Assembler:
         self.counters = Counters()
         self._open: dict[bytes, _Transfer] = {}
         self._finished: OrderedDict[bytes, float] = OrderedDict()
+        self._refused: OrderedDict[bytes, float] = OrderedDict()
 
     @property
     def bytes_reserved(self) -> int:
@@ -98,9 +100,8 @@ class Assembler:
             self.counters.duplicate += 1
             return None
         state = self._open.get(packet.transfer) or self._admit(packet, now)
-        if state is None:
-            self.counters.refused += 1
-            return None
+        if isinstance(state, str):
+            return self._refuse(packet.transfer, state, now)
         if _geometry(packet) != state.geo:
             self.counters.malformed += 1
             return None
@@ -116,20 +117,32 @@ class Assembler:
                 del self._open[tid]
                 detail = f"incomplete: {len(state.done)} of {state.geo.stripes} stripes decoded"
                 events.append(Event("expired", tid.hex(), detail))
-        while self._finished and now - next(iter(self._finished.values())) >= limit:
-            self._finished.popitem(last=False)
+        for remembered in (self._finished, self._refused):
+            while remembered and now - next(iter(remembered.values())) >= limit:
+                remembered.popitem(last=False)
         return events
 
-    def _admit(self, packet: BlockPacket, now: float) -> _Transfer | None:
+    def _admit(self, packet: BlockPacket, now: float) -> _Transfer | str:
+        """A new transfer's state, or why it cannot be taken now."""
         if packet.total_len > self.limits.max_file_bytes + MANIFEST_MAX:
-            return None
+            return f"{packet.total_len} bytes is over the cap of {self.limits.max_file_bytes}"
         if len(self._open) >= self.limits.max_transfers:
-            return None
+            return f"{len(self._open)} transfers already open"
         state = _Transfer(_geometry(packet), now)
         if self.bytes_reserved + state.reserved > self.limits.max_bytes:
-            return None
+            return f"{state.reserved} bytes do not fit in memory left for transfers"
         self._open[packet.transfer] = state
         return state
+
+    def _refuse(self, tid: bytes, reason: str, now: float) -> Event | None:
+        """Count a refused datagram; report a transfer once per expiry window."""
+        self.counters.refused += 1
+        first = tid not in self._refused
+        self._refused[tid] = now
+        self._refused.move_to_end(tid)
+        while len(self._refused) > MAX_REMEMBERED:
+            self._refused.popitem(last=False)
+        return Event("refused", tid.hex(), reason) if first else None
 
     def _store(self, packet: BlockPacket, state: _Transfer, now: float) -> Event | None:
         if packet.stripe in state.done:
