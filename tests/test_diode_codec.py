@@ -268,13 +268,25 @@ def test_caps_refuse_oversized_and_excess_transfers() -> None:
 
 
 def test_byte_cap_bounds_what_is_held() -> None:
-    assembler = Assembler(ReceiverLimits(max_bytes=100_000))
+    assembler = Assembler(ReceiverLimits(max_bytes=110_000))
     assembler.accept(_datagrams(b"\1" * 90_000)[0], 0.0)
     assert assembler.open_transfers == 1
     other = encode_object("y.bundle", b"\3" * 30_000)
     assembler.accept(next(interleaved_packets(other, choose_geometry(len(other)), b"\xee" * 8)), 0)
     assert assembler.open_transfers == 1
-    assert assembler.bytes_reserved <= 100_000
+    assert assembler.bytes_reserved <= 110_000
+
+
+def test_tiny_blocks_are_charged_for_their_bookkeeping() -> None:
+    # 1-byte blocks: 300 kB of payload would be millions of Python objects; it must not fit
+    # under a cap that 300 kB of ordinary 1400-byte blocks fit under.
+    limits = ReceiverLimits(max_bytes=1 << 20)
+    obj = encode_object("t.bundle", b"\5" * 300_000)
+    tiny = choose_geometry(len(obj), 0.1, block_size=1)
+    event = Assembler(limits).accept(next(interleaved_packets(obj, tiny, TID)), 0.0)
+    assert event is not None
+    assert event.kind == "refused"
+    assert _feed(Assembler(limits), _datagrams(b"\5" * 300_000))[0].kind == "completed"  # type: ignore[attr-defined]
 
 
 def test_conflicting_geometry_for_an_open_transfer_is_dropped() -> None:

@@ -22,6 +22,9 @@ from relay.diode.packet import BlockPacket, PacketRejected, decode_packet
 
 MANIFEST_MAX = 2 + 8 + 32 + MAX_NAME_BYTES
 MAX_REMEMBERED = 4096
+# Python's cost of holding one block besides its payload (bytes object, dict slot), charged so
+# that tiny blocks cannot multiply the memory a transfer really takes.
+BLOCK_OVERHEAD = 160
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class ReceiverLimits:
     """Caps enforced where datagrams enter."""
 
     max_transfers: int = 16
-    max_bytes: int = 1 << 30  # decoded bytes held across all open transfers
+    max_bytes: int = 1 << 30  # bytes held across all open transfers (see BLOCK_OVERHEAD)
     max_file_bytes: int = 512 << 20
     expire_after: float = 60.0
 
@@ -64,7 +67,7 @@ class _Transfer:
 
     @property
     def reserved(self) -> int:
-        return self.geo.stripes * self.geo.k * self.geo.block_size
+        return self.geo.stripes * self.geo.k * (self.geo.block_size + BLOCK_OVERHEAD)
 
 
 class Assembler:
