@@ -49,6 +49,16 @@ def _store_url(text: str) -> str:
     return text.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
+def _ratio(text: str) -> str:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a number", code="bad_value") from None
+    if not 0 < value <= 4:
+        raise UsageError("the FEC overhead must be above 0 and at most 4", code="bad_value")
+    return text
+
+
 def _duration(text: str) -> str:
     parse_duration(text)
     return text
@@ -101,6 +111,11 @@ SETTINGS: dict[str, Setting] = {
     "gateway.store_url": Setting(
         GATEWAY, _store_url, "", "database URL for a fleet (postgresql://…); empty = SQLCipher"
     ),
+    "diode.fec_overhead": Setting(
+        BOTH, _ratio, "0.25", "share of parity blocks sent over udp:// (0.25 covers ~10% loss)"
+    ),
+    "diode.rate": Setting(BOTH, _int, 20_000_000, "udp:// sending rate limit, bytes per second"),
+    "diode.repeat": Setting(BOTH, _int, 1, "udp:// passes per bundle (carousel)"),
     "import.quarantine_bytes": Setting(
         BOTH, _int, 1024 * 1024 * 1024, "total size kept in quarantine before the oldest go"
     ),

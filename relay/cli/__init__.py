@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "bundle": "relay.cli.bundle:bundle",
     "demo": "relay.cli.demo:demo",
     "hop": "relay.cli.hop:hop",
+    "diode": "relay.cli.diode:diode",
 }
 
 

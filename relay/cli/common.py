@@ -58,16 +58,23 @@ def make_transport_options(
     known_hosts: Path | None,
     delete_after_import: bool = False,
 ) -> TransportOptions:
-    """Transport options from flags, falling back to the home's ``sftp.*`` settings."""
+    """Transport options from flags, falling back to the home's ``sftp.*`` and ``diode.*``
+    settings."""
     from relay.transport import TransportOptions
 
+    extra: dict[str, str] = {}
     if home is not None:
         identity_file = identity_file or _setting_path(home, "sftp.identity_file")
         known_hosts = known_hosts or _setting_path(home, "sftp.known_hosts")
+        extra = {
+            name: str(home.config.get(f"diode.{name}"))
+            for name in ("fec_overhead", "rate", "repeat")
+        }
     return TransportOptions(
         identity_file=identity_file,
         known_hosts=known_hosts,
         delete_after_import=delete_after_import,
+        extra=extra,
     )
 
 
