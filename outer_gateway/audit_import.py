@@ -180,6 +180,7 @@ def check_incoming(
     hashes = {seq: h for seq, (h, _) in held.items()}
     prevs = {seq: p for seq, (_, p) in held.items()}
     new: list[AuditRecord] = []
+    incoming: set[int] = set()
     duplicates = 0
     for record in payload.records:
         if compute_hash(record) != record.hash:
@@ -190,12 +191,13 @@ def check_incoming(
                 raise _broken(f"record {record.seq} differs from the one already held")
             duplicates += 1
             continue
-        if any(r.seq == record.seq for r in new):
+        if record.seq in incoming:
             raise _broken(f"record {record.seq} appears twice")
+        incoming.add(record.seq)
         new.append(record)
         hashes[record.seq] = record.hash
         prevs[record.seq] = record.prev_hash
-    for seq in {r.seq for r in new} | {r.seq + 1 for r in new}:
+    for seq in incoming | {seq + 1 for seq in incoming}:
         if seq in prevs and seq - 1 in hashes and prevs[seq] != hashes[seq - 1]:
             raise _broken(f"record {seq} does not link to record {seq - 1}")
         if seq == 1 and seq in prevs and prevs[seq] != "0" * 64:
