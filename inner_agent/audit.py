@@ -44,10 +44,14 @@ class AgentAudit:
     def record(self, event_type: str, **fields: FieldValue) -> AuditRecord:
         """Append one record, then deliver what the sinks have not had yet."""
         with raw_connection(self.home) as conn:
-            execute = executor(conn)
-            with immediate(conn):
-                record = log.append(execute, event_type, fields)
-            self._deliver(execute)
+            return self.record_on(conn, event_type, fields)
+
+    def record_on(self, conn: Any, event_type: str, fields: dict[str, FieldValue]) -> AuditRecord:
+        """:meth:`record` on a raw connection the caller already holds."""
+        execute = executor(conn)
+        with immediate(conn):
+            record = log.append(execute, event_type, fields)
+        self._deliver(execute)
         return record
 
     def deliver(self) -> list[Delivery]:

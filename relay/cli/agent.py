@@ -178,13 +178,13 @@ def get(home: Path, path: str) -> None:
 
     opened = Home.open(home, "agent")
     audit = AgentAudit(opened)
-    try:
-        with raw_connection(opened) as conn:
+    with raw_connection(opened) as conn:
+        try:
             secret = read_secret(conn, path, now())
-    except SecretError as exc:
-        audit.record("secret.denied", path=path, reason=exc.code, **_who())
-        raise
-    audit.record("secret.read", path=path, version=secret.version, **_who())
+        except SecretError as exc:
+            audit.record_on(conn, "secret.denied", {"path": path, "reason": exc.code, **_who()})
+            raise
+        audit.record_on(conn, "secret.read", {"path": path, "version": secret.version, **_who()})
     out = sys.stdout.buffer
     out.write(secret.value + b"\n")
     out.flush()
