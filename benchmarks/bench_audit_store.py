@@ -51,35 +51,50 @@ def main() -> None:
         start = time.perf_counter()
         for i in range(APPENDS):
             audit.record("secret.read", path=f"db/x{i}", user="ops")
-        _row("agent: append to the chain in the store (1 tx each)", APPENDS,
-             time.perf_counter() - start)
+        _row(
+            "agent: append to the chain in the store (1 tx each)",
+            APPENDS,
+            time.perf_counter() - start,
+        )
         with raw_connection(ag) as conn:
             start = time.perf_counter()
             for i in range(APPENDS):
                 conn.execute("BEGIN IMMEDIATE")
                 conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (f"k{i}", "v"))
                 conn.execute("COMMIT")
-            _row("raw limit: one SQLCipher insert per transaction", APPENDS,
-                 time.perf_counter() - start)
+            _row(
+                "raw limit: one SQLCipher insert per transaction",
+                APPENDS,
+                time.perf_counter() - start,
+            )
 
         records = build(RECORDS)
         payload = AuditPayload("plant7", records[-1].seq, records[-1].hash, tuple(records))
-        data = seal_bundle(kind="audit", sender=ag.identity, keys=ag.secrets.keys,
-                           recipient=gw.identity, seq=1, created=int(time.time()),
-                           expires=int(time.time()) + 3600, plaintext=payload.encode())
+        data = seal_bundle(
+            kind="audit",
+            sender=ag.identity,
+            keys=ag.secrets.keys,
+            recipient=gw.identity,
+            seq=1,
+            created=int(time.time()),
+            expires=int(time.time()) + 3600,
+            plaintext=payload.encode(),
+        )
         print(f"audit bundle of {RECORDS:,} records: {len(data) / 1e6:.1f} MB")
         store = GatewayStore.open(gw)
         gateway_audit = GatewayAudit(gw, store.engine)
         importer = AuditImporter(gw, store, gateway_audit, lambda: int(time.time()))
         start = time.perf_counter()
         outcome = importer.import_bytes("bench.bundle", data)
-        _row("gateway: import (verify, decrypt, check, store)", RECORDS,
-             time.perf_counter() - start)
+        _row(
+            "gateway: import (verify, decrypt, check, store)", RECORDS, time.perf_counter() - start
+        )
         assert outcome.status == "imported", outcome
         start = time.perf_counter()
         chains = verify_agents(gateway_audit, ["plant7"])
-        _row("gateway: audit verify (re-hash the whole chain)", RECORDS,
-             time.perf_counter() - start)
+        _row(
+            "gateway: audit verify (re-hash the whole chain)", RECORDS, time.perf_counter() - start
+        )
         assert chains[0].ok
         store.close()
 
@@ -92,11 +107,16 @@ def main() -> None:
             conn.execute("CREATE TABLE bench (agent TEXT, seq INTEGER, record TEXT)")
             start = time.perf_counter()
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO bench VALUES ('plant7', ?, ?)",
-                             [(i, line.decode()) for i, line in enumerate(lines)])
+            conn.executemany(
+                "INSERT INTO bench VALUES ('plant7', ?, ?)",
+                [(i, line.decode()) for i, line in enumerate(lines)],
+            )
             conn.execute("COMMIT")
-            _row("raw limit: one SQLCipher transaction of the same rows", RECORDS,
-                 time.perf_counter() - start)
+            _row(
+                "raw limit: one SQLCipher transaction of the same rows",
+                RECORDS,
+                time.perf_counter() - start,
+            )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from inner_agent.rawdb import executor, immediate, raw_connection
 from relay.audit import log
 from relay.audit.chain import AuditRecord
 from relay.audit.record import FieldValue
-from relay.audit.sinks import AuditSink, Delivery, deliver_all, report_failures, sinks_from_settings
+from relay.audit.sinks import AuditSink, Delivery, deliver_all, report_failures, sinks_for
 from relay.bundle.audit_payload import AuditPayload
 from relay.bundle.seal import seal_bundle
 from relay.durations import parse_duration
@@ -60,12 +60,7 @@ class AgentAudit:
             return self._deliver(executor(conn))
 
     def _sinks(self) -> list[AuditSink]:
-        config = self.home.config
-        return sinks_from_settings(
-            str(config.get("audit.jsonl")),
-            str(config.get("audit.syslog")),
-            str(config.get("audit.syslog_format")),
-        )
+        return sinks_for(self.home.config)
 
     def _deliver(self, execute: Any) -> list[Delivery]:
         sinks = self._sinks()

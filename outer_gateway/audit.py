@@ -17,7 +17,7 @@ from relay.audit.sinks import (
     QueuedRecord,
     deliver_all,
     report_failures,
-    sinks_from_settings,
+    sinks_for,
 )
 from relay.db import sa_executor, write_transaction
 from relay.home import Home
@@ -75,12 +75,7 @@ class GatewayAudit:
         return own + received
 
     def _sinks(self) -> list[AuditSink]:
-        config = self.home.config
-        return sinks_from_settings(
-            str(config.get("audit.jsonl")),
-            str(config.get("audit.syslog")),
-            str(config.get("audit.syslog_format")),
-        )
+        return sinks_for(self.home.config)
 
 
 def _received_source(execute: log.Execute) -> Any:

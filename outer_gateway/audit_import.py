@@ -29,7 +29,7 @@ from relay.errors import (
     BundleRejected,
 )
 from relay.home import Home
-from relay.transport import Pending, Source, TransportOptions, open_source
+from relay.transport import Pending, Source, TransportOptions, each_pending
 
 CHAIN_BROKEN = "chain_broken"
 
@@ -64,11 +64,9 @@ class AuditImporter:
     def import_location(
         self, location: str, options: TransportOptions | None = None
     ) -> list[AuditOutcome]:
-        source = open_source(location, options)
-        try:
-            return [self._import_item(source, item, options) for item in source.list_pending()]
-        finally:
-            source.close()
+        return each_pending(
+            location, options, lambda source, item: self._import_item(source, item, options)
+        )
 
     def _import_item(
         self, source: Source, item: Pending, options: TransportOptions | None

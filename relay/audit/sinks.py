@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from relay.audit.formats import format_cef_syslog, format_json_line, format_rfc5424
 from relay.audit.record import AuditRecord
@@ -288,6 +288,15 @@ def sinks_from_settings(jsonl: str, syslog: str, syslog_format: str = "rfc5424")
     if syslog:
         sinks.append(SyslogSink(syslog, syslog_format))
     return sinks
+
+
+def sinks_for(config: Any) -> list[AuditSink]:
+    """The sinks named by a home's ``audit.jsonl``, ``audit.syslog`` and ``audit.syslog_format``."""
+    return sinks_from_settings(
+        str(config.get("audit.jsonl")),
+        str(config.get("audit.syslog")),
+        str(config.get("audit.syslog_format")),
+    )
 
 
 def memory_source(items: Sequence[QueuedRecord]) -> LoadAfter:

@@ -7,13 +7,14 @@ from a location string: a folder path, ``sftp://...`` or ``udp://...``.
 """
 
 from relay.transport.base import Destination, Pending, Source, TransportOptions
-from relay.transport.select import open_destination, open_source
+from relay.transport.select import each_pending, open_destination, open_source
 
 __all__ = [
     "Destination",
     "Pending",
     "Source",
     "TransportOptions",
+    "each_pending",
     "open_destination",
     "open_source",
 ]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from relay.errors import UsageError
-from relay.transport.base import Destination, Source, TransportOptions
+from relay.transport.base import Destination, Pending, Source, TransportOptions
+
+T = TypeVar("T")
 
 
 def open_destination(location: str, options: TransportOptions | None = None) -> Destination:
@@ -40,6 +44,17 @@ def open_source(location: str, options: TransportOptions | None = None) -> Sourc
 
         return SftpSource(location, options)  # type: ignore[no-any-return,unused-ignore]
     raise UsageError(f"unsupported source {location!r} (use a folder or sftp://)")
+
+
+def each_pending(
+    location: str, options: TransportOptions | None, handle: Callable[[Source, Pending], T]
+) -> list[T]:
+    """Open ``location`` as a source, ``handle`` every pending file in order, close it."""
+    source = open_source(location, options)
+    try:
+        return [handle(source, item) for item in source.list_pending()]
+    finally:
+        source.close()
 
 
 def _scheme(location: str) -> str:
