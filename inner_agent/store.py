@@ -15,6 +15,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from inner_agent import schema
+from inner_agent.lookup import Secret
 from relay import crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
 from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
@@ -142,6 +143,7 @@ class AgentStore:
                 )
             )
             _set_meta(conn, "last_import", str(now))
+            _set_meta(conn, "last_bundle_created", str(header.created))
         return ApplyResult(
             header.seq,
             len(changed),
@@ -179,6 +181,26 @@ class AgentStore:
                 select(schema.meta.c.value).where(schema.meta.c.key == key)
             ).scalar_one_or_none()
         return None if value is None else str(value)
+
+    def get_secret(self, path: str) -> Secret | None:
+        """The stored secret at ``path`` (expired or not), or ``None``."""
+        t = schema.secrets
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.value, t.c.version, t.c.expires_at).where(t.c.path == path)
+            ).first()
+        if row is None:
+            return None
+        return Secret(path, bytes(row.value), int(row.version), row.expires_at)
+
+    def count_expiring(self, now: int, within: int) -> int:
+        """How many secrets expire in ``[now, now + within)``."""
+        from sqlalchemy import func
+
+        t = schema.secrets
+        query = select(func.count()).where(t.c.expires_at >= now, t.c.expires_at < now + within)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
         """Every (path, value): only for tests and exports that need them, never logged."""
