@@ -1,6 +1,7 @@
 """The agent's one audit hook: every service event goes through :func:`record`.
 
-Event types: ``agent.started``, ``agent.stopped``, ``agent.stale``, ``bundle.applied``,
+Event types: ``agent.started``, ``agent.stopped``, ``agent.stale`` (once per stale period;
+an agent that never imported is stale), ``agent.fresh``, ``bundle.applied``,
 ``bundle.rejected``, ``bundle.duplicate``, ``bundle.skipped``, ``secret.read`` and
 ``secret.denied`` (fields ``path``, ``app``, ``reason``), ``token.issued`` and ``token.denied``.
 

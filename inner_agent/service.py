@@ -66,6 +66,10 @@ class StoreWatch:
         return True
 
 
+def _whole(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds)
+
+
 def _signature(path: Path) -> tuple[int, int]:
     try:
         info = path.stat()
@@ -194,12 +198,13 @@ class AgentService:
         now = self.clock()
         stale = self.is_stale(now)
         if stale and not self._stale_recorded:
-            age = self.seconds_since_fresh(now)
             events.record(
                 "agent.stale",
-                seconds_since_fresh=None if age is None else int(age),
+                seconds_since_fresh=_whole(self.seconds_since_fresh(now)),
                 max_staleness=self.settings.max_staleness,
             )
+        elif not stale and self._stale_recorded:
+            events.record("agent.fresh", seconds_since_fresh=_whole(self.seconds_since_fresh(now)))
         self._stale_recorded = stale
         return stale
 
