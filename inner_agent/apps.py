@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import delete, insert, select
 
@@ -36,10 +38,13 @@ class App:
     patterns: tuple[str, ...]
     created_at: int
 
+    @cached_property
+    def _matcher(self) -> re.Pattern[str] | None:
+        return grant_matcher(list(self.patterns))
+
     def may_read(self, path: str) -> bool:
         """Whether one of this app's patterns grants ``path``."""
-        matcher = grant_matcher(list(self.patterns))
-        return matcher is not None and matcher.match(path) is not None
+        return self._matcher is not None and self._matcher.match(path) is not None
 
 
 @dataclass(frozen=True)
