@@ -30,7 +30,7 @@ from inner_agent.store import AgentStore
 from relay.home import Home
 
 BENCH_ENV = "RELAY_API_BENCH"
-STOP_JOIN_SECONDS = 3.0
+STOP_JOIN_SECONDS = 2.5  # for the import in progress; the observer gets 1 s
 FRESHNESS_EVERY = 2
 
 _log = logging.getLogger("relay.agent")
@@ -109,7 +109,7 @@ class Watches:
 
     def stop(self) -> None:
         self.observer.stop()
-        self.observer.join(STOP_JOIN_SECONDS)
+        self.observer.join(1.0)
 
 
 def run_agent(home: Home) -> int:

@@ -25,11 +25,15 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from inner_agent.api import MAX_HEADER_BYTES, PEER_UID_KEY
 from relay.errors import UsageError
 
+UNKNOWN_UID = -1  # never in api.allowed_uids: an allow-list then refuses the peer
+
 
 def peer_uid(sock: Any) -> int | None:
     """The uid of the process at the other end of a unix socket (``None`` for TCP)."""
     if sock is None or sock.family != socket.AF_UNIX:
         return None
+    if not hasattr(socket, "SO_PEERCRED"):  # not Linux: fail closed when uids are listed
+        return UNKNOWN_UID
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return int(uid)
@@ -89,7 +93,7 @@ def make_server(app: Any) -> AgentServer:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=5,
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=1,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         limit_concurrency=512,
     )

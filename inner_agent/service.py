@@ -113,7 +113,8 @@ class AgentService:
             self._apps = {a.name: a for a in list_apps(self.store)}
             created = self.store.get_meta("last_bundle_created")
             imported = self.store.get_meta("last_import")
-            self._last_fresh = int(created) if created else None
+            fresh = created or imported  # stores written before bundle times were kept
+            self._last_fresh = int(fresh) if fresh else None
             self.last_import = int(imported) if imported else None
 
     # -- tokens --------------------------------------------------------------------------------
@@ -129,14 +130,15 @@ class AgentService:
         events.record("token.issued", app=app.name, expires_in=self.tokens.ttl)
         return IssuedToken(token, self.tokens.ttl)
 
-    def app_of(self, token: str | None) -> App:
+    def app_of(self, token: str | None, path: str | None = None) -> App:
         """The app a bearer token belongs to; ``unauthorized`` (401) otherwise."""
         self.refresh()
         name = self.tokens.resolve(token) if token else None
         app = self._apps.get(name) if name is not None else None
         if app is None:
             reason = "missing token" if not token else "bad, expired or revoked token"
-            events.record("secret.denied", app=None, path=None, reason="unauthorized")
+            shown = None if path is None else path[:256]
+            events.record("secret.denied", app=None, path=shown, reason="unauthorized")
             raise ApiError(401, "unauthorized", reason)
         return app
 
@@ -144,7 +146,7 @@ class AgentService:
 
     def read(self, token: str | None, path: str) -> Secret:
         """The secret at ``path`` for the holder of ``token``, or an :class:`ApiError`."""
-        app = self.app_of(token)
+        app = self.app_of(token, path)
         if not is_valid_path(path):
             self._deny(app, path[:256], 400, "bad_path", "not a valid secret path")
         if not app.may_read(path):
