@@ -259,3 +259,22 @@ def test_nothing_planted_is_in_the_home_outside_the_store(agent: Daemon) -> None
     for path in Path(agent.pair.ag).rglob("*"):
         if path.is_file() and not path.name.startswith("store.db"):
             assert WEB_VALUE not in path.read_bytes()
+
+
+def test_expired_secret_is_410_and_counted_as_expiring(agent: Daemon) -> None:
+    applied = len(agent.events("bundle.applied"))
+    agent.pair.put("db/web/short", b"short-lived", "--ttl", "3s")
+    before = set(agent.pair.out.glob("*.bundle"))
+    agent.pair.export()
+    (bundle,) = set(agent.pair.out.glob("*.bundle")) - before
+    agent.drop(bundle)
+    agent.wait_event("bundle.applied", count=applied + 1)
+    assert "relay_secrets_expiring_24h 1.0" in httpx.get(f"{agent.url}/metrics").text
+    token = agent.token("web")
+    deadline = time.monotonic() + 10
+    while (response := agent.read("db/web/short", token)).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert response.status_code == 410
+    assert response.json()["error"] == "expired"
+    assert "short-lived" not in response.text

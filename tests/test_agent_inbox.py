@@ -26,11 +26,14 @@ def planted(tag: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("inbox")
+    inboxes = f"{root / 'inbox'},{root / 'mounted-later'}"
     daemon = start_daemon(
-        tmp_path_factory.mktemp("inbox"), {"agent.rescan_every": "1s"}, apps={"web": ["**"]}
+        root, {"agent.rescan_every": "1s", "agent.inbox": inboxes}, apps={"web": ["**"]}
     )
     yield daemon
     daemon.stop()
+    assert "PLANTED-" not in daemon.log()
 
 
 def quarantined(daemon: Daemon) -> list[Path]:
@@ -135,6 +138,20 @@ def test_links_fifos_and_devices_are_refused_unread(agent: Daemon, tmp_path: Pat
     for name in names:
         path = agent.inbox / name
         path.rmdir() if name == "dir.bundle" else path.unlink()
+
+
+def test_a_folder_that_appears_later_is_watched(agent: Daemon) -> None:
+    later = agent.inbox.parent / "mounted-later"
+    assert not later.exists()
+    time.sleep(0.5)
+    later.mkdir(mode=0o700)
+    time.sleep(1.5)  # the rescan job re-arms the watches
+    value = planted("later")
+    bundle = agent.publish({"db/later": value})
+    temp = later / f".{bundle.name}.part"
+    temp.write_bytes(bundle.read_bytes())
+    temp.rename(later / bundle.name)
+    wait_value(agent, "db/later", value, within=2.0)
 
 
 def test_bundle_dropped_during_a_request_storm_is_never_torn(agent: Daemon) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -100,7 +101,7 @@ def test_unix_socket_refuses_a_uid_not_listed(tmp_path: Path) -> None:
         assert denied[-1]["reason"] == "uid_not_allowed"
         assert not daemon.events("token.issued")
     finally:
-        daemon.stop()
+        assert daemon.stop(signal.SIGINT) < 5
 
 
 def test_non_loopback_listen_is_refused_without_the_override(pair: Pair) -> None:
