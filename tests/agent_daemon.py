@@ -100,6 +100,21 @@ class Daemon:
             timeout=10,
         )
 
+    def wait_value(self, path: str, value: bytes, within: float, app: str = "web") -> float:
+        """Poll the API until ``path`` reads ``value``; returns how long it took."""
+        token = self.token(app)
+        started = time.monotonic()
+        with self.client() as client:
+            while True:
+                response = client.get(
+                    f"/v1/secrets/{path}", headers={"Authorization": f"Bearer {token}"}
+                )
+                took = time.monotonic() - started
+                if response.status_code == 200 and response.json()["value"] == value.decode():
+                    return took
+                assert took < within, f"{path} not readable after {took:.2f}s: {self.log()}"
+                time.sleep(0.02)
+
     def raw(self, request: bytes) -> bytes:
         """Send raw bytes to the API and return the raw answer (for malformed requests)."""
         host, port = self.url.removeprefix("http://").split(":")

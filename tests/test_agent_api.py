@@ -37,6 +37,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     log = daemon.log().encode()
     for value in (WEB_VALUE, BATCH_VALUE):
         assert value not in log
+    assert b"PLANTED-" not in log
     for path in (daemon.pair.ag / "agent.log",):
         assert not path.exists()
 
@@ -278,3 +279,10 @@ def test_expired_secret_is_410_and_counted_as_expiring(agent: Daemon) -> None:
     assert response.status_code == 410
     assert response.json()["error"] == "expired"
     assert "short-lived" not in response.text
+
+
+def test_event_driven_apply_without_rescans(agent: Daemon) -> None:
+    """This daemon rescans every 30 s (the default): only file events can make this quick."""
+    value = f"PLANTED-event-{os.urandom(8).hex()}".encode()
+    agent.drop(agent.publish({"db/web/event": value}))
+    assert agent.wait_value("db/web/event", value, within=2.0) < 2.0

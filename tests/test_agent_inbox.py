@@ -42,19 +42,7 @@ def quarantined(daemon: Daemon) -> list[Path]:
 
 
 def wait_value(daemon: Daemon, path: str, value: bytes, within: float) -> float:
-    """Poll the API until ``path`` reads ``value``; returns how long it took."""
-    token = daemon.token()
-    started = time.monotonic()
-    with daemon.client() as client:
-        while True:
-            response = client.get(
-                f"/v1/secrets/{path}", headers={"Authorization": f"Bearer {token}"}
-            )
-            took = time.monotonic() - started
-            if response.status_code == 200 and response.json()["value"] == value.decode():
-                return took
-            assert took < within, f"{path} not readable after {took:.2f}s: {daemon.log()}"
-            time.sleep(0.02)
+    return daemon.wait_value(path, value, within)
 
 
 def test_secret_readable_within_two_seconds_of_the_file_landing(agent: Daemon) -> None:
