@@ -271,9 +271,9 @@ def test_expired_secret_is_410_and_counted_as_expiring(agent: Daemon) -> None:
     agent.drop(bundle)
     agent.wait_event("bundle.applied", count=applied + 1)
     assert "relay_secrets_expiring_24h 1.0" in httpx.get(f"{agent.url}/metrics").text
-    token = agent.token("web")
     deadline = time.monotonic() + 10
-    while (response := agent.read("db/web/short", token)).status_code == 200:
+    # a fresh token each time: tokens here live 2 s, less than the secret
+    while (response := agent.read("db/web/short", agent.token("web"))).status_code == 200:
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert response.status_code == 410
