@@ -1,7 +1,8 @@
 """Benchmark of the agent's local API: ``GET /v1/secrets/{path}`` next to a constant endpoint
 of the same server stack, measured in one run from separate client processes (keep-alive).
 
-Run: ``python -m benchmarks.bench_api [--seconds S] [--clients N …]``. Prints a table; no
+Run: ``python -m benchmarks.bench_api [--seconds S] [--clients N …]`` (or ``python -m benchmarks
+api`` with the defaults). Prints a table; no
 assertions. The constant endpoint (``/v1/_bench/constant``) exists only when the agent runs with
 ``RELAY_API_BENCH=1``.
 """
@@ -147,11 +148,11 @@ def _measure(url: str, token: str, path: str, seconds: float, clients: int) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the benchmark and print the table."""
+    """Run the benchmark and print the table (``argv``: options; none from the bench runner)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4])
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or [])
     root = Path(tempfile.mkdtemp(prefix="relay-bench-api-"))
     os.umask(0o077)
     ag, creds = _setup(root)
@@ -184,4 +185,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
