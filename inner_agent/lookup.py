@@ -7,9 +7,9 @@ set-up (hundreds of milliseconds); the schema itself is owned by :mod:`inner_age
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from relay.errors import EXPIRED, SecretError
-from relay.home import Home
 
 
 @dataclass(frozen=True)
@@ -25,26 +25,12 @@ class Secret:
         return f"Secret(path={self.path!r}, version={self.version}, value=<hidden>)"
 
 
-def read_secret(home: Home, path: str, now: int) -> Secret:
-    """The current value of ``path``; ``not_found`` or ``expired`` (``SecretError``) otherwise."""
-    import sqlcipher3
-
-    from relay.errors import UsageError
-
-    if not home.store_path.exists():
-        raise SecretError(f"no secret {path!r} (nothing imported yet)", code="not_found")
-    conn = sqlcipher3.connect(str(home.store_path))
-    try:
-        conn.execute(f"PRAGMA key = \"x'{home.secrets.store_key.hex()}'\"")
-        conn.execute("PRAGMA busy_timeout = 15000")
-        try:
-            row = conn.execute(
-                "SELECT value, version, expires_at FROM secrets WHERE path = ?", (path,)
-            ).fetchone()
-        except sqlcipher3.DatabaseError:
-            raise UsageError(f"{home.store_path} cannot be opened", code="bad_store") from None
-    finally:
-        conn.close()
+def read_secret(conn: Any, path: str, now: int) -> Secret:
+    """The current value of ``path`` on a raw store connection (:mod:`inner_agent.rawdb`);
+    ``not_found`` or ``expired`` (``SecretError``) otherwise."""
+    row = conn.execute(
+        "SELECT value, version, expires_at FROM secrets WHERE path = ?", (path,)
+    ).fetchone()
     if row is None:
         raise SecretError(f"no secret {path!r} is granted to this agent", code="not_found")
     value, version, expires_at = row

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text
 
+from relay.audit.tables import add_local_audit_tables
+
 metadata = MetaData()
 
 secrets = Table(
@@ -50,6 +52,8 @@ trusted = Table(
     Column("box_public", LargeBinary, nullable=False),
     Column("added_at", BigInteger, nullable=False),
 )
+
+add_local_audit_tables(metadata)
 
 meta = Table(
     "meta",

@@ -152,6 +152,15 @@ class AgentStore:
             payload.audit_ack,
         )
 
+    def was_applied(self, sender_key: str, kind: str, seq: int) -> bool:
+        """Whether a bundle of this stream and seq was applied."""
+        t = schema.applied
+        query = select(t.c.bundle_id).where(
+            t.c.sender_key == sender_key, t.c.kind == kind, t.c.seq == seq
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def high_water(self, sender_key: str, kind: str) -> HighWater | None:
         with self.engine.connect() as conn:
             return _high_water(conn, sender_key, kind)

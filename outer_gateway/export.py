@@ -13,6 +13,9 @@ from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
 from relay.paths import grant_matcher
 
+# Prefix, header (under 1 KiB with our names), signature, nonce and MAC around the plaintext.
+ENVELOPE_ALLOWANCE = 2048
+
 
 @dataclass(frozen=True)
 class ExportedBundle:
@@ -53,10 +56,9 @@ def build_bundle(
                 secrets.append((path, version, encoded, expires_at))
     plaintext = SecretsPayload(secrets, tombstones, audit_ack).encode()
     cap = int(home.config.get("limits.max_bundle_bytes"))
-    if len(plaintext) > cap:
+    if len(plaintext) + ENVELOPE_ALLOWANCE > cap:  # refuse before a seq is spent
         raise UsageError(
-            f"the bundle for {name} would be {len(plaintext)} bytes, over limits.max_bundle_bytes",
-            code=TOO_LARGE,
+            f"the bundle for {name} would be over limits.max_bundle_bytes ({cap})", code=TOO_LARGE
         )
     seq = store.next_seq(name, now)
     data = seal_bundle(
@@ -69,5 +71,7 @@ def build_bundle(
         expires=now + valid_for,
         plaintext=plaintext,
     )
+    if len(data) > cap:  # a gateway never writes a bundle its agents must refuse
+        raise UsageError(f"the bundle for {name} is over limits.max_bundle_bytes", code=TOO_LARGE)
     header = parse_envelope(data).header
     return ExportedBundle(name, bundle_file_name(header), data, seq, len(secrets), len(tombstones))

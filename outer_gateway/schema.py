@@ -15,6 +15,8 @@ from sqlalchemy import (
     Text,
 )
 
+from relay.audit.tables import add_local_audit_tables, add_received_audit_tables
+
 metadata = MetaData()
 
 agents = Table(
@@ -47,6 +49,9 @@ grants = Table(
     Column("agent", String(63), ForeignKey("agents.name", ondelete="CASCADE"), primary_key=True),
     Column("pattern", String(256), primary_key=True),
 )
+
+add_local_audit_tables(metadata)
+add_received_audit_tables(metadata)
 
 meta = Table(
     "meta",

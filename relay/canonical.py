@@ -2,7 +2,7 @@
 
 Objects with sorted keys, no insignificant white space, ASCII only (``\\uXXXX`` escapes), integers
 but no floats. A verifier re-encodes what it parsed and requires the same bytes, so two encodings
-of one value can never both verify.
+of one value can never both verify. Nesting too deep for the parser is refused like any bad input.
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ def canonical_json(value: Any) -> bytes:
 def parse_canonical(data: bytes) -> Any:
     """Parse ``data`` and require that it is canonical; raises ``ValueError`` otherwise."""
     text = data.decode("ascii")  # UnicodeDecodeError is a ValueError
-    value = json.loads(text, parse_float=_no_float, parse_constant=_no_float)
-    if canonical_json(value) != data:
+    try:
+        value = json.loads(text, parse_float=_no_float, parse_constant=_no_float)
+        encoded = canonical_json(value)
+    except RecursionError:  # deep nesting ("[[[[..."): bad data, not a crash
+        raise ValueError("JSON nested too deeply") from None
+    if encoded != data:
         raise ValueError("not canonical JSON")
     return value
 

@@ -51,6 +51,16 @@ def _store_url(text: str) -> str:
     return text.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
+def _ratio(text: str) -> str:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a number", code="bad_value") from None
+    if not 0 < value <= 4:
+        raise UsageError("the FEC overhead must be above 0 and at most 4", code="bad_value")
+    return text
+
+
 def _duration(text: str) -> str:
     parse_duration(text)
     return text
@@ -96,10 +106,34 @@ def _listen(text: str) -> str:
 
 
 def _optional_path(text: str) -> str:
-    return text.strip()
+    """Empty (off) or an absolute path: a relative one would depend on the caller's cwd."""
+    text = text.strip()
+    if text and not Path(text).expanduser().is_absolute():
+        raise UsageError(f"{text!r} must be an absolute path (or empty for off)", code="bad_value")
+    return str(Path(text).expanduser()) if text else ""
 
 
-BOTH = frozenset({"gateway", "agent"})
+def _syslog_url(text: str) -> str:
+    """Empty (off), ``udp://host:port``, ``tcp://host:port`` or ``unix:///path``."""
+    from relay.audit.sinks import parse_syslog_url
+
+    text = text.strip()
+    if text:
+        try:
+            parse_syslog_url(text)
+        except ValueError as exc:
+            raise UsageError(str(exc), code="bad_value") from None
+    return text
+
+
+def _syslog_format(text: str) -> str:
+    text = text.strip().lower()
+    if text not in ("rfc5424", "cef"):
+        raise UsageError(f"{text!r}: syslog format is rfc5424 or cef", code="bad_value")
+    return text
+
+
+BOTH = frozenset({"gateway", "agent", "hop"})
 GATEWAY = frozenset({"gateway"})
 AGENT = frozenset({"agent"})
 
@@ -110,11 +144,34 @@ SETTINGS: dict[str, Setting] = {
     "limits.max_secret_bytes": Setting(BOTH, _int, 1024 * 1024, "largest single secret value"),
     "limits.max_entries": Setting(BOTH, _int, 1_000_000, "most secrets in one bundle"),
     "export.valid_for": Setting(GATEWAY, _duration, "7d", "default validity of exported bundles"),
+    "export.every": Setting(GATEWAY, _duration, "1h", "period of `relay gateway run` exports"),
+    "export.to": Setting(
+        GATEWAY, _text, "", "destination of `relay gateway run`: folder, sftp://, udp://"
+    ),
+    "audit.valid_for": Setting(AGENT, _duration, "90d", "validity of exported audit bundles"),
     "gateway.store_url": Setting(
         GATEWAY, _store_url, "", "database URL for a fleet (postgresql://…); empty = SQLCipher"
     ),
+    "diode.fec_overhead": Setting(
+        BOTH, _ratio, "0.25", "share of parity blocks sent over udp:// (0.25 covers ~10% loss)"
+    ),
+    "diode.rate": Setting(BOTH, _int, 20_000_000, "udp:// sending rate limit, bytes per second"),
+    "diode.repeat": Setting(BOTH, _int, 1, "udp:// passes per bundle (carousel)"),
     "import.quarantine_bytes": Setting(
         BOTH, _int, 1024 * 1024 * 1024, "total size kept in quarantine before the oldest go"
+    ),
+    "audit.jsonl": Setting(
+        BOTH, _optional_path, "", "append audit records as JSON lines to this file (empty: off)"
+    ),
+    "audit.syslog": Setting(
+        BOTH, _syslog_url, "", "send audit records to udp://h:p, tcp://h:p or unix:///dev/log"
+    ),
+    "audit.syslog_format": Setting(BOTH, _syslog_format, "rfc5424", "rfc5424 or cef"),
+    "sftp.identity_file": Setting(
+        BOTH, _text, "", "private key for sftp:// logins (empty: none; see docs/sftp.md)"
+    ),
+    "sftp.known_hosts": Setting(
+        BOTH, _text, "", "known_hosts file pinning sftp:// host keys (required for sftp://)"
     ),
     # -- the agent service (`relay agent run`) ----------------------------------------------
     "agent.inbox": Setting(AGENT, _list, [], "folders watched for bundles (comma-separated)"),

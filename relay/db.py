@@ -96,3 +96,15 @@ def bulk_execute(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> N
         raw.executemany(sql, rows)
         return
     conn.exec_driver_sql(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
+
+def sa_executor(conn: Connection) -> Any:
+    """``execute(sql, params) -> rows`` over a SQLAlchemy connection, ``?`` placeholders on every
+    dialect (the shape :mod:`relay.audit.log` works with)."""
+    sqlite = conn.dialect.name == "sqlite"
+
+    def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        result = conn.exec_driver_sql(sql if sqlite else sql.replace("?", "%s"), tuple(params))
+        return [tuple(row) for row in result] if result.returns_rows else []
+
+    return execute

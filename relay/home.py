@@ -23,7 +23,7 @@ from pathlib import Path
 from relay import crypto
 from relay.config import CONFIG_NAME, Config
 from relay.errors import UsageError
-from relay.identity import PublicIdentity, check_name, identity_of
+from relay.identity import ROLES, PublicIdentity, check_name, identity_of
 
 KEY_FILE = "identity.key"
 STORE_FILE = "store.db"
@@ -167,7 +167,7 @@ def _read_key_file(path: Path) -> dict[str, object]:
         )
     try:
         doc = json.loads(path.read_text(encoding="ascii"))
-        if doc.get("relay_key_file") != 1 or doc.get("role") not in ("gateway", "agent"):
+        if doc.get("relay_key_file") != 1 or doc.get("role") not in ROLES:
             raise ValueError
     except (ValueError, AttributeError):
         raise UsageError(f"{path} is not a relay key file", code="bad_key_file") from None

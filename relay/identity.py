@@ -22,14 +22,14 @@ from relay import crypto
 from relay.canonical import canonical_json
 from relay.errors import UsageError
 
-ROLES = ("gateway", "agent")
+ROLES = ("gateway", "agent", "hop")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_IDENTITY_FILE = 16 * 1024
 
 
 def check_name(name: str) -> str:
     """``name`` if it is a valid identity name (lower case, digits, ``.``, ``_``, ``-``)."""
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid name {name!r}: use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter "
             "or digit",
@@ -94,9 +94,11 @@ def parse_identity_document(data: bytes, expect_role: str) -> PublicIdentity:
         }:
             raise ValueError("unexpected fields")
         signature = crypto.unb64(body.pop("signature"), crypto.SIGNATURE_BYTES)
+        if not isinstance(body["role"], str) or not isinstance(body["name"], str):
+            raise TypeError("role and name must be strings")
         ident = PublicIdentity(
-            role=str(body["role"]),
-            name=check_name(str(body["name"])),
+            role=body["role"],
+            name=check_name(body["name"]),
             sign_public=crypto.unb64(body["sign_public"], crypto.KEY_BYTES),
             box_public=crypto.unb64(body["box_public"], crypto.KEY_BYTES),
         )

@@ -22,7 +22,9 @@ def is_valid_path(path: str) -> bool:
     if not 0 < len(path) <= MAX_PATH:
         return False
     segments = path.split("/")
-    return len(segments) <= 16 and all(_SEGMENT.match(s) and s not in (".", "..") for s in segments)
+    return len(segments) <= 16 and all(
+        _SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments
+    )
 
 
 def check_path(path: str) -> str:
@@ -39,7 +41,7 @@ def check_pattern(pattern: str) -> str:
     """``pattern`` if it is a valid grant pattern, else ``UsageError`` (``bad_pattern``)."""
     segments = pattern.split("/")
     ok = 0 < len(pattern) <= MAX_PATH and all(
-        _PATTERN_SEGMENT.match(s) and s not in (".", "..") and ("**" not in s or s == "**")
+        _PATTERN_SEGMENT.fullmatch(s) and s not in (".", "..") and ("**" not in s or s == "**")
         for s in segments
     )
     if not ok:

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from relay import crypto
+from relay.audit.chain import AuditRecord
+from relay.audit.record import compute_hash
+from relay.bundle.audit_payload import AuditPayload
 from relay.bundle.envelope import Header
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import seal_bundle, sign_header
@@ -65,3 +69,42 @@ def forge_sealed_to_other_key(gw: Path, ag: Path, plaintext: bytes, seq: int = 1
         payload_sha256=crypto.sha256(payload).hex(),
     )
     return sign_header(header, gateway.secrets.keys, payload)
+
+
+def forge_audit(
+    ag: Path,
+    gw: Path,
+    records: list[AuditRecord],
+    *,
+    seq: int = 1000,
+    keys: crypto.KeyPair | None = None,
+    head: tuple[int, str] | None = None,
+) -> bytes:
+    """An audit bundle from the agent at ``ag`` to the gateway at ``gw`` carrying ``records``."""
+    agent = Home.open(ag, "agent")
+    gateway = Home.open(gw, "gateway")
+    last = head or ((records[-1].seq, records[-1].hash) if records else (0, "0" * 64))
+    payload = AuditPayload(agent.identity.name, last[0], last[1], tuple(records))
+    now = int(time.time())
+    return seal_bundle(
+        kind="audit",
+        sender=agent.identity,
+        keys=keys or agent.secrets.keys,
+        recipient=gateway.identity,
+        seq=seq,
+        created=now,
+        expires=now + 3600,
+        plaintext=payload.encode(),
+    )
+
+
+def rehash(records: list[AuditRecord]) -> list[AuditRecord]:
+    """Re-chain ``records`` as whoever holds them could (no key needed)."""
+    out: list[AuditRecord] = []
+    prev = "0" * 64 if not records or records[0].seq == 1 else records[0].prev_hash
+    for record in records:
+        body = replace(record, prev_hash=prev, hash="0" * 64)
+        fixed = replace(body, hash=compute_hash(body))
+        out.append(fixed)
+        prev = fixed.hash
+    return out

@@ -228,3 +228,19 @@ def test_quarantine_is_private_and_holds_the_rejected_bytes(loaded: Pair) -> Non
     assert kept[0].stat().st_mode & 0o777 == 0o600
     assert (loaded.ag / "quarantine").stat().st_mode & 0o777 == 0o700
     assert ".malformed." in kept[0].name
+
+
+def test_a_bundle_over_the_cap_is_never_written(pair: Pair) -> None:
+    pair.gateway("config", "set", "limits.max_bundle_bytes", "3000")
+    pair.put("db/big", os.urandom(600).hex().encode())
+    pair.gateway("grant", "plant7", "db/*")
+    result = pair.gateway("export", "--to", str(pair.out))
+    assert result.status != 0
+    assert "too_large" in result.err
+    assert not pair.out.exists() or not list(pair.out.iterdir())
+
+
+def test_paths_and_names_with_a_trailing_newline_are_refused(pair: Pair) -> None:
+    assert "bad_path" in pair.gateway("secret", "put", "db/x\n", "-", stdin=b"v").err
+    home = pair.root / "nl"
+    assert "bad_name" in run_relay("gateway", "init", "--home", str(home), "--name", "hq\n").err

@@ -29,10 +29,12 @@ SIGNING_CONTEXT = b"relay-bundle-v1\x00"
 MAX_HEADER_BYTES = 64 * 1024
 PREFIX_BYTES = len(MAGIC) + 4
 KINDS = ("secrets", "audit")
+SENDER_ROLE = {"secrets": "gateway", "audit": "agent"}  # who may send each kind
 
-_HEX16 = re.compile(r"^[0-9a-f]{16}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# Used with fullmatch: "$" would also match before a trailing newline ("plant7\n").
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 MAX_INT = 2**53 - 1  # exact in every JSON implementation
 
 HEADER_FIELDS: dict[str, Any] = {
@@ -146,11 +148,11 @@ def _check_header_values(h: Header) -> None:
         raise _malformed(f"unsupported version {h.v}")
     if h.kind not in KINDS:
         raise _malformed(f"unknown kind {h.kind!r}")
-    if not (_NAME.match(h.sender) and _NAME.match(h.recipient)):
+    if not (_NAME.fullmatch(h.sender) and _NAME.fullmatch(h.recipient)):
         raise _malformed("bad sender or recipient name")
-    if not (_HEX16.match(h.sender_key) and _HEX16.match(h.recipient_key)):
+    if not (_HEX16.fullmatch(h.sender_key) and _HEX16.fullmatch(h.recipient_key)):
         raise _malformed("bad key id")
-    if not _HEX64.match(h.payload_sha256):
+    if not _HEX64.fullmatch(h.payload_sha256):
         raise _malformed("bad payload hash")
     if h.seq < 1 or h.expires < h.created:
         raise _malformed("bad seq or validity window")

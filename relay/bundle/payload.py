@@ -11,7 +11,9 @@ JSON object (UTF-8), version 1::
 Rows are arrays, not objects, to keep 100k-secret bundles compact and quick to parse. ``state``
 ``full`` means: after applying, the recipient holds exactly ``secrets`` (anything else is removed).
 Unknown top-level keys are ignored (room for later kinds: policies, rotation), so an older agent
-can apply a newer gateway's bundle; unknown row shapes are ``malformed``.
+can apply a newer gateway's bundle; unknown row shapes are ``malformed``. The JSON is strict: UTF-8,
+no duplicate member names, no NaN/Infinity; integers are in ``0 .. 2**53 - 1``; a path appears at
+most once across ``secrets`` and ``tombstones``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from __future__ import annotations
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from relay.errors import MALFORMED, BundleRejected
 from relay.paths import is_valid_path
 
 PAYLOAD_VERSION = 1
+MAX_INT = 2**53 - 1  # as in the header: exact in every JSON implementation
 SecretRow = tuple[str, int, str, int | None]  # path, version, value (base64), expires
 TombstoneRow = tuple[str, int]
 
@@ -50,12 +53,15 @@ class SecretsPayload:
 
 
 def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int) -> SecretsPayload:
-    """Parse and validate a decrypted payload; ``malformed`` on anything unexpected."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError):
-        raise _malformed("payload is not JSON") from None
-    if not isinstance(doc, dict) or doc.get("v") != PAYLOAD_VERSION or doc.get("state") != "full":
+    """Parse and validate a decrypted payload; ``malformed`` on anything unexpected.
+
+    Whether a payload is valid depends on its bytes and the limits only, never on the store: every
+    value is checked to be strict base64 of at most ``max_secret_bytes`` bytes here.
+    """
+    doc = _load_json(data)
+    if not isinstance(doc, dict) or not _is_int(doc.get("v"), 1) or doc["v"] != PAYLOAD_VERSION:
+        raise _malformed("payload is not a v1 full-state document")
+    if doc.get("state") != "full":
         raise _malformed("payload is not a v1 full-state document")
     secrets = doc.get("secrets")
     tombstones = doc.get("tombstones", [])
@@ -65,12 +71,12 @@ def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int)
     if len(secrets) + len(tombstones) > max_entries:
         raise _malformed(f"more than {max_entries} entries")
     max_b64 = 4 * ((max_secret_bytes + 2) // 3)
-    rows = [_secret_row(row, max_b64) for row in secrets]
+    rows = [_secret_row(row, max_b64, max_secret_bytes) for row in secrets]
     dead = [_tombstone_row(row) for row in tombstones]
-    if len({r[0] for r in rows}) != len(rows):
+    if len({r[0] for r in rows} | {r[0] for r in dead}) != len(rows) + len(dead):
         raise _malformed("a path appears twice")
     audit_seq = ack.get("audit_seq", 0) if isinstance(ack, dict) else None
-    if type(audit_seq) is not int or audit_seq < 0:
+    if not _is_int(audit_seq, 0):
         raise _malformed("bad acknowledgement")
     return SecretsPayload(rows, dead, audit_seq)
 
@@ -83,17 +89,42 @@ def decode_value(value_b64: str) -> bytes:
         raise _malformed("a value is not valid base64") from None
 
 
-def _secret_row(row: Any, max_b64: int) -> SecretRow:
+def _load_json(data: bytes) -> Any:
+    """Strict JSON: UTF-8 only, no NaN or Infinity, no duplicate member names."""
+    try:
+        text = data.decode("utf-8")  # json.loads(bytes) would also accept UTF-16 and UTF-32
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_members)
+    except (ValueError, RecursionError):
+        raise _malformed("payload is not JSON") from None
+
+
+def _refuse_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate member name")
+    return obj
+
+
+def _is_int(value: object, low: int) -> TypeGuard[int]:
+    """Whether ``value`` is a JSON integer (not a bool or float) in ``low .. MAX_INT``."""
+    return type(value) is int and low <= value <= MAX_INT
+
+
+def _secret_row(row: Any, max_b64: int, max_bytes: int) -> SecretRow:
     if not (isinstance(row, list) and len(row) == 4):
         raise _malformed("a secret row is not [path, version, value, expires]")
     path, version, value, expires = row
     if not (isinstance(path, str) and is_valid_path(path)):
         raise _malformed("a secret row has a bad path")
-    if type(version) is not int or version < 1:
+    if not _is_int(version, 1):
         raise _malformed("a secret row has a bad version")
-    if not isinstance(value, str) or len(value) > max_b64:
+    if not isinstance(value, str) or len(value) > max_b64 or len(decode_value(value)) > max_bytes:
         raise _malformed("a secret value is missing or over the size cap")
-    if expires is not None and (type(expires) is not int or expires < 0):
+    if expires is not None and not _is_int(expires, 0):
         raise _malformed("a secret row has a bad expiry")
     return (path, version, value, expires)
 
@@ -102,7 +133,7 @@ def _tombstone_row(row: Any) -> TombstoneRow:
     if not (isinstance(row, list) and len(row) == 2):
         raise _malformed("a tombstone row is not [path, version]")
     path, version = row
-    if not (isinstance(path, str) and is_valid_path(path)) or type(version) is not int:
+    if not (isinstance(path, str) and is_valid_path(path)) or not _is_int(version, 1):
         raise _malformed("a tombstone row is bad")
     return (path, version)
 

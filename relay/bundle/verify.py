@@ -3,10 +3,11 @@
 Not this module's business: reading files, keeping the high-water mark, applying a payload,
 quarantine, audit. Those live at the edges (``inner_agent.importer``, ``outer_gateway``).
 
-Checks run cheapest first and authenticate before judging (``docs/spec/bundle-v1.md`` §5):
-size cap → envelope parse → sender known → signature (and payload binding) → kind and recipient →
-validity → sequence → decrypt. Each failure is a :class:`~relay.errors.BundleRejected` with its
-reason code; a re-import of the applied bundle is :class:`~relay.errors.BundleDuplicate`.
+Checks run cheapest first and authenticate before judging (``docs/spec/bundle-v1.md`` §10):
+size cap → envelope parse → sender known → signature (and payload binding) → kind (accepted here,
+sent by the sender's role) → recipient → validity → sequence → decrypt. Each failure is a
+:class:`~relay.errors.BundleRejected` with its reason code; a re-import of an applied bundle is
+:class:`~relay.errors.BundleDuplicate`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from relay import crypto
-from relay.bundle.envelope import SIGNING_CONTEXT, Envelope, parse_envelope
+from relay.bundle.envelope import SENDER_ROLE, SIGNING_CONTEXT, Envelope, parse_envelope
 from relay.errors import (
     BAD_SIGNATURE,
     DECRYPT_FAILED,
@@ -80,6 +81,8 @@ def verify_bundle(
         raise BundleRejected("payload does not match the signed header", code=BAD_SIGNATURE)
     if header.kind not in kinds:
         raise BundleRejected(f"unexpected bundle kind {header.kind!r}", code=MALFORMED)
+    if sender.role != SENDER_ROLE[header.kind]:
+        raise BundleRejected(f"a {sender.role} does not send {header.kind} bundles", code=MALFORMED)
     me = trust.me
     if me is not None and (header.recipient_key != me.key_id or header.recipient != me.name):
         raise BundleRejected(

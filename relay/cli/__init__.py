@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, str] = {
     "agent": "relay.cli.agent:agent",
     "bundle": "relay.cli.bundle:bundle",
     "demo": "relay.cli.demo:demo",
+    "hop": "relay.cli.hop:hop",
+    "diode": "relay.cli.diode:diode",
 }
 
 

@@ -64,11 +64,13 @@ def _open(home: Path) -> tuple[Home, AgentStore]:
 )
 def init(home: Path, name: str, request_out: Path) -> None:
     """Create an agent home and its enrollment request."""
+    from inner_agent.audit import AgentAudit
     from inner_agent.store import AgentStore
     from relay.transport.folder import write_atomic
 
     created = Home.create(home, "agent", name)
     AgentStore.open(created).close()
+    AgentAudit(created).record("key.created", key_id=created.identity.key_id, name=name)
     document = created.identity.to_document(created.secrets.keys)
     write_atomic(request_out.parent, request_out.name, document, mode=0o644)
     click.echo(f"agent {name} initialised in {home}")
@@ -100,6 +102,12 @@ def trust(home: Path, identity_file: Path, replace: bool) -> None:
     gateway = read_identity_file(identity_file, "gateway")
     _, store = _open(home)
     new = store.trust(gateway, now(), replace=replace)
+    if new:
+        from inner_agent.audit import AgentAudit
+
+        AgentAudit(Home.open(home, "agent")).record(
+            "key.trusted", name=gateway.name, key_id=gateway.key_id
+        )
     click.echo(f"{'trusting' if new else 'already trusting'}: gateway {gateway.name}")
     click.echo(f"fingerprint: {gateway.fingerprint}  (compare with the gateway's, out of band)")
 
@@ -123,10 +131,11 @@ def import_(
     delete_after_import: bool,
 ) -> None:
     """Verify and apply bundles from files, folders or sftp:// URLs."""
+    from inner_agent.audit import AgentAudit
     from inner_agent.importer import AgentImporter
 
     opened, store = _open(home)
-    importer = AgentImporter(opened, store, now)
+    importer = AgentImporter(opened, store, now, AgentAudit(opened))
     options = make_transport_options(opened, identity_file, known_hosts, delete_after_import)
     outcomes: list[Outcome] = []
     for location in locations:
@@ -174,12 +183,36 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
 @click.argument("path")
 def get(home: Path, path: str) -> None:
     """Print the value of PATH and a newline (nothing else on stdout)."""
+    from inner_agent.audit import AgentAudit
     from inner_agent.lookup import read_secret
+    from inner_agent.rawdb import raw_connection
+    from relay.errors import SecretError
 
-    secret = read_secret(Home.open(home, "agent"), path, now())
+    opened = Home.open(home, "agent")
+    audit = AgentAudit(opened)
+    try:
+        with raw_connection(opened) as conn:
+            secret = read_secret(conn, path, now())
+    except SecretError as exc:
+        audit.record("secret.denied", path=path, reason=exc.code, **_who())
+        raise
+    audit.record("secret.read", path=path, version=secret.version, **_who())
     out = sys.stdout.buffer
     out.write(secret.value + b"\n")
     out.flush()
+
+
+def _who() -> dict[str, str | int]:
+    """Who asked, for the audit record: the local user of this CLI process."""
+    import os
+    import pwd
+
+    uid = os.getuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return {"user": user, "uid": uid, "via": "cli"}
 
 
 @agent.group()
@@ -226,6 +259,9 @@ def status(home: Path, as_json: bool) -> None:
     opened, store = _open(home)
     gateways = list(store.trusted_senders().values())
     last = store.get_meta("last_import")
+    from inner_agent.audit import AgentAudit
+
+    audit = AgentAudit(opened)
     doc: dict[str, Any] = {
         "name": opened.identity.name,
         "fingerprint": opened.identity.fingerprint,
@@ -233,6 +269,8 @@ def status(home: Path, as_json: bool) -> None:
         "gateway_fingerprint": gateways[0].fingerprint if gateways else None,
         "secrets": store.count_secrets(),
         "last_import": int(last) if last else None,
+        "audit_unacked": audit.unacked(),
+        "audit_acked": audit.acknowledged(),
     }
     if as_json:
         echo_json(doc)
@@ -240,3 +278,83 @@ def status(home: Path, as_json: bool) -> None:
     for key, value in doc.items():
         shown = format_time(value) if key == "last_import" else value
         click.echo(f"{key}: {'-' if shown is None else shown}")
+
+
+@agent.group(invoke_without_command=True)
+@click.option(
+    "--home",
+    "home",
+    envvar="RELAY_HOME",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The home folder (or RELAY_HOME).",
+)
+@json_option
+@click.pass_context
+def audit(ctx: click.Context, home: Path | None, as_json: bool) -> None:
+    """List this agent's audit records still held (JSON lines with --json)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if home is None:
+        raise click.UsageError("missing option '--home' (or RELAY_HOME)")
+    from inner_agent.audit import AgentAudit
+
+    opened = Home.open(home, "agent")
+    _print_records(opened.identity.name, AgentAudit(opened).records(), as_json)
+
+
+def _print_records(agent_name: str, records: list[Any], as_json: bool) -> None:
+    from relay.audit.formats import format_json_line
+
+    if as_json:
+        for record in records:
+            click.echo(format_json_line(agent_name, record))
+        return
+    echo_table(
+        ("SEQ", "TIME", "TYPE", "DETAILS"),
+        [
+            (r.seq, r.time, r.type, " ".join(f"{k}={v}" for k, v in sorted(r.fields.items())))
+            for r in records
+        ],
+    )
+
+
+@audit.command("export")
+@home_option
+@json_option
+@transport_options
+@click.option("--to", "to", required=True, help="Folder, sftp://… or udp://… destination.")
+def audit_export(
+    home: Path, to: str, as_json: bool, identity_file: Path | None, known_hosts: Path | None
+) -> None:
+    """Write one sealed audit bundle with every record the gateway has not acknowledged."""
+    from inner_agent.audit import AgentAudit, trusted_gateway
+    from relay.transport import open_destination
+
+    opened = Home.open(home, "agent")
+    audit_log = AgentAudit(opened)
+    exported = audit_log.export_bundle(trusted_gateway(opened), now())
+    destination = open_destination(to, make_transport_options(opened, identity_file, known_hosts))
+    try:
+        where = destination.put(exported.name, exported.data)
+    finally:
+        destination.close()
+    audit_log.record(
+        "audit.exported",
+        file=exported.name,
+        bundle_seq=exported.seq,
+        records=exported.records,
+        first_seq=exported.first,
+        last_seq=exported.last,
+    )
+    if as_json:
+        echo_json(
+            {
+                "path": where,
+                "seq": exported.seq,
+                "records": exported.records,
+                "first_seq": exported.first,
+                "last_seq": exported.last,
+            }
+        )
+        return
+    click.echo(where)

@@ -56,14 +56,21 @@ def make_transport_options(
     known_hosts: Path | None,
     delete_after_import: bool = False,
 ) -> TransportOptions:
-    """Transport options from flags, falling back to the home's ``sftp.*`` settings."""
+    """Transport options from flags, falling back to the home's ``sftp.*`` and ``diode.*``
+    settings."""
+    extra: dict[str, str] = {}
     if home is not None:
         identity_file = identity_file or _setting_path(home, "sftp.identity_file")
         known_hosts = known_hosts or _setting_path(home, "sftp.known_hosts")
+        extra = {
+            name: str(home.config.get(f"diode.{name}"))
+            for name in ("fec_overhead", "rate", "repeat")
+        }
     return TransportOptions(
         identity_file=identity_file,
         known_hosts=known_hosts,
         delete_after_import=delete_after_import,
+        extra=extra,
     )
 
 
@@ -119,7 +126,9 @@ def config_group(side: str) -> click.Group:
     @click.argument("value")
     def set_(home: Path, key: str, value: str) -> None:
         """Set KEY to VALUE."""
-        parsed = Home.open(home, side).config.set(key, value)
+        opened = Home.open(home, side)
+        parsed = opened.config.set(key, value)
+        record_config_change(opened, key)
         click.echo(f"{key} = {parsed!r}")
 
     @group.command("get")
@@ -134,7 +143,9 @@ def config_group(side: str) -> click.Group:
     @click.argument("key")
     def unset(home: Path, key: str) -> None:
         """Return KEY to its default."""
-        Home.open(home, side).config.unset(key)
+        opened = Home.open(home, side)
+        opened.config.unset(key)
+        record_config_change(opened, key)
 
     @group.command("show")
     @home_option
@@ -149,6 +160,21 @@ def config_group(side: str) -> click.Group:
             click.echo(f"{key} = {value!r}{'  (default)' if is_default else ''}")
 
     return group
+
+
+def record_config_change(home: Home, key: str) -> None:
+    """Audit a settings change (the key only: values may hold credentials)."""
+    if home.side == "agent":
+        from inner_agent.audit import AgentAudit
+
+        AgentAudit(home).record("config.changed", setting=key)
+        return
+    from outer_gateway.audit import GatewayAudit
+    from outer_gateway.store import GatewayStore
+
+    store = GatewayStore.open(home)
+    GatewayAudit(home, store.engine).record("config.changed", setting=key)
+    store.close()
 
 
 def read_value(value_file: Path | None, from_stdin: bool, raw: bool, cap: int) -> bytes:

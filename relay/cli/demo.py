@@ -122,6 +122,17 @@ def _loop(root: Path) -> None:
     _run("agent", "import", "--home", ag, str(tampered), expect=1)
     _run("agent", "get", "--home", ag, "db/plant7/password")
 
+    _step("9. Audit flows back: the agent's records, sealed to the gateway, verified, acknowledged")
+    back = str(root / "usb-back")
+    _run("agent", "audit", "--home", ag)
+    _run("agent", "audit", "export", "--home", ag, "--to", back)
+    _run("gateway", "import", "--home", gw, back)
+    _run("gateway", "audit", "verify", "--home", gw)
+    _run("gateway", "audit", "--home", gw, "--agent", "plant7")
+    _run("gateway", "export", "--home", gw, "--to", usb)
+    _run("agent", "import", "--home", ag, usb)
+    _run("agent", "status", "--home", ag)
+
     _service(root, gw, ag, usb)
 
 
@@ -135,7 +146,7 @@ def _capture(*args: str) -> str:
 
 
 def _service(root: Path, gw: str, ag: str, usb: str) -> None:
-    _step("9. The agent as a service: it watches the USB folder and serves a local API")
+    _step("10. The agent as a service: it watches the USB folder and serves a local API")
     _run("agent", "config", "set", "--home", ag, "agent.inbox", usb)
     _run("agent", "config", "set", "--home", ag, "api.listen", "127.0.0.1:0")
     doc = json.loads(
@@ -167,7 +178,7 @@ def _service(root: Path, gw: str, ag: str, usb: str) -> None:
         secret = _get_json(f"{url}/v1/secrets/db/plant7/password", token)
         click.echo(f"version {secret['version']}: {secret['value']}")
 
-        _step("10. A new version crosses the gap; the service applies it from the folder")
+        _step("11. A new version crosses the gap; the service applies it from the folder")
         new_value = root / "value2.txt"
         new_value.write_text(f"demo-{secrets.token_hex(8)}-v2\n")
         _run(

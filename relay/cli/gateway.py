@@ -25,6 +25,7 @@ from relay.identity import read_identity_file
 from relay.paths import check_path, check_pattern
 
 if TYPE_CHECKING:
+    from outer_gateway.audit import GatewayAudit
     from outer_gateway.store import GatewayStore
 
 
@@ -43,6 +44,12 @@ def _open(home: Path) -> tuple[Home, GatewayStore]:
     return opened, GatewayStore.open(opened)
 
 
+def _audit(opened: Home, store: GatewayStore) -> GatewayAudit:
+    from outer_gateway.audit import GatewayAudit
+
+    return GatewayAudit(opened, store.engine)
+
+
 @gateway.command()
 @home_option
 @click.option("--name", required=True, help="This gateway's name (a-z, 0-9, . _ -).")
@@ -51,7 +58,9 @@ def init(home: Path, name: str) -> None:
     from outer_gateway.store import GatewayStore
 
     created = Home.create(home, "gateway", name)
-    GatewayStore.open(created).close()
+    store = GatewayStore.open(created)
+    _audit(created, store).record("key.created", key_id=created.identity.key_id, name=name)
+    store.close()
     click.echo(f"gateway {name} initialised in {home}")
     click.echo(f"fingerprint: {created.identity.fingerprint}")
 
@@ -82,8 +91,12 @@ def identity(home: Path, out: Path) -> None:
 def enroll(home: Path, request_file: Path, as_json: bool) -> None:
     """Enroll an agent from its enrollment request file."""
     request = read_identity_file(request_file, "agent")
-    _, store = _open(home)
+    opened, store = _open(home)
     new = store.enroll(request, now())
+    if new:
+        _audit(opened, store).record(
+            "agent.enrolled", agent_name=request.name, key_id=request.key_id
+        )
     if as_json:
         echo_json({"agent": request.name, "fingerprint": request.fingerprint, "new": new})
         return
@@ -152,6 +165,7 @@ def secret_put(
     value = read_value(value_file, stdin == "-", raw, cap)
     expires = now() + duration(ttl, "") if ttl else None
     version = store.put_secret(path, value, expires, now())
+    _audit(opened, store).record("secret.put", path=path, version=version, expires_at=expires)
     click.echo(
         f"stored {path} version {version}"
         + (f", expires {format_time(expires)}" if expires else "")
@@ -183,6 +197,9 @@ def secret_import(home: Path, file: Path, ttl: str | None) -> None:
             )
     expires = now() + duration(ttl, "") if ttl else None
     written, same = store.import_secrets(values, expires, now())
+    _audit(opened, store).record(
+        "secret.imported", file=str(file), count=len(values), written=written
+    )
     click.echo(f"imported {len(values)} secrets: {written} new or changed, {same} unchanged")
 
 
@@ -228,8 +245,9 @@ def secret_list(home: Path, as_json: bool, include_deleted: bool) -> None:
 @click.argument("path")
 def secret_rm(home: Path, path: str) -> None:
     """Remove PATH; the removal reaches agents as a tombstone in their next bundle."""
-    _, store = _open(home)
+    opened, store = _open(home)
     version = store.remove_secret(check_path(path), now())
+    _audit(opened, store).record("secret.removed", path=path, version=version)
     click.echo(f"removed {path} (tombstone version {version})")
 
 
@@ -239,8 +257,10 @@ def secret_rm(home: Path, path: str) -> None:
 @click.argument("pattern")
 def grant(home: Path, agent: str, pattern: str) -> None:
     """Let AGENT receive the secrets whose paths match PATTERN (e.g. 'db/plant7/*')."""
-    _, store = _open(home)
+    opened, store = _open(home)
     new = store.grant(agent, check_pattern(pattern))
+    if new:
+        _audit(opened, store).record("grant.added", agent_name=agent, pattern=pattern)
     click.echo(f"{'granted' if new else 'already granted'}: {agent} {pattern}")
 
 
@@ -250,8 +270,9 @@ def grant(home: Path, agent: str, pattern: str) -> None:
 @click.argument("pattern")
 def revoke(home: Path, agent: str, pattern: str) -> None:
     """Remove a grant; the agent drops those secrets on its next bundle."""
-    _, store = _open(home)
+    opened, store = _open(home)
     store.revoke(agent, pattern)
+    _audit(opened, store).record("grant.revoked", agent_name=agent, pattern=pattern)
     click.echo(f"revoked: {agent} {pattern}")
 
 
@@ -286,30 +307,12 @@ def export(
     known_hosts: Path | None,
 ) -> None:
     """Write one sealed bundle per agent to --to, and print where they went."""
-    from outer_gateway.export import agents_to_export, build_bundle
-    from relay.transport import open_destination
+    from outer_gateway.dispatch import dispatch
 
     opened, store = _open(home)
     validity = duration(valid_for, str(opened.config.get("export.valid_for")))
     options = make_transport_options(opened, identity_file, known_hosts)
-    written = []
-    destination = open_destination(to, options)
-    try:
-        for target in agents_to_export(store, agent):
-            bundle = build_bundle(opened, store, target, now(), validity)
-            where = destination.put(bundle.name, bundle.data)
-            written.append(
-                {
-                    "agent": bundle.agent,
-                    "path": where,
-                    "seq": bundle.seq,
-                    "secrets": bundle.secrets,
-                    "tombstones": bundle.tombstones,
-                    "bytes": len(bundle.data),
-                }
-            )
-    finally:
-        destination.close()
+    written = dispatch(opened, store, to, options, validity, now, agent)
     if as_json:
         echo_json(written)
         return
@@ -317,3 +320,179 @@ def export(
         click.echo("nothing to export: no agent has grants", err=True)
     for item in written:
         click.echo(item["path"])
+
+
+@gateway.command("import")
+@home_option
+@json_option
+@transport_options
+@click.option(
+    "--delete-after-import",
+    is_flag=True,
+    help="Remove each imported or duplicate file from the source.",
+)
+@click.argument("locations", nargs=-1, required=True)
+def import_(
+    home: Path,
+    locations: tuple[str, ...],
+    as_json: bool,
+    identity_file: Path | None,
+    known_hosts: Path | None,
+    delete_after_import: bool,
+) -> None:
+    """Import agents' audit bundles (the return stream) from files, folders or sftp:// URLs."""
+    import sys
+
+    from outer_gateway.audit_import import AuditImporter
+
+    opened, store = _open(home)
+    importer = AuditImporter(opened, store, _audit(opened, store), now)
+    options = make_transport_options(opened, identity_file, known_hosts, delete_after_import)
+    outcomes = [o for loc in locations for o in importer.import_location(loc, options)]
+    if as_json:
+        echo_json([o.__dict__ for o in outcomes])
+    for o in outcomes:
+        if o.status == "rejected":
+            click.echo(f"relay: rejected: {o.name}: {o.code}: {o.message}", err=True)
+        elif not as_json and o.status == "duplicate":
+            click.echo(f"skipped {o.name}: duplicate (already imported)")
+        elif not as_json:
+            click.echo(
+                f"imported {o.name}: agent {o.agent}, {o.new} new records, "
+                f"{o.duplicates} already held"
+            )
+    if not outcomes and not as_json:
+        click.echo("no bundles found", err=True)
+    if any(o.status == "rejected" for o in outcomes):
+        sys.exit(1)
+
+
+@gateway.group(invoke_without_command=True)
+@click.option(
+    "--home",
+    "home",
+    envvar="RELAY_HOME",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The home folder.",
+)
+@click.option("--agent", "agent_name", help="Only this agent's records.")
+@click.option("--own", is_flag=True, help="The gateway's own records instead of the agents'.")
+@json_option
+@click.pass_context
+def audit(
+    ctx: click.Context, home: Path | None, agent_name: str | None, own: bool, as_json: bool
+) -> None:
+    """List audit records received from agents (JSON lines with --json)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if home is None:
+        raise click.UsageError("missing option '--home' (or RELAY_HOME)")
+    from relay.audit.formats import format_json_line
+
+    opened, store = _open(home)
+    log = _audit(opened, store)
+    if own:
+        rows = [(opened.identity.name, r) for r in log.own_records()]
+    else:
+        if agent_name is not None:
+            store.agent(agent_name)
+        rows = log.received(agent_name)
+    if as_json:
+        for name, record in rows:
+            click.echo(format_json_line(name, record))
+        return
+    echo_table(
+        ("AGENT", "SEQ", "TIME", "TYPE", "DETAILS"),
+        [
+            (name, r.seq, r.time, r.type, " ".join(f"{k}={v}" for k, v in sorted(r.fields.items())))
+            for name, r in rows
+        ],
+    )
+
+
+@audit.command("verify")
+@home_option
+@json_option
+@click.option("--agent", "agent_name", help="Only this agent.")
+def audit_verify(home: Path, as_json: bool, agent_name: str | None) -> None:
+    """Check each agent's chain is intact and has no gap; exit 0 only if all are."""
+    import sys
+
+    from outer_gateway.audit_import import verify_agents
+
+    opened, store = _open(home)
+    names = [agent_name] if agent_name else [a.identity.name for a in store.agents()]
+    for name in names:
+        store.agent(name)
+    chains = verify_agents(_audit(opened, store), names)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "agent": c.agent,
+                    "ok": c.ok,
+                    "records": c.report.count,
+                    "high": max(c.report.high, c.expected_high),
+                    "contiguous_high": c.report.contiguous_high,
+                    "gaps": [list(g) for g in c.missing],
+                    "breaks": [
+                        {"seq": b.seq, "kind": b.kind, "detail": b.detail} for b in c.report.breaks
+                    ],
+                }
+                for c in chains
+            ]
+        )
+    else:
+        for c in chains:
+            if c.ok:
+                click.echo(f"{c.agent}: ok, records 1-{c.report.high} intact")
+            for start, end in c.missing:
+                span = f"{start}" if start == end else f"{start}-{end}"
+                click.echo(f"{c.agent}: gap {span}: records missing")
+            for b in c.report.breaks:
+                click.echo(f"{c.agent}: break at {b.seq}: {b.kind} {b.detail}".rstrip())
+    if not all(c.ok for c in chains):
+        sys.exit(1)
+
+
+@gateway.command()
+@home_option
+@transport_options
+def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> None:
+    """Export on a schedule (export.every to export.to) until SIGTERM or SIGINT.
+
+    Every period sends each agent its full current state, even when nothing changed: the bundle
+    is also the heartbeat, so a lost bundle costs one period and a silent link shows as staleness.
+    """
+    import signal
+    import threading
+    from types import FrameType
+
+    from outer_gateway.dispatch import dispatch
+    from relay.errors import RelayError, UsageError
+
+    opened, store = _open(home)
+    location = str(opened.config.get("export.to"))
+    if not location:
+        raise UsageError("set export.to (and export.every) first", code="not_configured")
+    period = duration(str(opened.config.get("export.every")), "")
+    validity = duration(None, str(opened.config.get("export.valid_for")))
+    options = make_transport_options(opened, identity_file, known_hosts)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    audit = _audit(opened, store)
+    audit.record("gateway.started", period=period, destination=location)
+    click.echo(f"exporting to {location} every {period}s", err=True)
+    while not stop.is_set():
+        try:
+            for item in dispatch(opened, store, location, options, validity, now):
+                click.echo(f"exported {item['path']} (seq {item['seq']})", err=True)
+        except RelayError as exc:
+            click.echo(f"relay: error: {exc.diagnostics()} (retrying in {period}s)", err=True)
+        stop.wait(period)
+    audit.record("gateway.stopped")

@@ -1,0 +1,160 @@
+"""The agent's audit: every action becomes a chained record in the store, delivered to the
+configured sinks by the process that wrote it, exported to the gateway in sealed audit bundles,
+and pruned only once the gateway acknowledged it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from inner_agent.rawdb import executor, immediate, raw_connection
+from relay.audit import log
+from relay.audit.chain import AuditRecord
+from relay.audit.record import FieldValue
+from relay.audit.sinks import AuditSink, Delivery, deliver_all, report_failures, sinks_from_settings
+from relay.bundle.audit_payload import AuditPayload
+from relay.bundle.seal import seal_bundle
+from relay.durations import parse_duration
+from relay.errors import UsageError
+from relay.home import Home
+from relay.identity import PublicIdentity
+
+ACKED_KEY = "audit_acked"
+BUNDLE_SEQ_KEY = "audit_bundle_seq"
+
+
+@dataclass(frozen=True)
+class ExportedAudit:
+    """An audit bundle ready to be written."""
+
+    name: str
+    data: bytes
+    seq: int
+    records: int
+    first: int | None
+    last: int | None
+
+
+class AgentAudit:
+    """The audit log of one agent home."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def record(self, event_type: str, **fields: FieldValue) -> AuditRecord:
+        """Append one record, then deliver what the sinks have not had yet."""
+        with raw_connection(self.home) as conn:
+            execute = executor(conn)
+            with immediate(conn):
+                record = log.append(execute, event_type, fields)
+            self._deliver(execute)
+        return record
+
+    def deliver(self) -> list[Delivery]:
+        """Catch the sinks up with the store (also done after every record)."""
+        with raw_connection(self.home) as conn:
+            return self._deliver(executor(conn))
+
+    def _sinks(self) -> list[AuditSink]:
+        config = self.home.config
+        return sinks_from_settings(
+            str(config.get("audit.jsonl")),
+            str(config.get("audit.syslog")),
+            str(config.get("audit.syslog_format")),
+        )
+
+    def _deliver(self, execute: Any) -> list[Delivery]:
+        sinks = self._sinks()
+        if not sinks:
+            return []
+        source = log.local_source(execute, self.home.identity.name)
+        deliveries = deliver_all(sinks, lambda name: log.sink_cursor(execute, name), source)
+        report_failures(deliveries)
+        return deliveries
+
+    def _prune(self, execute: Any) -> int:
+        """Drop what the gateway acknowledged and every sink has had: nothing is lost."""
+        mark = _meta_int(execute, ACKED_KEY)
+        for sink in self._sinks():
+            mark = min(mark, log.sink_cursor(execute, sink.name).load())
+        return log.prune_through(execute, mark) if mark > 0 else 0
+
+    def records(self) -> list[AuditRecord]:
+        """Every record still held (unacknowledged ones, and the newest)."""
+        with raw_connection(self.home) as conn:
+            return log.records_after(executor(conn), 0)
+
+    def acknowledged(self) -> int:
+        with raw_connection(self.home) as conn:
+            return _meta_int(executor(conn), ACKED_KEY)
+
+    def unacked(self) -> int:
+        """How many records the gateway has not acknowledged yet."""
+        with raw_connection(self.home) as conn:
+            execute = executor(conn)
+            acked = _meta_int(execute, ACKED_KEY)
+            return int(execute("SELECT count(*) FROM audit_log WHERE seq > ?", (acked,))[0][0])
+
+    def acknowledge(self, mark: int) -> int:
+        """The gateway holds every record up to ``mark``: prune them, but never beyond our head
+        nor beyond what a sink still has to send. Returns how many were pruned."""
+        with raw_connection(self.home) as conn:
+            execute = executor(conn)
+            with immediate(conn):
+                current = log.head(execute)
+                mark = min(mark, current[0] if current else 0)
+                if mark > _meta_int(execute, ACKED_KEY):
+                    _set_meta(execute, ACKED_KEY, mark)
+                return self._prune(execute)
+
+    def export_bundle(self, gateway: PublicIdentity, now: int) -> ExportedAudit:
+        """One sealed audit bundle with every unacknowledged record (at least once)."""
+        keys = self.home.secrets.keys
+        validity = parse_duration(str(self.home.config.get("audit.valid_for")))
+        with raw_connection(self.home) as conn:
+            execute = executor(conn)
+            with immediate(conn):
+                acked = _meta_int(execute, ACKED_KEY)
+                records = log.records_after(execute, acked)
+                top = log.head(execute) or (0, "0" * 64)
+                seq = _meta_int(execute, BUNDLE_SEQ_KEY) + 1
+                _set_meta(execute, BUNDLE_SEQ_KEY, seq)
+        payload = AuditPayload(self.home.identity.name, top[0], top[1], tuple(records))
+        data = seal_bundle(
+            kind="audit",
+            sender=self.home.identity,
+            keys=keys,
+            recipient=gateway,
+            seq=seq,
+            created=now,
+            expires=now + validity,
+            plaintext=payload.encode(),
+        )
+        name = f"{self.home.identity.name}-to-{gateway.name}.audit.{seq:010d}.bundle"
+        first = records[0].seq if records else None
+        last = records[-1].seq if records else None
+        return ExportedAudit(name, data, seq, len(records), first, last)
+
+
+def trusted_gateway(home: Home) -> PublicIdentity:
+    """The gateway this agent trusts (``not_trusted`` before ``relay agent trust``)."""
+    with raw_connection(home) as conn:
+        row = conn.execute(
+            "SELECT role, name, sign_public, box_public FROM trusted LIMIT 1"
+        ).fetchone()
+    if row is None:
+        raise UsageError("this agent trusts no gateway yet (relay agent trust)", code="not_trusted")
+    return PublicIdentity(row[0], row[1], bytes(row[2]), bytes(row[3]))
+
+
+def _meta_int(execute: Any, key: str) -> int:
+    rows = execute("SELECT value FROM meta WHERE key = ?", (key,))
+    return int(rows[0][0]) if rows else 0
+
+
+def _set_meta(execute: Any, key: str, value: int) -> None:
+    execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, str(value)),
+    )

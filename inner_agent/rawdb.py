@@ -1,0 +1,53 @@
+"""The agent store through the raw SQLCipher driver, for paths that must start fast.
+
+``relay agent get`` and the audit records it writes use this instead of SQLAlchemy (see
+``docs/adr/0003-fast-get-path.md``). The schema is owned by :mod:`inner_agent.schema`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from relay.errors import UsageError
+from relay.home import Home
+
+
+@contextmanager
+def raw_connection(home: Home) -> Iterator[Any]:
+    """An open sqlcipher3 connection to the home's store, autocommit (we issue BEGIN)."""
+    import sqlcipher3
+
+    conn = sqlcipher3.connect(str(home.store_path), isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA key = \"x'{home.secrets.store_key.hex()}'\"")
+        conn.execute("PRAGMA busy_timeout = 15000")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master")
+        except sqlcipher3.DatabaseError:
+            raise UsageError(f"{home.store_path} cannot be opened", code="bad_store") from None
+        yield conn
+    finally:
+        conn.close()
+
+
+def executor(conn: Any) -> Any:
+    """``execute(sql, params) -> rows`` over a raw connection (``?`` placeholders)."""
+
+    def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return list(conn.execute(sql, tuple(params)).fetchall())
+
+    return execute
+
+
+@contextmanager
+def immediate(conn: Any) -> Iterator[None]:
+    """A write transaction on a raw connection: ``BEGIN IMMEDIATE`` … ``COMMIT``/``ROLLBACK``."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -1,0 +1,56 @@
+"""Dispatch: build each agent's bundle, put it to a destination, audit it. Used by
+``relay gateway export`` (once) and ``relay gateway run`` (on a schedule)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from outer_gateway.audit import GatewayAudit
+from outer_gateway.audit_import import contiguous_high
+from outer_gateway.export import agents_to_export, build_bundle
+from outer_gateway.store import GatewayStore
+from relay.home import Home
+from relay.transport import TransportOptions, open_destination
+
+
+def dispatch(
+    home: Home,
+    store: GatewayStore,
+    location: str,
+    options: TransportOptions,
+    validity: int,
+    clock: Callable[[], int],
+    only: str | None = None,
+) -> list[dict[str, Any]]:
+    """Export to ``location`` for ``only`` or every agent with grants; one dict per bundle."""
+    audit = GatewayAudit(home, store.engine)
+    written = []
+    destination = open_destination(location, options)
+    try:
+        for target in agents_to_export(store, only):
+            ack = contiguous_high(store, target.identity.name)
+            bundle = build_bundle(home, store, target, clock(), validity, audit_ack=ack)
+            where = destination.put(bundle.name, bundle.data)
+            audit.record(
+                "bundle.exported",
+                agent_name=bundle.agent,
+                bundle_seq=bundle.seq,
+                file=bundle.name,
+                secrets_count=bundle.secrets,
+                tombstones=bundle.tombstones,
+                audit_ack=ack,
+            )
+            written.append(
+                {
+                    "agent": bundle.agent,
+                    "path": where,
+                    "seq": bundle.seq,
+                    "secrets": bundle.secrets,
+                    "tombstones": bundle.tombstones,
+                    "bytes": len(bundle.data),
+                }
+            )
+    finally:
+        destination.close()
+    return written

@@ -1,0 +1,93 @@
+"""A side's own audit log in its store: append to the chain, read it back, feed the sinks.
+
+Storage-agnostic: every function takes ``execute(sql, params) -> rows`` running inside the
+caller's transaction, with ``?`` placeholders. The agent passes its raw SQLCipher connection (so
+``relay agent get`` records its read without importing SQLAlchemy); the gateway passes its
+SQLAlchemy connection (SQLite or PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from relay.audit.chain import AuditRecord, next_record, record_from_json, record_to_json
+from relay.audit.record import FieldValue
+from relay.audit.sinks import QueuedRecord, SinkCursor
+
+Execute = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+# One session per process start: records of one session share a monotonic clock.
+SESSION_ID = f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def append(execute: Execute, event_type: str, fields: Mapping[str, FieldValue]) -> AuditRecord:
+    """Append one record after the newest held; run inside a write transaction."""
+    rows = execute("SELECT record FROM audit_log ORDER BY seq DESC LIMIT 1", ())
+    prev = record_from_json(rows[0][0]) if rows else None
+    record = next_record(
+        prev, SESSION_ID, event_type, fields, datetime.now(UTC), time.monotonic_ns()
+    )
+    execute(
+        "INSERT INTO audit_log (seq, hash, type, time, record) VALUES (?, ?, ?, ?, ?)",
+        (record.seq, record.hash, record.type, record.time, record_to_json(record)),
+    )
+    return record
+
+
+def records_after(execute: Execute, seq: int, limit: int | None = None) -> list[AuditRecord]:
+    """Held records with a seq above ``seq``, ascending."""
+    sql = "SELECT record FROM audit_log WHERE seq > ? ORDER BY seq"
+    params: tuple[Any, ...] = (seq,)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = (seq, limit)
+    return [record_from_json(row[0]) for row in execute(sql, params)]
+
+
+def head(execute: Execute) -> tuple[int, str] | None:
+    """(seq, hash) of the newest record, or ``None`` before the first."""
+    rows = execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", ())
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def prune_through(execute: Execute, seq: int) -> int:
+    """Delete records up to ``seq`` but always keep the newest (the chain continues from it)."""
+    rows = execute(
+        "SELECT count(*) FROM audit_log WHERE seq <= ? AND seq < (SELECT max(seq) FROM audit_log)",
+        (seq,),
+    )
+    execute(
+        "DELETE FROM audit_log WHERE seq <= ? AND seq < (SELECT max(seq) FROM audit_log)", (seq,)
+    )
+    return int(rows[0][0])
+
+
+def local_source(execute: Execute, name: str) -> Callable[[int, int], Sequence[QueuedRecord]]:
+    """A sink source over this side's own log, positions = seq, tagged with ``name``."""
+
+    def load_after(position: int, limit: int) -> Sequence[QueuedRecord]:
+        return [QueuedRecord(r.seq, name, r) for r in records_after(execute, position, limit)]
+
+    return load_after
+
+
+def sink_cursor(execute: Execute, name: str) -> SinkCursor:
+    """The persisted delivery position of the sink called ``name`` (0 before its first)."""
+
+    def load() -> int:
+        rows = execute("SELECT position FROM sink_cursors WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    def save(position: int) -> None:
+        execute(
+            "INSERT INTO sink_cursors (name, position) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            (name, position),
+        )
+
+    return SinkCursor(load, save)

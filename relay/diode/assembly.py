@@ -1,0 +1,185 @@
+"""The receiver's state machine: datagrams and a clock in, verified files and events out.
+
+:class:`Assembler` keeps one :class:`_Transfer` per transfer id, stores at most ``k`` blocks per
+stripe, decodes a stripe as soon as it has ``k``, and hands back a file when every stripe is
+decoded and the SHA-256 in the manifest matches. Memory is bounded: a transfer is admitted only
+if its decoded size fits both the per-file cap and the bytes still free under the global cap,
+and while fewer than ``max_transfers`` are open. A transfer that hears nothing for
+``expire_after`` seconds is dropped. Finished transfer ids are remembered for the same time so a
+carousel repeat is not written again.
+
+No I/O: the caller passes ``now`` and writes the files.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from relay.diode.fec import Geometry, decode_stripe
+from relay.diode.manifest import MAX_NAME_BYTES, ObjectRejected, ReceivedFile, decode_object
+from relay.diode.packet import BlockPacket, PacketRejected, decode_packet
+
+MANIFEST_MAX = 2 + 8 + 32 + MAX_NAME_BYTES
+MAX_REMEMBERED = 4096
+# Python's cost of holding one block besides its payload (bytes object, dict slot), charged so
+# that tiny blocks cannot multiply the memory a transfer really takes.
+BLOCK_OVERHEAD = 160
+
+
+@dataclass(frozen=True)
+class ReceiverLimits:
+    """Caps enforced where datagrams enter."""
+
+    max_transfers: int = 16
+    max_bytes: int = 1 << 30  # bytes held across all open transfers (see BLOCK_OVERHEAD)
+    max_file_bytes: int = 512 << 20
+    expire_after: float = 60.0
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the operator should hear about: ``completed``, ``rejected``, ``expired`` or
+    ``refused`` (a transfer over a cap; reported once, its datagrams are dropped)."""
+
+    kind: str
+    transfer: str
+    detail: str
+    file: ReceivedFile | None = None
+
+
+@dataclass
+class Counters:
+    """Datagrams that did not contribute, by reason."""
+
+    malformed: int = 0
+    refused: int = 0
+    duplicate: int = 0
+    accepted: int = 0
+
+
+@dataclass
+class _Transfer:
+    geo: Geometry
+    last_seen: float
+    pending: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    done: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def reserved(self) -> int:
+        return self.geo.stripes * self.geo.k * (self.geo.block_size + BLOCK_OVERHEAD)
+
+
+class Assembler:
+    """Reassemble transfers from datagrams; see the module docstring."""
+
+    def __init__(self, limits: ReceiverLimits | None = None) -> None:
+        self.limits = limits or ReceiverLimits()
+        self.counters = Counters()
+        self._open: dict[bytes, _Transfer] = {}
+        self._finished: OrderedDict[bytes, float] = OrderedDict()
+        self._refused: OrderedDict[bytes, float] = OrderedDict()
+
+    @property
+    def bytes_reserved(self) -> int:
+        """Decoded bytes the open transfers may grow to (always within ``max_bytes``)."""
+        return sum(t.reserved for t in self._open.values())
+
+    @property
+    def open_transfers(self) -> int:
+        """Transfers in progress."""
+        return len(self._open)
+
+    def accept(self, datagram: bytes, now: float) -> Event | None:
+        """Take one datagram; return an event when a transfer finishes or is rejected."""
+        try:
+            packet = decode_packet(datagram)
+        except PacketRejected:
+            self.counters.malformed += 1
+            return None
+        if packet.transfer in self._finished:
+            self._finished[packet.transfer] = now
+            self._finished.move_to_end(packet.transfer)
+            self.counters.duplicate += 1
+            return None
+        state = self._open.get(packet.transfer) or self._admit(packet, now)
+        if isinstance(state, str):
+            return self._refuse(packet.transfer, state, now)
+        if _geometry(packet) != state.geo:
+            self.counters.malformed += 1
+            return None
+        state.last_seen = now
+        return self._store(packet, state, now)
+
+    def expire(self, now: float) -> list[Event]:
+        """Drop transfers idle for ``expire_after`` seconds; forget old finished ids."""
+        limit = self.limits.expire_after
+        events = []
+        for tid, state in list(self._open.items()):
+            if now - state.last_seen >= limit:
+                del self._open[tid]
+                detail = f"incomplete: {len(state.done)} of {state.geo.stripes} stripes decoded"
+                events.append(Event("expired", tid.hex(), detail))
+        for remembered in (self._finished, self._refused):
+            while remembered and now - next(iter(remembered.values())) >= limit:
+                remembered.popitem(last=False)
+        return events
+
+    def _admit(self, packet: BlockPacket, now: float) -> _Transfer | str:
+        """A new transfer's state, or why it cannot be taken now."""
+        if packet.total_len > self.limits.max_file_bytes + MANIFEST_MAX:
+            return f"{packet.total_len} bytes is over the cap of {self.limits.max_file_bytes}"
+        if len(self._open) >= self.limits.max_transfers:
+            return f"{len(self._open)} transfers already open"
+        state = _Transfer(_geometry(packet), now)
+        if self.bytes_reserved + state.reserved > self.limits.max_bytes:
+            return f"{state.reserved} bytes do not fit in memory left for transfers"
+        self._open[packet.transfer] = state
+        return state
+
+    def _refuse(self, tid: bytes, reason: str, now: float) -> Event | None:
+        """Count a refused datagram; report a transfer once per expiry window."""
+        self.counters.refused += 1
+        first = tid not in self._refused
+        self._refused[tid] = now
+        self._refused.move_to_end(tid)
+        while len(self._refused) > MAX_REMEMBERED:
+            self._refused.popitem(last=False)
+        return Event("refused", tid.hex(), reason) if first else None
+
+    def _store(self, packet: BlockPacket, state: _Transfer, now: float) -> Event | None:
+        if packet.stripe in state.done:
+            self.counters.duplicate += 1
+            return None
+        blocks = state.pending.setdefault(packet.stripe, {})
+        if packet.index in blocks:
+            self.counters.duplicate += 1
+            return None
+        self.counters.accepted += 1
+        blocks[packet.index] = packet.payload
+        if len(blocks) < state.geo.k:
+            return None
+        state.done[packet.stripe] = decode_stripe(state.geo, blocks)
+        del state.pending[packet.stripe]
+        if len(state.done) < state.geo.stripes:
+            return None
+        return self._finish(packet.transfer, state, now)
+
+    def _finish(self, tid: bytes, state: _Transfer, now: float) -> Event:
+        del self._open[tid]
+        obj = b"".join(state.done[s] for s in range(state.geo.stripes))[: state.geo.total_len]
+        try:
+            received = decode_object(obj)
+        except ObjectRejected as exc:
+            return Event("rejected", tid.hex(), exc.diagnostics())
+        self._remember(tid, now)
+        return Event("completed", tid.hex(), f"{len(received.data)} bytes", received)
+
+    def _remember(self, tid: bytes, now: float) -> None:
+        self._finished[tid] = now
+        while len(self._finished) > MAX_REMEMBERED:
+            self._finished.popitem(last=False)
+
+
+def _geometry(packet: BlockPacket) -> Geometry:
+    return Geometry(packet.k, packet.m, packet.block_size, packet.total_len)

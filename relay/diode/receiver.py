@@ -1,0 +1,108 @@
+"""Listen on a UDP port and write every file that arrives whole and verified into a folder.
+
+Files are written with :func:`relay.transport.folder.write_atomic` (mode 0600, folder 0700) under
+the sender's sanitised base name, so nothing partial is ever visible: an incomplete transfer lives
+only in memory and disappears when it expires or the process stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from relay.diode.assembly import Assembler, Event, ReceiverLimits
+from relay.errors import RelayError, TransportError
+from relay.transport.folder import ensure_private_dir, write_atomic
+
+RECEIVE_BUFFER = 32 << 20
+MAX_DATAGRAM = 65535
+POLL_SECONDS = 0.2
+# Linux's SO_RCVBUFFORCE (not exported by the socket module): lets root exceed rmem_max.
+_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
+
+Report = Callable[[str], None]
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to ``host:port`` with a large receive buffer."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    _grow_receive_buffer(sock)
+    try:
+        sock.bind(sockaddr)
+    except OSError as exc:
+        sock.close()
+        raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def _grow_receive_buffer(sock: socket.socket) -> None:
+    if _RCVBUFFORCE is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _RCVBUFFORCE, RECEIVE_BUFFER)
+            return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+
+def receive_forever(
+    sock: socket.socket,
+    out_dir: Path,
+    stop: threading.Event,
+    report: Report,
+    limits: ReceiverLimits | None = None,
+) -> Assembler:
+    """Receive until ``stop`` is set; write completed files into ``out_dir``."""
+    ensure_private_dir(out_dir)
+    assembler = Assembler(limits)
+    next_sweep = time.monotonic() + POLL_SECONDS
+    while not stop.is_set():
+        ready, _, _ = select.select([sock], [], [], POLL_SECONDS)
+        if ready:
+            _drain(sock, assembler, out_dir, report)
+        now = time.monotonic()
+        if now >= next_sweep:
+            for event in assembler.expire(now):
+                report(_describe(event))
+            next_sweep = now + POLL_SECONDS
+    return assembler
+
+
+def _drain(sock: socket.socket, assembler: Assembler, out_dir: Path, report: Report) -> None:
+    """Read every datagram already queued, without blocking."""
+    for _ in range(4096):
+        try:
+            datagram = sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        event = assembler.accept(datagram, time.monotonic())
+        if event is not None:
+            _handle(event, out_dir, report)
+
+
+def _handle(event: Event, out_dir: Path, report: Report) -> None:
+    if event.file is not None:
+        try:
+            path = write_atomic(out_dir, event.file.name, event.file.data)
+        except OSError as exc:
+            report(f"cannot write {event.file.name}: {exc.strerror}")
+            return
+        except RelayError as exc:
+            report(f"cannot write {event.file.name}: {exc.diagnostics()}")
+            return
+        report(f"received {path.name} ({event.detail}, transfer {event.transfer})")
+        return
+    report(_describe(event))
+
+
+def _describe(event: Event) -> str:
+    return f"{event.kind} transfer {event.transfer}: {event.detail}"

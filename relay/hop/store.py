@@ -1,0 +1,117 @@
+"""The hop's own small store (SQLCipher in its home): pinned identities, what it forwarded, and
+its audit chain."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine
+
+from relay.audit.tables import add_local_audit_tables
+from relay.db import sqlcipher_engine, write_transaction
+from relay.home import Home
+from relay.identity import PublicIdentity
+
+metadata = MetaData()
+pinned = Table(
+    "pinned",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("sign_public", LargeBinary, nullable=False),
+    Column("box_public", LargeBinary, nullable=False),
+)
+forwarded = Table(
+    "forwarded",
+    metadata,
+    Column("bundle_id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sender", String(63), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("forwarded_at", BigInteger, nullable=False),
+)
+add_local_audit_tables(metadata)
+
+
+class HopStore:
+    """Pinned senders and forwarded bundles of one hop home."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, home: Home) -> HopStore:
+        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
+        metadata.create_all(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def pin(self, identity: PublicIdentity) -> bool:
+        """Trust ``identity`` as a sender; True if it is new."""
+        with write_transaction(self.engine) as conn:
+            if conn.execute(
+                select(pinned.c.key_id).where(pinned.c.key_id == identity.key_id)
+            ).first():
+                return False
+            conn.execute(
+                insert(pinned).values(
+                    key_id=identity.key_id,
+                    role=identity.role,
+                    name=identity.name,
+                    sign_public=identity.sign_public,
+                    box_public=identity.box_public,
+                )
+            )
+        return True
+
+    def senders(self) -> dict[str, PublicIdentity]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(pinned)).all()
+        return {
+            r.key_id: PublicIdentity(r.role, r.name, bytes(r.sign_public), bytes(r.box_public))
+            for r in rows
+        }
+
+    def seen_name(self, name: str, size: int | None) -> bool:
+        """Whether a file of this name and size was forwarded already (skip without fetching)."""
+        if size is None:
+            return False
+        query = select(forwarded.c.bundle_id).where(
+            forwarded.c.name == name, forwarded.c.size == size
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def was_forwarded(self, bundle_id: str) -> bool:
+        query = select(forwarded.c.name).where(forwarded.c.bundle_id == bundle_id)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def mark(
+        self, bundle_id: str, name: str, size: int, kind: str, sender: str, seq: int, now: int
+    ) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                insert(forwarded).values(
+                    bundle_id=bundle_id,
+                    name=name,
+                    size=size,
+                    kind=kind,
+                    sender=sender,
+                    seq=seq,
+                    forwarded_at=now,
+                )
+            )

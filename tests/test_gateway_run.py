@@ -1,0 +1,39 @@
+"""``relay gateway run``: scheduled exports, a bundle every period even when nothing changed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import Pair
+
+
+def test_scheduled_exports_are_heartbeats_and_stop_on_sigterm(pair: Pair) -> None:
+    pair.put("db/pw", b"v1")
+    pair.gateway("grant", "plant7", "db/*")
+    assert "not_configured" in pair.gateway("run").err
+    pair.gateway("config", "set", "export.to", str(pair.out))
+    pair.gateway("config", "set", "export.every", "1s")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "relay", "gateway", "run", "--home", str(pair.gw)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(pair.out.glob("*.bundle"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    bundles = sorted(pair.out.glob("*.bundle"))
+    assert len(bundles) >= 3  # nothing changed, yet a bundle every period
+    imported = pair.agent("import", str(pair.out))
+    assert imported.status == 0, imported.err
+    assert pair.get("db/pw").stdout == b"v1\n"
+    own = pair.gateway("audit", "--own").out
+    assert "gateway.started" in own
+    assert "gateway.stopped" in own
