@@ -30,7 +30,7 @@ from inner_agent.store import AgentStore
 from relay.home import Home
 
 BENCH_ENV = "RELAY_API_BENCH"
-STOP_JOIN_SECONDS = 2.5  # for the import in progress; the observer gets 1 s
+STOP_JOIN_SECONDS = 2.0  # for the import in progress; the observer and audit get 1 s each
 FRESHNESS_EVERY = 2
 
 _log = logging.getLogger("relay.agent")
@@ -131,12 +131,28 @@ def run_agent(home: Home) -> int:
 
 
 def _serve(home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag) -> int:
+    """Connect the events hook to the audit chain for the life of the service."""
+    from inner_agent.audit_writer import AuditWriter
+
+    audit = AuditWriter(home)
+    audit.start()
+    events.set_sink(audit.sink)
+    try:
+        return _serve_with(home, store, settings, stopping, audit)
+    finally:
+        audit.stop(1.0)
+        events.set_sink(None)
+
+
+def _serve_with(
+    home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag, audit: Any
+) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from inner_agent.api import create_app
     from inner_agent.http_server import bind_tcp, bind_unix, describe, make_server
 
-    service = AgentService(store, home.store_path, settings)
+    service = AgentService(store, home.store_path, settings, acknowledge=audit.acknowledge)
     importer = AgentImporter(home, store, lambda: int(time.time()))
     inbox = Inbox(
         settings.inbox,
@@ -182,7 +198,6 @@ def _serve(home: Home, store: AgentStore, settings: ServiceSettings, stopping: _
         _log.info("api listening on %s", describe(sock))
     events.record(
         "agent.started",
-        agent=home.identity.name,
         inbox=",".join(str(p) for p in settings.inbox),
         pid=os.getpid(),
     )
@@ -200,7 +215,7 @@ def _serve(home: Home, store: AgentStore, settings: ServiceSettings, stopping: _
         if settings.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 settings.unix_socket.unlink()
-        events.record("agent.stopped", agent=home.identity.name, signal=stopping.signal_name)
+        events.record("agent.stopped", signal=stopping.signal_name)
     return 0
 
 

@@ -5,9 +5,11 @@ an agent that never imported is stale), ``agent.fresh``, ``bundle.applied``,
 ``bundle.rejected``, ``bundle.duplicate``, ``bundle.skipped``, ``secret.read`` and
 ``secret.denied`` (fields ``path``, ``app``, ``reason``), ``token.issued`` and ``token.denied``.
 
-Fields are plain scalars (str, int, float, bool, None) and never a secret value: a ``bytes`` field
-is refused. Until the audit chain is connected (:func:`set_sink`), events are logged to stderr as
-one JSON object per line under the ``relay.events`` logger.
+Fields follow the audit chain's rules (snake_case names, scalar values, ``agent`` reserved) and
+never carry a secret value: a ``bytes`` field is refused at the call. Events are logged to stderr
+as one JSON object per line under the ``relay.events`` logger; ``relay agent run`` also connects
+them to the audit chain (:class:`inner_agent.audit_writer.AuditWriter`, through
+:func:`set_sink`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from relay.audit.record import check_fields, check_type
+
 Scalar = str | int | float | bool | None
 Sink = Callable[[str, dict[str, Scalar]], None]
 
@@ -24,25 +28,25 @@ _log = logging.getLogger("relay.events")
 _lock = threading.Lock()
 
 
-def _log_sink(event_type: str, fields: dict[str, Scalar]) -> None:
+def log_event(event_type: str, fields: dict[str, Scalar]) -> None:
+    """The stderr line of one event (the default sink; the audit sink calls it too)."""
     _log.info("event %s %s", event_type, json.dumps(fields, sort_keys=True))
 
 
-_sink: Sink = _log_sink
+_sink: Sink = log_event
 
 
 def set_sink(sink: Sink | None) -> None:
     """Send events to ``sink`` (the audit chain); ``None`` restores the stderr log."""
     global _sink  # noqa: PLW0603 - one process-wide hook, by design
     with _lock:
-        _sink = sink or _log_sink
+        _sink = sink or log_event
 
 
 def record(event_type: str, **fields: Scalar) -> None:
     """Record one event. Fields are scalars; bytes (a value, perhaps) are a programming error."""
-    for key, value in fields.items():
-        if not isinstance(value, str | int | float | bool) and value is not None:
-            raise TypeError(f"event field {key!r} must be a scalar, not {type(value).__name__}")
+    check_type(event_type)
+    check_fields(fields)  # the audit chain's own rules: scalars, snake_case, sizes
     with _lock:
         sink = _sink
     sink(event_type, dict(fields))

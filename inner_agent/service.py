@@ -87,10 +87,12 @@ class AgentService:
         store_path: Path,
         settings: ServiceSettings,
         clock: Callable[[], float] = time.time,
+        acknowledge: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.acknowledge = acknowledge
         self.tokens = TokenTable(settings.token_ttl)
         self.cache = SecretCache(clock=clock)
         self.last_import: int | None = None
@@ -214,31 +216,23 @@ class AgentService:
 
     def after_import(self, outcome: Outcome) -> None:
         """Count, record and take into account one inbox file's outcome."""
+        fields = outcome.audit_fields()  # the same fields `relay agent import` records
         if outcome.status == "applied":
             self.refresh(force=True)
             self.metrics.applied.inc()
-            result = outcome.result
-            events.record(
-                "bundle.applied",
-                file=outcome.name,
-                seq=outcome.seq,
-                written=result.written if result else None,
-                removed=result.removed if result else None,
-            )
+            events.record("bundle.applied", **fields)
+            ack = outcome.result.audit_ack if outcome.result else 0
+            if ack and self.acknowledge is not None:
+                self.acknowledge(ack)
             self.check_freshness()
         elif outcome.status == "duplicate":
             self.metrics.duplicates.inc()
-            events.record("bundle.duplicate", file=outcome.name)
+            events.record("bundle.duplicate", **fields)
         elif outcome.status == "skipped":
-            events.record("bundle.skipped", file=outcome.name, reason=outcome.code)
+            events.record("bundle.skipped", **fields)
         else:
             self.metrics.rejected.labels(reason=outcome.code or "unknown").inc()
-            events.record(
-                "bundle.rejected",
-                file=outcome.name,
-                reason=outcome.code,
-                quarantined=outcome.quarantined,
-            )
+            events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
 
     # -- reporting -----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     for value in (WEB_VALUE, BATCH_VALUE):
         assert value not in log
     assert b"PLANTED-" not in log
+    assert b"relay.audit" not in log  # no audit write failed or was refused
     for path in (daemon.pair.ag / "agent.log",):
         assert not path.exists()
 
@@ -286,3 +288,25 @@ def test_event_driven_apply_without_rescans(agent: Daemon) -> None:
     value = f"PLANTED-event-{os.urandom(8).hex()}".encode()
     agent.drop(agent.publish({"db/web/event": value}))
     assert agent.wait_value("db/web/event", value, within=2.0) < 2.0
+
+
+def test_service_events_reach_the_audit_chain(agent: Daemon) -> None:
+    agent.read("db/web/password", agent.token("web"))
+    agent.read("db/batch/key", agent.token("web"))
+    wanted = {"agent.started", "bundle.applied", "token.issued", "secret.read", "secret.denied"}
+    deadline = time.monotonic() + 10
+    while True:
+        result = run_relay("agent", "audit", "--home", str(agent.pair.ag), "--json")
+        assert result.status == 0, result.err
+        records = [json.loads(line) for line in result.out.splitlines() if line.strip()]
+        if wanted <= {r["type"] for r in records}:
+            break
+        assert time.monotonic() < deadline, result.out
+        time.sleep(0.2)
+    reads = [r["fields"] for r in records if r["type"] == "secret.read"]
+    assert {"app": "web", "path": "db/web/password", "version": 1} in reads
+    denied = [r["fields"] for r in records if r["type"] == "secret.denied"]
+    assert {"app": "web", "path": "db/batch/key", "reason": "forbidden"} in denied
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    for value in (WEB_VALUE, BATCH_VALUE):
+        assert value.decode() not in result.out
