@@ -48,6 +48,7 @@ class AuditWriter:
         )
 
     def start(self) -> None:
+        """Start the writer thread (it holds one store connection for its life)."""
         self._thread.start()
 
     def sink(self, event_type: str, fields: dict[str, events.Scalar]) -> None:

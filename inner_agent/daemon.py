@@ -48,9 +48,11 @@ class InboxWorker(threading.Thread):
         self._stopping = threading.Event()
 
     def poke(self) -> None:
+        """Scan now (a file event, the rescan job)."""
         self._wake.set()
 
     def stop(self) -> None:
+        """Stop after the file in hand (an import in progress completes its transaction)."""
         self._stopping.set()
         self._wake.set()
 
@@ -83,6 +85,7 @@ class Watches:
         self._armed: dict[Path, tuple[Any, tuple[int, int]]] = {}
 
     def start(self) -> None:
+        """Arm the watches that can be armed now and start the observer thread."""
         self.arm()
         self.observer.start()
 
