@@ -144,8 +144,7 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
         """The value of the secret at ``path`` (needs ``Authorization: Bearer TOKEN``)."""
         token = _bearer(request)
         if _encoded_separator(request.scope.get("raw_path", b"")):
-            service.app_of(token, path)
-            raise ApiError(400, "bad_path", "encoded separators are not allowed in paths")
+            service.refuse_encoded_path(token, path)
         secret = service.read(token, path)
         return JSONResponse(secret_body(secret), headers=NO_STORE)
 

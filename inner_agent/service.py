@@ -164,6 +164,11 @@ class AgentService:
         events.record("secret.read", app=app.name, path=path, version=secret.version)
         return secret
 
+    def refuse_encoded_path(self, token: str | None, path: str) -> NoReturn:
+        """A path that arrived with ``%2F``, ``%5C``, ``%00`` or ``%2E``: 401 or 400, recorded."""
+        app = self.app_of(token, path)
+        self._deny(app, path[:256], 400, "bad_path", "encoded separators are not allowed in paths")
+
     def _fails_closed(self, path: str, now: float) -> bool:
         patterns = self.settings.fail_closed
         return bool(patterns) and matches_any(list(patterns), path) and self.is_stale(now)

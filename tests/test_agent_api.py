@@ -173,6 +173,7 @@ def test_path_traversal_never_reads_a_file(agent: Daemon, target: bytes) -> None
     assert b'"error":"bad_path"' in answer or b'"error":"not_found"' in answer, answer
     assert b"root:" not in answer
     assert WEB_VALUE not in answer
+    assert agent.events("secret.denied")[-1]["app"] == "web"
 
 
 def test_oversized_body_is_413(agent: Daemon) -> None:
