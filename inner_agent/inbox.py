@@ -7,12 +7,14 @@ stops changing is judged — and quarantined as ``malformed`` — only after ``g
 Each file is processed once per content: ``(size, mtime, inode)`` is remembered.
 
 Entries that are not regular files (symlinks, FIFOs, devices, folders named ``*.bundle``) are
-refused as ``not_regular_file`` from ``lstat`` alone: never opened, never followed. Reads use
-:func:`relay.transport.folder.read_capped`, which re-checks that with ``O_NOFOLLOW`` and ``fstat``.
+refused as ``not_regular_file`` from ``lstat`` alone: never opened, never followed. Reads re-check
+that with ``O_NOFOLLOW | O_NONBLOCK`` and ``fstat``. While a file is incomplete only its header is
+read (the file's size says the rest), so a large bundle copied slowly is read in full once.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -38,13 +40,15 @@ COMPLETE, INCOMPLETE, UNKNOWN = "complete", "incomplete", "unknown"
 _log = logging.getLogger("relay.inbox")
 
 
-def completeness(data: bytes) -> str:  # noqa: PLR0911 - one answer per layout check
-    """Whether ``data`` holds as many bytes as its envelope declares.
+def completeness(data: bytes, size: int | None = None) -> str:  # noqa: PLR0911 - one per check
+    """Whether a file of ``size`` bytes (default ``len(data)``) starting with ``data`` is as long
+    as its envelope declares.
 
-    ``incomplete`` when a prefix of a bundle is all there is; ``complete`` when the length
-    matches; ``unknown`` when the bytes are not a bundle prefix at all (the verifier will say
-    why: that judgement is not this function's business).
+    ``incomplete`` when it is a prefix of a bundle; ``complete`` when the length matches;
+    ``unknown`` when the bytes are not a bundle prefix at all (the verifier will say why: that
+    judgement is not this function's business).
     """
+    size = len(data) if size is None else size
     if len(data) < PREFIX_BYTES:
         return INCOMPLETE if MAGIC.startswith(data[: len(MAGIC)]) else UNKNOWN
     if not data.startswith(MAGIC):
@@ -60,9 +64,28 @@ def completeness(data: bytes) -> str:  # noqa: PLR0911 - one answer per layout c
     except (ValueError, KeyError, TypeError):
         return UNKNOWN
     declared = PREFIX_BYTES + header_len + SIGNATURE_BYTES + payload_len
-    if len(data) < declared:
+    if size < declared:
         return INCOMPLETE
-    return COMPLETE if len(data) == declared else UNKNOWN
+    return COMPLETE if size == declared else UNKNOWN
+
+
+def read_prefix(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes from the start of a regular file, never following a link or
+    blocking on a FIFO (the same guards as :func:`relay.transport.folder.read_capped`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            raise BundleRejected(
+                f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
+            ) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BundleRejected(f"{path.name} is not a regular file", code=NOT_REGULAR_FILE)
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -158,7 +181,12 @@ class Inbox:
         return self._try(path, seen, now)
 
     def _try(self, path: Path, seen: _Seen, now: float) -> float | None:
+        size = seen.key[0]
         try:
+            if size <= self.max_bytes:  # an oversized file is refused by read_capped unread
+                state = completeness(read_prefix(path, PREFIX_BYTES + MAX_HEADER_BYTES), size)
+                if state == INCOMPLETE and now - seen.since < self.give_up:
+                    return self._wait(path, seen, now)
             data = read_capped(path, self.max_bytes)
         except BundleRejected as exc:
             seen.done = True
@@ -166,15 +194,16 @@ class Inbox:
             return None
         except (TransportError, OSError):
             return None  # vanished or unreadable between listing and reading: look again later
-        if len(data) != seen.key[0]:
+        if len(data) != size:
             seen.since = now  # still changing under us
             return self.settle
-        state = completeness(data)
-        if state == INCOMPLETE and now - seen.since < self.give_up:
-            if not seen.waiting_logged:
-                _log.info("waiting for the rest of %s (%d bytes so far)", path.name, len(data))
-                seen.waiting_logged = True
-            return seen.since + self.give_up - now
         seen.done = True
         self.report(self.importer(path.name, data))
         return None
+
+    def _wait(self, path: Path, seen: _Seen, now: float) -> float:
+        """A bundle prefix: wait for the rest (a change wakes us) up to ``give_up``."""
+        if not seen.waiting_logged:
+            _log.info("waiting for the rest of %s (%d bytes so far)", path.name, seen.key[0])
+            seen.waiting_logged = True
+        return seen.since + self.give_up - now

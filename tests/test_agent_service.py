@@ -185,6 +185,9 @@ def test_completeness_of_bundle_prefixes(pair: Pair) -> None:
     for cut in (0, 3, 12, 40, len(data) - 1):
         assert completeness(data[:cut]) == INCOMPLETE
     assert completeness(data + b"x") == UNKNOWN
+    header_end = 12 + int.from_bytes(data[8:12], "big")
+    assert completeness(data[:header_end], len(data)) == COMPLETE  # judged from header + size
+    assert completeness(data[:header_end], len(data) - 1) == INCOMPLETE
     assert completeness(b"GARBAGE-not-a-bundle") == UNKNOWN
 
 
