@@ -311,3 +311,10 @@ def test_service_events_reach_the_audit_chain(agent: Daemon) -> None:
     assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
     for value in (WEB_VALUE, BATCH_VALUE):
         assert value.decode() not in result.out
+
+
+def test_wrong_method_is_405_json(agent: Daemon) -> None:
+    response = httpx.post(f"{agent.url}/v1/secrets/db/web/password", content=b"")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert httpx.get(f"{agent.url}/v1/nothing").json()["error"] == "not_found"

@@ -17,7 +17,7 @@ import httpx
 from inner_agent.importer import Outcome
 from inner_agent.inbox import COMPLETE, INCOMPLETE, UNKNOWN, Inbox, completeness
 from tests.agent_daemon import Daemon, start_daemon
-from tests.conftest import Pair
+from tests.conftest import Pair, run_process
 
 
 def unix_client(path: Path) -> httpx.Client:
@@ -109,6 +109,10 @@ def test_non_loopback_listen_is_refused_without_the_override(pair: Pair) -> None
     result = pair.agent("run")
     assert result.status == 2
     assert "non_loopback_listen" in result.err
+    assert pair.agent("config", "set", "api.listen", "off").status == 0
+    nothing = pair.agent("run")
+    assert nothing.status == 2
+    assert "nothing to serve" in nothing.err
     assert pair.agent("config", "set", "api.listen", "example.org:80").status == 2
     assert pair.agent("config", "set", "api.token_ttl", "soon").status == 2
     assert pair.agent("config", "set", "api.allowed_uids", "0,x").status == 2
@@ -222,3 +226,16 @@ def test_a_truncated_file_that_stops_changing_is_judged_after_the_grace(pair: Pa
     now[0] += 100
     inbox_.scan()
     assert len(handed) == 1  # once per content
+
+
+def test_a_busy_port_is_a_clear_error(pair: Pair) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        assert pair.agent("config", "set", "api.listen", f"127.0.0.1:{port}").status == 0
+        result = run_process("agent", "run", "--home", str(pair.ag))
+    assert result.status == 2
+    assert "listen_failed" in result.err
