@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
+        shutil.rmtree(root, ignore_errors=True)
     print(
         f"agent API on {url}, keep-alive, {args.seconds:.0f}s per row, "
         f"{os.cpu_count()} CPUs shared by server and clients"

@@ -13,12 +13,14 @@ import logging
 import queue
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from inner_agent import events
 from inner_agent.audit import AgentAudit
 from inner_agent.rawdb import executor, immediate, raw_connection
 from relay.audit import log
+from relay.audit.chain import next_record, record_from_json, record_to_json
 from relay.audit.sinks import sinks_from_settings
 from relay.home import Home
 
@@ -97,13 +99,29 @@ class AuditWriter:
         records = [(t, f) for t, f in items if t != _ACK]
         if records:
             with immediate(conn):
-                for event_type, fields in records:
-                    try:
-                        log.append(execute, event_type, fields)
-                    except ValueError as exc:  # checked at record(); never drop the batch
-                        _log.error("audit record %s refused: %s", event_type, exc)
+                _append_all(execute, records)
             if self._has_sinks:
                 self.audit.deliver()
         for event_type, mark in items:
             if event_type == _ACK:
                 self.audit.acknowledge(int(mark))
+
+
+def _append_all(execute: Any, records: list[tuple[str, Any]]) -> None:
+    """:func:`relay.audit.log.append` for many records in one transaction: the previous record
+    is read once, then chained in memory (same records, without re-reading each one back)."""
+    rows = execute("SELECT record FROM audit_log ORDER BY seq DESC LIMIT 1", ())
+    prev = record_from_json(rows[0][0]) if rows else None
+    for event_type, fields in records:
+        try:
+            record = next_record(
+                prev, log.SESSION_ID, event_type, fields, datetime.now(UTC), time.monotonic_ns()
+            )
+        except (ValueError, TypeError) as exc:  # checked at record(); never drop the batch
+            _log.error("audit record %s refused: %s", event_type, exc)
+            continue
+        execute(
+            "INSERT INTO audit_log (seq, hash, type, time, record) VALUES (?, ?, ?, ?, ?)",
+            (record.seq, record.hash, record.type, record.time, record_to_json(record)),
+        )
+        prev = record

@@ -98,6 +98,7 @@ class AgentService:
         self.last_import: int | None = None
         self._watch = StoreWatch(store_path)
         self._apps: dict[str, App] = {}
+        self._marker: tuple[str, str] | None = None
         self._last_fresh: int | None = None
         self._stale_recorded = False
         self._lock = threading.Lock()
@@ -107,10 +108,17 @@ class AgentService:
     # -- state shared with other processes -----------------------------------------------------
 
     def refresh(self, force: bool = False) -> None:
-        """Reload apps and freshness and drop cached values if the store changed."""
-        if not self._watch.changed() and not force:
+        """Reload apps and freshness and drop cached values if secrets or apps changed.
+
+        The store files also change with every audit record; one small query tells those
+        commits (which leave the cache alone) from imports and app changes."""
+        if not force and not self._watch.changed():
+            return
+        marker = self.store.change_marker()
+        if not force and marker == self._marker:
             return
         with self._lock:
+            self._marker = marker
             self.cache.invalidate()
             self._apps = {a.name: a for a in list_apps(self.store)}
             created = self.store.get_meta("last_bundle_created")
@@ -125,7 +133,9 @@ class AgentService:
         """A token for valid client credentials; ``invalid_client`` (401) otherwise."""
         app = authenticate(self.store, client_id, client_secret)
         if app is None:
-            events.record("token.denied", app=None, reason="invalid_client")
+            events.record(
+                "token.denied", app=None, client_id=client_id[:64], reason="invalid_client"
+            )
             raise ApiError(401, "invalid_client", "unknown client or wrong client secret")
         self.refresh(force=app.name not in self._apps)
         token = self.tokens.issue(app.name)

@@ -202,6 +202,17 @@ class AgentStore:
             return None
         return Secret(path, bytes(row.value), int(row.version), row.expires_at)
 
+    def change_marker(self) -> tuple[str, str]:
+        """What changes when secrets or apps change (not when audit records are appended):
+        the applied bundle of each stream and the registered client ids."""
+        from sqlalchemy import func
+
+        streams = select(func.group_concat(schema.streams.c.bundle_id)).scalar_subquery()
+        apps = select(func.group_concat(schema.apps.c.client_id)).scalar_subquery()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(streams, apps)).one()
+        return (str(row[0] or ""), str(row[1] or ""))
+
     def count_expiring(self, now: int, within: int) -> int:
         """How many secrets expire in ``[now, now + within)``."""
         from sqlalchemy import func

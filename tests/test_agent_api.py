@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -308,7 +309,9 @@ def test_service_events_reach_the_audit_chain(agent: Daemon) -> None:
     assert {"app": "web", "path": "db/web/password", "version": 1} in reads
     denied = [r["fields"] for r in records if r["type"] == "secret.denied"]
     assert {"app": "web", "path": "db/batch/key", "reason": "forbidden"} in denied
-    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    assert [r["seq"] for r in records] == list(range(records[0]["seq"], records[-1]["seq"] + 1))
+    for before, after in itertools.pairwise(records):
+        assert after["prev_hash"] == before["hash"]  # one chain, written in batches
     for value in (WEB_VALUE, BATCH_VALUE):
         assert value.decode() not in result.out
 
