@@ -61,3 +61,15 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# Applications allowed to read secrets through the local API (``relay agent app``). Only a
+# SHA-256 of each client secret is kept (docs/adr/0006-app-secrets.md).
+apps = Table(
+    "apps",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("client_id", String(64), nullable=False, unique=True),
+    Column("secret_sha256", LargeBinary, nullable=False),
+    Column("patterns", Text, nullable=False),  # JSON list of grant patterns
+    Column("created_at", BigInteger, nullable=False),
+)

@@ -15,6 +15,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from inner_agent import schema
+from inner_agent.lookup import Secret
 from relay import crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
 from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
@@ -159,6 +160,7 @@ class AgentStore:
                 )
             )
             _set_meta(conn, "last_import", str(now))
+            _set_meta(conn, "last_bundle_created", str(header.created))
         return ApplyResult(
             header.seq,
             len(changed),
@@ -205,6 +207,37 @@ class AgentStore:
                 select(schema.meta.c.value).where(schema.meta.c.key == key)
             ).scalar_one_or_none()
         return None if value is None else str(value)
+
+    def get_secret(self, path: str) -> Secret | None:
+        """The stored secret at ``path`` (expired or not), or ``None``."""
+        t = schema.secrets
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.value, t.c.version, t.c.expires_at).where(t.c.path == path)
+            ).first()
+        if row is None:
+            return None
+        return Secret(path, bytes(row.value), int(row.version), row.expires_at)
+
+    def change_marker(self) -> tuple[str, str]:
+        """What changes when secrets or apps change (not when audit records are appended):
+        the applied bundle of each stream and the registered client ids."""
+        from sqlalchemy import func
+
+        streams = select(func.group_concat(schema.streams.c.bundle_id)).scalar_subquery()
+        apps = select(func.group_concat(schema.apps.c.client_id)).scalar_subquery()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(streams, apps)).one()
+        return (str(row[0] or ""), str(row[1] or ""))
+
+    def count_expiring(self, now: int, within: int) -> int:
+        """How many secrets expire in ``[now, now + within)``."""
+        from sqlalchemy import func
+
+        t = schema.secrets
+        query = select(func.count()).where(t.c.expires_at >= now, t.c.expires_at < now + within)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
 
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
         """Every (path, value): only for tests and exports that need them, never logged."""

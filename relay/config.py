@@ -64,6 +64,45 @@ def _duration(text: str) -> str:
     return text
 
 
+def _optional_duration(text: str) -> str:
+    """A duration, or the empty string for "not set"."""
+    return _duration(text) if text.strip() else ""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise UsageError(f"{text!r} is not true or false", code="bad_value")
+
+
+def _list(text: str) -> list[str]:
+    """Comma-separated items, stripped, empties dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _uids(text: str) -> list[int]:
+    return [_int(item) for item in _list(text)]
+
+
+def _patterns(text: str) -> list[str]:
+    from relay.paths import check_pattern
+
+    return [check_pattern(item) for item in _list(text)]
+
+
+def _listen(text: str) -> str:
+    """``HOST:PORT`` (an IP literal or ``localhost``; IPv6 in brackets), or ``off``."""
+    from relay.netaddr import parse_listen
+
+    if text.strip().lower() == "off":
+        return "off"
+    parse_listen(text)
+    return text.strip()
+
+
 def _optional_path(text: str) -> str:
     """Empty (off) or an absolute path: a relative one would depend on the caller's cwd."""
     text = text.strip()
@@ -132,6 +171,28 @@ SETTINGS: dict[str, Setting] = {
     "sftp.known_hosts": Setting(
         BOTH, _text, "", "known_hosts file pinning sftp:// host keys (required for sftp://)"
     ),
+    # -- the agent service (`relay agent run`) ----------------------------------------------
+    "agent.inbox": Setting(AGENT, _list, [], "folders watched for bundles (comma-separated)"),
+    "agent.rescan_every": Setting(
+        AGENT, _duration, "30s", "full rescan of the inbox (missed events, media mounted later)"
+    ),
+    "agent.max_staleness": Setting(
+        AGENT, _optional_duration, "", "age of the newest bundle past which the agent is stale"
+    ),
+    "agent.fail_closed": Setting(
+        AGENT, _patterns, [], "secret patterns refused (410 stale) while the agent is stale"
+    ),
+    "api.listen": Setting(
+        AGENT, _listen, "127.0.0.1:8787", "local API address HOST:PORT (loopback), or off"
+    ),
+    "api.allow_non_loopback": Setting(
+        AGENT, _bool, False, "let api.listen use a non-loopback address (exposes the API)"
+    ),
+    "api.unix_socket": Setting(AGENT, _optional_path, "", "also serve the API on this socket"),
+    "api.allowed_uids": Setting(
+        AGENT, _uids, [], "uids allowed on the unix socket (comma-separated; empty: its owner)"
+    ),
+    "api.token_ttl": Setting(AGENT, _duration, "15m", "lifetime of API access tokens"),
 }
 
 

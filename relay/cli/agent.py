@@ -34,6 +34,18 @@ def agent() -> None:
 agent.add_command(config_group("agent"))
 
 
+def _register_service_commands() -> None:
+    # Light modules: FastAPI, uvicorn and watchdog are imported inside the commands.
+    from relay.cli.agent_apps import app
+    from relay.cli.agent_run import run
+
+    agent.add_command(run)
+    agent.add_command(app)
+
+
+_register_service_commands()
+
+
 def _open(home: Path) -> tuple[Home, AgentStore]:
     from inner_agent.store import AgentStore
 

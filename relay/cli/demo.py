@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import re
 import secrets
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,7 +42,8 @@ def _run(*args: str, expect: int = 0) -> None:
 @click.command()
 @click.option("--keep", is_flag=True, help="Keep the demo folder instead of removing it.")
 def demo(keep: bool) -> None:
-    """Run the whole loop: init, enroll, trust, put, grant, export, import, get, tamper."""
+    """Run the whole loop: init, enroll, trust, put, grant, export, import, get, tamper, and the
+    agent as a service with its local API."""
     root = Path(tempfile.mkdtemp(prefix="relay-demo-"))
     try:
         _loop(root)
@@ -120,3 +132,110 @@ def _loop(root: Path) -> None:
     _run("gateway", "export", "--home", gw, "--to", usb)
     _run("agent", "import", "--home", ag, usb)
     _run("agent", "status", "--home", ag)
+
+    _service(root, gw, ag, usb)
+
+
+def _capture(*args: str) -> str:
+    """Run one relay command in-process like :func:`_run` and return what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _run(*args)
+    click.echo(out.getvalue(), nl=False)
+    return out.getvalue().split("\n", 1)[1]  # after the echoed command line
+
+
+def _service(root: Path, gw: str, ag: str, usb: str) -> None:
+    _step("10. The agent as a service: it watches the USB folder and serves a local API")
+    _run("agent", "config", "set", "--home", ag, "agent.inbox", usb)
+    _run("agent", "config", "set", "--home", ag, "api.listen", "127.0.0.1:0")
+    doc = json.loads(
+        _capture("agent", "app", "add", "--home", ag, "billing", "--allow", "db/plant7/*", "--json")
+    )
+    log_path = root / "agent-service.log"
+    click.secho(f"$ relay agent run --home {ag} &   (log: {log_path})", fg="cyan")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "relay", "agent", "run", "--home", ag],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        url = _wait_listening(proc, log_path)
+        click.echo(f"listening on {url}")
+        token = _post_form(
+            f"{url}/v1/oauth2/token",
+            {
+                "grant_type": "client_credentials",
+                **{k: doc[k] for k in ("client_id", "client_secret")},
+            },
+        )["access_token"]
+        click.secho(f"$ curl -d grant_type=client_credentials ... {url}/v1/oauth2/token", fg="cyan")
+        click.secho(
+            f"$ curl -H 'Authorization: Bearer …' {url}/v1/secrets/db/plant7/password", fg="cyan"
+        )
+        secret = _get_json(f"{url}/v1/secrets/db/plant7/password", token)
+        click.echo(f"version {secret['version']}: {secret['value']}")
+
+        _step("11. A new version crosses the gap; the service applies it from the folder")
+        new_value = root / "value2.txt"
+        new_value.write_text(f"demo-{secrets.token_hex(8)}-v2\n")
+        _run(
+            "gateway",
+            "secret",
+            "put",
+            "--home",
+            gw,
+            "db/plant7/password",
+            "--value-file",
+            str(new_value),
+        )
+        _run("gateway", "export", "--home", gw, "--to", usb)
+        started = time.monotonic()
+        while True:
+            secret = _get_json(f"{url}/v1/secrets/db/plant7/password", token)
+            if secret["version"] >= 2 or time.monotonic() - started > 10:
+                break
+            time.sleep(0.05)
+        if secret["version"] < 2:
+            raise click.ClickException("demo step failed: the new version was not applied")
+        click.echo(
+            f"version {secret['version']} readable over HTTP "
+            f"{time.monotonic() - started:.2f}s after the export: {secret['value']}"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(timeout=15)
+    click.echo("the service's audit events:")
+    for line in log_path.read_text().splitlines():
+        if " event " in line:
+            click.echo("  " + line.split(" event ", 1)[1])
+    if status != 0:
+        raise click.ClickException(f"demo step failed: relay agent run exited {status}")
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], log_path: Path) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = re.search(r"api listening on (http://[0-9.]+:\d+)", log_path.read_text())
+        if found:
+            return found.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise click.ClickException(f"demo step failed: the agent service did not start ({log_path})")
+
+
+def _post_form(url: str, fields: dict[str, str]) -> Any:
+    data = urllib.parse.urlencode(fields).encode()
+    with urllib.request.urlopen(url, data=data, timeout=10) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())
+
+
+def _get_json(url: str, token: str) -> Any:
+    request = urllib.request.Request(  # noqa: S310 - a loopback http:// URL we built
+        url, headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+        return json.loads(response.read())

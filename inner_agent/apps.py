@@ -1,0 +1,122 @@
+"""Applications registered to read secrets through the local API (``relay agent app …``).
+
+An app has a name, a random ``client_id``, a client secret shown once at registration, and the
+grant patterns it may read. The store keeps only SHA-256 of the secret: the secret is 256 random
+bits, so a fast hash is as strong as a slow KDF here and keeps token requests cheap
+(docs/adr/0006-app-secrets.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import delete, insert, select
+
+from inner_agent import schema
+from inner_agent.store import AgentStore
+from relay.db import write_transaction
+from relay.errors import UsageError
+from relay.identity import check_name
+from relay.paths import check_pattern, grant_matcher
+
+SECRET_PREFIX = "rs_"  # noqa: S105 - recognisable in leak scanners; 43 url-safe characters follow
+_DUMMY_HASH = hashlib.sha256(b"relay: no such client").digest()
+
+
+@dataclass(frozen=True)
+class App:
+    """A registered application (never its secret)."""
+
+    name: str
+    client_id: str
+    patterns: tuple[str, ...]
+    created_at: int
+
+    @cached_property
+    def _matcher(self) -> re.Pattern[str] | None:
+        return grant_matcher(list(self.patterns))
+
+    def may_read(self, path: str) -> bool:
+        """Whether one of this app's patterns grants ``path``."""
+        return self._matcher is not None and self._matcher.match(path) is not None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What ``app add`` prints once."""
+
+    client_id: str
+    client_secret: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(client_id={self.client_id!r}, client_secret=<hidden>)"
+
+
+def hash_secret(client_secret: str) -> bytes:
+    """SHA-256 of a client secret, as stored."""
+    return hashlib.sha256(client_secret.encode("utf-8")).digest()
+
+
+def add_app(store: AgentStore, name: str, patterns: list[str], now: int) -> Credentials:
+    """Register ``name`` with ``patterns``; ``app_exists`` if the name is taken."""
+    check_name(name)
+    if not patterns:
+        raise UsageError("give at least one --allow PATTERN", code="usage")
+    for pattern in patterns:
+        check_pattern(pattern)
+    creds = Credentials(f"app-{secrets.token_hex(12)}", SECRET_PREFIX + secrets.token_urlsafe(32))
+    t = schema.apps
+    with write_transaction(store.engine) as conn:
+        if conn.execute(select(t.c.name).where(t.c.name == name)).first() is not None:
+            raise UsageError(f"an app named {name!r} exists; remove it first", code="app_exists")
+        conn.execute(
+            insert(t).values(
+                name=name,
+                client_id=creds.client_id,
+                secret_sha256=hash_secret(creds.client_secret),
+                patterns=json.dumps(sorted(set(patterns))),
+                created_at=now,
+            )
+        )
+    return creds
+
+
+def remove_app(store: AgentStore, name: str) -> None:
+    """Remove ``name``; ``not_found`` if there is none. Its tokens stop working at once."""
+    with write_transaction(store.engine) as conn:
+        done = conn.execute(delete(schema.apps).where(schema.apps.c.name == name))
+        if done.rowcount == 0:
+            raise UsageError(f"no app named {name!r}", code="not_found")
+
+
+def list_apps(store: AgentStore) -> list[App]:
+    """Every registered app, by name."""
+    t = schema.apps
+    query = select(t.c.name, t.c.client_id, t.c.patterns, t.c.created_at).order_by(t.c.name)
+    with store.engine.connect() as conn:
+        return [
+            App(r.name, r.client_id, tuple(json.loads(r.patterns)), r.created_at)
+            for r in conn.execute(query)
+        ]
+
+
+def authenticate(store: AgentStore, client_id: str, client_secret: str) -> App | None:
+    """The app whose credentials these are, or ``None``; compares in constant time and does the
+    same work for an unknown ``client_id``."""
+    t = schema.apps
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            select(t.c.name, t.c.client_id, t.c.secret_sha256, t.c.patterns, t.c.created_at).where(
+                t.c.client_id == client_id
+            )
+        ).first()
+    expected = bytes(row.secret_sha256) if row is not None else _DUMMY_HASH
+    if not hmac.compare_digest(expected, hash_secret(client_secret)) or row is None:
+        return None
+    return App(row.name, row.client_id, tuple(json.loads(row.patterns)), row.created_at)

@@ -1,0 +1,259 @@
+"""``relay agent run``: the inner agent as a foreground service.
+
+Threads: the main thread runs the HTTP server (uvicorn, asyncio) and owns the signals; one inbox
+worker thread is the only importer (imports are serialised, each one transaction); a watchdog
+observer wakes the worker on file events; an APScheduler thread rescans (missed events, media
+mounted later), re-arms watches and checks freshness. SIGTERM or SIGINT stops the server, lets a
+running import finish (or roll back with the process), and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from inner_agent import events
+from inner_agent.hardening import harden_process
+from inner_agent.importer import AgentImporter
+from inner_agent.inbox import Inbox
+from inner_agent.service import AgentService
+from inner_agent.service_config import ServiceSettings
+from inner_agent.store import AgentStore
+from relay.home import Home
+
+BENCH_ENV = "RELAY_API_BENCH"
+STOP_JOIN_SECONDS = 2.0  # for the import in progress; the observer and audit get 1 s each
+FRESHNESS_EVERY = 2
+
+_log = logging.getLogger("relay.agent")
+
+
+class InboxWorker(threading.Thread):
+    """Runs :meth:`Inbox.scan` when poked, when a file should have settled, or every
+    ``idle`` seconds."""
+
+    def __init__(self, inbox: Inbox, idle: float) -> None:
+        super().__init__(name="relay-inbox", daemon=True)
+        self.inbox = inbox
+        self.idle = idle
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+
+    def poke(self) -> None:
+        """Scan now (a file event, the rescan job)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop after the file in hand (an import in progress completes its transaction)."""
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            delay: float | None = None
+            try:
+                delay = self.inbox.scan(self._stopping.is_set)
+            except Exception as exc:  # a bug must not kill the service; never log values
+                _log.error("inbox scan failed: %s", type(exc).__name__)
+            self._wake.wait(self.idle if delay is None else max(delay, 0.05))
+
+
+class Watches:
+    """watchdog watches on the inbox folders, re-armed when a folder appears or is remounted."""
+
+    def __init__(self, folders: tuple[Path, ...], poke: Any) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        class Poke(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type not in ("opened", "closed_no_write"):
+                    poke()
+
+        self.folders = folders
+        self.handler = Poke()
+        self.observer = Observer()
+        self._armed: dict[Path, tuple[Any, tuple[int, int]]] = {}
+
+    def start(self) -> None:
+        """Arm the watches that can be armed now and start the observer thread."""
+        self.arm()
+        self.observer.start()
+
+    def arm(self) -> None:
+        """Watch every folder that exists now; re-watch one whose identity changed."""
+        for folder in self.folders:
+            try:
+                info = folder.stat()
+            except OSError:
+                continue
+            identity = (info.st_dev, info.st_ino)
+            current = self._armed.get(folder)
+            if current is not None and current[1] == identity:
+                continue
+            if current is not None:
+                with contextlib.suppress(Exception):
+                    self.observer.unschedule(current[0])
+            try:
+                watch = self.observer.schedule(self.handler, str(folder), recursive=False)
+            except OSError as exc:
+                _log.warning("cannot watch %s: %s", folder, exc.strerror)
+                continue
+            self._armed[folder] = (watch, identity)
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(1.0)
+
+
+def run_agent(home: Home) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit status."""
+    settings = ServiceSettings.from_config(home.config)
+    _configure_logging()
+    stopping = _StopFlag()
+    stopping.install()
+    harden_process()
+    try:
+        store = AgentStore.open(home)
+        try:
+            return _serve(home, store, settings, stopping)
+        finally:
+            store.close()
+    except _StoppedEarly:
+        _log.info("stopped before serving")
+        return 0
+
+
+def _serve(home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag) -> int:
+    """Connect the events hook to the audit chain for the life of the service."""
+    from inner_agent.audit_writer import AuditWriter
+
+    audit = AuditWriter(home)
+    audit.start()
+    events.set_sink(audit.sink)
+    try:
+        return _serve_with(home, store, settings, stopping, audit)
+    finally:
+        audit.stop(1.0)
+        events.set_sink(None)
+
+
+def _serve_with(
+    home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag, audit: Any
+) -> int:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from inner_agent.api import create_app
+    from inner_agent.http_server import bind_tcp, bind_unix, describe, make_server
+
+    service = AgentService(store, home.store_path, settings, acknowledge=audit.acknowledge)
+    importer = AgentImporter(home, store, lambda: int(time.time()))
+    inbox = Inbox(
+        settings.inbox,
+        lambda name, data: importer.import_bytes(name, data, explicit=False),
+        service.after_import,
+        importer.limits["max_bundle_bytes"],
+    )
+    worker = InboxWorker(inbox, float(settings.rescan_every))
+    watches = Watches(settings.inbox, worker.poke)
+    sockets = []
+    if settings.listen is not None:
+        sockets.append(bind_tcp(*settings.listen))
+    if settings.unix_socket is not None:
+        sockets.append(bind_unix(settings.unix_socket))
+    server = make_server(create_app(service, bench=os.environ.get(BENCH_ENV) == "1"))
+    stopping.server = server
+
+    def rescan() -> None:
+        watches.arm()
+        worker.poke()
+
+    scheduler = BackgroundScheduler(daemon=True)
+    scheduler.add_job(
+        rescan,
+        "interval",
+        seconds=settings.rescan_every,
+        id="rescan",
+        max_instances=1,
+        coalesce=True,
+    )
+    scheduler.add_job(
+        service.check_freshness,
+        "interval",
+        seconds=FRESHNESS_EVERY,
+        id="freshness",
+        max_instances=1,
+        coalesce=True,
+    )
+    watches.start()
+    worker.start()
+    scheduler.start()
+    for sock in sockets:
+        _log.info("api listening on %s", describe(sock))
+    events.record(
+        "agent.started",
+        inbox=",".join(str(p) for p in settings.inbox),
+        pid=os.getpid(),
+    )
+    service.check_freshness()
+    try:
+        if not stopping.requested:
+            server.run(sockets=sockets)
+    finally:
+        scheduler.shutdown(wait=False)
+        watches.stop()
+        worker.stop()
+        worker.join(STOP_JOIN_SECONDS)
+        for sock in sockets:
+            sock.close()
+        if settings.unix_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                settings.unix_socket.unlink()
+        events.record("agent.stopped", signal=stopping.signal_name)
+    return 0
+
+
+class _StoppedEarly(Exception):
+    """A signal arrived before the server ran: nothing to finish, stop at once."""
+
+
+class _StopFlag:
+    """SIGTERM/SIGINT: ask the server to stop (a second signal forces it). Before the server
+    exists nothing is in progress (no import runs yet), so the signal stops start-up at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+        self.server: Any = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.requested and self.server is not None:
+            self.server.force_exit = True
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        if self.server is None:
+            raise _StoppedEarly
+        self.server.should_exit = True
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("apscheduler", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,52 @@
+"""The agent's one audit hook: every service event goes through :func:`record`.
+
+Event types: ``agent.started``, ``agent.stopped``, ``agent.stale`` (once per stale period;
+an agent that never imported is stale), ``agent.fresh``, ``bundle.applied``,
+``bundle.rejected``, ``bundle.duplicate``, ``bundle.skipped``, ``secret.read`` and
+``secret.denied`` (fields ``path``, ``app``, ``reason``), ``token.issued`` and ``token.denied``.
+
+Fields follow the audit chain's rules (snake_case names, scalar values, ``agent`` reserved) and
+never carry a secret value: a ``bytes`` field is refused at the call. Events are logged to stderr
+as one JSON object per line under the ``relay.events`` logger; ``relay agent run`` also connects
+them to the audit chain (:class:`inner_agent.audit_writer.AuditWriter`, through
+:func:`set_sink`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+
+from relay.audit.record import check_fields, check_type
+
+Scalar = str | int | float | bool | None
+Sink = Callable[[str, dict[str, Scalar]], None]
+
+_log = logging.getLogger("relay.events")
+_lock = threading.Lock()
+
+
+def log_event(event_type: str, fields: dict[str, Scalar]) -> None:
+    """The stderr line of one event (the default sink; the audit sink calls it too)."""
+    _log.info("event %s %s", event_type, json.dumps(fields, sort_keys=True))
+
+
+_sink: Sink = log_event
+
+
+def set_sink(sink: Sink | None) -> None:
+    """Send events to ``sink`` (the audit chain); ``None`` restores the stderr log."""
+    global _sink  # noqa: PLW0603 - one process-wide hook, by design
+    with _lock:
+        _sink = sink or log_event
+
+
+def record(event_type: str, **fields: Scalar) -> None:
+    """Record one event. Fields are scalars; bytes (a value, perhaps) are a programming error."""
+    check_type(event_type)
+    check_fields(fields)  # the audit chain's own rules: scalars, snake_case, sizes
+    with _lock:
+        sink = _sink
+    sink(event_type, dict(fields))

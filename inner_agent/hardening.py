@@ -1,0 +1,42 @@
+"""Process hardening for the agent service: no core dumps, not dumpable, not ptrace-attachable
+by other processes of the same user. See docs/memory-protection.md for what this does not give."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import resource
+
+PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
+
+_log = logging.getLogger("relay.hardening")
+
+
+def harden_process() -> bool:
+    """Disable core dumps and mark the process non-dumpable; True if both took effect."""
+    ok = True
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        _log.warning("could not disable core dumps")
+        ok = False
+    if _prctl(PR_SET_DUMPABLE, 0) != 0:
+        _log.warning("could not mark the process non-dumpable")
+        ok = False
+    return ok
+
+
+def is_dumpable() -> bool:
+    """Whether the kernel would dump or let same-user processes attach to this process."""
+    return _prctl(PR_GET_DUMPABLE, 0) == 1
+
+
+def _prctl(option: int, arg: int) -> int:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return -1
+    return int(libc.prctl(option, arg, 0, 0, 0))

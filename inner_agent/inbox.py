@@ -1,0 +1,209 @@
+"""The watched inbox: find bundle files in folders, wait until each is complete, import it once.
+
+A file is handed to the importer only when (1) its size and mtime have not changed for
+``settle`` seconds and (2) it is as long as the length its own envelope declares. A file still
+being copied is therefore never judged (and never quarantined) on a prefix; a truncated file that
+stops changing is judged — and quarantined as ``malformed`` — only after ``give_up`` seconds.
+Each file is processed once per content: ``(size, mtime, inode)`` is remembered.
+
+Entries that are not regular files (symlinks, FIFOs, devices, folders named ``*.bundle``) are
+refused as ``not_regular_file`` from ``lstat`` alone: never opened, never followed. Reads re-check
+that with ``O_NOFOLLOW | O_NONBLOCK`` and ``fstat``. While a file is incomplete only its header is
+read (the file's size says the rest), so a large bundle copied slowly is read in full once.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import stat
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from inner_agent.importer import Outcome
+from relay.bundle.envelope import MAGIC, MAX_HEADER_BYTES, PREFIX_BYTES
+from relay.errors import NOT_REGULAR_FILE, BundleRejected, TransportError
+from relay.transport.base import BUNDLE_SUFFIX
+from relay.transport.folder import read_capped
+
+SIGNATURE_BYTES = 64
+SETTLE_SECONDS = 0.3
+GIVE_UP_SECONDS = 300.0
+
+COMPLETE, INCOMPLETE, UNKNOWN = "complete", "incomplete", "unknown"
+
+_log = logging.getLogger("relay.inbox")
+
+
+def completeness(data: bytes, size: int | None = None) -> str:  # noqa: PLR0911 - one per check
+    """Whether a file of ``size`` bytes (default ``len(data)``) starting with ``data`` is as long
+    as its envelope declares.
+
+    ``incomplete`` when it is a prefix of a bundle; ``complete`` when the length matches;
+    ``unknown`` when the bytes are not a bundle prefix at all (the verifier will say why: that
+    judgement is not this function's business).
+    """
+    size = len(data) if size is None else size
+    if len(data) < PREFIX_BYTES:
+        return INCOMPLETE if MAGIC.startswith(data[: len(MAGIC)]) else UNKNOWN
+    if not data.startswith(MAGIC):
+        return UNKNOWN
+    (header_len,) = struct.unpack(">I", data[len(MAGIC) : PREFIX_BYTES])
+    if header_len > MAX_HEADER_BYTES:
+        return UNKNOWN
+    if len(data) < PREFIX_BYTES + header_len:
+        return INCOMPLETE
+    try:
+        header = json.loads(data[PREFIX_BYTES : PREFIX_BYTES + header_len])
+        payload_len = int(header["payload_len"])
+    except (ValueError, KeyError, TypeError):
+        return UNKNOWN
+    declared = PREFIX_BYTES + header_len + SIGNATURE_BYTES + payload_len
+    if size < declared:
+        return INCOMPLETE
+    return COMPLETE if size == declared else UNKNOWN
+
+
+def read_prefix(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes from the start of a regular file, never following a link or
+    blocking on a FIFO (the same guards as :func:`relay.transport.folder.read_capped`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            raise BundleRejected(
+                f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
+            ) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BundleRejected(f"{path.name} is not a regular file", code=NOT_REGULAR_FILE)
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class _Seen:
+    """What is known of one inbox entry."""
+
+    key: tuple[int, int, int, int]  # size, mtime_ns, inode, mode
+    since: float  # when this key was first seen (monotonic)
+    done: bool = False
+    waiting_logged: bool = False
+
+
+Handler = Callable[[Outcome], None]
+Importer = Callable[[str, bytes], Outcome]
+
+
+class Inbox:
+    """Scans inbox folders and hands complete bundle files to ``importer``, once each."""
+
+    def __init__(
+        self,
+        folders: Iterable[Path],
+        importer: Importer,
+        report: Handler,
+        max_bytes: int,
+        settle: float = SETTLE_SECONDS,
+        give_up: float = GIVE_UP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.folders = tuple(folders)
+        self.importer = importer
+        self.report = report
+        self.max_bytes = max_bytes
+        self.settle = settle
+        self.give_up = give_up
+        self.clock = clock
+        self._seen: dict[Path, _Seen] = {}
+        self._missing_logged: set[Path] = set()
+
+    def scan(self, should_stop: Callable[[], bool] = lambda: False) -> float | None:
+        """Process what is ready; returns seconds until a file may be ready, or ``None``."""
+        present: set[Path] = set()
+        wake: float | None = None
+        for path, info in self._entries():
+            if should_stop():
+                break
+            present.add(path)
+            delay = self._consider(path, info)
+            if delay is not None:
+                wake = delay if wake is None else min(wake, delay)
+        for gone in set(self._seen) - present:
+            if not should_stop():
+                del self._seen[gone]  # yanked or removed: nothing was applied from it
+        return wake
+
+    def _entries(self) -> list[tuple[Path, os.stat_result]]:
+        found: list[tuple[Path, os.stat_result]] = []
+        for folder in self.folders:
+            try:
+                with os.scandir(folder) as entries:
+                    names = sorted(e.name for e in entries)
+                self._missing_logged.discard(folder)
+            except OSError:
+                if folder not in self._missing_logged:
+                    _log.warning("inbox folder %s is not readable (yet); will retry", folder)
+                    self._missing_logged.add(folder)
+                continue
+            for name in names:
+                if not name.endswith(BUNDLE_SUFFIX) or name.startswith("."):
+                    continue
+                try:
+                    found.append((folder / name, os.lstat(folder / name)))
+                except OSError:
+                    continue
+        return found
+
+    def _consider(self, path: Path, info: os.stat_result) -> float | None:
+        key = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode)
+        now = self.clock()
+        seen = self._seen.get(path)
+        if seen is None or seen.key != key:
+            seen = self._seen[path] = _Seen(key, now)
+        if seen.done:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            seen.done = True
+            self.report(
+                Outcome(path.name, "rejected", NOT_REGULAR_FILE, "not a regular file; not read")
+            )
+            return None
+        if now - seen.since < self.settle:
+            return seen.since + self.settle - now
+        return self._try(path, seen, now)
+
+    def _try(self, path: Path, seen: _Seen, now: float) -> float | None:
+        size = seen.key[0]
+        try:
+            if size <= self.max_bytes:  # an oversized file is refused by read_capped unread
+                state = completeness(read_prefix(path, PREFIX_BYTES + MAX_HEADER_BYTES), size)
+                if state == INCOMPLETE and now - seen.since < self.give_up:
+                    return self._wait(path, seen, now)
+            data = read_capped(path, self.max_bytes)
+        except BundleRejected as exc:
+            seen.done = True
+            self.report(Outcome(path.name, "rejected", exc.code, exc.message))
+            return None
+        except (TransportError, OSError):
+            return None  # vanished or unreadable between listing and reading: look again later
+        if len(data) != size:
+            seen.since = now  # still changing under us
+            return self.settle
+        seen.done = True
+        self.report(self.importer(path.name, data))
+        return None
+
+    def _wait(self, path: Path, seen: _Seen, now: float) -> float:
+        """A bundle prefix: wait for the rest (a change wakes us) up to ``give_up``."""
+        if not seen.waiting_logged:
+            _log.info("waiting for the rest of %s (%d bytes so far)", path.name, seen.key[0])
+            seen.waiting_logged = True
+        return seen.since + self.give_up - now

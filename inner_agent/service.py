@@ -1,0 +1,277 @@
+"""The agent service's logic, free of HTTP: token grants, secret reads, freshness, imports.
+
+The HTTP layer (:mod:`inner_agent.api`) turns :class:`ApiError` into JSON; the inbox
+(:mod:`inner_agent.inbox`) reports each file's outcome to :meth:`AgentService.after_import`.
+Every grant and every denial goes through :func:`inner_agent.events.record`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from inner_agent import events
+from inner_agent.apps import App, authenticate, list_apps
+from inner_agent.cache import SecretCache
+from inner_agent.importer import Outcome
+from inner_agent.lookup import Secret
+from inner_agent.metrics import AgentMetrics, Snapshot
+from inner_agent.service_config import ServiceSettings
+from inner_agent.store import AgentStore
+from inner_agent.tokens import TokenTable
+from relay.paths import is_valid_path, matches_any
+
+DAY = 86400
+
+
+class ApiError(Exception):
+    """A request that cannot be served: HTTP ``status``, stable ``code``, safe ``message``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """An access token and its lifetime in seconds."""
+
+    token: str
+    expires_in: int
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(<hidden>, expires_in={self.expires_in})"
+
+
+class StoreWatch:
+    """Notices commits by other processes (``relay agent import``, ``app rm``) from the store
+    files' size and mtime: two ``stat`` calls per check."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.paths = (store_path, store_path.with_name(store_path.name + "-wal"))
+        self._last: tuple[tuple[int, int], ...] | None = None
+
+    def changed(self) -> bool:
+        """Whether the files changed since the last call (True on the first)."""
+        now = tuple(_signature(p) for p in self.paths)
+        if now == self._last:
+            return False
+        self._last = now
+        return True
+
+
+def _whole(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds)
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (info.st_size, info.st_mtime_ns)
+
+
+class AgentService:
+    """The state one ``relay agent run`` process serves from."""
+
+    def __init__(
+        self,
+        store: AgentStore,
+        store_path: Path,
+        settings: ServiceSettings,
+        clock: Callable[[], float] = time.time,
+        acknowledge: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.acknowledge = acknowledge
+        self.tokens = TokenTable(settings.token_ttl)
+        self.cache = SecretCache(clock=clock)
+        self.last_import: int | None = None
+        self._watch = StoreWatch(store_path)
+        self._apps: dict[str, App] = {}
+        self._marker: tuple[str, str] | None = None
+        self._last_fresh: int | None = None
+        self._stale_recorded = False
+        self._lock = threading.Lock()
+        self.refresh()
+        self.metrics = AgentMetrics(self.snapshot)
+
+    # -- state shared with other processes -----------------------------------------------------
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload apps and freshness and drop cached values if secrets or apps changed.
+
+        The store files also change with every audit record; one small query tells those
+        commits (which leave the cache alone) from imports and app changes."""
+        if not force and not self._watch.changed():
+            return
+        marker = self.store.change_marker()
+        if not force and marker == self._marker:
+            return
+        with self._lock:
+            self._marker = marker
+            self.cache.invalidate()
+            self._apps = {a.name: a for a in list_apps(self.store)}
+            created = self.store.get_meta("last_bundle_created")
+            imported = self.store.get_meta("last_import")
+            fresh = created or imported  # stores written before bundle times were kept
+            self._last_fresh = int(fresh) if fresh else None
+            self.last_import = int(imported) if imported else None
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def issue_token(self, client_id: str, client_secret: str) -> IssuedToken:
+        """A token for valid client credentials; ``invalid_client`` (401) otherwise."""
+        app = authenticate(self.store, client_id, client_secret)
+        if app is None:
+            events.record(
+                "token.denied", app=None, client_id=client_id[:64], reason="invalid_client"
+            )
+            raise ApiError(401, "invalid_client", "unknown client or wrong client secret")
+        self.refresh(force=app.name not in self._apps)
+        token = self.tokens.issue(app.name)
+        events.record("token.issued", app=app.name, expires_in=self.tokens.ttl)
+        return IssuedToken(token, self.tokens.ttl)
+
+    def app_of(self, token: str | None, path: str | None = None) -> App:
+        """The app a bearer token belongs to; ``unauthorized`` (401) otherwise."""
+        self.refresh()
+        name = self.tokens.resolve(token) if token else None
+        app = self._apps.get(name) if name is not None else None
+        if app is None:
+            reason = "missing token" if not token else "bad, expired or revoked token"
+            shown = None if path is None else path[:256]
+            events.record("secret.denied", app=None, path=shown, reason="unauthorized")
+            raise ApiError(401, "unauthorized", reason)
+        return app
+
+    # -- reading secrets -----------------------------------------------------------------------
+
+    def read(self, token: str | None, path: str) -> Secret:
+        """The secret at ``path`` for the holder of ``token``, or an :class:`ApiError`."""
+        app = self.app_of(token, path)
+        if not is_valid_path(path):
+            self._deny(app, path[:256], 400, "bad_path", "not a valid secret path")
+        if not app.may_read(path):
+            self._deny(app, path, 403, "forbidden", "this app may not read this path")
+        now = self.clock()
+        if self._fails_closed(path, now):
+            self._deny(app, path, 410, "stale", "the agent is stale and this secret fails closed")
+        secret = self._lookup(path)
+        if secret is None:
+            self._deny(app, path, 404, "not_found", "no such secret")
+        if secret.expires_at is not None and now >= secret.expires_at:
+            self._deny(app, path, 410, "expired", "this secret has expired")
+        events.record("secret.read", app=app.name, path=path, version=secret.version)
+        return secret
+
+    def refuse_encoded_path(self, token: str | None, path: str) -> NoReturn:
+        """A path that arrived with ``%2F``, ``%5C``, ``%00`` or ``%2E``: 401 or 400, recorded."""
+        app = self.app_of(token, path)
+        self._deny(app, path[:256], 400, "bad_path", "encoded separators are not allowed in paths")
+
+    def _fails_closed(self, path: str, now: float) -> bool:
+        patterns = self.settings.fail_closed
+        return bool(patterns) and matches_any(list(patterns), path) and self.is_stale(now)
+
+    def _lookup(self, path: str) -> Secret | None:
+        cached = self.cache.get(path)
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
+        secret = self.store.get_secret(path)
+        if secret is not None:
+            self.cache.put(secret, generation)
+        return secret
+
+    def _deny(self, app: App, path: str, status: int, code: str, message: str) -> NoReturn:
+        events.record("secret.denied", app=app.name, path=path, reason=code)
+        raise ApiError(status, code, message)
+
+    # -- freshness -----------------------------------------------------------------------------
+
+    def seconds_since_fresh(self, now: float) -> float | None:
+        """Age of the newest applied bundle, by its creation time."""
+        return None if self._last_fresh is None else max(0.0, now - self._last_fresh)
+
+    def is_stale(self, now: float) -> bool:
+        """Past ``agent.max_staleness`` (never stale when it is not set)."""
+        limit = self.settings.max_staleness
+        if limit is None:
+            return False
+        age = self.seconds_since_fresh(now)
+        return age is None or age > limit
+
+    def check_freshness(self) -> bool:
+        """Record ``agent.stale`` once per stale period; returns whether stale."""
+        self.refresh()
+        now = self.clock()
+        stale = self.is_stale(now)
+        if stale and not self._stale_recorded:
+            events.record(
+                "agent.stale",
+                seconds_since_fresh=_whole(self.seconds_since_fresh(now)),
+                max_staleness=self.settings.max_staleness,
+            )
+        elif not stale and self._stale_recorded:
+            events.record("agent.fresh", seconds_since_fresh=_whole(self.seconds_since_fresh(now)))
+        self._stale_recorded = stale
+        return stale
+
+    # -- imports -------------------------------------------------------------------------------
+
+    def after_import(self, outcome: Outcome) -> None:
+        """Count, record and take into account one inbox file's outcome."""
+        fields = outcome.audit_fields()  # the same fields `relay agent import` records
+        if outcome.status == "applied":
+            self.refresh(force=True)
+            self.metrics.applied.inc()
+            events.record("bundle.applied", **fields)
+            ack = outcome.result.audit_ack if outcome.result else 0
+            if ack and self.acknowledge is not None:
+                self.acknowledge(ack)
+            self.check_freshness()
+        elif outcome.status == "duplicate":
+            self.metrics.duplicates.inc()
+            events.record("bundle.duplicate", **fields)
+        elif outcome.status == "skipped":
+            events.record("bundle.skipped", **fields)
+        else:
+            self.metrics.rejected.labels(reason=outcome.code or "unknown").inc()
+            events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Values for health and metrics."""
+        now = self.clock()
+        return Snapshot(
+            secrets=self.store.count_secrets(),
+            expiring_24h=self.store.count_expiring(int(now), DAY),
+            seconds_since_fresh=self.seconds_since_fresh(now),
+            stale=self.is_stale(now),
+            live_tokens=self.tokens.prune(),
+        )
+
+    def health(self) -> dict[str, object]:
+        """The body of ``GET /v1/health``."""
+        self.refresh()
+        s = self.snapshot()
+        return {
+            "status": "stale" if s.stale else "ok",
+            "stale": s.stale,
+            "last_import": self.last_import,
+            "seconds_since_fresh_bundle": s.seconds_since_fresh,
+            "max_staleness": self.settings.max_staleness,
+            "secrets": s.secrets,
+            "secrets_expiring_24h": s.expiring_24h,
+        }

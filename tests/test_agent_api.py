@@ -1,0 +1,323 @@
+"""The local API of a real ``relay agent run`` process: tokens, reads and every refusal."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.agent_daemon import Daemon, start_daemon
+from tests.conftest import run_relay
+
+WEB_VALUE = f"PLANTED-web-{os.urandom(8).hex()}".encode()
+BATCH_VALUE = f"PLANTED-batch-{os.urandom(8).hex()}".encode()
+BINARY_VALUE = b"\xff\xfe" + os.urandom(8) + b"\x00"
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    root = tmp_path_factory.mktemp("api")
+    daemon = start_daemon(
+        root,
+        {"api.token_ttl": "2s"},
+        apps={"web": ["db/web/*"], "batch": ["db/batch/**"], "gone": ["db/web/*"]},
+    )
+    bundle = daemon.publish(
+        {"db/web/password": WEB_VALUE, "db/batch/key": BATCH_VALUE, "db/web/binary": BINARY_VALUE}
+    )
+    daemon.drop(bundle)
+    daemon.wait_event("bundle.applied")
+    yield daemon
+    took = daemon.stop()
+    assert took < 5
+    log = daemon.log().encode()
+    for value in (WEB_VALUE, BATCH_VALUE):
+        assert value not in log
+    assert b"PLANTED-" not in log
+    assert b"relay.audit" not in log  # no audit write failed or was refused
+    for path in (daemon.pair.ag / "agent.log",):
+        assert not path.exists()
+
+
+def test_token_then_read_with_no_store(agent: Daemon) -> None:
+    response = agent.read("db/web/password", agent.token("web"))
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body == {
+        "path": "db/web/password",
+        "value": WEB_VALUE.decode(),
+        "encoding": "utf-8",
+        "version": 1,
+        "expires_at": None,
+    }
+    assert agent.events("secret.read")[-1] == {
+        "app": "web",
+        "path": "db/web/password",
+        "version": 1,
+    }
+
+
+def test_token_request_as_json_and_binary_values_in_base64(agent: Daemon) -> None:
+    response = httpx.post(
+        f"{agent.url}/v1/oauth2/token",
+        json={"grant_type": "client_credentials", **agent.apps["web"]},
+    )
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["token_type"] == "Bearer"
+    assert doc["expires_in"] == 2
+    assert response.headers["cache-control"] == "no-store"
+    body = agent.read("db/web/binary", doc["access_token"]).json()
+    assert body["encoding"] == "base64"
+    import base64
+
+    assert base64.b64decode(body["value"]) == BINARY_VALUE
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer", "Bearer rt_not-a-real-token", "Basic dXNlcjpwYXNz", "bearer  x y"],
+)
+def test_missing_or_wrong_tokens_are_401(agent: Daemon, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    response = httpx.get(f"{agent.url}/v1/secrets/db/web/password", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+    assert WEB_VALUE.decode() not in response.text
+
+
+def test_expired_token_is_401(agent: Daemon) -> None:
+    token = agent.token("web")
+    assert agent.read("db/web/password", token).status_code == 200
+    time.sleep(2.3)
+    response = agent.read("db/web/password", token)
+    assert response.status_code == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def test_bad_client_credentials(agent: Daemon) -> None:
+    url = f"{agent.url}/v1/oauth2/token"
+    web = agent.apps["web"]
+    wrong = httpx.post(
+        url,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": web["client_id"],
+            "client_secret": agent.apps["batch"]["client_secret"],
+        },
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    unknown = httpx.post(
+        url, data={"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"}
+    )
+    assert unknown.status_code == 401
+    grant = httpx.post(url, data={"grant_type": "password", **web})
+    assert grant.status_code == 400
+    assert grant.json()["error"] == "unsupported_grant_type"
+    missing = httpx.post(url, data={"grant_type": "client_credentials"})
+    assert missing.json()["error"] == "invalid_request"
+    garbage = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    assert garbage.status_code == 400
+    assert agent.events("token.denied")
+
+
+def test_another_apps_path_is_403_and_recorded(agent: Daemon) -> None:
+    response = agent.read("db/batch/key", agent.token("web"))
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+    assert BATCH_VALUE.decode() not in response.text
+    assert {"app": "web", "path": "db/batch/key", "reason": "forbidden"} in agent.events(
+        "secret.denied"
+    )
+    assert agent.read("db/batch/key", agent.token("batch")).status_code == 200
+
+
+def test_unknown_secret_is_404(agent: Daemon) -> None:
+    response = agent.read("db/web/nothing-here", agent.token("web"))
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"/v1/secrets/../../../../etc/passwd",
+        b"/v1/secrets/db/web/../../../etc/passwd",
+        b"/v1/secrets/db/web/..%2f..%2f..%2fetc%2fpasswd",
+        b"/v1/secrets/db%2Fweb%2Fpassword",
+        b"/v1/secrets/%2e%2e/%2e%2e/etc/passwd",
+        b"/v1/secrets//etc/passwd",
+        b"/v1/secrets/db/web/./password",
+        b"/v1/secrets/db/web/pass%00word",
+        b"/v1/secrets/db\\web\\password",
+    ],
+)
+def test_path_traversal_never_reads_a_file(agent: Daemon, target: bytes) -> None:
+    token = agent.token("web").encode()
+    answer = agent.raw(
+        b"GET "
+        + target
+        + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + token
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (400, 404), answer
+    assert b'"error":"bad_path"' in answer or b'"error":"not_found"' in answer, answer
+    assert b"root:" not in answer
+    assert WEB_VALUE not in answer
+    assert agent.events("secret.denied")[-1]["app"] == "web"
+
+
+def test_oversized_body_is_413(agent: Daemon) -> None:
+    response = httpx.post(
+        f"{agent.url}/v1/oauth2/token",
+        content=b"grant_type=client_credentials&" + b"x" * 100_000,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b"y" * 1024
+
+    chunked = httpx.post(f"{agent.url}/v1/oauth2/token", content=chunks())
+    assert chunked.status_code == 413
+    assert chunked.json()["error"] == "too_large"
+
+
+def test_oversized_headers_are_400_with_a_code(agent: Daemon) -> None:
+    answer = agent.raw(
+        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b'"error":"headers_too_large"' in answer
+    # the server is still fine
+    assert httpx.get(f"{agent.url}/v1/health").status_code == 200
+
+
+def test_headers_trickling_past_the_parser_cap_are_400_with_a_code(agent: Daemon) -> None:
+    import socket
+
+    host, port = agent.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(40):
+                sock.sendall(b"X-Pad: " + b"b" * 1000 + b"\r\n")
+                time.sleep(0.005)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b'"error":"bad_request"' in answer
+
+
+def test_health_and_metrics(agent: Daemon) -> None:
+    health = httpx.get(f"{agent.url}/v1/health").json()
+    assert health["status"] == "ok"
+    assert health["stale"] is False
+    assert health["secrets"] == 3
+    assert isinstance(health["last_import"], int)
+    assert 0 <= health["seconds_since_fresh_bundle"] < 600
+    agent.read("db/batch/key", agent.token("web"))  # a 403 to count
+    metrics = httpx.get(f"{agent.url}/metrics")
+    assert metrics.status_code == 200
+    text = metrics.text
+    assert "relay_bundles_applied_total 1.0" in text
+    assert "relay_secrets 3.0" in text
+    assert "relay_secrets_expiring_24h 0.0" in text
+    assert "relay_seconds_since_fresh_bundle " in text
+    assert 'relay_api_requests_total{status="200"}' in text
+    assert 'relay_api_requests_total{status="403"}' in text
+    assert "relay_agent_stale 0.0" in text
+    assert WEB_VALUE.decode() not in text
+
+
+def test_openapi_is_served(agent: Daemon) -> None:
+    schema = httpx.get(f"{agent.url}/openapi.json").json()
+    assert "/v1/oauth2/token" in schema["paths"]
+    assert "/v1/secrets/{path}" in schema["paths"]
+    assert "/v1/_bench/constant" not in schema["paths"]
+    assert httpx.get(f"{agent.url}/v1/_bench/constant").status_code == 404
+
+
+def test_removed_app_loses_its_live_tokens(agent: Daemon) -> None:
+    token = agent.token("gone")
+    assert agent.read("db/web/password", token).status_code == 200
+    result = run_relay("agent", "app", "rm", "--home", str(agent.pair.ag), "gone")
+    assert result.status == 0, result.err
+    response = agent.read("db/web/password", token)
+    assert response.status_code == 401
+
+
+def test_nothing_planted_is_in_the_home_outside_the_store(agent: Daemon) -> None:
+    for path in Path(agent.pair.ag).rglob("*"):
+        if path.is_file() and not path.name.startswith("store.db"):
+            assert WEB_VALUE not in path.read_bytes()
+
+
+def test_expired_secret_is_410_and_counted_as_expiring(agent: Daemon) -> None:
+    applied = len(agent.events("bundle.applied"))
+    agent.pair.put("db/web/short", b"short-lived", "--ttl", "3s")
+    before = set(agent.pair.out.glob("*.bundle"))
+    agent.pair.export()
+    (bundle,) = set(agent.pair.out.glob("*.bundle")) - before
+    agent.drop(bundle)
+    agent.wait_event("bundle.applied", count=applied + 1)
+    assert "relay_secrets_expiring_24h 1.0" in httpx.get(f"{agent.url}/metrics").text
+    deadline = time.monotonic() + 10
+    # a fresh token each time: tokens here live 2 s, less than the secret
+    while (response := agent.read("db/web/short", agent.token("web"))).status_code == 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert response.status_code == 410
+    assert response.json()["error"] == "expired"
+    assert "short-lived" not in response.text
+
+
+def test_event_driven_apply_without_rescans(agent: Daemon) -> None:
+    """This daemon rescans every 30 s (the default): only file events can make this quick."""
+    value = f"PLANTED-event-{os.urandom(8).hex()}".encode()
+    agent.drop(agent.publish({"db/web/event": value}))
+    assert agent.wait_value("db/web/event", value, within=2.0) < 2.0
+
+
+def test_service_events_reach_the_audit_chain(agent: Daemon) -> None:
+    agent.read("db/web/password", agent.token("web"))
+    agent.read("db/batch/key", agent.token("web"))
+    wanted = {"agent.started", "bundle.applied", "token.issued", "secret.read", "secret.denied"}
+    deadline = time.monotonic() + 10
+    while True:
+        result = run_relay("agent", "audit", "--home", str(agent.pair.ag), "--json")
+        assert result.status == 0, result.err
+        records = [json.loads(line) for line in result.out.splitlines() if line.strip()]
+        if wanted <= {r["type"] for r in records}:
+            break
+        assert time.monotonic() < deadline, result.out
+        time.sleep(0.2)
+    reads = [r["fields"] for r in records if r["type"] == "secret.read"]
+    assert {"app": "web", "path": "db/web/password", "version": 1} in reads
+    denied = [r["fields"] for r in records if r["type"] == "secret.denied"]
+    assert {"app": "web", "path": "db/batch/key", "reason": "forbidden"} in denied
+    assert [r["seq"] for r in records] == list(range(records[0]["seq"], records[-1]["seq"] + 1))
+    for before, after in itertools.pairwise(records):
+        assert after["prev_hash"] == before["hash"]  # one chain, written in batches
+    for value in (WEB_VALUE, BATCH_VALUE):
+        assert value.decode() not in result.out
+
+
+def test_wrong_method_is_405_json(agent: Daemon) -> None:
+    response = httpx.post(f"{agent.url}/v1/secrets/db/web/password", content=b"")
+    assert response.status_code == 405
+    assert response.json()["error"] == "method_not_allowed"
+    assert httpx.get(f"{agent.url}/v1/nothing").json()["error"] == "not_found"

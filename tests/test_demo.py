@@ -1,0 +1,12 @@
+"""``relay demo`` runs the whole loop, the agent service included, and exits 0."""
+
+from __future__ import annotations
+
+from tests.conftest import run_process
+
+
+def test_demo_exits_0_and_reads_over_http() -> None:
+    result = run_process("demo")
+    assert result.status == 0, result.err
+    assert "readable over HTTP" in result.out
+    assert "every step worked" in result.out
