@@ -194,9 +194,12 @@ def _serve_with(
         max_instances=1,
         coalesce=True,
     )
+    diode = _diode_receiver(home, settings)
     watches.start()
     worker.start()
     scheduler.start()
+    if diode is not None:
+        diode.start()
     for sock in sockets:
         _log.info("api listening on %s", describe(sock))
     events.record(
@@ -210,6 +213,8 @@ def _serve_with(
             server.run(sockets=sockets)
     finally:
         scheduler.shutdown(wait=False)
+        if diode is not None:
+            diode.stop()
         watches.stop()
         worker.stop()
         worker.join(STOP_JOIN_SECONDS)
@@ -220,6 +225,47 @@ def _serve_with(
                 settings.unix_socket.unlink()
         events.record("agent.stopped", signal=stopping.signal_name)
     return 0
+
+
+class DiodeReceiver(threading.Thread):
+    """``diode.listen``: receive bundles from a data diode straight into the first inbox folder.
+    Files appear there only whole and checked (temp name, rename), so the watches apply them."""
+
+    def __init__(self, listen: str, folder: Path) -> None:
+        from relay.diode.receiver import open_socket
+        from relay.netaddr import parse_listen
+
+        super().__init__(name="relay-diode", daemon=True)
+        self.folder = folder
+        self.sock = open_socket(*parse_listen(listen))
+        self._stop_event = threading.Event()
+        host, port = self.sock.getsockname()[:2]
+        _log.info("diode receiver listening on %s:%s, writing to %s", host, port, folder)
+
+    def run(self) -> None:
+        from relay.diode.receiver import receive_forever
+
+        receive_forever(
+            self.sock, self.folder, self._stop_event, lambda line: _log.info("diode: %s", line)
+        )
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(STOP_JOIN_SECONDS)
+        self.sock.close()
+
+
+def _diode_receiver(home: Home, settings: ServiceSettings) -> DiodeReceiver | None:
+    from relay.errors import UsageError
+
+    listen = str(home.config.get("diode.listen"))
+    if not listen:
+        return None
+    if not settings.inbox:
+        raise UsageError(
+            "diode.listen needs agent.inbox (where received bundles go)", code="not_configured"
+        )
+    return DiodeReceiver(listen, settings.inbox[0])
 
 
 class _StoppedEarly(Exception):

@@ -49,6 +49,11 @@ def _store_url(text: str) -> str:
     return text.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
+def _optional_listen(text: str) -> str:
+    """Empty (off) or ``HOST:PORT``."""
+    return _listen(text) if text.strip() else ""
+
+
 def _ratio(text: str) -> str:
     try:
         value = float(text)
@@ -155,6 +160,9 @@ SETTINGS: dict[str, Setting] = {
     ),
     "diode.rate": Setting(BOTH, _int, 20_000_000, "udp:// sending rate limit, bytes per second"),
     "diode.repeat": Setting(BOTH, _int, 1, "udp:// passes per bundle (carousel)"),
+    "diode.listen": Setting(
+        AGENT, _optional_listen, "", "HOST:PORT where `relay agent run` receives from a diode"
+    ),
     "import.quarantine_bytes": Setting(
         BOTH, _int, 1024 * 1024 * 1024, "total size kept in quarantine before the oldest go"
     ),

@@ -28,11 +28,14 @@ def parse_udp_url(url: str) -> tuple[str, int]:
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``(host, port)`` from ``HOST:PORT`` (port 0 picks a free one); ``bad_address`` if not."""
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise UsageError(f"bad listen address {text!r} (use HOST:PORT)", code="bad_address")
-    return host, int(port_text)
+    from relay.netaddr import parse_listen as parse_address
+
+    try:
+        return parse_address(text)
+    except UsageError:
+        raise UsageError(
+            f"bad listen address {text!r} (use HOST:PORT)", code="bad_address"
+        ) from None
 
 
 def parse_send_options(
