@@ -6,7 +6,8 @@ A public identity file (``relay gateway identity``) and an enrollment request
     {"relay_identity": 1, "role": "agent", "name": "plant7",
      "sign_public": "<b64>", "box_public": "<b64>", "signature": "<b64>"}
 
-The signature (Ed25519, by the identity's own key, over the canonical JSON of the other fields)
+The signature (Ed25519, by the identity's own key, over ``relay-identity-v1\0`` and the canonical
+JSON of the other fields)
 proves possession of the key and catches corruption; the **fingerprint** printed on both sides is
 what operators compare out of band to establish trust, as with SSH host keys.
 """
@@ -25,6 +26,8 @@ from relay.errors import UsageError
 ROLES = ("gateway", "agent", "hop")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_IDENTITY_FILE = 16 * 1024
+# Domain separation: an identity signature can never be mistaken for a bundle signature.
+IDENTITY_CONTEXT = b"relay-identity-v1\x00"
 
 
 def check_name(name: str) -> str:
@@ -69,7 +72,7 @@ class PublicIdentity:
         if keys.sign_public != self.sign_public:
             raise ValueError("keys do not belong to this identity")
         body = self._unsigned()
-        body["signature"] = crypto.b64(crypto.sign(keys, canonical_json(body)))
+        body["signature"] = crypto.b64(crypto.sign(keys, IDENTITY_CONTEXT + canonical_json(body)))
         return json.dumps(body, indent=2, sort_keys=True).encode("ascii") + b"\n"
 
 
@@ -102,7 +105,7 @@ def parse_identity_document(data: bytes, expect_role: str) -> PublicIdentity:
             sign_public=crypto.unb64(body["sign_public"], crypto.KEY_BYTES),
             box_public=crypto.unb64(body["box_public"], crypto.KEY_BYTES),
         )
-        crypto.verify(ident.sign_public, canonical_json(body), signature)
+        crypto.verify(ident.sign_public, IDENTITY_CONTEXT + canonical_json(body), signature)
     except (ValueError, KeyError, TypeError, AttributeError, crypto.CryptoFailure, UsageError):
         raise UsageError(
             "not a valid, self-signed relay identity file", code="bad_identity"

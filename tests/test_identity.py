@@ -1,0 +1,51 @@
+"""Identity files: self-signed with a context string, strictly parsed, role-checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relay import crypto
+from relay.canonical import canonical_json
+from relay.errors import UsageError
+from relay.identity import identity_of, parse_identity_document
+
+
+def _document(role: str = "gateway", name: str = "hq") -> tuple[bytes, crypto.KeyPair]:
+    keys = crypto.generate_keypair()
+    return identity_of(role, name, keys).to_document(keys), keys
+
+
+def test_round_trip_and_role_check() -> None:
+    data, keys = _document()
+    parsed = parse_identity_document(data, "gateway")
+    assert parsed.sign_public == keys.sign_public
+    with pytest.raises(UsageError) as err:
+        parse_identity_document(data, "agent")
+    assert err.value.code == "bad_identity"
+
+
+def test_edited_name_is_refused() -> None:
+    data, _ = _document()
+    doc = json.loads(data)
+    doc["name"] = "evil"
+    with pytest.raises(UsageError):
+        parse_identity_document(json.dumps(doc).encode(), "gateway")
+
+
+def test_signature_without_the_context_string_is_refused() -> None:
+    data, keys = _document()
+    doc = json.loads(data)
+    del doc["signature"]
+    doc["signature"] = crypto.b64(crypto.sign(keys, canonical_json(doc)))
+    with pytest.raises(UsageError):
+        parse_identity_document(json.dumps(doc).encode(), "gateway")
+
+
+@pytest.mark.parametrize("bad", [{"name": 7}, {"role": ["gateway"]}, {"extra": 1}])
+def test_wrong_types_and_fields_are_refused(bad: dict[str, object]) -> None:
+    data, _ = _document()
+    doc = {**json.loads(data), **bad}
+    with pytest.raises(UsageError):
+        parse_identity_document(json.dumps(doc).encode(), "gateway")
