@@ -151,6 +151,12 @@ SETTINGS: dict[str, Setting] = {
     "export.to": Setting(
         GATEWAY, _text, "", "destination of `relay gateway run`: folder, sftp://, udp://"
     ),
+    "import.from": Setting(
+        GATEWAY, _text, "", "where `relay gateway run` picks up audit bundles (comma-separated)"
+    ),
+    "import.delete_after": Setting(
+        GATEWAY, _bool, False, "remove imported audit bundles from import.from"
+    ),
     "audit.valid_for": Setting(AGENT, _duration, "90d", "validity of exported audit bundles"),
     "gateway.store_url": Setting(
         GATEWAY, _store_url, "", "database URL for a fleet (postgresql://…); empty = SQLCipher"

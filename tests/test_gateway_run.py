@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -16,6 +17,10 @@ def test_scheduled_exports_are_heartbeats_and_stop_on_sigterm(pair: Pair) -> Non
     assert "not_configured" in pair.gateway("run").err
     pair.gateway("config", "set", "export.to", str(pair.out))
     pair.gateway("config", "set", "export.every", "1s")
+    back = pair.root / "audit-back"
+    pair.gateway("config", "set", "import.from", str(back))
+    pair.gateway("config", "set", "import.delete_after", "true")
+    assert pair.agent("audit", "export", "--to", str(back)).status == 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "gateway", "run", "--home", str(pair.gw)],
         stdout=subprocess.PIPE,
@@ -37,3 +42,7 @@ def test_scheduled_exports_are_heartbeats_and_stop_on_sigterm(pair: Pair) -> Non
     own = pair.gateway("audit", "--own").out
     assert "gateway.started" in own
     assert "gateway.stopped" in own
+    # the return stream was picked up each period, acknowledged, and cleaned up
+    assert list(back.iterdir()) == []
+    assert pair.gateway("audit", "verify").status == 0
+    assert json.loads(pair.agent("status", "--json").out)["audit_acked"] == 2  # both exported
