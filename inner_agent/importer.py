@@ -22,9 +22,11 @@ from relay.errors import (
     WRONG_RECIPIENT,
     BundleDuplicate,
     BundleRejected,
+    TransportError,
 )
 from relay.home import Home
 from relay.transport import Pending, Source, TransportOptions, each_pending
+from relay.transport.base import VANISHED_CODES
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class AgentImporter:
             return Outcome(item.name, "duplicate", "duplicate", "already applied (by its name)")
         try:
             data = source.fetch(item, self.limits["max_bundle_bytes"])
+        except TransportError as exc:
+            if exc.code not in VANISHED_CODES:
+                raise
+            return Outcome(item.name, "skipped", exc.code, "gone before it could be read")
         except BundleRejected as exc:
             return self.record_fetch_failure(Outcome(item.name, "rejected", exc.code, exc.message))
         outcome = self.import_bytes(item.name, data, explicit=item.explicit)

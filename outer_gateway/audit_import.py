@@ -27,9 +27,11 @@ from relay.errors import (
     TOO_LARGE,
     BundleDuplicate,
     BundleRejected,
+    TransportError,
 )
 from relay.home import Home
 from relay.transport import Pending, Source, TransportOptions, each_pending
+from relay.transport.base import VANISHED_CODES
 
 CHAIN_BROKEN = "chain_broken"
 
@@ -39,7 +41,7 @@ class AuditOutcome:
     """What happened to one audit bundle."""
 
     name: str
-    status: str  # imported | duplicate | rejected
+    status: str  # imported | duplicate | skipped | rejected
     code: str | None = None
     message: str = ""
     agent: str | None = None
@@ -73,6 +75,10 @@ class AuditImporter:
     ) -> AuditOutcome:
         try:
             data = source.fetch(item, self.max_bytes)
+        except TransportError as exc:
+            if exc.code not in VANISHED_CODES:
+                raise
+            return AuditOutcome(item.name, "skipped", exc.code, "gone before it could be read")
         except BundleRejected as exc:
             return self._recorded(AuditOutcome(item.name, "rejected", exc.code, exc.message))
         outcome = self.import_bytes(item.name, data)
@@ -102,6 +108,8 @@ class AuditImporter:
             self.audit.record("bundle.rejected", reason=outcome.code, **fields)
         elif outcome.status == "duplicate":
             self.audit.record("bundle.duplicate", **fields)
+        elif outcome.status == "skipped":
+            pass  # gone before it was read: nothing happened
         else:
             self.audit.record(
                 "audit.imported", records=outcome.new, duplicates=outcome.duplicates, **fields

@@ -244,3 +244,23 @@ def test_paths_and_names_with_a_trailing_newline_are_refused(pair: Pair) -> None
     assert "bad_path" in pair.gateway("secret", "put", "db/x\n", "-", stdin=b"v").err
     home = pair.root / "nl"
     assert "bad_name" in run_relay("gateway", "init", "--home", str(home), "--name", "hq\n").err
+
+
+def test_a_file_that_vanishes_between_listing_and_reading_is_skipped(loaded: Pair) -> None:
+    from inner_agent.importer import AgentImporter
+    from inner_agent.store import AgentStore
+    from relay.home import Home
+    from relay.transport.folder import FolderSource
+
+    media = loaded.root / "media"
+    media.mkdir()
+    ghost = media / "ghost.bundle"
+    ghost.write_bytes(b"soon gone")
+    source = FolderSource(media)
+    (item,) = source.list_pending()
+    ghost.unlink()  # the stick was pulled after the listing
+    home = Home.open(loaded.ag, "agent")
+    importer = AgentImporter(home, AgentStore.open(home), lambda: 0)
+    outcome = importer._import_item(source, item, None)
+    assert (outcome.status, outcome.code) == ("skipped", "vanished")
+    assert quarantined(loaded) == []

@@ -159,6 +159,8 @@ def _report(outcomes: list[Outcome], as_json: bool) -> None:
             )
         elif not as_json and o.status == "duplicate":
             click.echo(f"skipped {o.name}: duplicate (already applied)")
+        elif not as_json and o.status == "skipped" and o.code != "wrong_recipient":
+            click.echo(f"skipped {o.name}: {o.message}")
     if not outcomes and not as_json:
         click.echo("no bundles found", err=True)
 

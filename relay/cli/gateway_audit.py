@@ -56,6 +56,8 @@ def import_(
             click.echo(f"relay: rejected: {o.name}: {o.code}: {o.message}", err=True)
         elif not as_json and o.status == "duplicate":
             click.echo(f"skipped {o.name}: duplicate (already imported)")
+        elif not as_json and o.status == "skipped":
+            click.echo(f"skipped {o.name}: {o.message}")
         elif not as_json:
             click.echo(
                 f"imported {o.name}: agent {o.agent}, {o.new} new records, "

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Protocol
 
 BUNDLE_SUFFIX = ".bundle"
+# A file listed a moment ago is gone when fetched (media yanked, another reader took it): a skip.
+VANISHED_CODES = frozenset({"vanished", "remote_missing"})
 
 
 @dataclass(frozen=True)

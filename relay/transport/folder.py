@@ -69,6 +69,8 @@ def read_capped(path: Path, max_bytes: int) -> bytes:
             raise BundleRejected(
                 f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
             ) from None
+        if exc.errno == errno.ENOENT:
+            raise TransportError(f"{path} is gone", code="vanished") from None
         raise TransportError(f"cannot open {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
