@@ -14,9 +14,11 @@ from relay.cli.common import (
     echo_table,
     format_time,
     home_option,
+    import_options,
     json_option,
     make_transport_options,
     now,
+    report_import,
     transport_options,
 )
 from relay.home import Home
@@ -113,15 +115,7 @@ def trust(home: Path, identity_file: Path, replace: bool) -> None:
 
 
 @agent.command("import")
-@home_option
-@json_option
-@transport_options
-@click.option(
-    "--delete-after-import",
-    is_flag=True,
-    help="Remove each applied or duplicate file from the source.",
-)
-@click.argument("locations", nargs=-1, required=True)
+@import_options
 def import_(
     home: Path,
     locations: tuple[str, ...],
@@ -137,32 +131,18 @@ def import_(
     opened, store = _open(home)
     importer = AgentImporter(opened, store, now, AgentAudit(opened))
     options = make_transport_options(opened, identity_file, known_hosts, delete_after_import)
-    outcomes: list[Outcome] = []
-    for location in locations:
-        outcomes.extend(importer.import_location(location, options))
-    _report(outcomes, as_json)
-    if any(o.status == "rejected" for o in outcomes):
-        sys.exit(1)
+    outcomes = [o for loc in locations for o in importer.import_location(loc, options)]
+    report_import(outcomes, as_json, _outcome_json, _applied_line)
 
 
-def _report(outcomes: list[Outcome], as_json: bool) -> None:
-    if as_json:
-        echo_json([_outcome_json(o) for o in outcomes])
-    for o in outcomes:
-        if o.status == "rejected":
-            click.echo(f"relay: rejected: {o.name}: {o.code}: {o.message}", err=True)
-        elif not as_json and o.status == "applied" and o.result is not None:
-            r = o.result
-            click.echo(
-                f"applied {o.name}: seq {r.seq}, {r.written} written, "
-                f"{r.removed} removed, {r.unchanged} unchanged"
-            )
-        elif not as_json and o.status == "duplicate":
-            click.echo(f"skipped {o.name}: duplicate (already applied)")
-        elif not as_json and o.status == "skipped" and o.code != "wrong_recipient":
-            click.echo(f"skipped {o.name}: {o.message}")
-    if not outcomes and not as_json:
-        click.echo("no bundles found", err=True)
+def _applied_line(o: Outcome) -> str | None:
+    r = o.result
+    if r is None:
+        return None
+    return (
+        f"applied {o.name}: seq {r.seq}, {r.written} written, "
+        f"{r.removed} removed, {r.unchanged} unchanged"
+    )
 
 
 def _outcome_json(o: Outcome) -> dict[str, Any]:

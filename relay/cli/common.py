@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -50,6 +50,63 @@ def transport_options(func: F) -> F:
         type=click.Path(path_type=Path, dir_okay=False),
         help="Private key for the SFTP login.",
     )(func)
+
+
+def import_options(func: F) -> F:
+    """``--home``, ``--json``, the SFTP flags, ``--delete-after-import`` and ``LOCATIONS...``."""
+    func = click.argument("locations", nargs=-1, required=True)(func)
+    func = click.option(
+        "--delete-after-import",
+        is_flag=True,
+        help="Remove each imported or duplicate file from the source.",
+    )(func)
+    return home_option(json_option(transport_options(func)))
+
+
+class ImportOutcome(Protocol):
+    """What both sides' importers report per file."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def code(self) -> str | None: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+def report_import(
+    outcomes: Sequence[ImportOutcome],
+    as_json: bool,
+    to_json: Callable[[Any], dict[str, Any]],
+    success_line: Callable[[Any], str | None],
+) -> None:
+    """Print an import's outcomes (rejections as one line each on stderr) and exit 1 if any
+    file was rejected."""
+    if as_json:
+        echo_json([to_json(o) for o in outcomes])
+    for o in outcomes:
+        if o.status == "rejected":
+            click.echo(f"relay: rejected: {o.name}: {o.code}: {o.message}", err=True)
+        elif as_json:
+            continue
+        elif o.status == "duplicate":
+            click.echo(f"skipped {o.name}: duplicate (already applied)")
+        elif o.status == "skipped":
+            if o.code != "wrong_recipient":  # a shared medium: other sites' bundles, quietly
+                click.echo(f"skipped {o.name}: {o.message}")
+        else:
+            line = success_line(o)
+            if line:
+                click.echo(line)
+    if not outcomes and not as_json:
+        click.echo("no bundles found", err=True)
+    if any(o.status == "rejected" for o in outcomes):
+        sys.exit(1)
 
 
 def make_transport_options(

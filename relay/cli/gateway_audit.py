@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -11,27 +10,17 @@ from relay.cli.common import (
     echo_json,
     echo_table,
     home_option,
+    import_options,
     json_option,
     make_transport_options,
     now,
-    transport_options,
+    report_import,
 )
 from relay.cli.gateway import _audit, _open, gateway
 
-if TYPE_CHECKING:
-    pass
-
 
 @gateway.command("import")
-@home_option
-@json_option
-@transport_options
-@click.option(
-    "--delete-after-import",
-    is_flag=True,
-    help="Remove each imported or duplicate file from the source.",
-)
-@click.argument("locations", nargs=-1, required=True)
+@import_options
 def import_(
     home: Path,
     locations: tuple[str, ...],
@@ -41,32 +30,20 @@ def import_(
     delete_after_import: bool,
 ) -> None:
     """Import agents' audit bundles (the return stream) from files, folders or sftp:// URLs."""
-    import sys
-
     from outer_gateway.audit_import import AuditImporter
 
     opened, store = _open(home)
     importer = AuditImporter(opened, store, _audit(opened, store), now)
     options = make_transport_options(opened, identity_file, known_hosts, delete_after_import)
     outcomes = [o for loc in locations for o in importer.import_location(loc, options)]
-    if as_json:
-        echo_json([o.__dict__ for o in outcomes])
-    for o in outcomes:
-        if o.status == "rejected":
-            click.echo(f"relay: rejected: {o.name}: {o.code}: {o.message}", err=True)
-        elif not as_json and o.status == "duplicate":
-            click.echo(f"skipped {o.name}: duplicate (already imported)")
-        elif not as_json and o.status == "skipped":
-            click.echo(f"skipped {o.name}: {o.message}")
-        elif not as_json:
-            click.echo(
-                f"imported {o.name}: agent {o.agent}, {o.new} new records, "
-                f"{o.duplicates} already held"
-            )
-    if not outcomes and not as_json:
-        click.echo("no bundles found", err=True)
-    if any(o.status == "rejected" for o in outcomes):
-        sys.exit(1)
+    report_import(
+        outcomes,
+        as_json,
+        lambda o: dict(o.__dict__),
+        lambda o: (
+            f"imported {o.name}: agent {o.agent}, {o.new} new records, {o.duplicates} already held"
+        ),
+    )
 
 
 @gateway.group(invoke_without_command=True)
