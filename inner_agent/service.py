@@ -22,7 +22,7 @@ from inner_agent.lookup import Secret
 from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
-from inner_agent.tokens import TokenTable
+from inner_agent.tokens import FailureThrottle, TokenTable
 from relay.paths import is_valid_path, matches_any
 
 DAY = 86400
@@ -94,6 +94,7 @@ class AgentService:
         self.clock = clock
         self.acknowledge = acknowledge
         self.tokens = TokenTable(settings.token_ttl)
+        self.throttle = FailureThrottle()
         self.cache = SecretCache(clock=clock)
         self.last_import: int | None = None
         self._watch = StoreWatch(store_path)
@@ -131,8 +132,11 @@ class AgentService:
 
     def issue_token(self, client_id: str, client_secret: str) -> IssuedToken:
         """A token for valid client credentials; ``invalid_client`` (401) otherwise."""
+        if self.throttle.blocked(client_id):
+            raise ApiError(429, "too_many_requests", "too many failed attempts; try again later")
         app = authenticate(self.store, client_id, client_secret)
         if app is None:
+            self.throttle.failed(client_id)
             events.record(
                 "token.denied", app=None, client_id=client_id[:64], reason="invalid_client"
             )

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 TOKEN_PREFIX = "rt_"  # noqa: S105 - a prefix, not a secret
 MAX_TOKENS = 10_000
+MAX_TOKENS_PER_APP = 64  # one app asking in a loop must not evict the others' tokens
+FAILURE_WINDOW = 60.0
+MAX_FAILURES = 10  # failed client authentications per client id and window, then 429
 
 
 @dataclass(frozen=True)
@@ -30,11 +33,16 @@ class TokenTable:
     """Issue and resolve bearer tokens."""
 
     def __init__(
-        self, ttl: int, clock: Callable[[], float] = time.monotonic, limit: int = MAX_TOKENS
+        self,
+        ttl: int,
+        clock: Callable[[], float] = time.monotonic,
+        limit: int = MAX_TOKENS,
+        per_app: int = MAX_TOKENS_PER_APP,
     ) -> None:
         self.ttl = ttl
         self.clock = clock
         self.limit = limit
+        self.per_app = per_app
         self._grants: dict[bytes, Grant] = {}
         self._lock = threading.Lock()
 
@@ -42,6 +50,9 @@ class TokenTable:
         """A new token for ``app``, valid for ``ttl`` seconds."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._lock:
+            mine = [k for k, g in self._grants.items() if g.app == app]
+            if len(mine) >= self.per_app:  # the app's oldest token makes room for its newest
+                del self._grants[mine[0]]
             if len(self._grants) >= self.limit:
                 self._prune_locked()
             if len(self._grants) >= self.limit:  # still full of live tokens: drop the oldest
@@ -72,6 +83,43 @@ class TokenTable:
         now = self.clock()
         for key in [k for k, g in self._grants.items() if g.expires <= now]:
             del self._grants[key]
+
+
+class FailureThrottle:
+    """Refuse a client id for a while after too many failed authentications in a window.
+
+    Client secrets are 256 random bits, so guessing is hopeless; this bounds the work (and the
+    audit records) a flood of wrong attempts can cause. Keys are truncated client ids, and the
+    table is bounded like the token table."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        window: float = FAILURE_WINDOW,
+        limit: int = MAX_FAILURES,
+    ) -> None:
+        self.clock = clock
+        self.window = window
+        self.limit = limit
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, client_id: str) -> bool:
+        """Whether ``client_id`` has used up its failures in the current window."""
+        with self._lock:
+            return len(self._recent_locked(client_id[:64])) >= self.limit
+
+    def failed(self, client_id: str) -> None:
+        """Count one failed authentication of ``client_id``."""
+        key = client_id[:64]
+        with self._lock:
+            if len(self._failures) >= MAX_TOKENS and key not in self._failures:
+                self._failures.pop(next(iter(self._failures)))
+            self._failures[key] = [*self._recent_locked(key), self.clock()]
+
+    def _recent_locked(self, key: str) -> list[float]:
+        since = self.clock() - self.window
+        return [t for t in self._failures.get(key, []) if t > since]
 
 
 def _digest(token: str) -> bytes:

@@ -321,3 +321,33 @@ def test_wrong_method_is_405_json(agent: Daemon) -> None:
     assert response.status_code == 405
     assert response.json()["error"] == "method_not_allowed"
     assert httpx.get(f"{agent.url}/v1/nothing").json()["error"] == "not_found"
+
+
+def test_a_flood_of_wrong_secrets_is_throttled_without_locking_out_others(agent: Daemon) -> None:
+    url = f"{agent.url}/v1/oauth2/token"
+    added = run_relay(
+        "agent",
+        "app",
+        "add",
+        "--home",
+        str(agent.pair.ag),
+        "flood",
+        "--allow",
+        "db/flood/*",
+        "--json",
+    )
+    assert added.status == 0, added.err
+    flood = json.loads(added.out)
+    wrong = {
+        "grant_type": "client_credentials",
+        "client_id": flood["client_id"],
+        "client_secret": "rs_wrong",
+    }
+    statuses = [httpx.post(url, data=wrong).status_code for _ in range(12)]
+    assert statuses[:10] == [401] * 10
+    assert statuses[10:] == [429, 429]
+    refused = httpx.post(url, data={"grant_type": "client_credentials", **flood})
+    assert refused.status_code == 429  # even the right secret waits out the window
+    assert refused.json()["error"] == "too_many_requests"
+    other = httpx.post(url, data={"grant_type": "client_credentials", **agent.apps["batch"]})
+    assert other.status_code == 200
