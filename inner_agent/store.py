@@ -20,7 +20,7 @@ from relay import crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
 from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
 from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
-from relay.errors import MALFORMED, BundleRejected, UsageError
+from relay.errors import UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity
 
@@ -126,13 +126,12 @@ class AgentStore:
                 open_payload(bundle, keys), limits["max_entries"], limits["max_secret_bytes"]
             )
             # One driver-level read of (path, version); only rows whose version differs are
-            # base64-decoded and written, in one executemany.
+            # base64-decoded (already validated, cap included, by the decoder) and written.
             current: dict[str, int] = dict(fetch_all(conn, _VERSIONS))
-            cap = limits["max_secret_bytes"]
             seq = header.seq
             get = current.get
             changed = [
-                (path, version, _value(value, cap), expires, now, seq)
+                (path, version, decode_value(value), expires, now, seq)
                 for path, version, value, expires in payload.secrets
                 if get(path) != version
             ]
@@ -244,13 +243,6 @@ class AgentStore:
         with self.engine.connect() as conn:
             for row in conn.execute(select(schema.secrets.c.path, schema.secrets.c.value)):
                 yield row.path, bytes(row.value)
-
-
-def _value(value_b64: str, cap: int) -> bytes:
-    value = decode_value(value_b64)
-    if len(value) > cap:
-        raise BundleRejected("a secret value is over the size cap", code=MALFORMED)
-    return value
 
 
 def _was_applied(conn: Connection, bundle_id: str) -> bool:
