@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text
 
 from relay.audit.tables import add_local_audit_tables
+from relay.pinned import pinned_identity_columns
 
 metadata = MetaData()
 
@@ -45,11 +46,7 @@ applied = Table(
 trusted = Table(
     "trusted",
     metadata,
-    Column("key_id", String(16), primary_key=True),
-    Column("role", String(16), nullable=False),
-    Column("name", String(63), nullable=False),
-    Column("sign_public", LargeBinary, nullable=False),
-    Column("box_public", LargeBinary, nullable=False),
+    *pinned_identity_columns(),
     Column("added_at", BigInteger, nullable=False),
 )
 

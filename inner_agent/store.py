@@ -23,6 +23,7 @@ from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transactio
 from relay.errors import UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity
+from relay.pinned import pinned_by_key_id
 
 _UPSERT = (
     "INSERT INTO secrets (path, version, value, expires_at, updated_at, bundle_seq) "
@@ -104,10 +105,7 @@ class AgentStore:
     def trusted_senders(self) -> dict[str, PublicIdentity]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(schema.trusted)).all()
-        return {
-            r.key_id: PublicIdentity(r.role, r.name, bytes(r.sign_public), bytes(r.box_public))
-            for r in rows
-        }
+        return pinned_by_key_id(rows)
 
     # -- applying bundles --------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
-    LargeBinary,
     MetaData,
     String,
     Table,
@@ -19,16 +18,13 @@ from relay.audit.tables import add_local_audit_tables
 from relay.db import sqlcipher_engine, write_transaction
 from relay.home import Home
 from relay.identity import PublicIdentity
+from relay.pinned import pinned_by_key_id, pinned_identity_columns
 
 metadata = MetaData()
 pinned = Table(
     "pinned",
     metadata,
-    Column("key_id", String(16), primary_key=True),
-    Column("role", String(16), nullable=False),
-    Column("name", String(63), nullable=False),
-    Column("sign_public", LargeBinary, nullable=False),
-    Column("box_public", LargeBinary, nullable=False),
+    *pinned_identity_columns(),
 )
 forwarded = Table(
     "forwarded",
@@ -80,10 +76,7 @@ class HopStore:
     def senders(self) -> dict[str, PublicIdentity]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(pinned)).all()
-        return {
-            r.key_id: PublicIdentity(r.role, r.name, bytes(r.sign_public), bytes(r.box_public))
-            for r in rows
-        }
+        return pinned_by_key_id(rows)
 
     def seen_name(self, name: str, size: int | None) -> bool:
         """Whether a file of this name and size was forwarded already (skip without fetching)."""
