@@ -13,7 +13,8 @@ Output:
 - ``vectors/keys.json``: the trust context: seeds and public keys, ``now``, the limits, the kinds
   the verifier accepts, and the stream state (high-water mark and the applied bundle ids).
 
-Usage: ``python bundles/make_vectors.py [--out DIR]``.
+Usage: ``python bundles/make_vectors.py [--out DIR]``. Without ``--out`` it also runs
+``make_trust_vectors.py`` (certificate chains, spec §15, into ``trust-vectors/``).
 """
 
 from __future__ import annotations
@@ -667,8 +668,13 @@ def _pretty(value: Any) -> str:
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "vectors")
-    write_vectors(parser.parse_args().out)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    write_vectors(args.out or Path(__file__).parent / "vectors")
+    if args.out is None:  # the certificate-chain vectors (spec §15) live next to these
+        from make_trust_vectors import main as write_trust_vectors
+
+        write_trust_vectors()
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
+from inner_agent.time_floor import read_floor
+from inner_agent.trust_store import root_state
 from relay import quarantine
 from relay.bundle.envelope import parse_envelope
 from relay.bundle.verify import Trust, verify_bundle
+from relay.durations import parse_duration
 from relay.errors import (
     NOT_REGULAR_FILE,
     TOO_LARGE,
@@ -27,6 +30,7 @@ from relay.errors import (
 from relay.home import Home
 from relay.transport import Pending, Source, TransportOptions, each_pending
 from relay.transport.base import VANISHED_CODES
+from relay.trust.clock import judge_time
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,24 @@ class AgentImporter:
             "max_secret_bytes": int(home.config.get("limits.max_secret_bytes")),
             "max_entries": int(home.config.get("limits.max_entries")),
         }
+        self.skew = parse_duration(str(home.config.get("agent.clock_skew")))
+        self.ahead_limit = parse_duration(str(home.config.get("agent.clock_ahead_limit")))
+        self._clock_reported: tuple[bool, bool] = (False, False)
+
+    def judged_time(self) -> int:
+        """The time bundles are judged at: never before the persisted time floor. A clock behind
+        the floor or far ahead of it is recorded in the audit (once per state change)."""
+        judged = judge_time(
+            int(self.clock()), read_floor(self.store.engine), self.skew, self.ahead_limit
+        )
+        state = (judged.behind, judged.ahead)
+        if state != self._clock_reported and self.audit is not None:
+            if judged.behind:
+                self.audit.record("clock.behind", **judged.fields())
+            elif judged.ahead:
+                self.audit.record("clock.ahead", **judged.fields())
+        self._clock_reported = state
+        return judged.now
 
     def import_location(
         self, location: str, options: TransportOptions | None = None
@@ -119,6 +141,9 @@ class AgentImporter:
             return False
         sender, seq = parsed
         keys = [k for k, ident in self.store.trusted_senders().items() if ident.name == sender]
+        state = root_state(self.store.engine)
+        if state is not None:
+            keys = [state.anchor] if state.gateway == sender else []
         return any(self.store.was_applied(key, "secrets", seq) for key in keys)
 
     def record_fetch_failure(self, outcome: Outcome) -> Outcome:
@@ -130,11 +155,16 @@ class AgentImporter:
     def _verify_and_apply(self, name: str, data: bytes, explicit: bool) -> Outcome:
         if not explicit and _addressed_elsewhere(data, self.home.identity.key_id):
             return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
-        trust = Trust(self.home.identity, self.store.trusted_senders())
+        trust = Trust(
+            self.home.identity,
+            self.store.trusted_senders(),
+            root_state(self.store.engine),
+            self.skew,
+        )
         bundle_id = None
         try:
             bundle = verify_bundle(
-                data, trust, self.clock(), self.limits["max_bundle_bytes"], ("secrets",)
+                data, trust, self.judged_time(), self.limits["max_bundle_bytes"], ("secrets",)
             )
             bundle_id = bundle.bundle_id
             result = self.store.apply_secrets(

@@ -21,6 +21,8 @@ class Snapshot:
     seconds_since_fresh: float | None
     stale: bool
     live_tokens: int
+    clock_behind: bool = False
+    clock_ahead: bool = False
 
 
 class _StateCollector(Collector):
@@ -46,6 +48,16 @@ class _StateCollector(Collector):
             "relay_agent_stale", "1 when past agent.max_staleness", value=int(s.stale)
         )
         yield GaugeMetricFamily("relay_api_tokens", "Live API tokens", value=s.live_tokens)
+        yield GaugeMetricFamily(
+            "relay_clock_behind",
+            "1 when the clock is behind the newest signed bundle time accepted (time floor)",
+            value=int(s.clock_behind),
+        )
+        yield GaugeMetricFamily(
+            "relay_clock_ahead",
+            "1 when the clock is past the time floor by more than agent.clock_ahead_limit",
+            value=int(s.clock_ahead),
+        )
 
 
 class AgentMetrics:

@@ -50,6 +50,25 @@ trusted = Table(
     Column("added_at", BigInteger, nullable=False),
 )
 
+# Two-tier gateway keys (spec §15): every root this agent accepted, newest version = trusted.
+gateway_roots = Table(
+    "gateway_roots",
+    metadata,
+    Column("version", BigInteger, primary_key=True),
+    Column("gateway", String(63), nullable=False),
+    Column("root_key", LargeBinary, nullable=False),
+    Column("accepted_at", BigInteger, nullable=False),
+)
+
+# Root-signed revocations: certificates of key_id with a serial up to ``serial`` are refused.
+revoked_keys = Table(
+    "revoked_keys",
+    metadata,
+    Column("key_id", String(16), primary_key=True),
+    Column("serial", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+)
+
 add_local_audit_tables(metadata)
 
 meta = Table(

@@ -24,6 +24,7 @@ from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
 from relay.paths import is_valid_path, matches_any
+from relay.trust.clock import TimeJudgement, judge_time
 
 DAY = 86400
 
@@ -258,13 +259,24 @@ class AgentService:
     def snapshot(self) -> Snapshot:
         """Values for health and metrics."""
         now = self.clock()
+        clock = self.judge_clock()
         return Snapshot(
             secrets=self.store.count_secrets(),
             expiring_24h=self.store.count_expiring(int(now), DAY),
             seconds_since_fresh=self.seconds_since_fresh(now),
             stale=self.is_stale(now),
             live_tokens=self.tokens.prune(),
+            clock_behind=clock.behind,
+            clock_ahead=clock.ahead,
         )
+
+    def judge_clock(self) -> TimeJudgement:
+        """The clock against the persisted time floor (``relay.trust.clock``)."""
+        from inner_agent.time_floor import read_floor
+
+        floor = read_floor(self.store.engine)
+        skew, ahead = self.settings.clock_skew, self.settings.clock_ahead_limit
+        return judge_time(int(self.clock()), floor, skew, ahead)
 
     def health(self) -> dict[str, object]:
         """The body of ``GET /v1/health``."""
@@ -278,4 +290,7 @@ class AgentService:
             "max_staleness": self.settings.max_staleness,
             "secrets": s.secrets,
             "secrets_expiring_24h": s.expiring_24h,
+            "clock_behind": s.clock_behind,
+            "clock_ahead": s.clock_ahead,
+            "time_floor": self.judge_clock().floor,
         }

@@ -23,6 +23,8 @@ class ServiceSettings:
     max_staleness: int | None
     fail_closed: tuple[str, ...]
     rescan_every: int
+    clock_skew: int = 300
+    clock_ahead_limit: int = 30 * 86400
 
     @classmethod
     def from_config(cls, config: Config) -> ServiceSettings:
@@ -51,4 +53,6 @@ class ServiceSettings:
             max_staleness=parse_duration(staleness) if staleness else None,
             fail_closed=tuple(str(p) for p in config.get("agent.fail_closed")),
             rescan_every=parse_duration(str(config.get("agent.rescan_every"))),
+            clock_skew=parse_duration(str(config.get("agent.clock_skew"))),
+            clock_ahead_limit=parse_duration(str(config.get("agent.clock_ahead_limit"))),
         )

@@ -16,6 +16,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from inner_agent import schema
 from inner_agent.lookup import Secret
+from inner_agent.time_floor import raise_floor
+from inner_agent.trust_store import remember_chain
 from relay import crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
 from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
@@ -90,6 +92,8 @@ class AgentStore:
                     code="already_trusted",
                 )
             conn.execute(delete(schema.trusted))
+            conn.execute(delete(schema.gateway_roots))  # a pinned key replaces a pinned root
+            conn.execute(delete(schema.revoked_keys))
             conn.execute(
                 insert(schema.trusted).values(
                     key_id=gateway.key_id,
@@ -117,7 +121,7 @@ class AgentStore:
         with write_transaction(self.engine) as conn:
             check_sequence(
                 bundle,
-                _high_water(conn, header.sender_key, header.kind),
+                _high_water(conn, bundle.stream_key, header.kind),
                 _was_applied(conn, bundle.bundle_id),
             )
             payload = decode_secrets_payload(
@@ -146,11 +150,14 @@ class AgentStore:
             bulk_execute(conn, _INSERT, added)
             bulk_execute(conn, _UPSERT, updated)
             bulk_execute(conn, _DELETE, gone)
-            _set_high_water(conn, header.sender_key, header.kind, header.seq, bundle.bundle_id, now)
+            _set_high_water(conn, bundle.stream_key, header.kind, header.seq, bundle.bundle_id, now)
+            if bundle.chain is not None:
+                remember_chain(conn, bundle.chain, now)
+            raise_floor(conn, header.created)
             conn.execute(
                 insert(schema.applied).values(
                     bundle_id=bundle.bundle_id,
-                    sender_key=header.sender_key,
+                    sender_key=bundle.stream_key,
                     kind=header.kind,
                     seq=header.seq,
                     applied_at=now,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 from dataclasses import dataclass
+from typing import Any
 
 from outer_gateway.store import Agent, GatewayStore
 from relay.bundle.envelope import parse_envelope
@@ -61,6 +62,7 @@ def build_bundle(
         raise UsageError(
             f"the bundle for {name} would be over limits.max_bundle_bytes ({cap})", code=TOO_LARGE
         )
+    trust = _trust_section(home, now)
     seq = store.next_seq(name, now)
     data = seal_bundle(
         kind="secrets",
@@ -71,8 +73,22 @@ def build_bundle(
         created=now,
         expires=now + valid_for,
         plaintext=plaintext,
+        trust=trust,
     )
     if len(data) > cap:  # a gateway never writes a bundle its agents must refuse
         raise UsageError(f"the bundle for {name} is over limits.max_bundle_bytes", code=TOO_LARGE)
     header = parse_envelope(data).header
     return ExportedBundle(name, bundle_file_name(header), data, seq, len(secrets), len(tombstones))
+
+
+def _trust_section(home: Home, now: int) -> dict[str, Any] | None:
+    """The certificate chain bundles carry when the gateway has a root (spec §15)."""
+    from outer_gateway.keyring import check_not_revoked, load
+
+    ring = load(home)
+    if ring is None:
+        return None
+    if ring.cert.key_id != home.identity.key_id:
+        raise UsageError("the signing key has no certificate", code="cert_invalid")
+    check_not_revoked(ring)
+    return ring.section(now)

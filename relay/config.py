@@ -147,6 +147,9 @@ SETTINGS: dict[str, Setting] = {
     "limits.max_secret_bytes": Setting(BOTH, _int, 1024 * 1024, "largest single secret value"),
     "limits.max_entries": Setting(BOTH, _int, 1_000_000, "most secrets in one bundle"),
     "export.valid_for": Setting(GATEWAY, _duration, "7d", "default validity of exported bundles"),
+    "keys.cert_valid_for": Setting(
+        GATEWAY, _duration, "90d", "validity of a signing key's certificate (root-signed)"
+    ),
     "export.every": Setting(GATEWAY, _duration, "1h", "period of `relay gateway run` exports"),
     "export.to": Setting(
         GATEWAY, _text, "", "destination of `relay gateway run`: folder, sftp://, udp://"
@@ -192,6 +195,12 @@ SETTINGS: dict[str, Setting] = {
     ),
     "agent.max_staleness": Setting(
         AGENT, _optional_duration, "", "age of the newest bundle past which the agent is stale"
+    ),
+    "agent.clock_skew": Setting(
+        AGENT, _duration, "5m", "leeway for bundle expiry and certificate validity"
+    ),
+    "agent.clock_ahead_limit": Setting(
+        AGENT, _duration, "30d", "clock past the newest signed bundle time by more: far ahead"
     ),
     "agent.fail_closed": Setting(
         AGENT, _patterns, [], "secret patterns refused (410 stale) while the agent is stale"

@@ -26,6 +26,13 @@ EXPIRED = "expired"
 DECRYPT_FAILED = "decrypt_failed"
 NOT_REGULAR_FILE = "not_regular_file"
 DUPLICATE = "duplicate"  # a skip, not an error
+# Two-tier gateway keys (spec §15).
+CERT_INVALID = "cert_invalid"
+CERT_EXPIRED = "cert_expired"
+CERT_NOT_YET_VALID = "cert_not_yet_valid"
+KEY_REVOKED = "key_revoked"
+ROOT_CHAIN_BROKEN = "root_chain_broken"
+ROOT_ROLLBACK = "root_rollback"
 
 BUNDLE_REASONS = frozenset(
     {
@@ -38,6 +45,12 @@ BUNDLE_REASONS = frozenset(
         EXPIRED,
         DECRYPT_FAILED,
         NOT_REGULAR_FILE,
+        CERT_INVALID,
+        CERT_EXPIRED,
+        CERT_NOT_YET_VALID,
+        KEY_REVOKED,
+        ROOT_CHAIN_BROKEN,
+        ROOT_ROLLBACK,
     }
 )
 

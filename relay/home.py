@@ -124,6 +124,18 @@ class Home:
                 raise UsageError("the key file is inconsistent", code="bad_key_file")
         return self._secrets
 
+    def replace_keys(self, keys: crypto.KeyPair) -> None:
+        """Replace the identity keys (gateway key rotation), keeping the store key and the
+        key file's protection (a wrapped file needs ``RELAY_PASSPHRASE`` again)."""
+        store_key = self.secrets.store_key
+        wrapped = self._doc.get("protection") == "argon2id"
+        passphrase = os.environ.get(PASSPHRASE_ENV) if wrapped else None
+        secrets = Secrets(keys, store_key)
+        _write_key_file(self.path / KEY_FILE, self.side, self.identity.name, secrets, passphrase)
+        self.identity = identity_of(self.side, self.identity.name, keys)
+        self._secrets = secrets
+        self._doc = _read_key_file(self.path / KEY_FILE)
+
     _doc: dict[str, object]
 
 

@@ -50,6 +50,8 @@ HEADER_FIELDS: dict[str, Any] = {
     "payload_len": int,
     "payload_sha256": str,
 }
+# The one optional member: the sender's certificate chain (spec §15), an object.
+TRUST_FIELD = "trust"
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,13 @@ class Header:
     payload_len: int
     payload_sha256: str
     v: int = VERSION
+    trust: dict[str, Any] | None = None  # spec §15: checked by relay.trust, not here
 
     def to_json(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in HEADER_FIELDS}
+        doc = {name: getattr(self, name) for name in HEADER_FIELDS}
+        if self.trust is not None:
+            doc[TRUST_FIELD] = self.trust
+        return doc
 
 
 @dataclass(frozen=True)
@@ -130,9 +136,11 @@ def parse_header(body: bytes) -> Header:
         raw = parse_canonical(body)
     except ValueError:
         raise _malformed("header is not canonical JSON") from None
-    if not isinstance(raw, dict) or set(raw) != set(HEADER_FIELDS):
+    if not isinstance(raw, dict) or set(raw) - {TRUST_FIELD} != set(HEADER_FIELDS):
         raise _malformed("header fields are not those of v1")
-    for name, kind in HEADER_FIELDS.items():
+    if TRUST_FIELD in raw and not isinstance(raw[TRUST_FIELD], dict):
+        raise _malformed("header field trust is not an object")
+    for name, kind in HEADER_FIELDS.items():  # trust is checked by relay.trust.documents
         value = raw[name]
         if type(value) is not kind:  # bool is not an int here
             raise _malformed(f"header field {name} has the wrong type")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from relay import crypto
 from relay.bundle.envelope import SIGNING_CONTEXT, Header, encode_envelope, signed_prefix
 from relay.identity import PublicIdentity
@@ -18,6 +20,7 @@ def seal_bundle(
     expires: int,
     plaintext: bytes,
     nonce: bytes | None = None,
+    trust: dict[str, Any] | None = None,
 ) -> bytes:
     """The bundle bytes. ``nonce`` is random unless given (fixed only for test vectors)."""
     payload = crypto.seal(keys, recipient.box_public, plaintext, nonce)
@@ -32,6 +35,7 @@ def seal_bundle(
         expires=expires,
         payload_len=len(payload),
         payload_sha256=crypto.sha256(payload).hex(),
+        trust=trust,
     )
     return sign_header(header, keys, payload)
 

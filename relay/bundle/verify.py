@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from relay import crypto
-from relay.bundle.envelope import SENDER_ROLE, SIGNING_CONTEXT, Envelope, parse_envelope
+from relay.bundle.envelope import SENDER_ROLE, SIGNING_CONTEXT, Envelope, Header, parse_envelope
 from relay.errors import (
     BAD_SIGNATURE,
+    CERT_INVALID,
     DECRYPT_FAILED,
     EXPIRED,
     MALFORMED,
@@ -30,6 +31,8 @@ from relay.errors import (
     BundleRejected,
 )
 from relay.identity import PublicIdentity
+from relay.trust.chain import ChainResult, RootState, verify_chain
+from relay.trust.documents import parse_trust_section
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Trust:
 
     me: PublicIdentity | None
     senders: Mapping[str, PublicIdentity]  # key id -> identity
+    root: RootState | None = None  # a pinned gateway root (spec §15): senders are then unused
+    skew: int = 0  # leeway in seconds for certificate validity
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,18 @@ class VerifiedBundle:
 
     envelope: Envelope
     sender: PublicIdentity
+    chain: ChainResult | None = None  # how the sender was certified, when it was
 
     @property
     def bundle_id(self) -> str:
         return self.envelope.bundle_id
+
+    @property
+    def stream_key(self) -> str:
+        """Names the stream for sequence checks: the sender's key id, or for a certified
+        sender the agent's anchor for its gateway (stable across key and root rotations)."""
+        root = self.chain
+        return self.envelope.header.sender_key if root is None else root.anchor
 
 
 def verify_bundle(
@@ -68,7 +81,8 @@ def verify_bundle(
         raise BundleRejected(f"{len(data)} bytes, over the cap of {max_bytes}", code=TOO_LARGE)
     envelope = parse_envelope(data)
     header = envelope.header
-    sender = trust.senders.get(header.sender_key)
+    chain = _certified_sender(header, trust, now)
+    sender = trust.senders.get(header.sender_key) if chain is None else chain.signer
     if sender is None or sender.name != header.sender:
         raise BundleRejected(
             f"sender {header.sender} ({header.sender_key}) is not trusted", code=UNKNOWN_SENDER
@@ -89,9 +103,19 @@ def verify_bundle(
             f"addressed to {header.recipient} ({header.recipient_key}), not to us",
             code=WRONG_RECIPIENT,
         )
-    if now > header.expires:
+    if now - trust.skew > header.expires:
         raise BundleRejected(f"expired at {header.expires} (now {now})", code=EXPIRED)
-    return VerifiedBundle(envelope, sender)
+    return VerifiedBundle(envelope, sender, chain)
+
+
+def _certified_sender(header: Header, trust: Trust, now: int) -> ChainResult | None:
+    """With a pinned root, the sender is whoever the bundle's chain certifies (spec §15)."""
+    if trust.root is None:
+        return None
+    if header.trust is None:
+        raise BundleRejected("the bundle carries no certificate chain", code=CERT_INVALID)
+    section = parse_trust_section(header.trust)
+    return verify_chain(section, trust.root, header.sender, header.sender_key, now, trust.skew)
 
 
 def check_sequence(

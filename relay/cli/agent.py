@@ -99,8 +99,18 @@ def request(home: Path, out: Path) -> None:
 @click.option("--replace", is_flag=True, help="Replace a gateway trusted before.")
 def trust(home: Path, identity_file: Path, replace: bool) -> None:
     """Pin the gateway whose public identity file is IDENTITY_FILE."""
-    from relay.identity import read_identity_file
+    from relay.identity import MAX_IDENTITY_FILE, read_identity_file
+    from relay.transport.folder import read_capped
 
+    try:
+        data = read_capped(identity_file, MAX_IDENTITY_FILE)
+    except Exception:
+        data = b""
+    if b'"relay_gateway_root"' in data:
+        from relay.cli.agent_trust import trust_root
+
+        trust_root(home, data, replace)
+        return
     gateway = read_identity_file(identity_file, "gateway")
     _, store = _open(home)
     new = store.trust(gateway, now(), replace=replace)
@@ -249,6 +259,8 @@ def status(home: Path, as_json: bool) -> None:
         "fingerprint": opened.identity.fingerprint,
         "gateway": gateways[0].name if gateways else None,
         "gateway_fingerprint": gateways[0].fingerprint if gateways else None,
+        "gateway_key_id": gateways[0].key_id if gateways else None,
+        **_root_status(store),
         "secrets": store.count_secrets(),
         "last_import": int(last) if last else None,
         "audit_unacked": audit.unacked(),
@@ -260,6 +272,20 @@ def status(home: Path, as_json: bool) -> None:
     for key, value in doc.items():
         shown = format_time(value) if key == "last_import" else value
         click.echo(f"{key}: {'-' if shown is None else shown}")
+
+
+def _root_status(store: AgentStore) -> dict[str, Any]:
+    from inner_agent.time_floor import read_floor
+    from inner_agent.trust_store import root_state
+    from relay.trust.documents import root_fingerprint
+
+    floor = read_floor(store.engine)
+    clock = {"time_floor": floor, "clock_behind": floor is not None and now() < floor}
+    state = root_state(store.engine)
+    if state is None:
+        return {"gateway_root": None, **clock}
+    root = {"version": state.version, "fingerprint": root_fingerprint(state.key)}
+    return {"gateway_root": root, "revoked_keys": sorted(state.revoked), **clock}
 
 
 @agent.group(invoke_without_command=True)

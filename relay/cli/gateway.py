@@ -75,12 +75,21 @@ def init(home: Path, name: str) -> None:
 )
 def identity(home: Path, out: Path) -> None:
     """Write this gateway's public identity file, to carry to the agents."""
+    from outer_gateway.keyring import load
     from relay.transport.folder import write_atomic
 
     opened = Home.open(home, "gateway")
-    document = opened.identity.to_document(opened.secrets.keys)
+    ring = load(opened)  # with a root (spec §15), agents pin the root, not the online key
+    document = (
+        opened.identity.to_document(opened.secrets.keys) if ring is None else ring.root_document()
+    )
     write_atomic(out.parent, out.name, document, mode=0o644)
     click.echo(f"wrote {out}")
+    if ring is not None:
+        from relay.trust.documents import root_fingerprint
+
+        click.echo(f"root fingerprint: {root_fingerprint(ring.root.key)}")
+        return
     click.echo(f"fingerprint: {opened.identity.fingerprint}")
 
 
@@ -325,6 +334,7 @@ def export(
 def _register_more() -> None:
     """Commands kept in their own modules (imported here so ``relay gateway --help`` lists them)."""
     import relay.cli.gateway_audit
+    import relay.cli.gateway_keys
     import relay.cli.gateway_run  # noqa: F401
 
 

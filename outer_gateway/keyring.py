@@ -1,0 +1,248 @@
+"""The gateway's two-tier keys (spec §15): roots, the certificate of the online key, revocations.
+
+Public material only, in ``HOME/trust.json`` (the root's private key stays in its own offline
+file, :mod:`relay.trust.root_file`; the online key in ``HOME/identity.key``). Every operation
+that signs takes an unlocked :class:`~relay.trust.root_file.RootKey` and checks that it is the
+newest root before changing anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relay import crypto
+from relay.errors import CERT_EXPIRED, KEY_REVOKED, UsageError
+from relay.home import Home
+from relay.trust.documents import (
+    SIGNING_ROLE,
+    Cert,
+    Revocation,
+    Root,
+    TrustSection,
+    parse_cert,
+    parse_revocation,
+    parse_root,
+    root_key_id,
+    sign_cert,
+    sign_revocation,
+    sign_root,
+)
+from relay.trust.root_file import RootKey
+
+TRUST_FILE = "trust.json"
+
+
+@dataclass
+class KeyRecord:
+    """One key the gateway has had: id, role (``root`` or ``signing``), state and validity."""
+
+    key_id: str
+    role: str
+    state: str  # active | retired | revoked
+    not_before: int | None = None
+    not_after: int | None = None
+    serial: int | None = None
+    version: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Keyring:
+    """The gateway's trust state."""
+
+    gateway: str
+    roots: list[Root]
+    serial: int
+    cert: Cert
+    revocations: list[Revocation] = field(default_factory=list)
+    keys: list[KeyRecord] = field(default_factory=list)
+
+    @property
+    def root(self) -> Root:
+        return self.roots[-1]
+
+    def section(self, now: int) -> dict[str, Any]:
+        """The header's ``trust`` member for a bundle made at ``now``."""
+        if now > self.cert.not_after:
+            raise UsageError(
+                "the signing key's certificate has expired: run `relay gateway key rotate`",
+                code=CERT_EXPIRED,
+            )
+        return TrustSection(tuple(self.roots[1:]), self.cert, tuple(self.revocations)).to_json()
+
+    def root_document(self) -> bytes:
+        """What agents pin: the newest root and the current certificate."""
+        doc = {"relay_gateway_root": 1, "root": self.root.to_json(), "cert": self.cert.to_json()}
+        return json.dumps(doc, indent=2, sort_keys=True).encode("ascii") + b"\n"
+
+
+def load(home: Home) -> Keyring | None:
+    """The keyring of ``home``, or ``None`` for a gateway without a root (single key)."""
+    path = home.path / TRUST_FILE
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text(encoding="ascii"))
+    return Keyring(
+        doc["gateway"],
+        [parse_root(r) for r in doc["roots"]],
+        int(doc["serial"]),
+        parse_cert(doc["cert"]),
+        [parse_revocation(r) for r in doc["revocations"]],
+        [KeyRecord(**k) for k in doc["keys"]],
+    )
+
+
+def save(home: Home, ring: Keyring) -> None:
+    from relay.transport.folder import write_atomic
+
+    doc = {
+        "relay_gateway_trust": 1,
+        "gateway": ring.gateway,
+        "roots": [r.to_json() for r in ring.roots],
+        "serial": ring.serial,
+        "cert": ring.cert.to_json(),
+        "revocations": [r.to_json() for r in ring.revocations],
+        "keys": [k.to_json() for k in ring.keys],
+    }
+    write_atomic(home.path, TRUST_FILE, json.dumps(doc, indent=2).encode("ascii") + b"\n")
+
+
+def create(home: Home, root: RootKey, now: int, valid_for: int) -> Keyring:
+    """Make ``root`` (version 1) this gateway's root and certify the current online key."""
+    if load(home) is not None:
+        raise UsageError("this gateway already has a root", code="already_initialized")
+    first = sign_root(home.identity.name, 1, root.keys, None)
+    ring = Keyring(home.identity.name, [first], 0, _placeholder_cert())
+    ring.keys.append(KeyRecord(root_key_id(first.key), "root", "active", version=1))
+    _certify(ring, root, home.identity.sign_public, home.identity.box_public, now, valid_for)
+    save(home, ring)
+    return ring
+
+
+def rotate_signing(home: Home, ring: Keyring, root: RootKey, now: int, valid_for: int) -> str:
+    """A new online key pair, certified by ``root``, replacing the current one; its key id."""
+    check_root(ring, root)
+    new = crypto.generate_keypair()
+    _retire_signing(ring)
+    _certify(ring, root, new.sign_public, new.box_public, now, valid_for)
+    home.replace_keys(new)  # identity.key last: a crash before leaves the old key certified
+    save(home, ring)
+    return ring.cert.key_id
+
+
+def rotate_root(home: Home, ring: Keyring, old: RootKey, new: RootKey, now: int) -> Root:
+    """Root version n+1 signed by root n; the online key and revocations signed again by it."""
+    check_root(ring, old)
+    if new.keys.sign_public in {r.key for r in ring.roots}:
+        raise UsageError("the new root key was a root before", code="root_reused")
+    nxt = sign_root(ring.gateway, ring.root.version + 1, new.keys, old.keys)
+    ring.roots.append(nxt)
+    for record in ring.keys:
+        if record.role == "root" and record.state == "active":
+            record.state = "retired"
+    ring.keys.append(KeyRecord(root_key_id(nxt.key), "root", "active", version=nxt.version))
+    cert = ring.cert
+    _retire_signing(ring, keep_record=True)
+    _certify(
+        ring,
+        new,
+        cert.sign_public,
+        cert.box_public,
+        cert.not_before,
+        cert.not_after - cert.not_before,
+        replace_record=True,
+    )
+    ring.revocations = [
+        sign_revocation(new.keys, Revocation(r.gateway, r.key_id, r.serial, nxt.version, b""))
+        for r in ring.revocations
+    ]
+    save(home, ring)
+    return nxt
+
+
+def revoke(home: Home, ring: Keyring, root: RootKey, key_id: str) -> Revocation:
+    """A root-signed revocation of every certificate of ``key_id`` issued so far."""
+    check_root(ring, root)
+    if key_id == ring.cert.key_id:
+        raise UsageError(
+            "this is the active signing key: run `relay gateway key rotate` first",
+            code="key_active",
+        )
+    records = [k for k in ring.keys if k.key_id == key_id and k.role == SIGNING_ROLE]
+    if not records:
+        raise UsageError(f"no signing key {key_id} is known", code="unknown_key")
+    ring.serial += 1
+    rev = sign_revocation(
+        root.keys, Revocation(ring.gateway, key_id, ring.serial, ring.root.version, b"")
+    )
+    ring.revocations = [r for r in ring.revocations if r.key_id != key_id] + [rev]
+    for record in records:
+        record.state = "revoked"
+    save(home, ring)
+    return rev
+
+
+def check_not_revoked(ring: Keyring) -> None:
+    """Refuse to sign with a revoked key (an operator mistake caught before export)."""
+    for rev in ring.revocations:
+        if rev.key_id == ring.cert.key_id and rev.serial >= ring.cert.serial:
+            raise UsageError("the signing key is revoked", code=KEY_REVOKED)
+
+
+def check_root(ring: Keyring, root: RootKey) -> None:
+    if root.keys.sign_public != ring.root.key:
+        raise UsageError(
+            f"this is not the current root key (version {ring.root.version})", code="wrong_root"
+        )
+
+
+def _certify(
+    ring: Keyring,
+    root: RootKey,
+    sign_public: bytes,
+    box_public: bytes,
+    now: int,
+    valid_for: int,
+    replace_record: bool = False,
+) -> None:
+    ring.serial += 1
+    unsigned = Cert(
+        ring.gateway,
+        SIGNING_ROLE,
+        ring.serial,
+        sign_public,
+        box_public,
+        now,
+        now + valid_for,
+        ring.root.version,
+        b"",
+    )
+    ring.cert = sign_cert(root.keys, unsigned)
+    record = KeyRecord(ring.cert.key_id, SIGNING_ROLE, "active", now, now + valid_for, ring.serial)
+    if replace_record:
+        ring.keys = [
+            k for k in ring.keys if not (k.key_id == record.key_id and k.role == SIGNING_ROLE)
+        ]
+    ring.keys.append(record)
+
+
+def _retire_signing(ring: Keyring, keep_record: bool = False) -> None:
+    if keep_record:
+        return
+    for record in ring.keys:
+        if record.role == SIGNING_ROLE and record.state == "active":
+            record.state = "retired"
+
+
+def _placeholder_cert() -> Cert:
+    return Cert("x", SIGNING_ROLE, 1, bytes(32), bytes(32), 0, 0, 1, bytes(64))
+
+
+def trust_path(home: Home) -> Path:
+    """Where the keyring lives."""
+    return home.path / TRUST_FILE

@@ -1,0 +1,191 @@
+"""``relay gateway root …`` and ``relay gateway key …``: the two-tier gateway keys (spec §15).
+
+The root key lives in its own passphrase-wrapped file (``--root-key``), kept offline and brought
+to the gateway only for these commands; the online key signs bundles under its certificate.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from relay.cli.common import (
+    duration,
+    echo_json,
+    echo_table,
+    format_time,
+    home_option,
+    json_option,
+    now,
+)
+from relay.cli.gateway import gateway
+from relay.errors import UsageError
+from relay.home import Home
+
+if TYPE_CHECKING:
+    from outer_gateway.keyring import Keyring
+    from relay.trust.root_file import RootKey
+
+NEW_PASSPHRASE_FILE_ENV = "RELAY_NEW_ROOT_PASSPHRASE_FILE"  # noqa: S105 - a variable name
+
+_root_key_option = click.option(
+    "--root-key",
+    "root_key",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The root key file (offline; passphrase from RELAY_ROOT_PASSPHRASE_FILE or a prompt).",
+)
+_valid_for_option = click.option(
+    "--valid-for", help="Validity of the signing key's certificate (default keys.cert_valid_for)."
+)
+
+
+@gateway.group()
+def root() -> None:
+    """The gateway's root key: certifies signing keys, signs its successor."""
+
+
+@gateway.group()
+def key() -> None:
+    """The gateway's online signing keys: rotate, list, revoke."""
+
+
+def _record(opened: Home, event: str, **fields: str | int | None) -> None:
+    from outer_gateway.audit import GatewayAudit
+    from outer_gateway.store import GatewayStore
+
+    store = GatewayStore.open(opened)
+    try:
+        GatewayAudit(opened, store.engine).record(event, **fields)
+    finally:
+        store.close()
+
+
+def _ring(opened: Home) -> Keyring:
+    from outer_gateway.keyring import load
+
+    ring = load(opened)
+    if ring is None:
+        raise UsageError(
+            "this gateway has no root yet: run `relay gateway root init`", code="no_root"
+        )
+    return ring
+
+
+def _unlock(path: Path) -> RootKey:
+    from relay.trust.root_file import load_root_file, root_passphrase
+
+    return load_root_file(path, root_passphrase())
+
+
+def _validity(opened: Home, valid_for: str | None) -> int:
+    return duration(valid_for, str(opened.config.get("keys.cert_valid_for")))
+
+
+@root.command("init")
+@home_option
+@_root_key_option
+@_valid_for_option
+def root_init(home: Path, root_key: Path, valid_for: str | None) -> None:
+    """Create the root key (a new file) and certify the current signing key with it."""
+    from outer_gateway.keyring import create
+    from relay.trust.documents import root_fingerprint
+    from relay.trust.root_file import create_root_file, root_passphrase
+
+    opened = Home.open(home, "gateway")
+    validity = _validity(opened, valid_for)
+    key_root = create_root_file(root_key, opened.identity.name, 1, root_passphrase(confirm=True))
+    ring = create(opened, key_root, now(), validity)
+    _record(opened, "root.created", key_id=ring.keys[0].key_id, version=1)
+    click.echo(f"root key written to {root_key}: keep it offline")
+    click.echo(f"root fingerprint: {root_fingerprint(ring.root.key)}")
+    click.echo("agents pin it with `relay agent trust` on the file of `relay gateway identity`")
+
+
+@root.command("rotate")
+@home_option
+@_root_key_option
+@click.option(
+    "--new-root-key",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the new root key (passphrase from RELAY_NEW_ROOT_PASSPHRASE_FILE, "
+    "else the current one's).",
+)
+def root_rotate(home: Path, root_key: Path, new_root_key: Path) -> None:
+    """A new root, signed by the current one; agents follow it with no visit."""
+    from outer_gateway.keyring import check_root, rotate_root
+    from relay.trust.documents import root_fingerprint, root_key_id
+    from relay.trust.root_file import PASSPHRASE_FILE_ENV, create_root_file, root_passphrase
+
+    opened = Home.open(home, "gateway")
+    ring = _ring(opened)
+    old = _unlock(root_key)
+    check_root(ring, old)  # before the new root's file is written
+    variable = NEW_PASSPHRASE_FILE_ENV if os.environ.get(NEW_PASSPHRASE_FILE_ENV) else None
+    passphrase = root_passphrase(True, variable or PASSPHRASE_FILE_ENV)
+    new = create_root_file(new_root_key, ring.gateway, ring.root.version + 1, passphrase)
+    made = rotate_root(opened, ring, old, new, now())
+    _record(opened, "root.rotated", key_id=root_key_id(made.key), version=made.version)
+    click.echo(f"root version {made.version} written to {new_root_key}: keep it offline")
+    click.echo(f"root fingerprint: {root_fingerprint(made.key)}")
+    click.echo(f"destroy the old root key file {root_key} once bundles carry the new root")
+
+
+@key.command("rotate")
+@home_option
+@_root_key_option
+@_valid_for_option
+def key_rotate(home: Path, root_key: Path, valid_for: str | None) -> None:
+    """A new signing key certified by the root; the next bundles are signed with it."""
+    from outer_gateway.keyring import rotate_signing
+
+    opened = Home.open(home, "gateway")
+    ring = _ring(opened)
+    old_id = opened.identity.key_id
+    key_id = rotate_signing(opened, ring, _unlock(root_key), now(), _validity(opened, valid_for))
+    _record(opened, "key.rotated", key_id=key_id, previous=old_id)
+    click.echo(f"signing key {key_id} is active (was {old_id})")
+
+
+@key.command("list")
+@home_option
+@json_option
+def key_list(home: Path, as_json: bool) -> None:
+    """Every root and signing key this gateway has had: id, role, state, validity."""
+    opened = Home.open(home, "gateway")
+    ring = _ring(opened)
+    if as_json:
+        echo_json([k.to_json() for k in ring.keys])
+        return
+    echo_table(
+        ("KEY ID", "ROLE", "STATE", "NOT BEFORE", "NOT AFTER"),
+        [
+            (
+                k.key_id,
+                k.role if k.version is None else f"root v{k.version}",
+                k.state,
+                format_time(k.not_before) if k.not_before is not None else "-",
+                format_time(k.not_after) if k.not_after is not None else "-",
+            )
+            for k in ring.keys
+        ],
+    )
+
+
+@key.command("revoke")
+@home_option
+@_root_key_option
+@click.argument("key_id")
+def key_revoke(home: Path, root_key: Path, key_id: str) -> None:
+    """Revoke signing key KEY_ID: agents refuse it from their next bundle on."""
+    from outer_gateway.keyring import revoke
+
+    opened = Home.open(home, "gateway")
+    ring = _ring(opened)
+    rev = revoke(opened, ring, _unlock(root_key), key_id)
+    _record(opened, "key.revoked", key_id=key_id, serial=rev.serial)
+    click.echo(f"revoked signing key {key_id}: the next bundles carry the revocation")

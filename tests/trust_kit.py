@@ -1,0 +1,104 @@
+"""A gateway with a root and an agent that pinned it, in-process, on an injected clock.
+
+Root keys are made in memory (no Argon2id per operation) so scenarios stay cheap; the CLI tests
+(``test_gateway_keys.py``) cover the root key files themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inner_agent.audit import AgentAudit
+from inner_agent.importer import AgentImporter, Outcome
+from inner_agent.store import AgentStore
+from inner_agent.trust_store import pin_root
+from outer_gateway import keyring
+from outer_gateway.export import build_bundle
+from outer_gateway.store import GatewayStore
+from relay import crypto
+from relay.home import Home
+from relay.trust.chain import parse_root_identity
+from relay.trust.root_file import RootKey
+
+NOW = 1_800_000_000
+DAY = 86400
+
+
+@dataclass
+class Clock:
+    """A clock tests move by hand."""
+
+    now: int = NOW
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@dataclass
+class RootedSite:
+    tmp: Path
+    gw_home: Home
+    gw: GatewayStore
+    ag_home: Home
+    ag: AgentStore
+    clock: Clock
+    roots: list[RootKey] = field(default_factory=list)
+    gw_clock: Clock = field(default_factory=Clock)
+
+    @property
+    def root(self) -> RootKey:
+        return self.roots[-1]
+
+    @property
+    def ring(self) -> keyring.Keyring:
+        ring = keyring.load(self.gw_home)
+        assert ring is not None
+        return ring
+
+    def importer(self) -> AgentImporter:
+        return AgentImporter(self.ag_home, self.ag, self.clock, AgentAudit(self.ag_home))
+
+    def export(self, valid_for: int = 7 * DAY) -> bytes:
+        agent = self.gw.agent("plant7")
+        return build_bundle(self.gw_home, self.gw, agent, self.gw_clock(), valid_for).data
+
+    def deliver(self, data: bytes, name: str = "b.bundle") -> Outcome:
+        return self.importer().import_bytes(name, data)
+
+    def rotate_signing(self) -> str:
+        return keyring.rotate_signing(self.gw_home, self.ring, self.root, self.gw_clock(), 90 * DAY)
+
+    def rotate_root(self) -> None:
+        new = RootKey("hq", self.root.version + 1, crypto.generate_keypair())
+        keyring.rotate_root(self.gw_home, self.ring, self.root, new, self.gw_clock())
+        self.roots.append(new)
+
+    def put(self, path: str, value: bytes) -> None:
+        self.gw.put_secret(path, value, None, self.gw_clock())
+
+    def value(self, path: str) -> bytes | None:
+        secret = self.ag.get_secret(path)
+        return None if secret is None else secret.value
+
+    def audit_types(self) -> list[str]:
+        return [r.type for r in AgentAudit(self.ag_home).records()]
+
+    def close(self) -> None:
+        self.gw.close()
+        self.ag.close()
+
+
+def make_rooted_site(tmp: Path) -> RootedSite:
+    """Gateway ``hq`` with root 1, agent ``plant7`` enrolled, granted ``app/**``, root pinned."""
+    gw_home = Home.create(tmp / "gw", "gateway", "hq")
+    gw_home = Home.open(tmp / "gw", "gateway")
+    ag_home = Home.create(tmp / "ag", "agent", "plant7")
+    gw, ag = GatewayStore.open(gw_home), AgentStore.open(ag_home)
+    gw.enroll(ag_home.identity, NOW)
+    gw.grant("plant7", "app/**")
+    root = RootKey("hq", 1, crypto.generate_keypair())
+    ring = keyring.create(gw_home, root, NOW, 90 * DAY)
+    pinned, cert, signer = parse_root_identity(ring.root_document())
+    pin_root(ag.engine, pinned, cert, signer, NOW, replace=False)
+    return RootedSite(tmp, gw_home, gw, ag_home, ag, Clock(), [root])
