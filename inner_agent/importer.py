@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inner_agent.agent_keys import keys_for, own_keys, promote
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
 from inner_agent.time_floor import read_floor
@@ -153,10 +154,17 @@ class AgentImporter:
         return outcome
 
     def _verify_and_apply(self, name: str, data: bytes, explicit: bool) -> Outcome:
-        if not explicit and _addressed_elsewhere(data, self.home.identity.key_id):
+        own = own_keys(self.home, self.store, int(self.clock()))
+        addressed = _recipient_key(data)
+        if (
+            not explicit
+            and addressed is not None
+            and addressed not in {k.identity.key_id for k in own}
+        ):
             return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
+        mine = keys_for(own, addressed or "")
         trust = Trust(
-            self.home.identity,
+            mine.identity,
             self.store.trusted_senders(),
             root_state(self.store.engine),
             self.skew,
@@ -167,9 +175,7 @@ class AgentImporter:
                 data, trust, self.judged_time(), self.limits["max_bundle_bytes"], ("secrets",)
             )
             bundle_id = bundle.bundle_id
-            result = self.store.apply_secrets(
-                bundle, self.home.secrets.keys, self.limits, self.clock()
-            )
+            result = self.store.apply_secrets(bundle, mine.keys, self.limits, self.clock())
         except BundleDuplicate as exc:
             return Outcome(name, "duplicate", exc.code, exc.message, bundle_id=bundle_id)
         except BundleRejected as exc:
@@ -179,6 +185,8 @@ class AgentImporter:
             return Outcome(
                 name, "rejected", exc.code, exc.message, quarantined=kept, bundle_id=bundle_id
             )
+        if mine.label == "next":  # the gateway seals to our new key: switch to it
+            promote(self.home, self.store, bundle.envelope.header.expires)
         return Outcome(name, "applied", None, "", result.seq, result, bundle_id=bundle_id)
 
 
@@ -195,10 +203,10 @@ def _parse_bundle_name(name: str, me: str) -> tuple[str, int] | None:
     return match.group("sender"), int(match.group("seq"))
 
 
-def _addressed_elsewhere(data: bytes, my_key_id: str) -> bool:
-    """Whether a parsable header names another recipient (a shared medium: skip quietly)."""
+def _recipient_key(data: bytes) -> str | None:
+    """The recipient key id a parsable header names (unverified: it only picks which of our keys
+    to verify with, and lets a shared medium's files for others be skipped quietly)."""
     try:
-        header = parse_envelope(data).header
+        return parse_envelope(data).header.recipient_key
     except BundleRejected:
-        return False
-    return header.recipient_key != my_key_id
+        return None

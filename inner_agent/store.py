@@ -205,6 +205,10 @@ class AgentStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(schema.secrets)).scalar_one())
 
+    def set_meta(self, key: str, value: str) -> None:
+        with write_transaction(self.engine) as conn:
+            _set_meta(conn, key, value)
+
     def get_meta(self, key: str) -> str | None:
         with self.engine.connect() as conn:
             value = conn.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from outer_gateway.agent_keys import apply_rotation_requests, revoked_agents
 from outer_gateway.audit import GatewayAudit
 from outer_gateway.store import GatewayStore
 from relay import quarantine
@@ -22,6 +23,7 @@ from relay.bundle.audit_payload import AuditPayload, decode_audit_payload
 from relay.bundle.verify import Trust, VerifiedBundle, open_payload, verify_bundle
 from relay.db import sa_executor, write_transaction
 from relay.errors import (
+    AGENT_REVOKED,
     MALFORMED,
     NOT_REGULAR_FILE,
     TOO_LARGE,
@@ -122,6 +124,9 @@ class AuditImporter:
             data, Trust(self.home.identity, senders), self.clock(), self.max_bytes, ("audit",)
         )
         header = bundle.envelope.header
+        cutoff = revoked_agents(self.store).get(header.sender)
+        if cutoff is not None and header.created > cutoff:
+            raise BundleRejected(f"agent {header.sender} is revoked", code=AGENT_REVOKED)
         with write_transaction(self.store.engine) as conn:
             execute = sa_executor(conn)
             if execute("SELECT 1 FROM audit_bundles WHERE bundle_id = ?", (bundle.bundle_id,)):
@@ -160,6 +165,10 @@ class AuditImporter:
                     self.clock(),
                 ),
             )
+            rotations = apply_rotation_requests(conn, bundle.sender, new)
+        for rotation in rotations:
+            event, fields = rotation.audit()
+            self.audit.record(event, **fields)
         return AuditOutcome(
             name, "imported", None, "", header.sender, header.seq, len(new), duplicates
         )

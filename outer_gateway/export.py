@@ -32,10 +32,16 @@ class ExportedBundle:
 
 def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
     """The named agent, or every agent that has at least one grant."""
+    from outer_gateway.agent_keys import check_not_revoked, revoked_agents
+
     if only is not None:
+        check_not_revoked(store, only)
         return [store.agent(only)]
     granted = {agent for agent, _ in store.grants()}
-    return [a for a in store.agents() if a.identity.name in granted]
+    revoked = revoked_agents(store)
+    return [
+        a for a in store.agents() if a.identity.name in granted and a.identity.name not in revoked
+    ]
 
 
 def build_bundle(
@@ -43,6 +49,9 @@ def build_bundle(
 ) -> ExportedBundle:
     """The full-state secrets bundle for ``agent``: its granted secrets and tombstones."""
     name = agent.identity.name
+    from outer_gateway.agent_keys import check_not_revoked
+
+    check_not_revoked(store, name)  # never seal to a revoked agent, whoever asks
     matcher = grant_matcher([pattern for _, pattern in store.grants(name)])
     secrets: list[tuple[str, int, str, int | None]] = []
     tombstones: list[tuple[str, int]] = []

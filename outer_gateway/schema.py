@@ -50,6 +50,17 @@ grants = Table(
     Column("pattern", String(256), primary_key=True),
 )
 
+# Revoked agents (``relay gateway agents revoke``): no exports; return stream refused after
+# ``cutoff`` (bundles created later).
+agent_revocations = Table(
+    "agent_revocations",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("key_id", String(16), nullable=False),
+    Column("revoked_at", BigInteger, nullable=False),
+    Column("cutoff", BigInteger, nullable=False),
+)
+
 add_local_audit_tables(metadata)
 add_received_audit_tables(metadata)
 

@@ -33,6 +33,7 @@ CERT_NOT_YET_VALID = "cert_not_yet_valid"
 KEY_REVOKED = "key_revoked"
 ROOT_CHAIN_BROKEN = "root_chain_broken"
 ROOT_ROLLBACK = "root_rollback"
+AGENT_REVOKED = "agent_revoked"  # the return stream of a revoked agent, after its cut-off
 
 BUNDLE_REASONS = frozenset(
     {
@@ -51,6 +52,7 @@ BUNDLE_REASONS = frozenset(
         KEY_REVOKED,
         ROOT_CHAIN_BROKEN,
         ROOT_ROLLBACK,
+        AGENT_REVOKED,
     }
 )
 

@@ -136,6 +136,29 @@ class Home:
         self._secrets = secrets
         self._doc = _read_key_file(self.path / KEY_FILE)
 
+    def write_side_key(self, label: str, keys: crypto.KeyPair) -> None:
+        """Keep another key pair of this home (``identity.LABEL.key``: an agent's next or
+        previous key), protected as the main key file is."""
+        wrapped = self._doc.get("protection") == "argon2id"
+        passphrase = os.environ.get(PASSPHRASE_ENV) if wrapped else None
+        secrets = Secrets(keys, self.secrets.store_key)
+        _write_key_file(self._side_path(label), self.side, self.identity.name, secrets, passphrase)
+
+    def read_side_key(self, label: str) -> crypto.KeyPair | None:
+        """The key pair kept under ``label``, or ``None``."""
+        path = self._side_path(label)
+        if not path.exists():
+            return None
+        return _unlock(_read_key_file(path)).keys
+
+    def remove_side_key(self, label: str) -> None:
+        self._side_path(label).unlink(missing_ok=True)
+
+    def _side_path(self, label: str) -> Path:
+        if label not in ("next", "previous"):
+            raise ValueError(f"unknown key label {label!r}")
+        return self.path / f"identity.{label}.key"
+
     _doc: dict[str, object]
 
 

@@ -14,6 +14,7 @@ from inner_agent.importer import AgentImporter, Outcome
 from inner_agent.store import AgentStore
 from inner_agent.trust_store import pin_root
 from outer_gateway import keyring
+from outer_gateway.audit_import import AuditOutcome
 from outer_gateway.export import build_bundle
 from outer_gateway.store import GatewayStore
 from relay import crypto
@@ -84,6 +85,26 @@ class RootedSite:
     def audit_types(self) -> list[str]:
         return [r.type for r in AgentAudit(self.ag_home).records()]
 
+    def return_stream(self, created: int | None = None) -> AuditOutcome:
+        """The agent's audit export, imported by the gateway."""
+        from inner_agent.audit import trusted_gateway
+
+        at = self.clock() if created is None else created
+        exported = AgentAudit(self.ag_home).export_bundle(trusted_gateway(self.ag_home), at)
+        return self.gateway_import(exported.data)
+
+    def gateway_import(self, data: bytes) -> AuditOutcome:
+        from outer_gateway.audit import GatewayAudit
+        from outer_gateway.audit_import import AuditImporter
+
+        audit = GatewayAudit(self.gw_home, self.gw.engine)
+        return AuditImporter(self.gw_home, self.gw, audit, self.gw_clock).import_bytes("a", data)
+
+    def gateway_audit_types(self) -> list[str]:
+        from outer_gateway.audit import GatewayAudit
+
+        return [r.type for r in GatewayAudit(self.gw_home, self.gw.engine).own_records()]
+
     def close(self) -> None:
         self.gw.close()
         self.ag.close()
@@ -91,9 +112,10 @@ class RootedSite:
 
 def make_rooted_site(tmp: Path) -> RootedSite:
     """Gateway ``hq`` with root 1, agent ``plant7`` enrolled, granted ``app/**``, root pinned."""
-    gw_home = Home.create(tmp / "gw", "gateway", "hq")
+    Home.create(tmp / "gw", "gateway", "hq")
     gw_home = Home.open(tmp / "gw", "gateway")
-    ag_home = Home.create(tmp / "ag", "agent", "plant7")
+    Home.create(tmp / "ag", "agent", "plant7")
+    ag_home = Home.open(tmp / "ag", "agent")
     gw, ag = GatewayStore.open(gw_home), AgentStore.open(ag_home)
     gw.enroll(ag_home.identity, NOW)
     gw.grant("plant7", "app/**")

@@ -39,10 +39,12 @@ agent.add_command(config_group("agent"))
 def _register_service_commands() -> None:
     # Light modules: FastAPI, uvicorn and watchdog are imported inside the commands.
     from relay.cli.agent_apps import app
+    from relay.cli.agent_keys import key as agent_key
     from relay.cli.agent_run import run
 
     agent.add_command(run)
     agent.add_command(app)
+    agent.add_command(agent_key)
 
 
 _register_service_commands()

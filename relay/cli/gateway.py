@@ -113,13 +113,23 @@ def enroll(home: Path, request_file: Path, as_json: bool) -> None:
     click.echo(f"fingerprint: {request.fingerprint}  (compare with the agent's, out of band)")
 
 
-@gateway.command()
-@home_option
+@gateway.group(invoke_without_command=True)
+@click.option(
+    "--home", "home", envvar="RELAY_HOME", type=click.Path(path_type=Path, file_okay=False)
+)
 @json_option
-def agents(home: Path, as_json: bool) -> None:
-    """List enrolled agents."""
+@click.pass_context
+def agents(ctx: click.Context, home: Path | None, as_json: bool) -> None:
+    """List enrolled agents (or manage one: `agents revoke NAME`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if home is None:
+        raise click.UsageError("Missing option '--home' (or RELAY_HOME).")
+    from outer_gateway.agent_keys import revoked_agents
+
     _, store = _open(home)
     listed = store.agents()
+    revoked = revoked_agents(store)
     if as_json:
         echo_json(
             [
@@ -130,6 +140,7 @@ def agents(home: Path, as_json: bool) -> None:
                     "enrolled_at": a.enrolled_at,
                     "last_seq": a.last_seq,
                     "last_export": a.last_export,
+                    "revoked": a.identity.name in revoked,
                 }
                 for a in listed
             ]

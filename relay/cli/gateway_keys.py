@@ -21,7 +21,7 @@ from relay.cli.common import (
     json_option,
     now,
 )
-from relay.cli.gateway import gateway
+from relay.cli.gateway import agents, gateway
 from relay.errors import UsageError
 from relay.home import Home
 
@@ -189,3 +189,25 @@ def key_revoke(home: Path, root_key: Path, key_id: str) -> None:
     rev = revoke(opened, ring, _unlock(root_key), key_id)
     _record(opened, "key.revoked", key_id=key_id, serial=rev.serial)
     click.echo(f"revoked signing key {key_id}: the next bundles carry the revocation")
+
+
+@agents.command("revoke")
+@home_option
+@click.argument("name")
+def agents_revoke(home: Path, name: str) -> None:
+    """Revoke agent NAME: no more exports to it, and its return stream is refused for bundles
+    made from now on. Re-enrollment is a new enrollment (docs/runbooks.md)."""
+    from outer_gateway.agent_keys import revoke_agent
+    from outer_gateway.store import GatewayStore
+
+    opened = Home.open(home, "gateway")
+    store = GatewayStore.open(opened)
+    try:
+        key_id = store.agent(name).identity.key_id
+        at = now()
+        new = revoke_agent(store, name, at, at)
+    finally:
+        store.close()
+    if new:
+        _record(opened, "agent.revoked", agent_name=name, key_id=key_id, cutoff=at)
+    click.echo(f"{'revoked' if new else 'already revoked'}: agent {name}")
