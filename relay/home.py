@@ -32,6 +32,39 @@ KEY_FILE = "identity.key"
 STORE_FILE = "store.db"
 QUARANTINE_DIR = "quarantine"
 PASSPHRASE_ENV = "RELAY_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
+PASSPHRASE_FILE_ENV = "RELAY_PASSPHRASE_FILE"  # noqa: S105 - a variable name
+CREDENTIAL_NAME = "relay-passphrase"  # systemd LoadCredential= name, in $CREDENTIALS_DIRECTORY
+MAX_PASSPHRASE_FILE = 4096
+
+
+def home_passphrase() -> str | None:
+    """The passphrase wrapping a home's keys, from the first source set: the file named by
+    ``RELAY_PASSPHRASE_FILE``, the systemd credential ``relay-passphrase``, ``RELAY_PASSPHRASE``
+    (interactive use; a long-running service should use a file or a credential)."""
+    named = os.environ.get(PASSPHRASE_FILE_ENV)
+    if named:
+        return _passphrase_from(Path(named), PASSPHRASE_FILE_ENV)
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / CREDENTIAL_NAME).exists():
+        return _passphrase_from(Path(credentials) / CREDENTIAL_NAME, "CREDENTIALS_DIRECTORY")
+    return os.environ.get(PASSPHRASE_ENV) or None
+
+
+def _passphrase_from(path: Path, source: str) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PASSPHRASE_FILE + 1)
+        text = data.decode("utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        raise UsageError(
+            f"cannot read the passphrase file given by {source}", code="passphrase_required"
+        ) from None
+    if not text or len(data) > MAX_PASSPHRASE_FILE:
+        raise UsageError(
+            f"the passphrase file given by {source} is empty or too long",
+            code="passphrase_required",
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -67,9 +100,10 @@ class Home:
         path.chmod(0o700)
         secrets = Secrets(crypto.generate_keypair(), crypto.random_bytes(32))
         identity = identity_of(side, name, secrets.keys)
-        _write_key_file(path / KEY_FILE, side, name, secrets, os.environ.get(PASSPHRASE_ENV))
+        _write_key_file(path / KEY_FILE, side, name, secrets, home_passphrase())
         home = cls(path, side, identity)
         home._secrets = secrets
+        home._doc = _read_key_file(path / KEY_FILE)
         return home
 
     @classmethod
@@ -129,18 +163,32 @@ class Home:
         key file's protection (a wrapped file needs ``RELAY_PASSPHRASE`` again)."""
         store_key = self.secrets.store_key
         wrapped = self._doc.get("protection") == "argon2id"
-        passphrase = os.environ.get(PASSPHRASE_ENV) if wrapped else None
+        passphrase = home_passphrase() if wrapped else None
         secrets = Secrets(keys, store_key)
         _write_key_file(self.path / KEY_FILE, self.side, self.identity.name, secrets, passphrase)
         self.identity = identity_of(self.side, self.identity.name, keys)
         self._secrets = secrets
         self._doc = _read_key_file(self.path / KEY_FILE)
 
+    @property
+    def protection(self) -> str:
+        """How the key file is protected: ``argon2id`` (passphrase) or ``none``."""
+        return str(self._doc.get("protection", "none"))
+
+    def key_protection(self) -> dict[str, str]:
+        """How each private key of this home is protected (``relay agent status``)."""
+        shown = {"identity": self.protection, "store_key": self.protection}
+        for label in ("next", "previous"):
+            path = self._side_path(label)
+            if path.exists():
+                shown[f"{label}_key"] = str(_read_key_file(path).get("protection", "none"))
+        return shown
+
     def write_side_key(self, label: str, keys: crypto.KeyPair) -> None:
         """Keep another key pair of this home (``identity.LABEL.key``: an agent's next or
         previous key), protected as the main key file is."""
         wrapped = self._doc.get("protection") == "argon2id"
-        passphrase = os.environ.get(PASSPHRASE_ENV) if wrapped else None
+        passphrase = home_passphrase() if wrapped else None
         secrets = Secrets(keys, self.secrets.store_key)
         _write_key_file(self._side_path(label), self.side, self.identity.name, secrets, passphrase)
 
@@ -219,10 +267,11 @@ def _unlock(doc: dict[str, object]) -> Secrets:
     try:
         sealed = crypto.unb64(str(doc["private"]))
         if doc.get("protection") == "argon2id":
-            passphrase = os.environ.get(PASSPHRASE_ENV)
+            passphrase = home_passphrase()
             if not passphrase:
                 raise UsageError(
-                    f"this home's keys are passphrase-protected: set {PASSPHRASE_ENV}",
+                    f"this home's keys are passphrase-protected: set {PASSPHRASE_FILE_ENV}, "
+                    f"the systemd credential {CREDENTIAL_NAME} or {PASSPHRASE_ENV}",
                     code="passphrase_required",
                 )
             kdf = doc["kdf"]

@@ -20,6 +20,7 @@ from relay.cli.common import (
     now,
     report_import,
     transport_options,
+    warn_if_unwrapped,
 )
 from relay.home import Home
 
@@ -80,6 +81,7 @@ def init(home: Path, name: str, request_out: Path) -> None:
     click.echo(f"agent {name} initialised in {home}")
     click.echo(f"enrollment request: {request_out}")
     click.echo(f"fingerprint: {created.identity.fingerprint}")
+    warn_if_unwrapped(created)
 
 
 @agent.command()
@@ -263,6 +265,7 @@ def status(home: Path, as_json: bool) -> None:
         "gateway_fingerprint": gateways[0].fingerprint if gateways else None,
         "gateway_key_id": gateways[0].key_id if gateways else None,
         **_root_status(store),
+        "key_protection": opened.key_protection(),
         "secrets": store.count_secrets(),
         "last_import": int(last) if last else None,
         "audit_unacked": audit.unacked(),

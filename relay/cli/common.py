@@ -259,3 +259,14 @@ def read_value(value_file: Path | None, from_stdin: bool, raw: bool, cap: int) -
     if not data:
         raise UsageError("the value is empty", code="empty_value")
     return data
+
+
+def warn_if_unwrapped(home: Home) -> None:
+    """One line on stderr when ``init`` stored the keys without a passphrase."""
+    if home.protection == "none":
+        click.echo(
+            "relay: warning: keys stored unwrapped (no passphrase): anyone with a copy of "
+            f"{home.path} can read them; set RELAY_PASSPHRASE_FILE or the systemd credential "
+            "relay-passphrase before init to wrap them",
+            err=True,
+        )

@@ -19,6 +19,7 @@ from relay.cli.common import (
     now,
     read_value,
     transport_options,
+    warn_if_unwrapped,
 )
 from relay.home import Home
 from relay.identity import read_identity_file
@@ -63,6 +64,7 @@ def init(home: Path, name: str) -> None:
     store.close()
     click.echo(f"gateway {name} initialised in {home}")
     click.echo(f"fingerprint: {created.identity.fingerprint}")
+    warn_if_unwrapped(created)
 
 
 @gateway.command()

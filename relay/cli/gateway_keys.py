@@ -38,6 +38,17 @@ _root_key_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="The root key file (offline; passphrase from RELAY_ROOT_PASSPHRASE_FILE or a prompt).",
 )
+_pkcs11_module_option = click.option(
+    "--pkcs11-module",
+    envvar="RELAY_PKCS11_MODULE",
+    default="/usr/lib/softhsm/libsofthsm2.so",
+    show_default=True,
+    help="The PKCS#11 module (with --pkcs11-token).",
+)
+_pkcs11_token_option = click.option(
+    "--pkcs11-token",
+    help="Make the new root key inside this PKCS#11 token (label); the passphrase is its PIN.",
+)
 _valid_for_option = click.option(
     "--valid-for", help="Validity of the signing key's certificate (default keys.cert_valid_for)."
 )
@@ -85,19 +96,34 @@ def _validity(opened: Home, valid_for: str | None) -> int:
     return duration(valid_for, str(opened.config.get("keys.cert_valid_for")))
 
 
+def _new_root(
+    path: Path, gateway: str, version: int, passphrase: str, module: str, token: str | None
+) -> RootKey:
+    from relay.trust.root_file import create_root_file, create_token_root_file
+
+    if token is None:
+        return create_root_file(path, gateway, version, passphrase)
+    return create_token_root_file(path, gateway, version, module, token, passphrase)
+
+
 @root.command("init")
 @home_option
 @_root_key_option
 @_valid_for_option
-def root_init(home: Path, root_key: Path, valid_for: str | None) -> None:
-    """Create the root key (a new file) and certify the current signing key with it."""
+@_pkcs11_module_option
+@_pkcs11_token_option
+def root_init(
+    home: Path, root_key: Path, valid_for: str | None, pkcs11_module: str, pkcs11_token: str | None
+) -> None:
+    """Create the root key (a new file, or in a token) and certify the current signing key."""
     from outer_gateway.keyring import create
     from relay.trust.documents import root_fingerprint
-    from relay.trust.root_file import create_root_file, root_passphrase
+    from relay.trust.root_file import root_passphrase
 
     opened = Home.open(home, "gateway")
     validity = _validity(opened, valid_for)
-    key_root = create_root_file(root_key, opened.identity.name, 1, root_passphrase(confirm=True))
+    passphrase = root_passphrase(confirm=True)
+    key_root = _new_root(root_key, opened.identity.name, 1, passphrase, pkcs11_module, pkcs11_token)
     ring = create(opened, key_root, now(), validity)
     _record(opened, "root.created", key_id=ring.keys[0].key_id, version=1)
     click.echo(f"root key written to {root_key}: keep it offline")
@@ -115,11 +141,15 @@ def root_init(home: Path, root_key: Path, valid_for: str | None) -> None:
     help="Where to write the new root key (passphrase from RELAY_NEW_ROOT_PASSPHRASE_FILE, "
     "else the current one's).",
 )
-def root_rotate(home: Path, root_key: Path, new_root_key: Path) -> None:
+@_pkcs11_module_option
+@_pkcs11_token_option
+def root_rotate(
+    home: Path, root_key: Path, new_root_key: Path, pkcs11_module: str, pkcs11_token: str | None
+) -> None:
     """A new root, signed by the current one; agents follow it with no visit."""
     from outer_gateway.keyring import check_root, rotate_root
     from relay.trust.documents import root_fingerprint, root_key_id
-    from relay.trust.root_file import PASSPHRASE_FILE_ENV, create_root_file, root_passphrase
+    from relay.trust.root_file import PASSPHRASE_FILE_ENV, root_passphrase
 
     opened = Home.open(home, "gateway")
     ring = _ring(opened)
@@ -127,7 +157,8 @@ def root_rotate(home: Path, root_key: Path, new_root_key: Path) -> None:
     check_root(ring, old)  # before the new root's file is written
     variable = NEW_PASSPHRASE_FILE_ENV if os.environ.get(NEW_PASSPHRASE_FILE_ENV) else None
     passphrase = root_passphrase(True, variable or PASSPHRASE_FILE_ENV)
-    new = create_root_file(new_root_key, ring.gateway, ring.root.version + 1, passphrase)
+    version = ring.root.version + 1
+    new = _new_root(new_root_key, ring.gateway, version, passphrase, pkcs11_module, pkcs11_token)
     made = rotate_root(opened, ring, old, new, now())
     _record(opened, "root.rotated", key_id=root_key_id(made.key), version=made.version)
     click.echo(f"root version {made.version} written to {new_root_key}: keep it offline")

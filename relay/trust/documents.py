@@ -27,6 +27,9 @@ from typing import Any
 from relay import crypto
 from relay.canonical import canonical_json
 from relay.errors import MALFORMED, BundleRejected
+from relay.trust.signer import Signer, as_signer
+
+AnyKey = crypto.KeyPair | Signer
 
 TRUST_VERSION = 1
 SIGNING_ROLE = "signing"
@@ -154,27 +157,28 @@ class TrustSection:
 # -- signing (gateway side) ------------------------------------------------------------------
 
 
-def sign_root(gateway: str, version: int, new: crypto.KeyPair, prev: crypto.KeyPair | None) -> Root:
+def sign_root(gateway: str, version: int, new: AnyKey, prev: AnyKey | None) -> Root:
     """Root ``version`` with key ``new``, signed by ``prev`` (the root it replaces) and itself."""
-    unsigned = Root(gateway, version, new.sign_public, b"", b"")
+    signer = as_signer(new)
+    unsigned = Root(gateway, version, signer.sign_public, b"", b"")
     message = unsigned.message()
-    prev_sig = crypto.sign(prev, message) if prev is not None else b""
-    return Root(gateway, version, new.sign_public, prev_sig, crypto.sign(new, message))
+    prev_sig = as_signer(prev).sign(message) if prev is not None else b""
+    return Root(gateway, version, signer.sign_public, prev_sig, signer.sign(message))
 
 
-def sign_cert(root: crypto.KeyPair, unsigned: Cert) -> Cert:
+def sign_cert(root: AnyKey, unsigned: Cert) -> Cert:
     """``unsigned`` with its signature by ``root``."""
-    return _replace_sig(unsigned, crypto.sign(root, unsigned.message()))
+    return _replace_sig(unsigned, as_signer(root).sign(unsigned.message()))
 
 
-def sign_revocation(root: crypto.KeyPair, unsigned: Revocation) -> Revocation:
+def sign_revocation(root: AnyKey, unsigned: Revocation) -> Revocation:
     """``unsigned`` with its signature by ``root``."""
     return Revocation(
         unsigned.gateway,
         unsigned.key_id,
         unsigned.serial,
         unsigned.root_version,
-        crypto.sign(root, unsigned.message()),
+        as_signer(root).sign(unsigned.message()),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from relay import crypto
 from relay.errors import UsageError
+from relay.trust.signer import Signer
 
 PASSPHRASE_FILE_ENV = "RELAY_ROOT_PASSPHRASE_FILE"  # noqa: S105 - a variable name
 MAX_FILE = 64 * 1024
@@ -28,11 +29,12 @@ MIN_PASSPHRASE = 8
 
 @dataclass(frozen=True)
 class RootKey:
-    """An unlocked root key (the Ed25519 seed sits in ``keys``; the box half is unused)."""
+    """An unlocked root key: an Ed25519 seed in memory (the box half of ``keys`` is unused) or
+    a signer that asks a PKCS#11 token."""
 
     gateway: str
     version: int
-    keys: crypto.KeyPair
+    keys: crypto.KeyPair | Signer
 
     def __repr__(self) -> str:
         return f"RootKey({self.gateway}, v{self.version}, <private>)"
@@ -95,9 +97,35 @@ def create_root_file(path: Path, gateway: str, version: int, passphrase: str) ->
     return RootKey(gateway, version, keys)
 
 
+def create_token_root_file(
+    path: Path, gateway: str, version: int, module: str, token: str, pin: str
+) -> RootKey:
+    """A new root key generated in a PKCS#11 token; ``path`` records where it is (no secret)."""
+    from relay.transport.folder import write_atomic
+    from relay.trust.pkcs11_root import TokenKey, generate
+
+    if path.exists() or path.is_symlink():
+        raise UsageError(f"{path} already exists", code="already_exists")
+    where = TokenKey(module, token, f"relay-root-{gateway}-{version}")
+    signer = generate(where, pin)
+    doc = {
+        "relay_root_key": 1,
+        "gateway": gateway,
+        "version": version,
+        "root_public": signer.sign_public.hex(),
+        "pkcs11": where.to_json(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path.parent, path.name, json.dumps(doc, indent=2).encode("ascii") + b"\n")
+    return RootKey(gateway, version, signer)
+
+
 def load_root_file(path: Path, passphrase: str) -> RootKey:
-    """Unlock the root key at ``path``: ``bad_root_key``, ``bad_passphrase`` otherwise."""
+    """Unlock the root key at ``path``: ``bad_root_key``, ``bad_passphrase`` otherwise. For a
+    key in a PKCS#11 token, ``passphrase`` is the token's user PIN."""
     doc = _read(path)
+    if "pkcs11" in doc:
+        return _token_root(path, doc, passphrase)
     try:
         kdf = doc["kdf"]
         wrapped = crypto.Wrapped(
@@ -118,6 +146,18 @@ def load_root_file(path: Path, passphrase: str) -> RootKey:
     if keys.sign_public != public:
         raise UsageError(f"{path} is inconsistent", code="bad_root_key")
     return RootKey(gateway, version, keys)
+
+
+def _token_root(path: Path, doc: dict[str, Any], pin: str) -> RootKey:
+    from relay.trust.pkcs11_root import TokenKey, open_signer
+
+    try:
+        where = TokenKey(**{k: str(v) for k, v in doc["pkcs11"].items()})
+        gateway, version = str(doc["gateway"]), int(doc["version"])
+        public = bytes.fromhex(doc["root_public"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UsageError(f"{path} is not a relay root key file", code="bad_root_key") from None
+    return RootKey(gateway, version, open_signer(where, pin, public))
 
 
 def _read(path: Path) -> dict[str, Any]:
