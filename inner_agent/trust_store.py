@@ -37,6 +37,8 @@ def pin_root(
                 "this agent already trusts another gateway; pass --replace to change it",
                 code="already_trusted",
             )
+        # A re-pin (the visit after a stolen root) starts a new stream: whoever held the old
+        # root may have pushed the old stream's high-water mark out of reach.
         for table in (schema.gateway_roots, schema.revoked_keys, schema.trusted):
             conn.execute(delete(table))
         conn.execute(
