@@ -55,6 +55,9 @@ def own_keys(home: Home, store: AgentStore, now: int) -> list[OwnKey]:
         pair = home.read_side_key(label)
         if pair is None:
             continue
+        if label == "next" and pair.sign_public == home.identity.sign_public:
+            home.remove_side_key("next")  # a switch a crash interrupted after the swap
+            continue
         if label == "previous" and now > int(store.get_meta(PREVIOUS_UNTIL) or 0):
             home.remove_side_key("previous")  # bundles sealed to it can no longer be valid
             continue

@@ -92,12 +92,11 @@ def build_bundle(
 
 def _trust_section(home: Home, now: int) -> dict[str, Any] | None:
     """The certificate chain bundles carry when the gateway has a root (spec §15)."""
-    from outer_gateway.keyring import check_not_revoked, load
+    from outer_gateway.keyring import check_not_revoked, finish_rotation, load
 
     ring = load(home)
     if ring is None:
         return None
-    if ring.cert.key_id != home.identity.key_id:
-        raise UsageError("the signing key has no certificate", code="cert_invalid")
+    finish_rotation(home, ring)  # a key rotation a crash interrupted
     check_not_revoked(ring)
     return ring.section(now)

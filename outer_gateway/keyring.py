@@ -130,9 +130,26 @@ def rotate_signing(home: Home, ring: Keyring, root: RootKey, now: int, valid_for
     new = crypto.generate_keypair()
     _retire_signing(ring)
     _certify(ring, root, new.sign_public, new.box_public, now, valid_for)
-    home.replace_keys(new)  # identity.key last: a crash before leaves the old key certified
+    # Crash-safe order: the new key is on disk before anything certifies it, and identity.key
+    # changes last; finish_rotation completes a rotation a crash interrupted.
+    home.write_side_key("next", new)
     save(home, ring)
+    home.replace_keys(new)
+    home.remove_side_key("next")
     return ring.cert.key_id
+
+
+def finish_rotation(home: Home, ring: Keyring) -> None:
+    """If a rotation stopped after certifying the new key, switch to it now."""
+    if ring.cert.key_id == home.identity.key_id:
+        return
+    pending = home.read_side_key("next")
+    if pending is None or crypto.key_id(pending.sign_public, pending.box_public) != (
+        ring.cert.key_id
+    ):
+        raise UsageError("the signing key has no certificate", code="cert_invalid")
+    home.replace_keys(pending)
+    home.remove_side_key("next")
 
 
 def rotate_root(home: Home, ring: Keyring, old: RootKey, new: RootKey, now: int) -> Root:
