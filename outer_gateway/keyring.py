@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from relay import crypto
-from relay.errors import CERT_EXPIRED, KEY_REVOKED, UsageError
+from relay.errors import CERT_EXPIRED, KEY_REVOKED, BundleRejected, UsageError
 from relay.home import Home
 from relay.trust.documents import (
     SIGNING_ROLE,
@@ -86,15 +86,18 @@ def load(home: Home) -> Keyring | None:
     path = home.path / TRUST_FILE
     if not path.exists():
         return None
-    doc = json.loads(path.read_text(encoding="ascii"))
-    return Keyring(
-        doc["gateway"],
-        [parse_root(r) for r in doc["roots"]],
-        int(doc["serial"]),
-        parse_cert(doc["cert"]),
-        [parse_revocation(r) for r in doc["revocations"]],
-        [KeyRecord(**k) for k in doc["keys"]],
-    )
+    try:
+        doc = json.loads(path.read_text(encoding="ascii"))
+        return Keyring(
+            doc["gateway"],
+            [parse_root(r) for r in doc["roots"]],
+            int(doc["serial"]),
+            parse_cert(doc["cert"]),
+            [parse_revocation(r) for r in doc["revocations"]],
+            [KeyRecord(**k) for k in doc["keys"]],
+        )
+    except (OSError, ValueError, KeyError, TypeError, BundleRejected):
+        raise UsageError(f"{path} is damaged", code="bad_trust_file") from None
 
 
 def save(home: Home, ring: Keyring) -> None:

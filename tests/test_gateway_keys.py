@@ -190,3 +190,10 @@ def test_a_pinned_root_refuses_a_bundle_without_chain(site: Site, tmp_path: Path
     (site.gw / "trust.json").rename(tmp_path / "trust.json")  # gateway forgets its root
     outcome = site.export_and_import()[0]
     assert (outcome["status"], outcome["code"]) == ("rejected", "cert_invalid")
+
+
+def test_a_damaged_trust_file_is_one_line(site: Site) -> None:
+    (site.gw / "trust.json").write_text("{not json")
+    result = site.gateway("key", "list")
+    assert result.status != 0
+    assert result.err.startswith("relay: error: bad_trust_file:")
