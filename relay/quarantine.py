@@ -3,7 +3,8 @@
 Only bytes that were read within the size cap are kept; an oversized or non-regular file is
 recorded by the caller (audit), never copied. Files are 0600 in ``HOME/quarantine`` (0700), named
 ``UTC-TIME.UNIQUE.REASON.ORIGINAL-NAME`` with the original name reduced to a safe character set;
-the unique part means two rejections in the same second never overwrite each other.
+the unique part (nanoseconds and random hex) means two rejections in the same second never
+overwrite each other, and names sort oldest first.
 
 The folder holds at most ``import.quarantine_bytes``: the oldest copies are dropped to make room
 for a new one. A rejected file larger than the whole cap is not copied: a small
@@ -94,5 +95,7 @@ def keep(folder: Path, name: str, data: bytes, reason: str, now: float | None = 
 
 
 def _base_name(name: str, reason: str, now: float | None) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}.{secrets.token_hex(4)}.{safe_name(reason)}.{safe_name(name)}"
+    at = time.time_ns() if now is None else int(now * 1e9)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at // 1_000_000_000))
+    unique = f"{at % 1_000_000_000:09d}{secrets.token_hex(3)}"  # sorts by time within a second
+    return f"{stamp}.{unique}.{safe_name(reason)}.{safe_name(name)}"
