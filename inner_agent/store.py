@@ -19,6 +19,7 @@ from inner_agent.lookup import Secret
 from relay import crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
 from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
+from relay.codes import ALREADY_TRUSTED
 from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
 from relay.errors import UsageError
 from relay.home import Home
@@ -87,7 +88,7 @@ class AgentStore:
             if rows and not replace:
                 raise UsageError(
                     "this agent already trusts another gateway; pass --replace to change it",
-                    code="already_trusted",
+                    code=ALREADY_TRUSTED,
                 )
             conn.execute(delete(schema.trusted))
             conn.execute(

@@ -20,6 +20,7 @@ from relay.audit.chain import AuditRecord, ChainReport, verify_chain
 from relay.audit.record import compute_hash, record_to_json
 from relay.bundle.audit_payload import AuditPayload, decode_audit_payload
 from relay.bundle.verify import Trust, VerifiedBundle, open_payload, verify_bundle
+from relay.codes import CHAIN_BROKEN
 from relay.db import sa_executor, write_transaction
 from relay.errors import (
     MALFORMED,
@@ -32,8 +33,6 @@ from relay.errors import (
 from relay.home import Home
 from relay.transport import Pending, Source, TransportOptions, each_pending
 from relay.transport.base import VANISHED_CODES
-
-CHAIN_BROKEN = "chain_broken"
 
 
 @dataclass(frozen=True)

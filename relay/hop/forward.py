@@ -11,6 +11,7 @@ from relay.audit import log
 from relay.audit.record import FieldValue
 from relay.bundle.seal import bundle_file_name
 from relay.bundle.verify import Trust, verify_bundle
+from relay.codes import NOT_TRUSTED
 from relay.db import sa_executor, write_transaction
 from relay.errors import BundleRejected, UsageError
 from relay.home import Home
@@ -56,7 +57,7 @@ class Hop:
         senders = self.store.senders()
         if not senders:
             raise UsageError(
-                "this hop trusts no sender yet: pass --trust IDENTITY_FILE", code="not_trusted"
+                "this hop trusts no sender yet: pass --trust IDENTITY_FILE", code=NOT_TRUSTED
             )
         source = open_source(source_location, options)
         destination = open_destination(destination_location, options)
