@@ -36,7 +36,7 @@ from relay.codes import (
     USAGE_CODE,
     WRONG_RECIPIENT,
 )
-from relay.reasons import exit_status_of, http_status_of
+from relay.reasons import USAGE, exit_status_of, http_status_of
 
 __all__ = [
     "BAD_SIGNATURE",
@@ -131,6 +131,11 @@ class UsageError(RelayError):
 
     code = USAGE_CODE
 
+    @property
+    def exit_status(self) -> int:
+        """Always 2, whatever the code (``not_found`` of an app to remove is the operator's
+        mistake; of a secret to read, a refusal): the request was invalid, nothing changed."""
+        return USAGE
 
 class ApiError(RelayError):
     """A local-API request that cannot be served: HTTP ``status``, stable ``code``, safe

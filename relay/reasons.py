@@ -16,7 +16,8 @@ status, and ``docs/reason-codes.md`` is generated from :func:`render_table`
 raised anywhere is not registered, or the docs table is out of date.
 
 Exit statuses: 0 a harmless skip, 1 data was refused or a request cannot be served, 2 the
-operator's request is invalid (nothing changed), 3 moving bytes failed (worth a retry).
+operator's request is invalid (nothing changed), 3 moving bytes failed (worth a retry). A
+:class:`relay.errors.UsageError` always exits 2, whatever its code.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def render_table() -> str:
         "",
         "Stable: scripts and SIEM rules match on them. The CLI prints "
         "`relay: error: CODE: message` and exits with the status below (0 a harmless skip, "
-        "1 refused, 2 invalid request, 3 transfer failed); the local API answers with the HTTP "
+        "1 refused, 2 invalid request, 3 transfer failed; a code reported as an invalid request, "
+        "such as `not_found` for an app to remove, exits 2); the local API answers with the HTTP "
         'status below and the body `{"error": CODE, "message": …}`.',
     ]
     area = None

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from relay import codes, reasons
-from relay.errors import ApiError, BundleDuplicate, RelayError, TransportError, UsageError
+from relay.errors import (
+    ApiError,
+    BundleDuplicate,
+    RelayError,
+    SecretError,
+    TransportError,
+    UsageError,
+)
 from tests.conftest import run_relay
 from tests.reason_scan import ROOT, Use, uses_in, uses_in_package_sources
 
@@ -75,6 +82,8 @@ def test_registering_a_code_twice_differently_is_refused() -> None:
 
 def test_errors_take_their_statuses_from_the_registry() -> None:
     assert UsageError("x", code=codes.BAD_VALUE).exit_status == 2
+    assert UsageError("x", code=codes.NOT_FOUND).exit_status == 2  # the request was invalid
+    assert SecretError("x", code=codes.NOT_FOUND).exit_status == 1
     assert TransportError("x", code=codes.HOST_KEY_UNKNOWN).exit_status == 3
     assert BundleDuplicate("x").exit_status == 0
     assert RelayError("x", code=codes.CHAIN_BROKEN).exit_status == 1
