@@ -22,6 +22,7 @@ from inner_agent.lookup import Secret
 from relay.bundle.payload import SecretsPayload, decode_value
 from relay.bundle.receive import Received
 from relay.bundle.verify import HighWater
+from relay.codes import ALREADY_TRUSTED
 from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
 from relay.errors import UsageError
 from relay.home import Home
@@ -90,7 +91,7 @@ class AgentStore:
             if rows and not replace:
                 raise UsageError(
                     "this agent already trusts another gateway; pass --replace to change it",
-                    code="already_trusted",
+                    code=ALREADY_TRUSTED,
                 )
             conn.execute(delete(schema.trusted))
             conn.execute(
