@@ -73,8 +73,16 @@ class AgentStore:
 
     @classmethod
     def open(cls, home: Home) -> AgentStore:
-        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
-        schema.metadata.create_all(engine)
+        from inner_agent.migrations import STEPS
+        from relay.store_version import prepare_engine
+
+        key = home.secrets.store_key
+        engine = sqlcipher_engine(home.store_path, key)
+        try:
+            prepare_engine(engine, home.store_path, key, STEPS, schema.metadata)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:
