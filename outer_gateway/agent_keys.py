@@ -102,6 +102,13 @@ def check_not_revoked(store: GatewayStore, name: str) -> None:
         raise UsageError(f"agent {name} is revoked", code=AGENT_REVOKED)
 
 
+def revoked_cutoff(conn: Connection, name: str) -> int | None:
+    """The cut-off of a revoked agent, or ``None`` (inside the caller's transaction)."""
+    t = schema.agent_revocations
+    cutoff = conn.execute(select(t.c.cutoff).where(t.c.name == name)).scalar_one_or_none()
+    return None if cutoff is None else int(cutoff)
+
+
 def _revoked(conn: Connection, name: str) -> bool:
     t = schema.agent_revocations
     return conn.execute(select(t.c.name).where(t.c.name == name)).first() is not None

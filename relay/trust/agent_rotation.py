@@ -15,13 +15,12 @@ from collections.abc import Mapping
 
 from relay import crypto
 from relay.canonical import canonical_json
+from relay.codes import ROTATION_INVALID, ROTATION_REPLAYED
 from relay.errors import AGENT_REVOKED, RelayError
 from relay.identity import PublicIdentity
 
 REQUEST_TYPE = "key.rotation_requested"
 ROTATION_CONTEXT = b"relay-agent-rotation-v1\x00"
-ROTATION_INVALID = "rotation_invalid"
-ROTATION_REPLAYED = "rotation_replayed"
 __all__ = ["AGENT_REVOKED", "REQUEST_TYPE", "RotationRefused", "check_request", "request_fields"]
 
 
