@@ -123,10 +123,6 @@ class AgentImporter:
         """Only what was judged for this agent: applied, duplicate or rollback."""
         return outcome.status in ("applied", "duplicate") or outcome.code == ROLLBACK
 
-    def record_fetch_failure(self, outcome: Outcome) -> Outcome:
-        """Audit a file refused before it was read (too large, not a regular file)."""
-        return self._recorded(outcome)
-
     # -- one file ------------------------------------------------------------------------------
 
     def import_bytes(self, name: str, data: bytes, listed: bool = False) -> Outcome:
