@@ -109,3 +109,17 @@ def test_repeated_rejections_and_failing_scans_degrade_the_intake() -> None:
     health.scan_ok()
     assert health.degraded() is None
     assert health.scan_failures == 1
+
+
+def test_a_flood_is_audited_one_by_one_up_to_the_budget_then_summarised() -> None:
+    from inner_agent.intake_health import RejectionBudget
+
+    now = [0.0]
+    budget = RejectionBudget(lambda: now[0], per_window=3, window=60)
+    admitted = [budget.admit("malformed") for _ in range(5)] + [budget.admit("bad_signature")]
+    assert admitted == [True, True, True, False, False, False]
+    assert budget.summary() is None  # the window is still open
+    now[0] += 60
+    assert budget.summary() == {"malformed": 2, "bad_signature": 1}
+    assert budget.summary() is None  # reported once
+    assert budget.admit("malformed")  # a new window
