@@ -50,11 +50,14 @@ class IntakeHealth:
             self._rejections.append(self.clock())
             self._trim()
 
-    def scan_failed(self, what: str) -> None:
-        """A scan raised (``what``: the exception's type name, never a value)."""
+    def scan_failed(self, what: str) -> bool:
+        """A scan raised (``what``: the exception's type name, never a value); True when the
+        previous scan had not failed (worth one audit record, not one per retry)."""
         with self._lock:
+            new = self._scan_error is None
             self._scan_error = what
             self.scan_failures += 1
+            return new
 
     def scan_ok(self) -> None:
         """A scan completed."""

@@ -274,8 +274,8 @@ class AgentService:
     def scan_failed(self, what: str) -> None:
         """An inbox scan raised: ``degraded`` until one succeeds (``what``: a type name)."""
         self.metrics.scan_failures.inc()
-        self.intake.scan_failed(what)
-        events.record("inbox.scan_failed", error=what)
+        if self.intake.scan_failed(what):
+            events.record("inbox.scan_failed", error=what)
 
     def scan_ok(self) -> None:
         """An inbox scan completed."""
