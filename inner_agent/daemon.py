@@ -175,9 +175,7 @@ def _serve_with(
         importer.limits.max_bundle_bytes,
         consume=_diode_folders(home, settings),
     )
-    worker = InboxWorker(
-        inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok
-    )
+    worker = InboxWorker(inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok)
     watches = Watches(settings.inbox, worker.poke)
     sockets = []
     if settings.listen is not None:

@@ -132,7 +132,7 @@ class AgentImporter:
         another agent is then a quiet skip, not an error)."""
         try:
             outcome = self._receive(name, data, listed)
-        except Exception as exc:
+        except Exception as exc:  # per-file isolation
             _log.warning("importing %s failed: %s", name, type(exc).__name__)
             outcome = self._rejected(
                 name, data, BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
@@ -186,5 +186,5 @@ def _bundle_id(data: bytes) -> str | None:
     """The id the head of an authenticated bundle names (for the audit record)."""
     try:
         return parse_head(data).bundle_id
-    except Exception:
+    except Exception:  # only a label: never let it fail an import
         return None

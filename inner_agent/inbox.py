@@ -139,7 +139,7 @@ class Inbox:
         rejection (reported, so audited and counted) and the scan goes on."""
         try:
             return self._consider(path, info)
-        except Exception as exc:
+        except Exception as exc:  # one file must never stop the inbox
             _log.warning("inbox: %s failed: %s", path.name, type(exc).__name__)
             seen = self._seen.get(path)
             if seen is not None:
@@ -193,7 +193,10 @@ class Inbox:
         """Report ``outcome``; in a folder the agent owns (the diode receiver's), remove a file
         judged rejected (its copy is in the bounded quarantine) or duplicate, so a flood sent
         across the diode cannot fill the disk."""
-        self.report(outcome)
+        try:
+            self.report(outcome)
+        except Exception as exc:  # reporting must not turn into a verdict
+            _log.error("inbox: reporting %s failed: %s", path.name, type(exc).__name__)
         if path.parent in self.consume and outcome.status in ("rejected", "duplicate"):
             try:
                 path.unlink()

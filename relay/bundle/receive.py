@@ -210,7 +210,7 @@ def judge_head(
             return HeadVerdict("elsewhere", head)
         if was_applied(head.bundle_id):
             return HeadVerdict("applied", head)
-    except Exception:
+    except Exception:  # any doubt: read the whole file and let the pipeline judge
         return None
     return None
 
@@ -227,5 +227,5 @@ def _strict(step: Callable[[], T]) -> T:
         return step()
     except (BundleRejected, BundleDuplicate):
         raise
-    except Exception as exc:
+    except Exception as exc:  # odd input must never escape as a crash
         raise BundleRejected(f"unreadable bundle ({type(exc).__name__})", code=MALFORMED) from None
