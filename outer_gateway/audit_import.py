@@ -17,7 +17,6 @@ from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_merge import merge_incoming
 from outer_gateway.store import GatewayStore
 from relay import quarantine
-from relay.audit.chain import ChainReport, verify_chain
 from relay.audit.record import record_to_json
 from relay.bundle.audit_payload import AuditPayload, decode_audit_payload
 from relay.bundle.verify import Trust, VerifiedBundle, open_payload, verify_bundle
@@ -177,40 +176,6 @@ class AuditImporter:
         if payload.agent != bundle.sender.name:
             raise BundleRejected("audit payload names another agent", code=MALFORMED)
         return payload
-
-
-@dataclass(frozen=True)
-class AgentChain:
-    """The verdict on one agent's chain as held by the gateway."""
-
-    agent: str
-    report: ChainReport
-    expected_high: int
-
-    @property
-    def missing(self) -> list[tuple[int, int]]:
-        """Missing seq ranges, including a tail the agent announced but never delivered."""
-        gaps = list(self.report.gaps)
-        if self.expected_high > self.report.high:
-            gaps.append((self.report.high + 1, self.expected_high))
-        return gaps
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing and not self.report.breaks
-
-
-def verify_agents(audit: GatewayAudit, agents: list[str]) -> list[AgentChain]:
-    """Verify each agent's received chain: intact, no gap, up to the newest announced head."""
-    chains = []
-    for agent in agents:
-        records = [r for _, r in audit.received(agent)]
-        with audit.engine.connect() as conn:
-            top = sa_executor(conn)(
-                "SELECT max(head_seq) FROM audit_bundles WHERE agent = ?", (agent,)
-            )[0][0]
-        chains.append(AgentChain(agent, verify_chain(records), int(top or 0)))
-    return chains
 
 
 def contiguous_high(store: GatewayStore, agent: str) -> int:

@@ -76,7 +76,7 @@ def test_a_backlog_larger_than_one_bundle_is_split_and_imports_in_any_order(pair
     verified = pair.gateway("audit", "verify")
     assert verified.status == 0, verified.out
     high = doc["bundles"][-1]["last_seq"]
-    assert verified.out == f"plant7: ok, records 1-{high} intact\n"
+    assert verified.out.startswith(f"plant7: ok, records 1-{high} intact\n")
 
 
 def test_the_payload_cap_leaves_room_for_the_envelope(pair: Pair) -> None:

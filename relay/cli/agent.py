@@ -285,11 +285,11 @@ def audit(ctx: click.Context, home: Path | None, as_json: bool) -> None:
 
 
 def _print_records(agent_name: str, records: list[Any], as_json: bool) -> None:
-    from relay.audit.formats import format_json_line
+    from relay.audit.formats import format_listing_line
 
     if as_json:
         for record in records:
-            click.echo(format_json_line(agent_name, record))
+            click.echo(format_listing_line(agent_name, record))
         return
     echo_table(
         ("SEQ", "TIME", "TYPE", "DETAILS"),
