@@ -157,7 +157,7 @@ def _echo_own(name: str, own: ChainReport) -> None:
 
 def _span(seconds: int) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if (seconds >= size and seconds % size == 0) or seconds >= 10 * size:
+        if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
