@@ -99,7 +99,7 @@ def test_a_revoked_agent_gets_nothing_and_its_stream_is_cut_off(site: RootedSite
     from inner_agent.audit import AgentAudit, trusted_gateway
 
     request_rotation(site.ag_home)
-    early = AgentAudit(site.ag_home).export_bundle(trusted_gateway(site.ag_home), NOW + 9)
+    early = AgentAudit(site.ag_home).export_bundles(trusted_gateway(site.ag_home), NOW + 9)[0]
     assert revoke_agent(site.gw, "plant7", NOW + 10, NOW + 10)
     assert agents_to_export(site.gw, None) == []
     with pytest.raises(UsageError) as refused:

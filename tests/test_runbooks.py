@@ -107,7 +107,7 @@ def test_agent_key_stolen_revoke_and_reenroll(site: RootedSite) -> None:
 
     assert revoke_agent(site.gw, "plant7", NOW + 10, NOW + 10)
     # the thief's return stream, made after the cut-off, is refused
-    stolen = AgentAudit(site.ag_home).export_bundle(trusted_gateway(site.ag_home), NOW + 20)
+    stolen = AgentAudit(site.ag_home).export_bundles(trusted_gateway(site.ag_home), NOW + 20)[0]
     refused = site.gateway_import(stolen.data)
     assert (refused.status, refused.code) == ("rejected", "agent_revoked")
     # re-enrollment: a new agent home, enrolled under a new name, granted again

@@ -90,8 +90,9 @@ class RootedSite:
         from inner_agent.audit import trusted_gateway
 
         at = self.clock() if created is None else created
-        exported = AgentAudit(self.ag_home).export_bundle(trusted_gateway(self.ag_home), at)
-        return self.gateway_import(exported.data)
+        exported = AgentAudit(self.ag_home).export_bundles(trusted_gateway(self.ag_home), at)
+        outcomes = [self.gateway_import(b.data) for b in exported]
+        return next((o for o in outcomes if o.status != "imported"), outcomes[-1])
 
     def gateway_import(self, data: bytes) -> AuditOutcome:
         from outer_gateway.audit import GatewayAudit
