@@ -169,8 +169,9 @@ def _serve_with(
     if settings.listen is not None:
         sockets.append(bind_tcp(*settings.listen))
     if settings.unix_socket is not None:
-        sockets.append(bind_unix(settings.unix_socket))
-    server = make_server(create_app(service, bench=os.environ.get(BENCH_ENV) == "1"))
+        sockets.append(bind_unix(settings.unix_socket, settings.allowed_uids))
+    app = create_app(service, bench=os.environ.get(BENCH_ENV) == "1")
+    server = make_server(app, float(settings.read_timeout))
     stopping.server = server
 
     def rescan() -> None:
