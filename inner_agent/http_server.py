@@ -33,6 +33,9 @@ from relay.errors import UsageError
 
 UNKNOWN_UID = -1  # never in api.allowed_uids: an allow-list then refuses the peer
 MAX_CONNECTIONS = 512
+# reason codes of this layer (to join relay.errors' registry)
+REQUEST_TIMEOUT = "request_timeout"
+OVERLOADED = "overloaded"
 DEFAULT_READ_TIMEOUT = 10.0
 
 
@@ -49,7 +52,7 @@ def peer_uid(sock: Any) -> int | None:
 
 _Events = list[h11.Response | h11.Data | h11.EndOfMessage]
 _OVERLOADED = error_response(
-    503, "overloaded", "too many connections; retry shortly", {"connection": "close"}
+    503, OVERLOADED, "too many connections; retry shortly", {"connection": "close"}
 )
 
 
@@ -125,7 +128,7 @@ class PeerAwareH11(H11Protocol):
             self._close()  # an idle keep-alive connection, or one that never sent a byte
             return
         message = "the request was not sent in full in time"
-        self._answer(_json_error(408, b"Request Timeout", "request_timeout", message))
+        self._answer(_json_error(408, b"Request Timeout", REQUEST_TIMEOUT, message))
 
     def _evict_a_slow_client(self) -> bool:
         """Close the connection that has waited longest on its client; ``False`` if every
