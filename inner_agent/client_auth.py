@@ -19,7 +19,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote_plus
 
-from inner_agent.service import ApiError
+from relay.codes import INVALID_CLIENT, INVALID_REQUEST, UNSUPPORTED_GRANT_TYPE
+from relay.errors import ApiError
 
 GRANT_TYPE = "client_credentials"
 MAX_FIELDS = 16
@@ -42,20 +43,20 @@ def parse_token_request(body: bytes, content_type: str, authorization: str) -> T
     form = _fields(body, content_type)
     grant = form.get("grant_type")
     if not grant:
-        raise ApiError(400, "invalid_request", "grant_type is required")
+        raise ApiError(400, INVALID_REQUEST, "grant_type is required")
     if grant != GRANT_TYPE:
-        raise ApiError(400, "unsupported_grant_type", "grant_type must be client_credentials")
+        raise ApiError(400, UNSUPPORTED_GRANT_TYPE, "grant_type must be client_credentials")
     basic = _basic_credentials(authorization)
     posted = form.get("client_id"), form.get("client_secret")
     if basic is not None:
         if any(posted):
             raise ApiError(
-                400, "invalid_request", "use one client authentication method, not Basic and body"
+                400, INVALID_REQUEST, "use one client authentication method, not Basic and body"
             )
         return TokenRequest(*basic)
     client_id, client_secret = posted
     if not client_id or not client_secret:
-        raise ApiError(401, "invalid_client", "client authentication is required")
+        raise ApiError(401, INVALID_CLIENT, "client authentication is required")
     return TokenRequest(client_id, client_secret)
 
 
@@ -64,7 +65,7 @@ def _fields(body: bytes, content_type: str) -> dict[str, str]:
     try:
         return _json_fields(body) if media == "application/json" else _form_fields(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(400, "invalid_request", "the body is not a valid form or JSON") from None
+        raise ApiError(400, INVALID_REQUEST, "the body is not a valid form or JSON") from None
 
 
 def _json_fields(body: bytes) -> dict[str, str]:
@@ -94,9 +95,9 @@ def _basic_credentials(authorization: str) -> tuple[str, str] | None:
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError):
-        raise ApiError(401, "invalid_client", "the Basic credentials are malformed") from None
+        raise ApiError(401, INVALID_CLIENT, "the Basic credentials are malformed") from None
     user, colon, password = decoded.partition(":")
     client_id, client_secret = unquote_plus(user), unquote_plus(password)
     if not colon or not client_id or not client_secret:
-        raise ApiError(401, "invalid_client", "the Basic credentials are malformed")
+        raise ApiError(401, INVALID_CLIENT, "the Basic credentials are malformed")
     return client_id, client_secret

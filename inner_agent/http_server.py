@@ -29,13 +29,11 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from inner_agent.api import MAX_HEADER_BYTES, PEER_UID_KEY, error_response
+from relay.codes import LISTEN_FAILED, OVERLOADED, REQUEST_TIMEOUT
 from relay.errors import UsageError
 
 UNKNOWN_UID = -1  # never in api.allowed_uids: an allow-list then refuses the peer
 MAX_CONNECTIONS = 512
-# reason codes of this layer (to join relay.errors' registry)
-REQUEST_TIMEOUT = "request_timeout"
-OVERLOADED = "overloaded"
 DEFAULT_READ_TIMEOUT = 10.0
 
 
@@ -199,7 +197,7 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror}", code="listen_failed"
+            f"cannot listen on {host}:{port}: {exc.strerror}", code=LISTEN_FAILED
         ) from None
     sock.set_inheritable(False)
     return sock
@@ -210,7 +208,7 @@ def bind_unix(path: Path, allowed_uids: frozenset[int] = frozenset()) -> socket.
     refused. Mode 0600 when only the owner may connect (``allowed_uids`` empty or just our
     uid), 0666 when other uids are allowed (each connection's uid is then checked)."""
     if path.is_symlink() or (path.exists() and not path.is_socket()):
-        raise UsageError(f"{path} exists and is not a socket", code="listen_failed")
+        raise UsageError(f"{path} exists and is not a socket", code=LISTEN_FAILED)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -219,7 +217,7 @@ def bind_unix(path: Path, allowed_uids: frozenset[int] = frozenset()) -> socket.
         sock.bind(str(path))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on {path}: {exc.strerror}", code="listen_failed") from None
+        raise UsageError(f"cannot listen on {path}: {exc.strerror}", code=LISTEN_FAILED) from None
     finally:
         os.umask(old)
     path.chmod(socket_mode(allowed_uids))

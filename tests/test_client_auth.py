@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from inner_agent.client_auth import parse_token_request
-from inner_agent.service import ApiError
+from relay.errors import ApiError
 
 FORM = "application/x-www-form-urlencoded"
 GRANT = b"grant_type=client_credentials"
