@@ -37,6 +37,7 @@ def _service(site: RootedSite) -> AgentService:
         max_staleness=None,
         fail_closed=(),
         rescan_every=30,
+        read_timeout=10,
     )
     return AgentService(site.ag, site.ag_home.store_path, settings, clock=site.clock)
 
