@@ -28,6 +28,7 @@ from inner_agent.inbox import Inbox
 from inner_agent.service import AgentService
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
+from relay.codes import NOT_CONFIGURED
 from relay.home import Home
 
 BENCH_ENV = "RELAY_API_BENCH"
@@ -275,7 +276,7 @@ def _diode_receiver(home: Home, settings: ServiceSettings) -> DiodeReceiver | No
         return None
     if not settings.inbox:
         raise UsageError(
-            "diode.listen needs agent.inbox (where received bundles go)", code="not_configured"
+            "diode.listen needs agent.inbox (where received bundles go)", code=NOT_CONFIGURED
         )
     return DiodeReceiver(listen, settings.inbox[0])
 

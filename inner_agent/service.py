@@ -24,19 +24,12 @@ from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
+from relay.errors import ApiError
 from relay.paths import is_valid_path, matches_any
 
+__all__ = ["AgentService", "ApiError", "IssuedToken", "StoreWatch"]
+
 DAY = 86400
-
-
-class ApiError(Exception):
-    """A request that cannot be served: HTTP ``status``, stable ``code``, safe ``message``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

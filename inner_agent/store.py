@@ -22,6 +22,7 @@ from inner_agent.lookup import Secret
 from relay.bundle.payload import SecretsPayload, decode_value
 from relay.bundle.receive import Received
 from relay.bundle.verify import HighWater
+from relay.codes import ALREADY_TRUSTED
 from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
 from relay.errors import UsageError
 from relay.home import Home
@@ -72,8 +73,16 @@ class AgentStore:
 
     @classmethod
     def open(cls, home: Home) -> AgentStore:
-        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
-        schema.metadata.create_all(engine)
+        from inner_agent.migrations import STEPS
+        from relay.store_version import prepare_engine
+
+        key = home.secrets.store_key
+        engine = sqlcipher_engine(home.store_path, key)
+        try:
+            prepare_engine(engine, home.store_path, key, STEPS, schema.metadata)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:
@@ -90,7 +99,7 @@ class AgentStore:
             if rows and not replace:
                 raise UsageError(
                     "this agent already trusts another gateway; pass --replace to change it",
-                    code="already_trusted",
+                    code=ALREADY_TRUSTED,
                 )
             conn.execute(delete(schema.trusted))
             conn.execute(

@@ -23,6 +23,7 @@ from relay.bundle.audit_payload import AuditPayload
 from relay.bundle.limits import Limits
 from relay.bundle.receive import judge_head, receive_audit
 from relay.bundle.verify import HighWater, Trust
+from relay.codes import CHAIN_BROKEN
 from relay.db import sa_executor, write_transaction
 from relay.errors import (
     DUPLICATE,
@@ -36,8 +37,6 @@ from relay.errors import (
 from relay.home import Home
 from relay.quarantine import Quarantine
 from relay.transport import TransportOptions
-
-CHAIN_BROKEN = "chain_broken"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from relay.bundle.limits import Limits
 from relay.bundle.receive import judge_head, receive_sealed
 from relay.bundle.seal import bundle_file_name
 from relay.bundle.verify import Trust
+from relay.codes import NOT_TRUSTED
 from relay.db import sa_executor, write_transaction
 from relay.errors import MALFORMED, BundleRejected, TransportError, UsageError
 from relay.home import Home
@@ -60,7 +61,7 @@ class Hop:
         senders = self.store.senders()
         if not senders:
             raise UsageError(
-                "this hop trusts no sender yet: pass --trust IDENTITY_FILE", code="not_trusted"
+                "this hop trusts no sender yet: pass --trust IDENTITY_FILE", code=NOT_TRUSTED
             )
         source = open_source(source_location, options)
         destination = open_destination(destination_location, options)

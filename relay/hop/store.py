@@ -48,8 +48,16 @@ class HopStore:
 
     @classmethod
     def open(cls, home: Home) -> HopStore:
-        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
-        metadata.create_all(engine)
+        from relay.hop.migrations import STEPS
+        from relay.store_version import prepare_engine
+
+        key = home.secrets.store_key
+        engine = sqlcipher_engine(home.store_path, key)
+        try:
+            prepare_engine(engine, home.store_path, key, STEPS, metadata)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from relay.codes import VANISHED
 from relay.errors import NOT_REGULAR_FILE, TOO_LARGE, BundleRejected, TransportError
 from relay.transport.base import BUNDLE_SUFFIX, Pending
 
@@ -100,7 +101,7 @@ def read_capped(path: Path, max_bytes: int) -> bytes:
                 f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
             ) from None
         if exc.errno == errno.ENOENT:
-            raise TransportError(f"{path} is gone", code="vanished") from None
+            raise TransportError(f"{path} is gone", code=VANISHED) from None
         raise TransportError(f"cannot open {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)

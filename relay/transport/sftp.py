@@ -34,6 +34,7 @@ import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from relay.codes import BAD_VALUE, CONNECTION_LOST, REMOTE_DENIED, REMOTE_FAILED, REMOTE_MISSING
 from relay.errors import NOT_REGULAR_FILE, TOO_LARGE, BundleRejected, TransportError, UsageError
 from relay.transport.base import BUNDLE_SUFFIX, Pending, TransportOptions
 from relay.transport.progress import ProgressFactory, terminal_progress
@@ -51,10 +52,6 @@ CHUNK = 1024 * 1024
 # One SFTP write per SSH packet: the channel sends at most (max packet - 64) bytes at a time and
 # OpenSSH offers 32 KiB packets, so 32 KiB of data plus the request header would take two.
 WRITE_REQUEST = 32768 - 128
-REMOTE_MISSING = "remote_missing"
-REMOTE_DENIED = "remote_denied"
-CONNECTION_LOST = "connection_lost"
-REMOTE_FAILED = "remote_failed"
 
 
 class _SftpEndpoint:
@@ -322,5 +319,5 @@ def _positive(extra: dict[str, str], key: str, default: int) -> int:
     if text is None:
         return default
     if not text.isdigit():
-        raise UsageError(f"{key}={text!r} must be a whole number of seconds", code="bad_value")
+        raise UsageError(f"{key}={text!r} must be a whole number of seconds", code=BAD_VALUE)
     return int(text)
