@@ -12,6 +12,7 @@ Output:
   a note, and for ``ok`` the decoded payload.
 - ``vectors/keys.json``: the trust context: seeds and public keys, ``now``, the limits, the kinds
   the verifier accepts, and the stream state (high-water mark and the applied bundle ids).
+- ``vectors/audit/``: the audit payload vectors (§9), made by ``audit_vectors.py``.
 
 Usage: ``python bundles/make_vectors.py [--out DIR]``.
 """
@@ -677,6 +678,9 @@ def write_vectors(out: Path) -> None:
     manifest = {v.name: v.manifest_entry() for v in vectors}
     (out / "manifest.json").write_text(_pretty(manifest), encoding="utf-8")
     (out / "keys.json").write_text(_pretty(context), encoding="utf-8")
+    from audit_vectors import write_audit_vectors  # the audit payload (§9), same parties
+
+    write_audit_vectors(out / "audit", _pretty)
 
 
 def _pretty(value: Any) -> str:

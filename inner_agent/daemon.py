@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from inner_agent import events
+from inner_agent import denials, events
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
@@ -207,6 +207,7 @@ def _serve_with(
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
     diode = _diode_receiver(home, settings)
     watches.start()
     worker.start()
@@ -236,6 +237,7 @@ def _serve_with(
         if settings.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 settings.unix_socket.unlink()
+        denials.flush(force=True)
         events.record("agent.stopped", signal=stopping.signal_name)
     return 0
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from inner_agent import events
+from inner_agent import denials, events
 from inner_agent.apps import App, authenticate, list_apps
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
@@ -24,6 +24,7 @@ from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
+from relay.codes import INVALID_CLIENT, UNAUTHORIZED
 from relay.errors import ApiError
 from relay.paths import is_valid_path, matches_any
 
@@ -133,9 +134,7 @@ class AgentService:
         app = authenticate(self.store, client_id, client_secret)
         if app is None:
             self.throttle.failed(client_id)
-            events.record(
-                "token.denied", app=None, client_id=client_id[:64], reason="invalid_client"
-            )
+            denials.note("token.denied", INVALID_CLIENT, app=None, client_id=client_id[:64])
             raise ApiError(401, "invalid_client", "unknown client or wrong client secret")
         self.refresh(force=app.name not in self._apps)
         token = self.tokens.issue(app.name)
@@ -150,7 +149,7 @@ class AgentService:
         if app is None:
             reason = "missing token" if not token else "bad, expired or revoked token"
             shown = None if path is None else path[:256]
-            events.record("secret.denied", app=None, path=shown, reason="unauthorized")
+            denials.note("secret.denied", UNAUTHORIZED, app=None, path=shown)
             raise ApiError(401, "unauthorized", reason)
         return app
 
