@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
-from relay import quarantine
+from relay import crashpoint, quarantine
+from relay.audit import log
 from relay.bundle.envelope import parse_envelope
 from relay.bundle.verify import Trust, verify_bundle
+from relay.db import sa_executor
 from relay.errors import (
     NOT_REGULAR_FILE,
     TOO_LARGE,
@@ -27,6 +30,9 @@ from relay.errors import (
 from relay.home import Home
 from relay.transport import Pending, Source, TransportOptions, each_pending
 from relay.transport.base import VANISHED_CODES
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Outcome:
     result: ApplyResult | None = None
     quarantined: str | None = None
     bundle_id: str | None = None
+    recorded: bool = False  # its audit record was written in the apply transaction
 
     def audit_fields(self) -> dict[str, str | int | None]:
         """What the audit record of this outcome says (never a value)."""
@@ -107,10 +114,13 @@ class AgentImporter:
         """Verify and apply one bundle's bytes, record the outcome in the audit log, and prune
         the audit records the gateway acknowledged."""
         outcome = self._verify_and_apply(name, data, explicit)
-        if self.audit is not None and outcome.status != "skipped":
+        if self.audit is not None and outcome.recorded:
+            self.audit.deliver()  # the record was committed with the apply; the sinks catch up
+        elif self.audit is not None and outcome.status != "skipped":
             self.audit.record(f"bundle.{outcome.status}", **outcome.audit_fields())
-            if outcome.result is not None and outcome.result.audit_ack:
-                self.audit.acknowledge(outcome.result.audit_ack)
+        ack = outcome.result.audit_ack if outcome.result is not None else 0
+        if self.audit is not None and ack:
+            self.audit.acknowledge(ack)
         return outcome
 
     def _applied_by_name(self, name: str) -> bool:
@@ -138,8 +148,13 @@ class AgentImporter:
             )
             bundle_id = bundle.bundle_id
             result = self.store.apply_secrets(
-                bundle, self.home.secrets.keys, self.limits, self.clock()
+                bundle,
+                self.home.secrets.keys,
+                self.limits,
+                self.clock(),
+                on_applied=_audit_applied(name, bundle_id),
             )
+            crashpoint.reached("apply.committed")
         except BundleDuplicate as exc:
             return Outcome(name, "duplicate", exc.code, exc.message, bundle_id=bundle_id)
         except BundleRejected as exc:
@@ -149,7 +164,21 @@ class AgentImporter:
             return Outcome(
                 name, "rejected", exc.code, exc.message, quarantined=kept, bundle_id=bundle_id
             )
-        return Outcome(name, "applied", None, "", result.seq, result, bundle_id=bundle_id)
+        return Outcome(
+            name, "applied", None, "", result.seq, result, bundle_id=bundle_id, recorded=True
+        )
+
+
+def _audit_applied(name: str, bundle_id: str) -> Callable[[Connection, ApplyResult], None]:
+    """The hook that appends ``bundle.applied`` inside the apply transaction, so a crash can
+    never leave an applied bundle without its record (or a record without the bundle)."""
+
+    def record(conn: Connection, result: ApplyResult) -> None:
+        outcome = Outcome(name, "applied", None, "", result.seq, result, bundle_id=bundle_id)
+        fields = outcome.audit_fields()
+        log.append(sa_executor(conn), "bundle.applied", fields)
+
+    return record
 
 
 _NAME = re.compile(

@@ -7,7 +7,7 @@ of the secrets writes about 1% of the rows (rows whose version did not change ar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from inner_agent import schema
 from inner_agent.lookup import Secret
-from relay import crypto
+from relay import crashpoint, crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
 from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
 from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
@@ -110,9 +110,17 @@ class AgentStore:
     # -- applying bundles --------------------------------------------------------------------
 
     def apply_secrets(
-        self, bundle: VerifiedBundle, keys: crypto.KeyPair, limits: dict[str, int], now: int
+        self,
+        bundle: VerifiedBundle,
+        keys: crypto.KeyPair,
+        limits: dict[str, int],
+        now: int,
+        on_applied: Callable[[Connection, ApplyResult], None] | None = None,
     ) -> ApplyResult:
-        """Check the sequence, decrypt and apply a verified secrets bundle atomically."""
+        """Check the sequence, decrypt and apply a verified secrets bundle atomically.
+
+        ``on_applied`` runs inside the same transaction, after the writes (the importer appends
+        the ``bundle.applied`` audit record there): a crash leaves both or neither."""
         header = bundle.envelope.header
         with write_transaction(self.engine) as conn:
             check_sequence(
@@ -158,13 +166,17 @@ class AgentStore:
             )
             _set_meta(conn, "last_import", str(now))
             _set_meta(conn, "last_bundle_created", str(header.created))
-        return ApplyResult(
-            header.seq,
-            len(changed),
-            len(gone),
-            len(payload.secrets) - len(changed),
-            payload.audit_ack,
-        )
+            result = ApplyResult(
+                header.seq,
+                len(changed),
+                len(gone),
+                len(payload.secrets) - len(changed),
+                payload.audit_ack,
+            )
+            if on_applied is not None:
+                on_applied(conn, result)
+            crashpoint.reached("apply.written")
+        return result
 
     def was_applied(self, sender_key: str, kind: str, seq: int) -> bool:
         """Whether a bundle of this stream and seq was applied."""
