@@ -136,14 +136,12 @@ class Harness:
         self.drop(second)
         self.wait_handled(second)
         self.windows["daemon"] = Window(0.0, (time.monotonic() - started) * 1.1)
-        self.stop_daemon()
         self.world.check_agent("calibration", second)
         (self.world.pair.root / "inbox" / second.copy.name).unlink()
 
     # -- kill points ---------------------------------------------------------------------------
 
     def kill_export(self, where: str) -> None:
-        self.stop_daemon()
         self.world.mutate()
         gw = str(self.world.pair.gw)
         stage = self.stage("export")
@@ -158,7 +156,6 @@ class Harness:
             self.world.collect_exports(f"{where} (restart)")
 
     def kill_import(self, where: str) -> None:
-        self.stop_daemon()
         bundle = self._next_bundle(where)
         ag = str(self.world.pair.ag)
         stage = self.stage("import")
@@ -174,6 +171,8 @@ class Harness:
     def kill_daemon(self, where: str) -> None:
         bundle = self._next_bundle(where)
         stage = self.stage("daemon")
+        if stage is not None:
+            self.stop_daemon()  # restarted with the stage set
         self.start_daemon(stage)
         assert self.daemon is not None
         self.drop(bundle)
@@ -185,7 +184,6 @@ class Harness:
         self.outcomes[f"daemon: store {'new' if applied else 'old'}"] += 1
         self.start_daemon()  # restart: it finds the file again, applies it or calls it a duplicate
         self.wait_handled(bundle)
-        self.stop_daemon()
         if not self.world.check_agent(f"{where} (restart)", bundle):
             raise CrashCheckFailed(f"{where}: seq {bundle.seq} not applied after the restart")
         (self.world.pair.root / "inbox" / bundle.copy.name).unlink()
