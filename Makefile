@@ -30,8 +30,9 @@ bench: $(STAMP)
 # The long run of the kill harness (docs/crash-consistency.md): 210 SIGKILLs of real processes.
 # CRASH_SEED=N replays a run; a failure prints its seed.
 CRASH_POINTS ?= 210
+CRASH_JOBS ?= 2
 crash: $(STAMP)
-	$(BIN)/python -m tests.crash.harness --points $(CRASH_POINTS) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
+	$(BIN)/python -m tests.crash.harness --points $(CRASH_POINTS) --jobs $(CRASH_JOBS) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,10 @@ The delay before each SIGKILL is drawn (seeded RNG) from the window in which the
 work, measured once per kind on an unkilled run; everything else waits on events (a process
 exiting, a line appearing in the daemon's log), never on a sleep. The long run::
 
-    .venv/bin/python -m tests.crash.harness --points 210 --secrets 5000 [--seed N]
+    .venv/bin/python -m tests.crash.harness --points 210 --secrets 5000 --jobs 2 [--seed N]
+
+``--jobs N`` runs N independent worlds side by side (seeds N, N+1, …), the points split between
+them: the run is bound by process start-up, so two jobs on two cores take about half the time.
 """
 
 from __future__ import annotations
@@ -298,8 +301,11 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=210, help="kill points (default 210)")
     parser.add_argument("--secrets", type=int, default=5000, help="secrets per bundle")
     parser.add_argument("--seed", type=int, default=None, help="RNG seed (default: random)")
+    parser.add_argument("--jobs", type=int, default=1, help="worlds run side by side")
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    if args.jobs > 1:
+        return run_jobs(seed, args.points, args.secrets, args.jobs)
     print(f"crash harness: seed {seed} ({args.points} kill points, {args.secrets} secrets)")
     sys.stdout.flush()
     started = time.monotonic()
@@ -311,6 +317,37 @@ def main() -> int:
             return 1
     print(summary(harness, seed, time.monotonic() - started))
     return 0
+
+
+def run_jobs(seed: int, points: int, secrets: int, jobs: int) -> int:
+    """``jobs`` single runs as child processes, seeds ``seed + i``; 1 if any failed."""
+    shares = [points // jobs + (1 if i < points % jobs else 0) for i in range(jobs)]
+    print(f"crash harness: {jobs} jobs, seeds {seed}..{seed + jobs - 1}, {points} kill points")
+    sys.stdout.flush()
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.crash.harness",
+                "--points",
+                str(share),
+                "--secrets",
+                str(secrets),
+                "--seed",
+                str(seed + i),
+            ]
+        )
+        for i, share in enumerate(shares)
+    ]
+    try:
+        statuses = [child.wait() for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
+    return 1 if any(statuses) else 0
 
 
 if __name__ == "__main__":
