@@ -14,7 +14,11 @@ import os
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.crash.harness import KINDS, run_points, summary
+
+pytestmark = pytest.mark.slow  # real processes
 
 POINTS = 6  # two of each kind
 SECRETS = 2000

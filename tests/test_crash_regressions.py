@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from inner_agent.audit import AgentAudit
 from inner_agent.rawdb import raw_connection
 from inner_agent.store import AgentStore
@@ -17,6 +19,8 @@ from relay.bundle.envelope import parse_envelope
 from relay.home import Home
 from relay.transport.folder import STALE_TEMP_SECONDS
 from tests.conftest import Pair, Result, run_process
+
+pytestmark = pytest.mark.slow  # real processes
 
 KILLED = -signal.SIGKILL
 

@@ -23,7 +23,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Pair
+
+pytestmark = pytest.mark.slow  # real processes
 
 STRACE = shutil.which("strace")
 CALL = re.compile(r"^\d+\s+(?P<call>\w+)\((?P<fd>\d+)<(?P<path>[^>]*)>(?P<rest>.*)$")
