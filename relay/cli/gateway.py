@@ -326,6 +326,9 @@ def _register_more() -> None:
     """Commands kept in their own modules (imported here so ``relay gateway --help`` lists them)."""
     import relay.cli.gateway_audit
     import relay.cli.gateway_run  # noqa: F401
+    from relay.cli.backup import add_backup_commands
+
+    add_backup_commands(gateway, "gateway")
 
 
 _register_more()
