@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv dist test-dist
 
 venv: $(STAMP)
 
@@ -23,6 +23,14 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The offline install kit: dist/relay-VERSION-offline-PYVER-PLATFORM.tar.gz (docs/offline-install.md).
+dist: $(STAMP)
+	$(BIN)/python scripts/make_dist.py
+
+# Builds the real kit and installs it offline (a few minutes: every wheel); .ci/run runs it.
+test-dist: $(STAMP)
+	$(BIN)/pytest -q tests_dist
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

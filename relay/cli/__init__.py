@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "hop": "relay.cli.hop:hop",
     "diode": "relay.cli.diode:diode",
     "doctor": "relay.cli.doctor:doctor",
+    "kit": "relay.cli.kit:kit",
 }
 
 
