@@ -19,13 +19,15 @@ SCRIPTS = Path(__file__).parent.parent / "scripts" / "kit"
 NAME = "relay-9.9.9-offline-cp311-linux_x86_64"
 
 
-def make_kit(root: Path, seed: bytes, alter: str = "") -> tuple[Path, Path]:
+def make_kit(
+    root: Path, seed: bytes, alter: str = "", python: str = "cp311"
+) -> tuple[Path, Path]:
     """A kit folder and archive with one fake wheel; ``alter`` spoils it after signing."""
     folder = root / alter / NAME if alter else root / NAME
     (folder / "wheels").mkdir(parents=True)
     (folder / "wheels" / "relay-9.9.9-py3-none-any.whl").write_bytes(b"wheel bytes")
     shutil.copy(SCRIPTS / "install.sh", folder / "install.sh")
-    (folder / "PYTHON").write_text("cp311\n")
+    (folder / "PYTHON").write_text(python + "\n")
     files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     sums = kit.sums_for(files)
     (folder / kit.SUMS).write_bytes(sums)
@@ -70,6 +72,22 @@ def test_an_intact_kit_verifies_with_relay_and_openssl(
         capture_output=True, text=True, check=False,
     )
     assert "Signature Verified Successfully" in openssl.stdout, openssl.stderr
+    # install.sh accepts it too: it gets past every check to the Python version (cp311 here)
+    (folder / "PYTHON").write_text("cp00\n")  # (a listed file: now the hash check fails)
+    installed = subprocess.run(
+        [str(folder / "install.sh"), str(tmp_path / "prefix")],
+        env={**os.environ, "RELAY_RELEASE_PUBKEY": str(pub)},
+        capture_output=True, text=True, check=False,
+    )
+    assert "does not match SHA256SUMS" in installed.stderr
+    folder2, _ = make_kit(tmp_path / "second", seed, python="cp00")
+    installed = subprocess.run(
+        [str(folder2 / "install.sh"), str(tmp_path / "prefix")],
+        env={**os.environ, "RELAY_RELEASE_PUBKEY": str(pub)},
+        capture_output=True, text=True, check=False,
+    )
+    assert "this kit is for cp00" in installed.stderr, installed.stderr
+    assert not (tmp_path / "prefix").exists()
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ openssl pkeyutl -verify -pubin -inkey "$key" -rawin -in SHA256SUMS -sigfile SHA2
     >/dev/null 2>&1 || die "the signature of SHA256SUMS does not verify: not installing"
 sha256sum --quiet --strict -c SHA256SUMS >/dev/null 2>&1 \
     || die "a file of the kit does not match SHA256SUMS: not installing"
-find . -type f ! -name SHA256SUMS ! -name SHA256SUMS.sig | sed 's|^\./||' | sort > .files
-cut -d' ' -f3- SHA256SUMS | sort | cmp -s - .files || { rm -f .files; die "the kit holds files SHA256SUMS does not list: not installing"; }
-rm -f .files
+listed=$(cut -d' ' -f3- SHA256SUMS | LC_ALL=C sort)
+present=$(find . -type f ! -name SHA256SUMS ! -name SHA256SUMS.sig | sed 's|^\./||' | LC_ALL=C sort)
+[ "$listed" = "$present" ] || die "the kit holds files SHA256SUMS does not list: not installing"
 
 want=$(cat PYTHON)
 have=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
