@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from relay.codes import BAD_STORE
 from relay.errors import UsageError
 from relay.home import Home
 
@@ -26,7 +27,7 @@ def raw_connection(home: Home) -> Iterator[Any]:
         try:
             conn.execute("SELECT count(*) FROM sqlite_master")
         except sqlcipher3.DatabaseError:
-            raise UsageError(f"{home.store_path} cannot be opened", code="bad_store") from None
+            raise UsageError(f"{home.store_path} cannot be opened", code=BAD_STORE) from None
         _ensure_schema(conn, home)
         yield conn
     finally:

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from relay.codes import STORE_TOO_NEW
 from relay.errors import UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
     from sqlalchemy.engine import Engine
 
-STORE_TOO_NEW = "store_too_new"
 FRESH = 0  # no tables yet: the owner creates the current schema
 
 

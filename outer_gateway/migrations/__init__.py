@@ -22,8 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from relay.codes import STORE_TOO_NEW
 from relay.errors import UsageError
-from relay.store_version import STORE_TOO_NEW, migration_lock, write_backup
+from relay.store_version import migration_lock, write_backup
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData

@@ -86,16 +86,6 @@ class HopStore:
             rows = conn.execute(select(pinned)).all()
         return pinned_by_key_id(rows)
 
-    def seen_name(self, name: str, size: int | None) -> bool:
-        """Whether a file of this name and size was forwarded already (skip without fetching)."""
-        if size is None:
-            return False
-        query = select(forwarded.c.bundle_id).where(
-            forwarded.c.name == name, forwarded.c.size == size
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
-
     def was_forwarded(self, bundle_id: str) -> bool:
         query = select(forwarded.c.name).where(forwarded.c.bundle_id == bundle_id)
         with self.engine.connect() as conn:
