@@ -26,6 +26,7 @@ CLOCK_SLACK = 300  # seconds a clock may be behind a signed time before it is an
 DISK_WARN_BYTES = 1 << 30
 DISK_FAIL_BYTES = 100 << 20
 AUDIT_BACKLOG_WARN = 100_000
+ACK_LAG_WARN = 7 * 86400  # a week without the gateway acknowledging the audit: the return is stuck
 
 
 @dataclass(frozen=True)
@@ -309,10 +310,29 @@ def _check_audit(ex: Examination) -> None:
         return
     acked = int(ex.meta("audit_acked") or 0)
     backlog = head - acked
-    status = WARN if backlog > AUDIT_BACKLOG_WARN else OK
-    ex.add("audit", status, f"chain at seq {head}, acknowledged {acked}, backlog {backlog}",
-           "export audit bundles (relay agent audit export) and import them at the gateway"
-           if status == WARN else "")
+    lag = _ack_lag(ex, acked) if backlog > 0 else 0
+    status = WARN if backlog > AUDIT_BACKLOG_WARN or lag > ACK_LAG_WARN else OK
+    ex.add(
+        "audit",
+        status,
+        f"chain at seq {head}, acknowledged {acked}, backlog {backlog}, "
+        f"oldest unacknowledged {_human(lag)} old",
+        "export audit bundles (relay agent audit export) and import them at the gateway"
+        if status == WARN else "",
+    )
+
+
+def _ack_lag(ex: Examination, acked: int) -> int:
+    """Seconds since the oldest record the gateway has not acknowledged was written."""
+    from datetime import datetime
+
+    row = ex.conn.execute(
+        "SELECT time FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 1", (acked,)
+    ).fetchone()
+    if row is None:
+        return 0
+    written = datetime.fromisoformat(str(row[0]).replace("Z", "+00:00")).timestamp()
+    return max(0, ex.now - int(written))
 
 
 _STORE_CHECKS = (_check_store, _check_trust, _check_clock, _check_staleness, _check_audit)

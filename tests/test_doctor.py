@@ -127,6 +127,19 @@ def test_a_clock_a_year_behind_the_newest_signed_time_fails(tmp_path: Path) -> N
     assert gateway_clock[0].status == FAIL
 
 
+def test_an_audit_return_stuck_for_weeks_is_a_warning(tmp_path: Path) -> None:
+    import time
+
+    pair = make_pair(tmp_path)
+    exchanged(pair)
+    now = int(time.time())
+    (audit,) = [f for f in examine(pair.ag, now) if f.check == "audit"]
+    assert audit.status == OK and "backlog" in audit.message
+    (later,) = [f for f in examine(pair.ag, now + 30 * 86400) if f.check == "audit"]
+    assert later.status == "warn" and "oldest unacknowledged 30d old" in later.message
+    assert "relay agent audit export" in later.fix
+
+
 def test_missing_inbox_and_unreachable_sink_fail(tmp_path: Path) -> None:
     pair = make_pair(tmp_path)
     pair.agent("config", "set", "agent.inbox", str(tmp_path / "nowhere"))
