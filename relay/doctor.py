@@ -253,11 +253,27 @@ def _check_trust(ex: Examination) -> None:
         "gateway": ("agents", "enrolled agent", "relay gateway enroll --home H AGENT.request"),
         "hop": ("pinned", "pinned sender", "relay hop trust --home H IDENTITY"),
     }[ex.side]
-    names = [r[0] for r in ex.conn.execute(f"SELECT name FROM {table}").fetchall()]  # noqa: S608
-    if not names:
+    query = f"SELECT name, key_id, sign_public, box_public FROM {table}"  # noqa: S608
+    rows = ex.conn.execute(query).fetchall()
+    names = [str(r[0]) for r in rows]
+    broken = [str(r[0]) for r in rows if not _consistent(r)]
+    if broken:
+        ex.add("trust", FAIL, f"{what} {broken[0]}: its key id does not match its keys",
+               "the store was altered: restore a backup and compare fingerprints again")
+    elif not names:
         ex.add("trust", FAIL if ex.side == "agent" else WARN, f"no {what}", fix)
     else:
         ex.add("trust", OK, f"{len(names)} {what}(s): {', '.join(sorted(names)[:5])}")
+
+
+def _consistent(row: Any) -> bool:
+    """A pinned identity's key id is derived from its two public keys (a valid registration)."""
+    from relay import crypto
+
+    try:
+        return bool(crypto.key_id(bytes(row[2]), bytes(row[3])) == row[1])
+    except (ValueError, TypeError):
+        return False
 
 
 def _newest_signed_time(ex: Examination) -> int | None:

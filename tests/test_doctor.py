@@ -140,6 +140,23 @@ def test_an_audit_return_stuck_for_weeks_is_a_warning(tmp_path: Path) -> None:
     assert "relay agent audit export" in later.fix
 
 
+def test_a_pinned_identity_altered_in_the_store_fails(tmp_path: Path) -> None:
+    import sqlcipher3
+
+    from relay.home import Home
+
+    pair = make_pair(tmp_path)
+    assert by_check(doctor(pair.ag)[1])["trust"] == [OK]
+    key = Home.open(pair.ag, "agent").secrets.store_key
+    conn = sqlcipher3.connect(str(pair.ag / "store.db"), isolation_level=None)
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    conn.execute("UPDATE trusted SET sign_public = ?", (os.urandom(32),))
+    conn.close()
+    status, out = doctor(pair.ag)
+    assert status == 2
+    assert "key id does not match its keys" in out
+
+
 def test_missing_inbox_and_unreachable_sink_fail(tmp_path: Path) -> None:
     pair = make_pair(tmp_path)
     pair.agent("config", "set", "agent.inbox", str(tmp_path / "nowhere"))
