@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv dist test-dist
+.PHONY: demo test test-fast test-deps lint bench clean venv dist test-dist
 
 venv: $(STAMP)
 
@@ -21,7 +21,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# `make test` on a fresh Debian machine: as root it installs what the tests need first
+# (scripts/test-deps); without root it stops at once, naming what is missing.
+test: test-deps
+	$(MAKE) lint
 	$(BIN)/pytest -q
 
 # The offline install kit: dist/relay-VERSION-offline-PYVER-PLATFORM.tar.gz (docs/offline-install.md).
@@ -31,6 +34,13 @@ dist: $(STAMP)
 # Builds the real kit and installs it offline (a few minutes: every wheel); .ci/run runs it.
 test-dist: $(STAMP)
 	$(BIN)/pytest -q tests_dist
+
+# The fast tier: no servers, no processes, under 30 s (tests marked `slow` are left out).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+test-deps:
+	scripts/test-deps
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
