@@ -19,6 +19,8 @@ from relay.home import Home
 from tests.conftest import Pair, make_pair, run_relay
 from tests.test_gateway_postgres import database  # noqa: F401 - a throwaway database
 
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 PASSPHRASE = "backup-passphrase-for-tests"
 
 

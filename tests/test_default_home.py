@@ -11,6 +11,8 @@ import pytest
 from relay.home_location import default_home
 from tests.conftest import make_pair, run_relay
 
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 
 def test_service_homes_and_user_homes(tmp_path: Path) -> None:
     system = tmp_path / "var-lib-relay"

@@ -6,8 +6,12 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from relay.doctor import FAIL, OK, examine, exit_status
 from tests.conftest import Pair, make_pair, run_process, run_relay
+
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
 
 PASS = {"RELAY_PASSPHRASE": "doctor-test-passphrase"}
 YEAR = 365 * 86400

@@ -15,6 +15,8 @@ import pytest
 from relay import kit
 from tests.conftest import run_relay
 
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 SCRIPTS = Path(__file__).parent.parent / "scripts" / "kit"
 NAME = "relay-9.9.9-offline-cp311-linux_x86_64"
 

@@ -28,6 +28,8 @@ from relay.store_version import backup_path, read_version
 from tests.conftest import run_process, run_relay
 from tests.test_gateway_postgres import database  # noqa: F401 - a throwaway database
 
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 FIXTURES = Path(__file__).parent / "fixtures" / "v1"
 V1_TABLES = {
     "agent": (

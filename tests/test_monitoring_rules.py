@@ -7,6 +7,10 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 RULES = Path(__file__).parent.parent / "deploy" / "prometheus" / "relay-rules.yml"
 
 

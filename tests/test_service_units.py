@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 UNITS = Path(__file__).parent.parent / "deploy" / "systemd"
 SERVICES = ("relay-agent.service", "relay-gateway.service", "relay-hop.service")
 GOOD_ENOUGH = {"SAFE", "OK"}
