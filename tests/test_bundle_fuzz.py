@@ -34,6 +34,8 @@ from tests.bundle_kit import (
     verify,
 )
 
+pytestmark = pytest.mark.slow  # hundreds of hypothesis examples per test
+
 ORIGINAL = make_bundle()
 ORIGINAL_ID = parse_envelope(ORIGINAL).bundle_id
 PLAINTEXT = PAYLOAD.encode()
