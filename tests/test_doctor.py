@@ -169,3 +169,15 @@ def test_missing_inbox_and_unreachable_sink_fail(tmp_path: Path) -> None:
     assert status == 2
     assert f"fix: mkdir -m 700 {tmp_path}/nowhere" in out
     assert "syslog tcp://127.0.0.1:9 unreachable" in out
+
+
+def test_sizes_read_as_an_operator_writes_them() -> None:
+    from relay.doctor_host import _size
+
+    assert [_size(n) for n in (0, 1023, 1024, 5 << 20, 3 << 30)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "5.0 MiB",
+        "3.0 GiB",
+    ]
