@@ -1,0 +1,73 @@
+"""A small program the consumption tests run as CMD (modes by name; never a value in argv).
+
+``echo VAR STATUS``        print sha256(VAR), whether any process's argv holds VAR's value,
+                           then stdin to stdout and one line to stderr; exit STATUS.
+``selfkill SIGNUM``        die by that signal.
+``signals FILE``           write "ready", then append each USR1/USR2/HUP name; exit 3 on TERM.
+``serve VAR FILE [ignore-term]``  append "PID DIGEST" to FILE, then sleep until stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def argv_holds(value: bytes) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if value in (entry / "cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def main() -> None:
+    mode = sys.argv[1]
+    if mode == "echo":
+        var, status = sys.argv[2], int(sys.argv[3])
+        value = os.environb.get(var.encode(), b"")
+        out = sys.stdout.buffer
+        out.write(hashlib.sha256(value).hexdigest().encode() + b"\n")
+        out.write(b"argv-leak\n" if value and argv_holds(value) else b"argv-clean\n")
+        out.write(sys.stdin.buffer.read())
+        out.flush()
+        sys.stderr.write("to-stderr\n")
+        sys.exit(status)
+    if mode == "selfkill":
+        os.kill(os.getpid(), int(sys.argv[2]))
+        time.sleep(5)
+    if mode == "signals":
+        target = Path(sys.argv[2])
+
+        def note(signum: int, _frame: object) -> None:
+            with target.open("a") as handle:
+                handle.write(signal.Signals(signum).name + "\n")
+            if signum == signal.SIGTERM:
+                sys.exit(3)
+
+        for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGTERM):
+            signal.signal(sig, note)
+        with target.open("a") as handle:
+            handle.write("ready\n")
+        while True:
+            time.sleep(0.1)
+    if mode == "serve":
+        var, target = sys.argv[2], Path(sys.argv[3])
+        if len(sys.argv) > 4 and sys.argv[4] == "ignore-term":
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        value = os.environb.get(var.encode(), b"")
+        with target.open("a") as handle:
+            handle.write(f"{os.getpid()} {hashlib.sha256(value).hexdigest()}\n")
+        while True:
+            time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()
