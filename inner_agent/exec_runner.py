@@ -60,6 +60,7 @@ class ExecSpec:
     max_restarts: int = 5
     window: float = 60.0
     name: str = ""
+    watch: bool = True  # restart when a secret CMD uses gets a new version
 
     @property
     def label(self) -> str:
@@ -136,7 +137,7 @@ class Supervisor:
 
     def due_change(self) -> dict[str, int | None] | None:
         """New versions that held still for ``debounce`` seconds and may restart CMD now."""
-        if not self.used:
+        if not self.used or not self.spec.watch:
             return None
         current = self.source.versions(self.used)
         if current == self.used:

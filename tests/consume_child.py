@@ -5,11 +5,16 @@
 ``selfkill SIGNUM``        die by that signal.
 ``signals FILE``           write "ready", then append each USR1/USR2/HUP name; exit 3 on TERM.
 ``serve VAR FILE [ignore-term]``  append "PID DIGEST" to FILE, then sleep until stopped.
+``hook FILE``              append a JSON line with RELAY_HOOK, RELAY_CHANGED, RELAY_PATHS and the
+                           names of the RELAY_* variables to FILE.
+``flood BYTES``            write that many bytes to stdout.
+``hang PIDFILE``           write the pid, then sleep.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sys
@@ -67,6 +72,24 @@ def main() -> None:
             handle.write(f"{os.getpid()} {hashlib.sha256(value).hexdigest()}\n")
         while True:
             time.sleep(0.1)
+    if mode == "hook":
+        doc = {
+            "hook": os.environ.get("RELAY_HOOK"),
+            "changed": os.environ.get("RELAY_CHANGED"),
+            "paths": os.environ.get("RELAY_PATHS"),
+            "names": sorted(k for k in os.environ if k.startswith("RELAY_")),
+        }
+        with Path(sys.argv[2]).open("a") as handle:
+            handle.write(json.dumps(doc) + "\n")
+    if mode == "flood":
+        left = int(sys.argv[2])
+        block = b"x" * 65536
+        while left > 0:
+            sys.stdout.buffer.write(block[:left])
+            left -= len(block)
+    if mode == "hang":
+        Path(sys.argv[2]).write_text(str(os.getpid()))
+        time.sleep(60)
 
 
 if __name__ == "__main__":

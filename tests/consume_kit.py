@@ -90,3 +90,50 @@ def every_file_bytes(*roots: Path) -> list[bytes]:
 
 
 PYTHON = sys.executable
+
+
+def prepare_agent(
+    root: Path, toml: str = "", apps: dict[str, list[str]] | None = None
+) -> tuple[Pair, Path, dict[str, dict[str, str]]]:
+    """A pair whose agent has an inbox, a free API port, ``toml`` appended to its relay.toml
+    and the given apps; returns (pair, inbox, credentials by app)."""
+    pair = make_pair(root)
+    assert pair.gateway("grant", "plant7", "**").status == 0
+    inbox = root / "inbox"
+    inbox.mkdir(mode=0o700)
+    for key, value in {"agent.inbox": str(inbox), "api.listen": "127.0.0.1:0"}.items():
+        assert pair.agent("config", "set", key, value).status == 0
+    creds: dict[str, dict[str, str]] = {}
+    for name, patterns in (apps or {}).items():
+        allow = [arg for p in patterns for arg in ("--allow", p)]
+        result = run_relay("agent", "app", "add", "--home", str(pair.ag), name, *allow, "--json")
+        assert result.status == 0, result.err
+        doc = json.loads(result.out)
+        creds[name] = {"client_id": doc["client_id"], "client_secret": doc["client_secret"]}
+    with (pair.ag / "relay.toml").open("a") as handle:
+        handle.write("\n" + toml)
+    return pair, inbox, creds
+
+
+def launch_agent(
+    pair: Pair,
+    inbox: Path,
+    log_name: str = "agent.log",
+    env: dict[str, str] | None = None,
+    apps: dict[str, dict[str, str]] | None = None,
+) -> Any:
+    """``relay agent run`` on ``pair`` as a real process (a :class:`tests.agent_daemon.Daemon`)."""
+    from tests.agent_daemon import Daemon
+
+    log_path = pair.root / log_name
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*RELAY, "agent", "run", "--home", str(pair.ag)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=relay_env(**(env or {})),
+        )
+    daemon = Daemon(pair, inbox, proc, log_path, apps=apps or {})
+    daemon.wait_listening()
+    return daemon
