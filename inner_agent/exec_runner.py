@@ -218,23 +218,38 @@ def run_foreground(spec: ExecSpec, source: SecretSource, record: Record, umask: 
     except BaseException:
         _unblock()
         raise
-    stopping = False
+    return _supervise_loop(supervisor, waited)
+
+
+def _supervise_loop(supervisor: Supervisor, waited: set[signal.Signals]) -> int:
+    """Forward signals, restart on change; after a forwarded stop (TERM or INT) CMD gets
+    ``grace`` seconds before SIGKILL."""
+    spec = supervisor.spec
+    kill_at: float | None = None
     while True:
         child = supervisor.child
-        assert child is not None  # noqa: S101 - started above
-        info = signal.sigtimedwait(waited, spec.poll)
+        assert child is not None  # noqa: S101 - started by the caller
+        wait = (
+            spec.poll if kill_at is None else max(0.01, min(spec.poll, kill_at - time.monotonic()))
+        )
+        info = signal.sigtimedwait(waited, wait)
         if info is not None and info.si_signo != signal.SIGCHLD:
-            stopping = stopping or info.si_signo in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            if kill_at is None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                kill_at = time.monotonic() + spec.grace
             if info.si_code != SI_KERNEL:
                 with contextlib.suppress(ProcessLookupError):
                     child.send_signal(info.si_signo)
         status = child.poll()
         if status is not None:
-            record("exec.exited", command=spec.label, status=status)
+            supervisor.record("exec.exited", command=spec.label, status=status)
             _unblock()
             return status
-        if not stopping:
+        if kill_at is None:
             _restart_if_due(supervisor)
+        elif time.monotonic() >= kill_at:
+            child.kill()
+            supervisor.record("exec.killed", command=spec.label, pid=child.pid, grace=spec.grace)
+            kill_at = float("inf")
 
 
 def _restart_if_due(supervisor: Supervisor) -> None:
@@ -254,8 +269,9 @@ def exit_like(status: int) -> int:
     number = -status
     with contextlib.suppress(ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
         signal.signal(number, signal.SIG_DFL)
+    with contextlib.suppress(OSError, ValueError):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {number})
         os.kill(os.getpid(), number)
     return 128 + number
