@@ -107,6 +107,7 @@ class Supervisor:
         self._pending: dict[str, int | None] | None = None
         self._pending_since = 0.0
         self._delayed = False
+        self._blocked: dict[str, int | None] | None = None  # versions a restart failed on
 
     def start(self) -> None:
         """Resolve the secrets and start CMD; RelayError (with its code) if either fails."""
@@ -140,7 +141,7 @@ class Supervisor:
         if not self.used or not self.spec.watch:
             return None
         current = self.source.versions(self.used)
-        if current == self.used:
+        if current in (self.used, self._blocked):
             self._pending = None
             return None
         now = self.clock()
@@ -160,7 +161,11 @@ class Supervisor:
         """Start CMD again with the current secrets, stopping the running one first; if the
         secrets cannot be read, the running CMD is left alone (RelayError)."""
         old = dict(self.used)
-        prepared = self._prepare()
+        try:
+            prepared = self._prepare()
+        except RelayError:
+            self._blocked = changed  # tried once; the next change tries again
+            raise
         self.limiter.note()
         self._pending, self._delayed = None, False
         self.stop()
@@ -298,6 +303,7 @@ class ExecChild(threading.Thread):
         self.supervisor = supervisor
         self._stopping = threading.Event()
         self._lock = threading.Lock()
+        self._failures = 0
 
     def run(self) -> None:
         sup = self.supervisor
@@ -309,27 +315,35 @@ class ExecChild(threading.Thread):
             self._stopping.wait(sup.spec.poll)
 
     def _step(self, sup: Supervisor) -> None:
-        label = sup.spec.label
         try:
-            if sup.child is None:
-                sup.start()
-                return
-            status = sup.child.poll()
-            if status is not None:
-                delay = sup.limiter.wait_time()
-                sup.record("exec.exited", command=label, status=status, restart_in=round(delay, 1))
-                if delay > 0:
-                    self._stopping.wait(delay)
-                    if self._stopping.is_set():
-                        return
-                sup.restart("exited")
-                return
-            changed = sup.due_change()
-            if changed is not None:
-                sup.restart("changed", changed)
-        except RelayError as exc:
-            sup.record("exec.failed", command=label, reason=exc.code)
-            self._stopping.wait(min(30.0, max(sup.spec.poll, 1.0) * 5))
+            self._advance(sup)
+        except RelayError as exc:  # a secret refused, the command gone: back off, try again
+            self._failures += 1
+            sup.record(
+                "exec.failed", command=sup.spec.label, reason=exc.code, attempt=self._failures
+            )
+            self._stopping.wait(min(300.0, max(sup.spec.poll, 1.0) * 2 ** min(self._failures, 8)))
+        else:
+            self._failures = 0
+
+    def _advance(self, sup: Supervisor) -> None:
+        label = sup.spec.label
+        if sup.child is None:
+            sup.start()
+            return
+        status = sup.child.poll()
+        if status is not None:
+            delay = sup.limiter.wait_time()
+            sup.record("exec.exited", command=label, status=status, restart_in=round(delay, 1))
+            if delay > 0:
+                self._stopping.wait(delay)
+                if self._stopping.is_set():
+                    return
+            sup.restart("exited")
+            return
+        changed = sup.due_change()
+        if changed is not None:
+            sup.restart("changed", changed)
 
     def stop(self) -> None:
         """Stop the child (stop signal, grace, SIGKILL) and the thread."""

@@ -118,9 +118,15 @@ class HookRunner(threading.Thread):
             woke = self._wake.wait(self._next_wait())
             if self._stopping.is_set():
                 return
-            if woke:
-                self._settle()
+            if woke or self._changed_since_seen():
+                self._settle()  # imports by other processes are debounced too
             self._guarded_pass(startup=False)
+
+    def _changed_since_seen(self) -> bool:
+        try:
+            return self.versions() != self._seen
+        except Exception:  # reported by the pass itself
+            return False
 
     def _next_wait(self) -> float:
         due = [r.at - self.clock() for r in self._retries.values()]

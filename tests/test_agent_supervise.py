@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from inner_agent.exec_runner import RestartLimiter
@@ -197,3 +198,28 @@ def test_a_missing_command_in_supervised_mode(tmp_path: Path) -> None:
     )
     assert proc.returncode == 127
     assert proc.stderr.decode().startswith("relay: error: command_not_found: ")
+
+
+def test_a_secret_gone_keeps_cmd_running_and_is_reported_once(tmp_path: Path) -> None:
+    pair = loaded_pair(tmp_path, {"db/web/password": planted(), "db/web/other": planted()})
+    state = tmp_path / "served"
+    proc = spawn(
+        *supervise(pair.ag, "--debounce", "100ms"), PYTHON, CHILD, "serve", "P", str(state)
+    )
+    try:
+        wait_for(lambda: served(state), what="first child")
+        assert pair.gateway("revoke", "plant7", "**").status == 0
+        assert pair.gateway("grant", "plant7", "db/web/other").status == 0
+        publish(pair, {})
+        wait_for(lambda: audit_records(pair, "exec.restart_failed"), what="refused restart")
+        denied = len(audit_records(pair, "secret.denied"))
+        time.sleep(1.0)  # ten polls: the same refusal is neither retried nor reported again
+        assert len(audit_records(pair, "exec.restart_failed")) == 1
+        assert len(audit_records(pair, "secret.denied")) == denied
+        assert len(served(state)) == 1
+        assert proc.poll() is None  # CMD keeps running with what it had
+        reason = fields_of(audit_records(pair, "exec.restart_failed")[0])["reason"]
+        assert reason == "not_found"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
