@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from relay.codes import NOT_FOUND
 from relay.errors import EXPIRED, SecretError
 
 
@@ -32,7 +33,7 @@ def read_secret(conn: Any, path: str, now: int) -> Secret:
         "SELECT value, version, expires_at FROM secrets WHERE path = ?", (path,)
     ).fetchone()
     if row is None:
-        raise SecretError(f"no secret {path!r} is granted to this agent", code="not_found")
+        raise SecretError(f"no secret {path!r} is granted to this agent", code=NOT_FOUND)
     value, version, expires_at = row
     if expires_at is not None and now >= expires_at:
         raise SecretError(f"secret {path!r} expired at {expires_at}", code=EXPIRED)
