@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relay.codes import BAD_CONFIG, BAD_DURATION, BAD_SIGNAL
 from relay.durations import parse_duration
 from relay.errors import UsageError
 from relay.paths import check_pattern
@@ -43,14 +44,13 @@ from relay.paths import check_pattern
 ACTIONS = ("run", "render", "signal", "systemctl")
 SYSTEMCTL_VERBS = ("reload", "restart", "try-restart", "try-reload-or-restart", "reload-or-restart")
 _FINE = re.compile(r"(\d+(?:\.\d+)?)ms\Z")
-BAD_CONFIG = "bad_config"
 
 
 def parse_seconds(text: str | float) -> float:
     """Seconds from ``30s``/``15m``/``2h`` (see :mod:`relay.durations`), ``250ms`` or a number."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         if text <= 0:
-            raise UsageError(f"duration {text!r} must be positive", code="bad_duration")
+            raise UsageError(f"duration {text!r} must be positive", code=BAD_DURATION)
         return float(text)
     match = _FINE.match(str(text).strip())
     if match:
@@ -66,7 +66,7 @@ def parse_signal(text: str | int) -> int:
             return int(signal.Signals(int(name)))
         return int(signal.Signals["SIG" + name.removeprefix("SIG")])
     except (KeyError, ValueError):
-        raise UsageError(f"unknown signal {text!r}", code="bad_signal") from None
+        raise UsageError(f"unknown signal {text!r}", code=BAD_SIGNAL) from None
 
 
 @dataclass(frozen=True)

@@ -175,9 +175,7 @@ def _serve_with(
         consumers.chained(service.after_import),
         importer.limits.max_bundle_bytes,
     )
-    worker = InboxWorker(
-        inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok
-    )
+    worker = InboxWorker(inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok)
     watches = Watches(settings.inbox, worker.poke)
     sockets = []
     if settings.listen is not None:

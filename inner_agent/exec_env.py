@@ -18,14 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inner_agent.secret_source import SecretSource
+from relay.codes import BAD_ENV, BAD_ENV_VALUE, COMMAND_NOT_EXECUTABLE, COMMAND_NOT_FOUND
 from relay.errors import RelayError, SecretError, UsageError
 from relay.paths import check_path
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-BAD_ENV = "bad_env"
-BAD_ENV_VALUE = "bad_env_value"
-COMMAND_NOT_FOUND = "command_not_found"
-COMMAND_NOT_EXECUTABLE = "command_not_executable"
 WITHHELD = ("RELAY_PASSPHRASE", "RELAY_CLIENT_SECRET", "RELAY_CLIENT_SECRET_FILE")
 
 
@@ -33,7 +30,6 @@ class CommandError(RelayError):
     """CMD cannot be started; exit statuses as a shell's (127 not found, 126 not runnable)."""
 
     code = COMMAND_NOT_FOUND
-    exit_status = 127
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from inner_agent.exec_env import Resolved, child_environment, find_command, resolve
 from inner_agent.secret_source import SecretSource
+from relay.codes import RATE_LIMIT
 from relay.errors import RelayError
 
 FORWARDED = (
@@ -152,7 +153,7 @@ class Supervisor:
             return None
         if self.limiter.wait_time() > 0:
             if not self._delayed:
-                self.record("exec.restart_delayed", command=self.spec.label, reason="rate_limit")
+                self.record("exec.restart_delayed", command=self.spec.label, reason=RATE_LIMIT)
                 self._delayed = True
             return None
         return current

@@ -30,13 +30,18 @@ from typing import Any
 
 from inner_agent.lookup import Secret
 from inner_agent.secret_source import SecretSource
+from relay.codes import (
+    BAD_OWNER,
+    BAD_TEMPLATE,
+    BAD_VALUE,
+    NOT_TEXT,
+    TEMPLATE_ERROR,
+    TEMPLATE_FORBIDDEN,
+    WRITE_FAILED,
+)
 from relay.errors import RelayError, SecretError, UsageError
 from relay.paths import is_valid_path
 
-TEMPLATE_ERROR = "template_error"
-TEMPLATE_FORBIDDEN = "template_forbidden"
-WRITE_FAILED = "write_failed"
-NOT_TEXT = "not_text"
 MAX_TEMPLATE_BYTES = 1024 * 1024
 SAFE_FILTERS = ("trim", "lower", "upper", "replace", "tojson", "indent")
 
@@ -69,14 +74,14 @@ def read_template(path: Path) -> str:
             data = handle.read(MAX_TEMPLATE_BYTES + 1)
     except OSError as exc:
         raise UsageError(
-            f"cannot read template {path}: {exc.strerror}", code="bad_template"
+            f"cannot read template {path}: {exc.strerror}", code=BAD_TEMPLATE
         ) from None
     if len(data) > MAX_TEMPLATE_BYTES:
-        raise UsageError(f"template {path} is larger than 1 MiB", code="bad_template")
+        raise UsageError(f"template {path} is larger than 1 MiB", code=BAD_TEMPLATE)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"template {path} is not UTF-8", code="bad_template") from None
+        raise UsageError(f"template {path} is not UTF-8", code=BAD_TEMPLATE) from None
 
 
 def render_template(text: str, source: SecretSource) -> Rendered:
@@ -178,9 +183,9 @@ def parse_mode(text: str) -> int:
     try:
         mode = int(text, 8)
     except ValueError:
-        raise UsageError(f"{text!r} is not an octal mode such as 0600", code="bad_value") from None
+        raise UsageError(f"{text!r} is not an octal mode such as 0600", code=BAD_VALUE) from None
     if not 0 <= mode <= 0o777:
-        raise UsageError(f"{text!r} is not a file mode (0000-0777)", code="bad_value")
+        raise UsageError(f"{text!r} is not a file mode (0000-0777)", code=BAD_VALUE)
     return mode
 
 
@@ -191,7 +196,7 @@ def parse_owner(text: str) -> tuple[int, int]:
         uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
         gid = -1 if not group else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError:
-        raise UsageError(f"unknown user or group in {text!r}", code="bad_owner") from None
+        raise UsageError(f"unknown user or group in {text!r}", code=BAD_OWNER) from None
     return uid, gid
 
 

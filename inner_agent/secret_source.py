@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from inner_agent.lookup import Secret, read_secret
+from relay.codes import UNREACHABLE
 from relay.durations import parse_duration
 from relay.errors import SecretError
 from relay.home import Home
@@ -132,7 +133,7 @@ class ApiSource:
             try:
                 current[path] = self.client.get(path).version
             except ApiError as exc:
-                if exc.code == "unreachable":
+                if exc.code == UNREACHABLE:
                     raise SecretError(exc.message, code=exc.code) from None
                 current[path] = None
         return current

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from relay.codes import API_ERROR, BAD_RESPONSE, NO_CREDENTIALS, TOO_LARGE, UNREACHABLE
 from relay.errors import RelayError
 
 TOKEN_MARGIN = 30.0  # refresh this many seconds before the token expires
@@ -39,13 +40,12 @@ SOCKET_ENV = "RELAY_API_SOCKET"
 ID_ENV = "RELAY_CLIENT_ID"
 SECRET_ENV = "RELAY_CLIENT_SECRET"  # noqa: S105 - a variable name
 SECRET_FILE_ENV = "RELAY_CLIENT_SECRET_FILE"  # noqa: S105 - a variable name
-UNREACHABLE = "unreachable"
 
 
 class ApiError(RelayError):
     """The API refused a request (``code`` is the API's), or could not be reached."""
 
-    code = "api_error"
+    code = API_ERROR
 
     def __init__(self, code: str, message: str, status: int = 0) -> None:
         super().__init__(message, code=code)
@@ -124,9 +124,11 @@ class Client:
         if not secret and env.get(SECRET_FILE_ENV):
             secret = Path(env[SECRET_FILE_ENV]).read_text(encoding="utf-8").strip()
         if not client_id or not secret:
-            raise ApiError("no_credentials", f"set {ID_ENV} and {SECRET_ENV} (or *_FILE)")
+            raise ApiError(
+                code=NO_CREDENTIALS, message=f"set {ID_ENV} and {SECRET_ENV} (or *_FILE)"
+            )
         if not url and not sock:
-            raise ApiError("no_credentials", f"set {URL_ENV} or {SOCKET_ENV}")
+            raise ApiError(code=NO_CREDENTIALS, message=f"set {URL_ENV} or {SOCKET_ENV}")
         return cls(url or None, client_id=client_id, client_secret=secret, unix_socket=sock or None)
 
     # -- public --------------------------------------------------------------------------------
@@ -214,13 +216,11 @@ class Client:
             data = response.read(MAX_RESPONSE_BYTES + 1)
             status = response.status
         except OSError as exc:
-            raise ApiError(
-                UNREACHABLE, f"cannot reach the agent API: {exc.strerror or exc}"
-            ) from None
+            message = f"cannot reach the agent API: {exc.strerror or exc}"
+            raise ApiError(code=UNREACHABLE, message=message) from None
         except http.client.HTTPException as exc:
-            raise ApiError(
-                UNREACHABLE, f"bad answer from the agent API: {type(exc).__name__}"
-            ) from None
+            message = f"bad answer from the agent API: {type(exc).__name__}"
+            raise ApiError(code=UNREACHABLE, message=message) from None
         finally:
             conn.close()
         return status, _json_body(status, data)
@@ -228,20 +228,24 @@ class Client:
 
 def _json_body(status: int, data: bytes) -> dict[str, Any]:
     if len(data) > MAX_RESPONSE_BYTES:
-        raise ApiError("too_large", "the API's answer is too large", status)
+        raise ApiError(code=TOO_LARGE, message="the API's answer is too large", status=status)
     try:
         doc = json.loads(data or b"{}")
     except ValueError:
-        raise ApiError("bad_response", "the API's answer is not JSON", status) from None
+        raise ApiError(
+            code=BAD_RESPONSE, message="the API's answer is not JSON", status=status
+        ) from None
     if not isinstance(doc, dict):
-        raise ApiError("bad_response", "the API's answer is not a JSON object", status)
+        raise ApiError(
+            code=BAD_RESPONSE, message="the API's answer is not a JSON object", status=status
+        )
     return doc
 
 
 def _error(status: int, doc: dict[str, Any]) -> ApiError:
     code = str(doc.get("error") or f"http_{status}")
     message = str(doc.get("message") or f"HTTP {status}")
-    return ApiError(code, message, status)
+    return ApiError(code=code, message=message, status=status)
 
 
 def _int_or_none(value: Any) -> int | None:

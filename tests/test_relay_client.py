@@ -17,7 +17,7 @@ def test_client_reads_refreshes_and_reports_api_codes(tmp_path: Path) -> None:
     pair, inbox, creds = prepare_agent(tmp_path, apps={"web": ["db/web/*"]})
     assert pair.agent("config", "set", "api.unix_socket", str(sock)).status == 0
     daemon = launch_agent(pair, inbox, apps=creds)
-    text, raw = planted("T"), b"\xff\xfe" + os.urandom(8)
+    text, raw = planted("T"), b"\xff\xfe\x00binary" + os.urandom(4).hex().encode()
     try:
         daemon.drop(daemon.publish({"db/web/text": text, "db/web/raw": raw, "db/x/y": planted()}))
         daemon.wait_event("bundle.applied")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from relay.cli import CALLER_UMASK
+from relay.codes import NO_CREDENTIALS
 from relay.errors import UsageError
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _credentials(path: Path | None) -> tuple[str, str]:
         raise UsageError(
             f"API credentials missing: --credentials FILE, or {ID_ENV} with {SECRET_ENV} "
             f"or {SECRET_FILE_ENV}",
-            code="no_credentials",
+            code=NO_CREDENTIALS,
         )
     return client_id, secret
 
@@ -106,7 +107,7 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}", code="no_credentials") from None
+        raise UsageError(f"cannot read {path}: {exc}", code=NO_CREDENTIALS) from None
 
 
 def _read_credentials(path: Path) -> dict[str, str]:
@@ -119,7 +120,7 @@ def _read_credentials(path: Path) -> dict[str, str]:
         try:
             doc = json.loads(text)
         except ValueError:
-            raise UsageError(f"{path} is not valid JSON", code="no_credentials") from None
+            raise UsageError(f"{path} is not valid JSON", code=NO_CREDENTIALS) from None
         return {k: str(v) for k, v in doc.items() if k in ("client_id", "client_secret")}
     values = {}
     for line in text.splitlines():
