@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import stat
 import subprocess
 import time
@@ -169,3 +170,29 @@ def test_render_through_the_api_refuses_an_ungranted_path(tmp_path: Path) -> Non
         assert out.read_bytes() == b"u=" + value + b"\n"
     finally:
         daemon.stop()
+
+
+def test_owner_and_mode_of_the_output(shared: tuple[Pair, bytes], tmp_path: Path) -> None:
+    pair, _ = shared
+    source = tmp_path / "t.tmpl"
+    source.write_text('{{ secret_meta("db/web/user").version }}\n')
+    out = tmp_path / "owned.conf"
+    if os.getuid() != 0:  # only root may give a file away
+        result = render(pair.ag, source, out, "--owner", "root")
+        assert result.err.startswith("relay: error: write_failed: ")
+        assert not out.exists()
+        return
+    nobody = pwd.getpwnam("nobody")
+    result = render(pair.ag, source, out, "--owner", f"nobody:{nobody.pw_gid}", "--mode", "0440")
+    assert result.status == 0, result.err
+    info = out.stat()
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (
+        nobody.pw_uid,
+        nobody.pw_gid,
+        0o440,
+    )
+    again = render(pair.ag, source, out, "--owner", f"nobody:{nobody.pw_gid}", "--mode", "0440")
+    assert again.out == f"unchanged {out}\n"
+    unknown = render(pair.ag, source, out, "--owner", "no-such-user-xyz")
+    assert unknown.status == 2
+    assert unknown.err.startswith("relay: error: bad_owner: ")
