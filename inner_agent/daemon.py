@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from inner_agent import events
+from inner_agent import denials, events
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
@@ -174,6 +174,7 @@ def _serve_with(
         lambda name, data: importer.import_bytes(name, data, listed=True),
         consumers.chained(service.after_import),
         importer.limits.max_bundle_bytes,
+        consume=_diode_folders(home, settings),
     )
     worker = InboxWorker(inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok)
     watches = Watches(settings.inbox, worker.poke)
@@ -217,6 +218,7 @@ def _serve_with(
         if settings.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 settings.unix_socket.unlink()
+        denials.flush(force=True)
         events.record("agent.stopped", signal=stopping.signal_name)
     return 0
 
@@ -248,6 +250,7 @@ def _scheduler(
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
     return scheduler
 
 
@@ -290,6 +293,13 @@ def _diode_receiver(home: Home, settings: ServiceSettings) -> DiodeReceiver | No
             "diode.listen needs agent.inbox (where received bundles go)", code=NOT_CONFIGURED
         )
     return DiodeReceiver(listen, settings.inbox[0])
+
+
+def _diode_folders(home: Home, settings: ServiceSettings) -> tuple[Path, ...]:
+    """The folder the diode receiver writes into, if it runs: the agent owns what lands there."""
+    if not str(home.config.get("diode.listen")) or not settings.inbox:
+        return ()
+    return (settings.inbox[0],)
 
 
 class _StoppedEarly(Exception):
