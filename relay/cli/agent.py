@@ -46,6 +46,9 @@ def _register_service_commands() -> None:
     agent.add_command(app)
     agent.add_command(exec_)
     agent.add_command(render)
+    from relay.cli.backup import add_backup_commands
+
+    add_backup_commands(agent, "agent")
 
 
 _register_service_commands()
