@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.agent_daemon import start_daemon
 from tests.conftest import run_process
 from tests.consume_kit import (
@@ -23,6 +25,8 @@ from tests.consume_kit import (
     spawn,
     wait_for,
 )
+
+pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
 
 CHILD = str(Path(__file__).with_name("consume_child.py"))
 

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.consume_kit import (
     PYTHON,
@@ -21,6 +22,8 @@ from tests.consume_kit import (
     publish,
     wait_for,
 )
+
+pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
 
 CHILD = str(Path(__file__).with_name("consume_child.py"))
 

@@ -25,6 +25,8 @@ from tests.consume_kit import (
     relay_env,
 )
 
+pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
+
 
 def render(home: Path, template: Path, out: Path, *extra: str) -> Result:
     return run_process(

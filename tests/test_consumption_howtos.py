@@ -10,6 +10,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.consume_kit import (
     PYTHON,
     launch_agent,
@@ -20,6 +22,8 @@ from tests.consume_kit import (
     relay_env,
     wait_for,
 )
+
+pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"

@@ -11,6 +11,8 @@ import pytest
 from relay.client import ApiError, Client
 from tests.consume_kit import launch_agent, planted, prepare_agent
 
+pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
+
 
 def test_client_reads_refreshes_and_reports_api_codes(tmp_path: Path) -> None:
     sock = tmp_path / "agent.sock"
