@@ -162,17 +162,17 @@ def _serve(home: Home, store: AgentStore, settings: ServiceSettings, stopping: _
 def _serve_with(
     home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag, audit: Any
 ) -> int:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     from inner_agent.api import create_app
+    from inner_agent.consumers import Consumers
     from inner_agent.http_server import bind_tcp, bind_unix, describe, make_server
 
     service = AgentService(store, home.store_path, settings, acknowledge=audit.acknowledge)
+    consumers = Consumers(home)  # [[hooks]] and [[exec]]
     importer = AgentImporter(home, store, lambda: int(time.time()))
     inbox = Inbox(
         settings.inbox,
         lambda name, data: importer.import_bytes(name, data, listed=True),
-        service.after_import,
+        consumers.chained(service.after_import),
         importer.limits.max_bundle_bytes,
         consume=_diode_folders(home, settings),
     )
@@ -186,6 +186,49 @@ def _serve_with(
     app = create_app(service, bench=os.environ.get(BENCH_ENV) == "1")
     server = make_server(app, float(settings.read_timeout))
     stopping.server = server
+
+    scheduler = _scheduler(settings, watches, worker, service)
+    diode = _diode_receiver(home, settings)
+    watches.start()
+    worker.start()
+    scheduler.start()
+    if diode is not None:
+        diode.start()
+    for sock in sockets:
+        _log.info("api listening on %s", describe(sock))
+    events.record(
+        "agent.started",
+        inbox=",".join(str(p) for p in settings.inbox),
+        pid=os.getpid(),
+    )
+    service.check_freshness()
+    consumers.start()
+    try:
+        if not stopping.requested:
+            server.run(sockets=sockets)
+    finally:
+        consumers.stop()
+        scheduler.shutdown(wait=False)
+        if diode is not None:
+            diode.stop()
+        watches.stop()
+        worker.stop()
+        worker.join(STOP_JOIN_SECONDS)
+        for sock in sockets:
+            sock.close()
+        if settings.unix_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                settings.unix_socket.unlink()
+        service.denials.flush(force=True)
+        events.record("agent.stopped", signal=stopping.signal_name)
+    return 0
+
+
+def _scheduler(
+    settings: ServiceSettings, watches: Watches, worker: InboxWorker, service: AgentService
+) -> Any:
+    """The rescan and freshness jobs (not started)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
 
     def rescan() -> None:
         watches.arm()
@@ -209,38 +252,7 @@ def _serve_with(
         coalesce=True,
     )
     scheduler.add_job(service.denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
-    diode = _diode_receiver(home, settings)
-    watches.start()
-    worker.start()
-    scheduler.start()
-    if diode is not None:
-        diode.start()
-    for sock in sockets:
-        _log.info("api listening on %s", describe(sock))
-    events.record(
-        "agent.started",
-        inbox=",".join(str(p) for p in settings.inbox),
-        pid=os.getpid(),
-    )
-    service.check_freshness()
-    try:
-        if not stopping.requested:
-            server.run(sockets=sockets)
-    finally:
-        scheduler.shutdown(wait=False)
-        if diode is not None:
-            diode.stop()
-        watches.stop()
-        worker.stop()
-        worker.join(STOP_JOIN_SECONDS)
-        for sock in sockets:
-            sock.close()
-        if settings.unix_socket is not None:
-            with contextlib.suppress(FileNotFoundError):
-                settings.unix_socket.unlink()
-        service.denials.flush(force=True)
-        events.record("agent.stopped", signal=stopping.signal_name)
-    return 0
+    return scheduler
 
 
 class DiodeReceiver(threading.Thread):

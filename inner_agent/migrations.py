@@ -17,9 +17,7 @@ from relay.store_version import Step, latest
 
 def _index_applied_by_stream(conn: Any) -> None:
     # The importer asks "was seq N of this stream applied?"; `applied` grows with every bundle.
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS applied_stream_seq ON applied (sender_key, kind, seq)"
-    )
+    conn.execute("CREATE INDEX IF NOT EXISTS applied_stream_seq ON applied (sender_key, kind, seq)")
 
 
 STEPS: tuple[Step, ...] = (

@@ -126,9 +126,7 @@ def cli_driven() -> set[str]:
 
 def test_every_module_is_imported_directly_by_a_test_or_listed_as_indirect() -> None:
     packages = {name for name, path in package_modules().items() if path.name == "__init__.py"}
-    missing = (
-        set(package_modules()) - directly_imported() - cli_driven() - packages - INDIRECT_ONLY
-    )
+    missing = set(package_modules()) - directly_imported() - cli_driven() - packages - INDIRECT_ONLY
     assert sorted(missing) == [], "give these modules a test that imports them"
 
 

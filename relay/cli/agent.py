@@ -39,10 +39,13 @@ agent.add_command(config_group("agent"))
 def _register_service_commands() -> None:
     # Light modules: FastAPI, uvicorn and watchdog are imported inside the commands.
     from relay.cli.agent_apps import app
+    from relay.cli.agent_exec import exec_, render
     from relay.cli.agent_run import run
 
     agent.add_command(run)
     agent.add_command(app)
+    agent.add_command(exec_)
+    agent.add_command(render)
     from relay.cli.backup import add_backup_commands
 
     add_backup_commands(agent, "agent")

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from relay.cli.demo_consume import show_consumption
+
 
 def _step(text: str) -> None:
     click.secho(f"\n== {text}", bold=True)
@@ -110,6 +112,8 @@ def _loop(root: Path) -> None:
     _step("7. An application reads the secret")
     _run("agent", "get", "--home", ag, "db/plant7/password")
     _run("agent", "status", "--home", ag)
+
+    show_consumption(root, ag, _step, _run)  # 7b. exec and render
 
     _step("8. A tampered bundle is rejected and quarantined; the store is unchanged")
     _run("gateway", "export", "--home", gw, "--to", usb)

@@ -193,9 +193,7 @@ def secret_import(home: Path, file: Path, ttl: str | None) -> None:
     cap = int(opened.config.get("limits.max_secret_bytes"))
     for path, value in values.items():
         if len(value) > cap:
-            raise UsageError(
-                f"the value of {path} is over limits.max_secret_bytes", code=TOO_LARGE
-            )
+            raise UsageError(f"the value of {path} is over limits.max_secret_bytes", code=TOO_LARGE)
     expires = now() + duration(ttl, "") if ttl else None
     written, same = store.import_secrets(values, expires, now())
     _audit(opened, store).record(
