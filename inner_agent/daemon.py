@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from inner_agent import events
+from inner_agent.activation import ActivationJob
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
@@ -193,6 +194,10 @@ def _serve_with(
         id="freshness",
         max_instances=1,
         coalesce=True,
+    )
+    activation = ActivationJob(store, service.clock, lambda: service.refresh(force=True))
+    scheduler.add_job(
+        activation.run, "interval", seconds=1, id="activate", max_instances=1, coalesce=True
     )
     diode = _diode_receiver(home, settings)
     watches.start()

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inner_agent.activation import activation_fields
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
 from relay import quarantine
@@ -109,6 +110,8 @@ class AgentImporter:
         outcome = self._verify_and_apply(name, data, explicit)
         if self.audit is not None and outcome.status != "skipped":
             self.audit.record(f"bundle.{outcome.status}", **outcome.audit_fields())
+            for fields in activation_fields(outcome.result):
+                self.audit.record("secret.activated", **fields)
             if outcome.result is not None and outcome.result.audit_ack:
                 self.audit.acknowledge(outcome.result.audit_ack)
         return outcome

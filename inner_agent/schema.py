@@ -70,3 +70,19 @@ apps = Table(
     Column("patterns", Text, nullable=False),  # JSON list of grant patterns
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Labelled versions beside ``secrets`` (the current ones): ``previous`` (``at`` = end of the
+# overlap, NULL: until the next bundle) and ``pending`` (``at`` = activates_at; ``overlap`` = how
+# long the version it replaces stays previous). See relay/bundle/versions.py.
+secret_versions = Table(
+    "secret_versions",
+    metadata,
+    Column("path", String(256), primary_key=True),
+    Column("label", String(16), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("at", BigInteger),
+    Column("overlap", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+)

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import NoReturn
 
 from inner_agent import events
+from inner_agent.activation import activation_fields
 from inner_agent.apps import App, authenticate, list_apps
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
+from inner_agent.labels import CURRENT, LABELS
 from inner_agent.lookup import Secret
 from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
@@ -160,9 +162,13 @@ class AgentService:
 
     # -- reading secrets -----------------------------------------------------------------------
 
-    def read(self, token: str | None, path: str) -> Secret:
-        """The secret at ``path`` for the holder of ``token``, or an :class:`ApiError`."""
+    def read(self, token: str | None, path: str, label: str = CURRENT) -> Secret:
+        """The ``label`` version (current, previous or pending) of the secret at ``path`` for
+        the holder of ``token``, or an :class:`ApiError`."""
         app = self.app_of(token, path)
+        if label not in LABELS:
+            message = "version is current, previous or pending"
+            self._deny(app, path[:256], 400, "bad_version", message)
         if not is_valid_path(path):
             self._deny(app, path[:256], 400, "bad_path", "not a valid secret path")
         if not app.may_read(path):
@@ -170,12 +176,13 @@ class AgentService:
         now = self.clock()
         if self._fails_closed(path, now):
             self._deny(app, path, 410, "stale", "the agent is stale and this secret fails closed")
-        secret = self._lookup(path)
+        secret = self._lookup(path, int(now), label)
         if secret is None:
             self._deny(app, path, 404, "not_found", "no such secret")
         if secret.expires_at is not None and now >= secret.expires_at:
             self._deny(app, path, 410, "expired", "this secret has expired")
-        events.record("secret.read", app=app.name, path=path, version=secret.version)
+        extra = {} if label == CURRENT else {"label": label}
+        events.record("secret.read", app=app.name, path=path, version=secret.version, **extra)
         return secret
 
     def refuse_encoded_path(self, token: str | None, path: str) -> NoReturn:
@@ -187,12 +194,14 @@ class AgentService:
         patterns = self.settings.fail_closed
         return bool(patterns) and matches_any(list(patterns), path) and self.is_stale(now)
 
-    def _lookup(self, path: str) -> Secret | None:
+    def _lookup(self, path: str, now: int, label: str) -> Secret | None:
+        if label != CURRENT:  # previous and pending are rare reads: never cached
+            return self.store.get_secret(path, now, label)
         cached = self.cache.get(path)
         if cached is not None:
             return cached
         generation = self.cache.generation
-        secret = self.store.get_secret(path)
+        secret = self.store.get_secret(path, now)
         if secret is not None:
             self.cache.put(secret, generation)
         return secret
@@ -240,6 +249,8 @@ class AgentService:
             self.refresh(force=True)
             self.metrics.applied.inc()
             events.record("bundle.applied", **fields)
+            for activated in activation_fields(outcome.result):
+                events.record("secret.activated", **activated)
             ack = outcome.result.audit_ack if outcome.result else 0
             if ack and self.acknowledge is not None:
                 self.acknowledge(ack)

@@ -10,6 +10,7 @@ from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_import import contiguous_high
 from outer_gateway.export import agents_to_export, build_bundle
 from outer_gateway.store import GatewayStore
+from outer_gateway.versions import promote_due
 from relay.home import Home
 from relay.transport import TransportOptions, open_destination
 
@@ -25,6 +26,13 @@ def dispatch(
 ) -> list[dict[str, Any]]:
     """Export to ``location`` for ``only`` or every agent with grants; one dict per bundle."""
     audit = GatewayAudit(home, store.engine)
+    for promoted in promote_due(store, clock()):
+        audit.record(
+            "secret.activated",
+            path=promoted.path,
+            version=promoted.version,
+            replaced=promoted.replaced,
+        )
     written = []
     destination = open_destination(location, options)
     try:

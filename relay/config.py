@@ -207,6 +207,9 @@ SETTINGS: dict[str, Setting] = {
         AGENT, _uids, [], "uids allowed on the unix socket (comma-separated; empty: its owner)"
     ),
     "api.token_ttl": Setting(AGENT, _duration, "15m", "lifetime of API access tokens"),
+    "rotation.overlap": Setting(
+        GATEWAY, _duration, "1h", "how long a replaced version stays `previous` (no policy)"
+    ),
 }
 
 
