@@ -75,3 +75,17 @@ secret_versions = Table(
     Column("overlap", BigInteger),
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Rotation policies (``relay gateway policy set``); durations in seconds.
+rotation_policies = Table(
+    "rotation_policies",
+    metadata,
+    Column("pattern", String(256), primary_key=True),
+    Column("rotate_every", BigInteger),
+    Column("length", Integer, nullable=False),
+    Column("charset", String(256), nullable=False),
+    Column("overlap", BigInteger),
+    Column("max_offline_age", BigInteger),
+    Column("fail_closed", Boolean, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)

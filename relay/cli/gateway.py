@@ -310,6 +310,7 @@ def export(
 def _register_more() -> None:
     """Commands kept in their own modules (imported here so ``relay gateway --help`` lists them)."""
     import relay.cli.gateway_audit
+    import relay.cli.gateway_rotation
     import relay.cli.gateway_run  # noqa: F401
 
 
