@@ -104,6 +104,7 @@ class AgentAudit:
                 mark = min(mark, current[0] if current else 0)
                 if mark > _meta_int(execute, ACKED_KEY):
                     _set_meta(execute, ACKED_KEY, mark)
+                _prune_rotation_items(execute, _meta_int(execute, ACKED_KEY))
                 return self._prune(execute)
 
     def export_bundle(self, gateway: PublicIdentity, now: int) -> ExportedAudit:
@@ -118,7 +119,8 @@ class AgentAudit:
                 top = log.head(execute) or (0, "0" * 64)
                 seq = _meta_int(execute, BUNDLE_SEQ_KEY) + 1
                 _set_meta(execute, BUNDLE_SEQ_KEY, seq)
-        payload = AuditPayload(self.home.identity.name, top[0], top[1], tuple(records))
+                items = _rotation_items(execute, acked)
+        payload = AuditPayload(self.home.identity.name, top[0], top[1], tuple(records), items)
         data = seal_bundle(
             kind="audit",
             sender=self.home.identity,
@@ -144,6 +146,28 @@ def trusted_gateway(home: Home) -> PublicIdentity:
     if row is None:
         raise UsageError("this agent trusts no gateway yet (relay agent trust)", code="not_trusted")
     return PublicIdentity(row[0], row[1], bytes(row[2]), bytes(row[3]))
+
+
+def _rotation_items(execute: Any, acked: int) -> Any:
+    """Rotation items riding with unacknowledged records (inner_agent/rotation_outbox.py)."""
+    from inner_agent.rotation_outbox import unacked_items
+
+    try:
+        return unacked_items(execute, acked)
+    except Exception as exc:  # a store written before the outbox existed holds none
+        if "rotation_outbox" not in str(exc):
+            raise
+        return ()
+
+
+def _prune_rotation_items(execute: Any, acked: int) -> None:
+    from inner_agent.rotation_outbox import prune_acked
+
+    try:
+        prune_acked(execute, acked)
+    except Exception as exc:
+        if "rotation_outbox" not in str(exc):
+            raise
 
 
 def _meta_int(execute: Any, key: str) -> int:

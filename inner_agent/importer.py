@@ -108,6 +108,10 @@ class AgentImporter:
         """Verify and apply one bundle's bytes, record the outcome in the audit log, and prune
         the audit records the gateway acknowledged."""
         outcome = self._verify_and_apply(name, data, explicit)
+        if outcome.status == "applied":
+            from inner_agent.rotation import after_import
+
+            after_import(self.home, self.clock())
         if self.audit is not None and outcome.status != "skipped":
             self.audit.record(f"bundle.{outcome.status}", **outcome.audit_fields())
             for fields in activation_fields(outcome.result):

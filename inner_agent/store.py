@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from inner_agent import schema
 from inner_agent.labels import CURRENT
 from inner_agent.lookup import Secret, pick, stored_versions
+from inner_agent.rotation import reassert_local
 from inner_agent.versions import Activation, activate_due, apply_versions
 from relay import crypto
 from relay.bundle.payload import decode_secrets_payload, decode_value
@@ -150,6 +151,7 @@ class AgentStore:
             bulk_execute(conn, _UPSERT, updated)
             bulk_execute(conn, _DELETE, gone)
             apply_versions(conn, payload.versions, now)
+            reassert_local(conn)  # a local rotation the bundle does not carry yet stays current
             activated = tuple(activate_due(conn, now))
             _set_high_water(conn, header.sender_key, header.kind, header.seq, bundle.bundle_id, now)
             conn.execute(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from outer_gateway.audit import GatewayAudit
+from outer_gateway.rotation_inbox import process_inbox, take_items
 from outer_gateway.store import GatewayStore
 from relay import quarantine
 from relay.audit.chain import AuditRecord, ChainReport, verify_chain
@@ -87,9 +88,11 @@ class AuditImporter:
         return outcome
 
     def import_bytes(self, name: str, data: bytes) -> AuditOutcome:
-        """Verify one audit bundle and merge its records; the outcome is audited."""
+        """Verify one audit bundle and merge its records; the outcome is audited. Rotation items
+        it carried are then acted on (outer_gateway/rotation_inbox.py)."""
         try:
             outcome = self._import(name, data)
+            process_inbox(self.home, self.store, self.clock())
         except BundleDuplicate as exc:
             outcome = AuditOutcome(name, "duplicate", exc.code, exc.message)
         except BundleRejected as exc:
@@ -148,6 +151,7 @@ class AuditImporter:
                         record_to_json(record),
                     ),
                 )
+            take_items(execute, self.store, header.sender, payload.rotation, self.clock())
             execute(
                 "INSERT INTO audit_bundles (bundle_id, agent, seq, records, head_seq, imported_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from outer_gateway.audit import GatewayAudit
-from outer_gateway.generate import DEFAULT_CHARSET, DEFAULT_LENGTH, generate
 from outer_gateway.policies import Policy, list_policies, policy_for
 from outer_gateway.store import GatewayStore
 from outer_gateway.versions import put_current
 from relay.durations import parse_duration
 from relay.errors import SecretError
+from relay.generate import DEFAULT_CHARSET, DEFAULT_LENGTH, generate
 from relay.home import Home
 
 

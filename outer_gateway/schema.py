@@ -89,3 +89,26 @@ rotation_policies = Table(
     Column("fail_closed", Boolean, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# Rotation items received from agents in the return stream (relay/bundle/rotation_items.py),
+# taken in the same transaction as their audit records and then acted on (``processed_at``):
+# requests rotate at the gateway, escrows become new versions, outcomes are kept for status.
+rotation_inbox = Table(
+    "rotation_inbox",
+    metadata,
+    Column("agent", String(63), primary_key=True),
+    Column("id", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("path", String(256), nullable=False),
+    Column("reason", String(16)),
+    Column("version", Integer),
+    Column("base", Integer),
+    Column("value", LargeBinary),  # escrow: sealed with the store key on PostgreSQL
+    Column("status", String(16)),
+    Column("detail", Text),
+    Column("received_at", BigInteger, nullable=False),
+    Column("processed_at", BigInteger),
+    Column("result", String(32)),  # what the gateway did: rotated, recorded, not_found, kept
+    Column("result_version", Integer),
+)

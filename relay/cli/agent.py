@@ -40,10 +40,12 @@ agent.add_command(config_group("agent"))
 def _register_service_commands() -> None:
     # Light modules: FastAPI, uvicorn and watchdog are imported inside the commands.
     from relay.cli.agent_apps import app
+    from relay.cli.agent_rotation import rotate
     from relay.cli.agent_run import run
 
     agent.add_command(run)
     agent.add_command(app)
+    agent.add_command(rotate)
 
 
 _register_service_commands()

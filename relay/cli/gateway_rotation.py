@@ -37,8 +37,8 @@ def policy_set(
     fail_closed: bool,
 ) -> None:
     """Create or replace the rotation policy of PATTERN (e.g. 'db/plant7/*')."""
-    from outer_gateway.generate import charset_of, check_length
     from outer_gateway.policies import Policy, set_policy
+    from relay.generate import charset_of, check_length
 
     check_pattern(pattern)
     charset_of(charset)
@@ -128,3 +128,41 @@ def rotate(home: Path, path: str, as_json: bool) -> None:
         echo_json({"path": path, "version": done.version, "replaced": done.replaced})
         return
     click.echo(f"rotated {path}: version {done.version}")
+
+
+@gateway.group()
+def rotation() -> None:
+    """Rotations reported back by agents (requests, escrows, outcomes)."""
+
+
+@rotation.command("status")
+@home_option
+@json_option
+@click.option("--agent", "agent_name", help="Only this agent.")
+def rotation_status(home: Path, as_json: bool, agent_name: str | None) -> None:
+    """Every rotation item received from agents and what the gateway did with it."""
+    from outer_gateway.rotation_inbox import rotation_log
+    from relay.cli.common import format_time
+
+    _, store = _open(home)
+    rows = rotation_log(store, agent_name)
+    if as_json:
+        echo_json([r.to_json() for r in rows])
+        return
+    echo_table(
+        ("RECEIVED", "AGENT", "KIND", "PATH", "AGENT SAYS", "GATEWAY", "VERSION"),
+        [
+            (
+                format_time(r.received_at),
+                r.agent,
+                r.kind,
+                r.path,
+                r.status
+                or r.reason
+                or (f"v{r.version} from v{r.base}" if r.base is not None else "-"),
+                r.result or "pending",
+                "-" if r.result_version is None else r.result_version,
+            )
+            for r in rows
+        ],
+    )
