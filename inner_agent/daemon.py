@@ -33,6 +33,7 @@ from relay.home import Home
 BENCH_ENV = "RELAY_API_BENCH"
 STOP_JOIN_SECONDS = 2.0  # for the import in progress; the observer and audit get 1 s each
 FRESHNESS_EVERY = 2
+ROTATION_CHECK_EVERY = 60
 
 _log = logging.getLogger("relay.agent")
 
@@ -199,6 +200,14 @@ def _serve_with(
     scheduler.add_job(
         activation.run, "interval", seconds=1, id="activate", max_instances=1, coalesce=True
     )
+    scheduler.add_job(
+        lambda: _rotation_checks(home),
+        "interval",
+        seconds=ROTATION_CHECK_EVERY,
+        id="rotation",
+        max_instances=1,
+        coalesce=True,
+    )
     diode = _diode_receiver(home, settings)
     watches.start()
     worker.start()
@@ -213,6 +222,7 @@ def _serve_with(
         pid=os.getpid(),
     )
     service.check_freshness()
+    _rotation_checks(home)
     try:
         if not stopping.requested:
             server.run(sockets=sockets)
@@ -230,6 +240,22 @@ def _serve_with(
                 settings.unix_socket.unlink()
         events.record("agent.stopped", signal=stopping.signal_name)
     return 0
+
+
+def _rotation_checks(home: Home) -> None:
+    """Resolve a local rotation interrupted by a crash, and request rotation of secrets inside
+    ``rotation.expiry_window`` (inner_agent/rotation.py). Never fatal to the service."""
+    from inner_agent.rotation import recover, request_expiring
+    from relay.errors import RelayError
+
+    now = int(time.time())
+    try:
+        for result in recover(home, now):  # each step is its own audit record
+            _log.info("interrupted rotation of %s: %s", result.path, result.status)
+        for path in request_expiring(home, now):
+            _log.info("rotation of %s requested (expiry window)", path)
+    except RelayError as exc:
+        _log.error("rotation check failed: %s", exc.code)
 
 
 class DiodeReceiver(threading.Thread):
