@@ -132,14 +132,17 @@ def test_a_failing_or_hanging_executor_keeps_the_old_value(pair: Pair) -> None:
     assert failed.status == 1
     assert failed.err.startswith("relay: error: failed: "), failed.err
     assert pair.get(PATH).stdout == OLD + b"\n"
-    config = (pair.ag / "relay.toml").read_text().replace("exit 3", "sleep 30")
+    hang = (
+        f"sleep 30.{os.getpid()}{os.urandom(2).hex().translate(str.maketrans('abcdef', '123456'))}"
+    )
+    config = (pair.ag / "relay.toml").read_text().replace("exit 3", hang)
     (pair.ag / "relay.toml").write_text(
         config.replace('kind = "command"', 'kind = "command"\ntimeout = "1s"')
     )
     hung = pair.agent("rotate", PATH)
     assert hung.err.startswith("relay: error: timeout: "), hung.err
     assert pair.get(PATH).stdout == OLD + b"\n"
-    sleepers = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, check=False)
+    sleepers = subprocess.run(["pgrep", "-f", hang], capture_output=True, check=False)
     assert not sleepers.stdout.strip()  # the hung executor was killed with its group
     _back(pair)
     statuses = [r["status"] for r in _status(pair) if r["kind"] == "outcome"]
