@@ -25,6 +25,7 @@ from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
+from relay.bundle.policy_rows import PolicyRow, governing
 from relay.paths import is_valid_path, matches_any
 
 DAY = 86400
@@ -68,6 +69,13 @@ class StoreWatch:
         return True
 
 
+def _policy_rows(text: str | None) -> list[PolicyRow]:
+    """The freshness rows the last bundle shipped (kept as JSON in the store's meta)."""
+    import json
+
+    return [(str(p), a, bool(f)) for p, a, f in json.loads(text)] if text else []
+
+
 def _whole(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds)
 
@@ -101,6 +109,7 @@ class AgentService:
         self.last_import: int | None = None
         self._watch = StoreWatch(store_path)
         self._apps: dict[str, App] = {}
+        self._policies: list[PolicyRow] = []
         self._marker: tuple[str, str] | None = None
         self._last_fresh: int | None = None
         self._stale_recorded = False
@@ -124,6 +133,7 @@ class AgentService:
             self._marker = marker
             self.cache.invalidate()
             self._apps = {a.name: a for a in list_apps(self.store)}
+            self._policies = _policy_rows(self.store.get_meta("policies"))
             created = self.store.get_meta("last_bundle_created")
             imported = self.store.get_meta("last_import")
             fresh = created or imported  # stores written before bundle times were kept
@@ -192,7 +202,14 @@ class AgentService:
 
     def _fails_closed(self, path: str, now: float) -> bool:
         patterns = self.settings.fail_closed
-        return bool(patterns) and matches_any(list(patterns), path) and self.is_stale(now)
+        if patterns and matches_any(list(patterns), path) and self.is_stale(now):
+            return True
+        rule = governing(self._policies, path)  # shipped by the gateway (policy set)
+        if rule is None or not rule[2]:
+            return False
+        limit = rule[1] if rule[1] is not None else self.settings.max_staleness
+        age = self.seconds_since_fresh(now)
+        return limit is not None and (age is None or age > limit)
 
     def _lookup(self, path: str, now: int, label: str) -> Secret | None:
         if label != CURRENT:  # previous and pending are rare reads: never cached

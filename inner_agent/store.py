@@ -7,6 +7,7 @@ of the secrets writes about 1% of the rows (rows whose version did not change ar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -163,6 +164,7 @@ class AgentStore:
                     applied_at=now,
                 )
             )
+            _set_meta(conn, "policies", json.dumps(payload.policies))
             _set_meta(conn, "last_import", str(now))
             _set_meta(conn, "last_bundle_created", str(header.created))
         return ApplyResult(

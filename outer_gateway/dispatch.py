@@ -10,7 +10,7 @@ from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_import import contiguous_high
 from outer_gateway.export import agents_to_export, build_bundle
 from outer_gateway.store import GatewayStore
-from outer_gateway.versions import promote_due
+from outer_gateway.versions import drop_stale_labels, promote_due
 from relay.home import Home
 from relay.transport import TransportOptions, open_destination
 
@@ -26,6 +26,7 @@ def dispatch(
 ) -> list[dict[str, Any]]:
     """Export to ``location`` for ``only`` or every agent with grants; one dict per bundle."""
     audit = GatewayAudit(home, store.engine)
+    drop_stale_labels(store)
     for promoted in promote_due(store, clock()):
         audit.record(
             "secret.activated",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 from dataclasses import dataclass
 
+from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
 from outer_gateway.versions import granted_versions
 from relay.bundle.envelope import parse_envelope
@@ -48,9 +49,10 @@ def build_bundle(
     secrets: list[tuple[str, int, str, int | None]] = []
     tombstones: list[tuple[str, int]] = []
     versions: list[VersionRow] = []
+    staged: set[str] = set()
     if matcher is not None:
         versions = granted_versions(store, matcher.fullmatch, now)
-        staged = {row[0] for row in versions}
+        staged = {row[0] for row in versions if row[1] == "pending"}
         granted = matcher.fullmatch
         b64 = binascii.b2a_base64
         for path, version, value, expires_at, deleted in store.all_rows():
@@ -61,7 +63,8 @@ def build_bundle(
                     tombstones.append((path, version))
             else:
                 secrets.append((path, version, b64(value, newline=False).decode(), expires_at))
-    plaintext = SecretsPayload(secrets, tombstones, audit_ack, versions).encode()
+    policies = shipped_policies(store, [row[0] for row in secrets] + list(staged))
+    plaintext = SecretsPayload(secrets, tombstones, audit_ack, versions, policies).encode()
     cap = int(home.config.get("limits.max_bundle_bytes"))
     if len(plaintext) + ENVELOPE_ALLOWANCE > cap:  # refuse before a seq is spent
         raise UsageError(

@@ -63,6 +63,18 @@ def list_policies(store: GatewayStore) -> list[Policy]:
     return [Policy(r[0], r[1], int(r[2]), str(r[3]), r[4], r[5], bool(r[6])) for r in rows]
 
 
+def shipped_policies(store: GatewayStore, paths: list[str]) -> list[tuple[str, int | None, bool]]:
+    """The freshness rows (``relay/bundle/policy_rows.py``) of the policies that set an offline
+    age or fail closed and govern at least one of ``paths`` (the recipient's)."""
+    policies = list_policies(store)
+    governing = {policy_for(policies, path) for path in paths}
+    return [
+        (p.pattern, p.max_offline_age, p.fail_closed)
+        for p in policies
+        if p in governing and (p.max_offline_age is not None or p.fail_closed)
+    ]
+
+
 def policy_for(policies: list[Policy], path: str) -> Policy | None:
     """The most specific policy whose pattern matches ``path``."""
     matching = [p for p in policies if matches_any([p.pattern], path)]

@@ -141,6 +141,24 @@ def to_payload_row(row: PlainVersion) -> VersionRow:
     return (path, label, version, encoded, expires, at, overlap if label == PENDING else None)
 
 
+def drop_stale_labels(store: GatewayStore) -> int:
+    """Forget labelled versions a bulk change made inconsistent (a pending version not above the
+    current one, a previous version not below it); returns how many."""
+    stale = (
+        select(V.c.path, V.c.label)
+        .join(S, S.c.path == V.c.path)
+        .where(
+            ((V.c.label == PENDING) & (V.c.version <= S.c.version))
+            | ((V.c.label == PREVIOUS) & (V.c.version >= S.c.version))
+        )
+    )
+    with write_transaction(store.engine) as conn:
+        rows = conn.execute(stale).all()
+        for path, label in rows:
+            conn.execute(delete(V).where(V.c.path == path, V.c.label == label))
+    return len(rows)
+
+
 def granted_versions(
     store: GatewayStore, granted: Callable[[str], object], now: int
 ) -> list[VersionRow]:

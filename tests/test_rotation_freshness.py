@@ -1,4 +1,4 @@
-"""Policies' ``--max-offline-age``/``--fail-closed`` travel to the agent (payload ``policies``)
+"""Policies' ``--max-offline-age``/``--fail-closed`` travel to the agent (payload ``freshness``)
 and make its API refuse a stale secret, judged on an injected clock; bulk changes never ship a
 staged version the current one overtook."""
 
@@ -57,8 +57,8 @@ def test_policies_member_is_strict() -> None:
     base = {"v": 1, "state": "full", "secrets": []}
     for bad in ([["db/*", 0, True]], [["db/*", None, "yes"]], [["/x", None, True]], "x"):
         with pytest.raises(BundleRejected):
-            decode_secrets_payload(json.dumps({**base, "policies": bad}).encode(), 10, 64)
-    ok = {**base, "policies": [["db/*", 60, True], ["app/**", None, False]]}
+            decode_secrets_payload(json.dumps({**base, "freshness": bad}).encode(), 10, 64)
+    ok = {**base, "freshness": [["db/*", 60, True], ["app/**", None, False]]}
     assert decode_secrets_payload(json.dumps(ok).encode(), 10, 64).policies == [
         ("db/*", 60, True),
         ("app/**", None, False),

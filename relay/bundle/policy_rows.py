@@ -1,6 +1,6 @@
-"""Freshness policies in the secret stream: the optional ``policies`` member of the payload.
+"""Freshness policies in the secret stream: the optional ``freshness`` member of the payload.
 
-    "policies": [[PATTERN, MAX_OFFLINE_AGE_OR_NULL, FAIL_CLOSED], ...]
+    "freshness": [[PATTERN, MAX_OFFLINE_AGE_OR_NULL, FAIL_CLOSED], ...]
 
 The gateway ships the rotation policies that set ``--max-offline-age`` or ``--fail-closed`` and
 govern at least one path granted to the recipient. The agent refuses a secret that matches a
@@ -23,7 +23,7 @@ PolicyRow = tuple[str, int | None, bool]
 def decode_policy_rows(raw: Any, max_entries: int) -> list[PolicyRow]:
     """Validate the ``policies`` member."""
     if not isinstance(raw, list) or len(raw) > max_entries:
-        raise _malformed("policies is not an array within the entry cap")
+        raise _malformed("freshness is not an array within the entry cap")
     rows = [_row(item) for item in raw]
     if len({r[0] for r in rows}) != len(rows):
         raise _malformed("a policy pattern appears twice")

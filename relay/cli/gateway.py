@@ -204,6 +204,9 @@ def secret_import(home: Path, file: Path, ttl: str | None) -> None:
             )
     expires = now() + duration(ttl, "") if ttl else None
     written, same = store.import_secrets(values, expires, now())
+    from outer_gateway.versions import drop_stale_labels
+
+    drop_stale_labels(store)  # a bulk change supersedes staged versions it overtook
     _audit(opened, store).record(
         "secret.imported", file=str(file), count=len(values), written=written
     )
