@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, select
 
 from inner_agent import schema
 from inner_agent.store import AgentStore
+from relay.codes import APP_EXISTS, NOT_FOUND, USAGE_CODE
 from relay.db import write_transaction
 from relay.errors import UsageError
 from relay.identity import check_name
@@ -67,14 +68,14 @@ def add_app(store: AgentStore, name: str, patterns: list[str], now: int) -> Cred
     """Register ``name`` with ``patterns``; ``app_exists`` if the name is taken."""
     check_name(name)
     if not patterns:
-        raise UsageError("give at least one --allow PATTERN", code="usage")
+        raise UsageError("give at least one --allow PATTERN", code=USAGE_CODE)
     for pattern in patterns:
         check_pattern(pattern)
     creds = Credentials(f"app-{secrets.token_hex(12)}", SECRET_PREFIX + secrets.token_urlsafe(32))
     t = schema.apps
     with write_transaction(store.engine) as conn:
         if conn.execute(select(t.c.name).where(t.c.name == name)).first() is not None:
-            raise UsageError(f"an app named {name!r} exists; remove it first", code="app_exists")
+            raise UsageError(f"an app named {name!r} exists; remove it first", code=APP_EXISTS)
         conn.execute(
             insert(t).values(
                 name=name,
@@ -92,7 +93,7 @@ def remove_app(store: AgentStore, name: str) -> None:
     with write_transaction(store.engine) as conn:
         done = conn.execute(delete(schema.apps).where(schema.apps.c.name == name))
         if done.rowcount == 0:
-            raise UsageError(f"no app named {name!r}", code="not_found")
+            raise UsageError(f"no app named {name!r}", code=NOT_FOUND)
 
 
 def list_apps(store: AgentStore) -> list[App]:

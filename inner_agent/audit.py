@@ -14,6 +14,7 @@ from relay.audit.record import FieldValue
 from relay.audit.sinks import AuditSink, Delivery, deliver_all, report_failures, sinks_for
 from relay.bundle.audit_payload import AuditPayload
 from relay.bundle.seal import seal_bundle
+from relay.codes import NOT_TRUSTED
 from relay.durations import parse_duration
 from relay.errors import UsageError
 from relay.home import Home
@@ -144,7 +145,7 @@ def trusted_gateway(home: Home) -> PublicIdentity:
             "SELECT role, name, sign_public, box_public FROM trusted LIMIT 1"
         ).fetchone()
     if row is None:
-        raise UsageError("this agent trusts no gateway yet (relay agent trust)", code="not_trusted")
+        raise UsageError("this agent trusts no gateway yet (relay agent trust)", code=NOT_TRUSTED)
     return PublicIdentity(row[0], row[1], bytes(row[2]), bytes(row[3]))
 
 

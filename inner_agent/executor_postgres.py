@@ -16,7 +16,8 @@ import hmac
 import os
 from typing import TYPE_CHECKING, Any
 
-from inner_agent.executors import BAD_EXECUTOR, ExecutorFailed
+from inner_agent.executors import ExecutorFailed
+from relay.codes import BAD_EXECUTOR, ROTATION_FAILED
 from relay.errors import UsageError
 
 if TYPE_CHECKING:
@@ -73,10 +74,12 @@ class PostgresExecutor:
             _execute(conn, statement)
         if not self._login(value):
             raise ExecutorFailed(
-                f"role {self.role} cannot log in with the new value", code="failed"
+                f"role {self.role} cannot log in with the new value", code=ROTATION_FAILED
             )
         if self.works(value) is False:
-            raise ExecutorFailed(f"role {self.role} does not hold the new value", code="failed")
+            raise ExecutorFailed(
+                f"role {self.role} does not hold the new value", code=ROTATION_FAILED
+            )
 
     def works(self, value: bytes) -> bool | None:
         """Checked against the stored verifier (``None`` when it cannot be read)."""
@@ -99,7 +102,7 @@ class PostgresExecutor:
         try:
             return psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.timeout)
         except psycopg.Error as exc:
-            raise ExecutorFailed(f"cannot connect: {_state(exc)}", code="failed") from None
+            raise ExecutorFailed(f"cannot connect: {_state(exc)}", code=ROTATION_FAILED) from None
 
     def _login(self, value: bytes) -> bool:
         import psycopg
@@ -122,7 +125,7 @@ def _execute(conn: Any, statement: Any) -> None:
     try:
         conn.execute(statement)
     except psycopg.Error as exc:  # never the statement: it holds the verifier
-        raise ExecutorFailed(f"ALTER ROLE failed: {_state(exc)}", code="failed") from None
+        raise ExecutorFailed(f"ALTER ROLE failed: {_state(exc)}", code=ROTATION_FAILED) from None
 
 
 def _state(exc: Exception) -> str:

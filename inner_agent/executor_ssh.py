@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inner_agent.executors import BAD_EXECUTOR, ExecutorFailed
+from inner_agent.executors import ExecutorFailed
+from relay.codes import BAD_EXECUTOR, ROTATION_FAILED, ROTATION_TIMEOUT
 from relay.errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,7 +37,9 @@ class SshExecutor:
     def apply(self, value: bytes) -> None:
         status = self._run(self.command, value)
         if status != 0:
-            raise ExecutorFailed(f"the device command exited with status {status}", code="failed")
+            raise ExecutorFailed(
+                f"the device command exited with status {status}", code=ROTATION_FAILED
+            )
 
     def works(self, value: bytes) -> bool | None:
         if not isinstance(self.verify, str) or not self.verify:
@@ -67,7 +70,7 @@ class SshExecutor:
             return _exec(client, command, value, self.timeout)
         except (paramiko.SSHException, OSError) as exc:
             raise ExecutorFailed(
-                f"ssh to {self.host}: {type(exc).__name__}", code="failed"
+                f"ssh to {self.host}: {type(exc).__name__}", code=ROTATION_FAILED
             ) from None
         finally:
             client.close()
@@ -82,7 +85,9 @@ def _exec(client: Any, command: str, value: bytes, timeout: int) -> int:
     channel.shutdown_write()
     if not channel.status_event.wait(timeout):
         channel.close()
-        raise ExecutorFailed(f"the device command did not finish within {timeout}s", code="timeout")
+        raise ExecutorFailed(
+            f"the device command did not finish within {timeout}s", code=ROTATION_TIMEOUT
+        )
     return int(channel.recv_exit_status())
 
 

@@ -24,18 +24,18 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from relay.codes import BAD_EXECUTOR, ROTATION_FAILED, ROTATION_TIMEOUT
 from relay.durations import parse_duration
 from relay.errors import RelayError, UsageError
 from relay.paths import check_pattern, matches_any
 
 DEFAULT_TIMEOUT = "30s"
-BAD_EXECUTOR = "bad_executor"
 
 
 class ExecutorFailed(RelayError):
     """An executor did not set the value (``failed``) or did not finish in time (``timeout``)."""
 
-    code = "failed"
+    code = ROTATION_FAILED
 
 
 class Executor(Protocol):
@@ -131,7 +131,7 @@ class CommandExecutor:
     def apply(self, value: bytes) -> None:
         status = _run(self.command, value, self.timeout)
         if status != 0:
-            raise ExecutorFailed(f"the command exited with status {status}", code="failed")
+            raise ExecutorFailed(f"the command exited with status {status}", code=ROTATION_FAILED)
 
     def works(self, value: bytes) -> bool | None:
         if self.verify is None:
@@ -162,13 +162,15 @@ def _run(argv: list[str], value: bytes, timeout: int) -> int:
             start_new_session=True,
         )
     except OSError as exc:
-        raise ExecutorFailed(f"cannot run {argv[0]}: {exc.strerror}", code="failed") from None
+        raise ExecutorFailed(
+            f"cannot run {argv[0]}: {exc.strerror}", code=ROTATION_FAILED
+        ) from None
     try:
         proc.communicate(value, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill(proc)
         raise ExecutorFailed(
-            f"the command did not finish within {timeout}s", code="timeout"
+            f"the command did not finish within {timeout}s", code=ROTATION_TIMEOUT
         ) from None
     return proc.returncode
 

@@ -23,6 +23,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from inner_agent.api import MAX_HEADER_BYTES, PEER_UID_KEY
+from relay.codes import LISTEN_FAILED
 from relay.errors import UsageError
 
 UNKNOWN_UID = -1  # never in api.allowed_uids: an allow-list then refuses the peer
@@ -113,7 +114,7 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror}", code="listen_failed"
+            f"cannot listen on {host}:{port}: {exc.strerror}", code=LISTEN_FAILED
         ) from None
     sock.set_inheritable(False)
     return sock
@@ -123,7 +124,7 @@ def bind_unix(path: Path) -> socket.socket:
     """A listening unix socket at ``path``, mode 0600; a stale socket file is replaced, any
     other file is refused."""
     if path.is_symlink() or (path.exists() and not path.is_socket()):
-        raise UsageError(f"{path} exists and is not a socket", code="listen_failed")
+        raise UsageError(f"{path} exists and is not a socket", code=LISTEN_FAILED)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -132,7 +133,7 @@ def bind_unix(path: Path) -> socket.socket:
         sock.bind(str(path))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"cannot listen on {path}: {exc.strerror}", code="listen_failed") from None
+        raise UsageError(f"cannot listen on {path}: {exc.strerror}", code=LISTEN_FAILED) from None
     finally:
         os.umask(old)
     path.chmod(0o600)

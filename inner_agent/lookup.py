@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inner_agent.labels import CURRENT, StoredVersion, resolve
+from relay.codes import NOT_FOUND
 from relay.errors import EXPIRED, SecretError
 
 _READ = (
@@ -65,7 +66,7 @@ def read_secret(conn: Any, path: str, now: int, label: str = CURRENT) -> Secret:
     secret = pick(path, stored_versions(conn, path), now, label)
     if secret is None:
         what = "" if label == CURRENT else f" (version {label})"
-        raise SecretError(f"no secret {path!r}{what} is granted to this agent", code="not_found")
+        raise SecretError(f"no secret {path!r}{what} is granted to this agent", code=NOT_FOUND)
     if secret.expires_at is not None and now >= secret.expires_at:
         raise SecretError(f"secret {path!r} expired at {secret.expires_at}", code=EXPIRED)
     return secret

@@ -27,12 +27,11 @@ from inner_agent.rawdb import executor, immediate, raw_connection
 from inner_agent.rotation_outbox import add_item
 from relay.audit import log
 from relay.audit.record import FieldValue
+from relay.codes import ROTATION_IN_PROGRESS, ROTATION_TIMEOUT
 from relay.errors import RelayError, SecretError, UsageError
 from relay.generate import generate
 from relay.home import Home
 
-IN_PROGRESS = "rotation_in_progress"
-ROTATION_FAILED = "rotation_failed"
 LOCAL_OVERLAP = 3600
 
 
@@ -208,7 +207,9 @@ def _stage_candidate(home: Home, path: str, kind: str, value: bytes, now: int) -
                 raise SecretError(f"no secret {path!r} on this agent", code="not_found")
             busy = _state(execute, path) == "candidate"
             if busy:
-                log.append(execute, "rotation.refused", {"path": path, "reason": IN_PROGRESS})
+                log.append(
+                    execute, "rotation.refused", {"path": path, "reason": ROTATION_IN_PROGRESS}
+                )
             else:
                 execute("DELETE FROM rotation_state WHERE path = ?", (path,))
                 execute(
@@ -224,12 +225,12 @@ def _stage_candidate(home: Home, path: str, kind: str, value: bytes, now: int) -
                 log.append(execute, "rotation.started", fields)
     _deliver(home)
     if busy:
-        raise UsageError(f"a rotation of {path} is already under way", code=IN_PROGRESS)
+        raise UsageError(f"a rotation of {path} is already under way", code=ROTATION_IN_PROGRESS)
     return int(current[0])
 
 
 def _fail(home: Home, path: str, base: int, exc: ExecutorFailed, now: int) -> LocalResult:
-    status = "timeout" if exc.code == "timeout" else "failed"
+    status = "timeout" if exc.code == ROTATION_TIMEOUT else "failed"
     with raw_connection(home) as conn:
         execute = executor(conn)
         with immediate(conn):

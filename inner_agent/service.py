@@ -19,6 +19,7 @@ from inner_agent.activation import activation_fields
 from inner_agent.apps import App, authenticate, list_apps
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
+from inner_agent.intake_health import IntakeHealth
 from inner_agent.labels import CURRENT, LABELS
 from inner_agent.lookup import Secret
 from inner_agent.metrics import AgentMetrics, Snapshot
@@ -26,19 +27,13 @@ from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
 from relay.bundle.policy_rows import PolicyRow, governing
+from relay.codes import BAD_VERSION
+from relay.errors import ApiError
 from relay.paths import is_valid_path, matches_any
 
+__all__ = ["AgentService", "ApiError", "IssuedToken", "StoreWatch"]
+
 DAY = 86400
-
-
-class ApiError(Exception):
-    """A request that cannot be served: HTTP ``status``, stable ``code``, safe ``message``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -114,6 +109,7 @@ class AgentService:
         self._last_fresh: int | None = None
         self._stale_recorded = False
         self._lock = threading.Lock()
+        self.intake = IntakeHealth(clock)
         self.refresh()
         self.metrics = AgentMetrics(self.snapshot)
 
@@ -178,7 +174,7 @@ class AgentService:
         app = self.app_of(token, path)
         if label not in LABELS:
             message = "version is current, previous or pending"
-            self._deny(app, path[:256], 400, "bad_version", message)
+            self._deny(app, path[:256], 400, BAD_VERSION, message)
         if not is_valid_path(path):
             self._deny(app, path[:256], 400, "bad_path", "not a valid secret path")
         if not app.may_read(path):
@@ -279,7 +275,18 @@ class AgentService:
             events.record("bundle.skipped", **fields)
         else:
             self.metrics.rejected.labels(reason=outcome.code or "unknown").inc()
+            self.intake.rejected()
             events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
+
+    def scan_failed(self, what: str) -> None:
+        """An inbox scan raised: ``degraded`` until one succeeds (``what``: a type name)."""
+        self.metrics.scan_failures.inc()
+        self.intake.scan_failed(what)
+        events.record("inbox.scan_failed", error=what)
+
+    def scan_ok(self) -> None:
+        """An inbox scan completed."""
+        self.intake.scan_ok()
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -292,6 +299,7 @@ class AgentService:
             seconds_since_fresh=self.seconds_since_fresh(now),
             stale=self.is_stale(now),
             live_tokens=self.tokens.prune(),
+            degraded=self.intake.degraded(),
         )
 
     def health(self) -> dict[str, object]:
@@ -299,8 +307,9 @@ class AgentService:
         self.refresh()
         s = self.snapshot()
         return {
-            "status": "stale" if s.stale else "ok",
+            "status": "stale" if s.stale else "degraded" if s.degraded else "ok",
             "stale": s.stale,
+            "degraded": s.degraded,
             "last_import": self.last_import,
             "seconds_since_fresh_bundle": s.seconds_since_fresh,
             "max_staleness": self.settings.max_staleness,

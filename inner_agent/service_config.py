@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.codes import NON_LOOPBACK_LISTEN, USAGE_CODE
 from relay.config import Config
 from relay.durations import parse_duration
 from relay.errors import UsageError
@@ -34,12 +35,12 @@ class ServiceSettings:
             raise UsageError(
                 f"api.listen {listen_text} is not a loopback address; the API would be "
                 "reachable from the network. Set api.allow_non_loopback true to accept that",
-                code="non_loopback_listen",
+                code=NON_LOOPBACK_LISTEN,
             )
         socket_text = str(config.get("api.unix_socket"))
         if listen is None and not socket_text:
             raise UsageError(
-                "api.listen is off and api.unix_socket is empty: nothing to serve", code="usage"
+                "api.listen is off and api.unix_socket is empty: nothing to serve", code=USAGE_CODE
             )
         staleness = str(config.get("agent.max_staleness"))
         return cls(

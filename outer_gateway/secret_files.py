@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from relay.codes import BAD_FILE, BAD_PATH
 from relay.errors import UsageError
 from relay.paths import is_valid_path
 
@@ -18,7 +19,7 @@ def parse_secret_file(text: str) -> dict[str, bytes]:
     values = _parse_json(stripped) if stripped.startswith("{") else _parse_env(text)
     for path in values:
         if not is_valid_path(path):
-            raise UsageError(f"invalid secret path {path!r} in the file", code="bad_path")
+            raise UsageError(f"invalid secret path {path!r} in the file", code=BAD_PATH)
     return {path: value.encode("utf-8") for path, value in values.items()}
 
 
@@ -27,10 +28,10 @@ def _parse_json(text: str) -> dict[str, str]:
         doc = json.loads(text)
     except ValueError as exc:
         raise UsageError(
-            f"not valid JSON (line {getattr(exc, 'lineno', '?')})", code="bad_file"
+            f"not valid JSON (line {getattr(exc, 'lineno', '?')})", code=BAD_FILE
         ) from None
     if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
-        raise UsageError("the JSON must be one object of path: string value", code="bad_file")
+        raise UsageError("the JSON must be one object of path: string value", code=BAD_FILE)
     return dict(doc)
 
 
@@ -42,7 +43,7 @@ def _parse_env(text: str) -> dict[str, str]:
             continue
         match = _ENV_LINE.match(stripped)
         if match is None:
-            raise UsageError(f"line {number} is not KEY=VALUE", code="bad_file")
+            raise UsageError(f"line {number} is not KEY=VALUE", code=BAD_FILE)
         values[match.group(1)] = _env_value(match.group(2), number)
     return values
 
@@ -52,7 +53,7 @@ def _env_value(raw: str, number: int) -> str:
         quote = raw[0]
         end = _closing_quote(raw, quote)
         if end < 0:
-            raise UsageError(f"line {number}: unterminated quote", code="bad_file")
+            raise UsageError(f"line {number}: unterminated quote", code=BAD_FILE)
         body = raw[1:end]
         if quote == '"':
             body = re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)

@@ -12,6 +12,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from outer_gateway import schema
+from relay.codes import ALREADY_ENROLLED, NOT_FOUND, UNKNOWN_AGENT
 from relay.db import bulk_execute, fetch_all, server_engine, sqlcipher_engine, write_transaction
 from relay.errors import SecretError, UsageError
 from relay.home import Home
@@ -92,14 +93,21 @@ class GatewayStore:
     @classmethod
     def open(cls, home: Home) -> GatewayStore:
         """The home's store: SQLCipher in the home, or ``gateway.store_url`` (PostgreSQL)."""
+        from outer_gateway.migrations import prepare_store
+
         url = str(home.config.get("gateway.store_url"))
+        key = home.secrets.store_key
         if url:
             engine = server_engine(url)
-            codec = ValueCodec(home.secrets.store_key)
+            codec = ValueCodec(key)
         else:
-            engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
+            engine = sqlcipher_engine(home.store_path, key)
             codec = ValueCodec(None)
-        schema.metadata.create_all(engine)
+        try:
+            prepare_store(engine, None if url else home.store_path, key, schema.metadata)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine, codec)
 
     def close(self) -> None:
@@ -117,7 +125,7 @@ class GatewayStore:
                     return False
                 raise UsageError(
                     f"an agent named {agent.name!r} is enrolled with other keys",
-                    code="already_enrolled",
+                    code=ALREADY_ENROLLED,
                 )
             conn.execute(
                 insert(t).values(
@@ -148,7 +156,7 @@ class GatewayStore:
         for agent in self.agents():
             if agent.identity.name == name:
                 return agent
-        raise UsageError(f"no enrolled agent named {name!r}", code="unknown_agent")
+        raise UsageError(f"no enrolled agent named {name!r}", code=UNKNOWN_AGENT)
 
     def next_seq(self, name: str, now: int) -> int:
         """Reserve the next forward-stream seq of ``name``: one atomic ``UPDATE … RETURNING``,
@@ -213,7 +221,7 @@ class GatewayStore:
         with write_transaction(self.engine) as conn:
             version = conn.execute(query).scalar_one_or_none()
         if version is None:
-            raise SecretError(f"no secret {path!r}", code="not_found")
+            raise SecretError(f"no secret {path!r}", code=NOT_FOUND)
         return int(version)
 
     def list_secrets(self, include_deleted: bool = False) -> list[GatewaySecretMeta]:
@@ -260,7 +268,7 @@ class GatewayStore:
         with write_transaction(self.engine) as conn:
             done = conn.execute(delete(t).where(t.c.agent == agent, t.c.pattern == pattern))
             if done.rowcount == 0:
-                raise UsageError(f"{agent!r} has no grant {pattern!r}", code="not_found")
+                raise UsageError(f"{agent!r} has no grant {pattern!r}", code=NOT_FOUND)
 
     def grants(self, agent: str | None = None) -> list[tuple[str, str]]:
         t = schema.grants

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relay.codes import BAD_CONFIG, BAD_VALUE, UNKNOWN_SETTING
 from relay.durations import parse_duration
 from relay.errors import UsageError
 
@@ -33,9 +34,9 @@ def _int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"{text!r} is not a whole number", code="bad_value") from None
+        raise UsageError(f"{text!r} is not a whole number", code=BAD_VALUE) from None
     if value < 0:
-        raise UsageError(f"{text!r} must not be negative", code="bad_value")
+        raise UsageError(f"{text!r} must not be negative", code=BAD_VALUE)
     return value
 
 
@@ -45,7 +46,7 @@ def _text(text: str) -> str:
 
 def _store_url(text: str) -> str:
     if text and not text.startswith(("postgresql://", "postgresql+psycopg://")):
-        raise UsageError("gateway.store_url must be a postgresql+psycopg:// URL", code="bad_value")
+        raise UsageError("gateway.store_url must be a postgresql+psycopg:// URL", code=BAD_VALUE)
     return text.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
@@ -58,9 +59,9 @@ def _ratio(text: str) -> str:
     try:
         value = float(text)
     except ValueError:
-        raise UsageError(f"{text!r} is not a number", code="bad_value") from None
+        raise UsageError(f"{text!r} is not a number", code=BAD_VALUE) from None
     if not 0 < value <= 4:
-        raise UsageError("the FEC overhead must be above 0 and at most 4", code="bad_value")
+        raise UsageError("the FEC overhead must be above 0 and at most 4", code=BAD_VALUE)
     return text
 
 
@@ -84,7 +85,7 @@ def _bool(text: str) -> bool:
         return True
     if lowered in ("false", "no", "off", "0"):
         return False
-    raise UsageError(f"{text!r} is not true or false", code="bad_value")
+    raise UsageError(f"{text!r} is not true or false", code=BAD_VALUE)
 
 
 def _list(text: str) -> list[str]:
@@ -116,7 +117,7 @@ def _optional_path(text: str) -> str:
     """Empty (off) or an absolute path: a relative one would depend on the caller's cwd."""
     text = text.strip()
     if text and not Path(text).expanduser().is_absolute():
-        raise UsageError(f"{text!r} must be an absolute path (or empty for off)", code="bad_value")
+        raise UsageError(f"{text!r} must be an absolute path (or empty for off)", code=BAD_VALUE)
     return str(Path(text).expanduser()) if text else ""
 
 
@@ -129,14 +130,14 @@ def _syslog_url(text: str) -> str:
         try:
             parse_syslog_url(text)
         except ValueError as exc:
-            raise UsageError(str(exc), code="bad_value") from None
+            raise UsageError(str(exc), code=BAD_VALUE) from None
     return text
 
 
 def _syslog_format(text: str) -> str:
     text = text.strip().lower()
     if text not in ("rfc5424", "cef"):
-        raise UsageError(f"{text!r}: syslog format is rfc5424 or cef", code="bad_value")
+        raise UsageError(f"{text!r}: syslog format is rfc5424 or cef", code=BAD_VALUE)
     return text
 
 
@@ -228,7 +229,7 @@ def get_setting_def(key: str, side: str) -> Setting:
     setting = SETTINGS.get(key)
     if setting is None or side not in setting.sides:
         known = ", ".join(sorted(k for k, s in SETTINGS.items() if side in s.sides))
-        raise UsageError(f"unknown setting {key!r}; known: {known}", code="unknown_setting")
+        raise UsageError(f"unknown setting {key!r}; known: {known}", code=UNKNOWN_SETTING)
     return setting
 
 
@@ -243,7 +244,7 @@ class Config:
             try:
                 data = tomllib.loads(path.read_text(encoding="utf-8"))
             except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise UsageError(f"{path} is not valid TOML: {exc}", code="bad_config") from None
+                raise UsageError(f"{path} is not valid TOML: {exc}", code=BAD_CONFIG) from None
             self._values = _flatten(data)
 
     def get(self, key: str) -> Any:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from relay.codes import BAD_STORE
 from relay.errors import UsageError
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def sqlcipher_engine(path: Path, key: bytes) -> Engine:
         engine.dispose()
         raise UsageError(
             f"{path} cannot be opened with this home's key (wrong key or not a relay store)",
-            code="bad_store",
+            code=BAD_STORE,
         ) from None
     return engine
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from relay.codes import BAD_DURATION
 from relay.errors import UsageError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -18,10 +19,10 @@ def parse_duration(text: str) -> int:
     """
     cleaned = text.strip().lower()
     if not cleaned or _PART.sub("", cleaned):
-        raise UsageError(f"bad duration {text!r} (use e.g. 30s, 15m, 24h, 7d)", code="bad_duration")
+        raise UsageError(f"bad duration {text!r} (use e.g. 30s, 15m, 24h, 7d)", code=BAD_DURATION)
     total = sum(int(n) * _UNITS[u] for n, u in _PART.findall(cleaned))
     if total <= 0:
-        raise UsageError(f"duration {text!r} must be positive", code="bad_duration")
+        raise UsageError(f"duration {text!r} must be positive", code=BAD_DURATION)
     return total
 
 

@@ -11,22 +11,56 @@ The tree is split by origin, as in python-tuf:
 - :class:`TransportError`: moving bytes failed (connection, host key, remote folder).
 - :class:`SecretError`: a request for a secret cannot be served (``not_found``, ``expired``).
 - :class:`UsageError`: the operator asked for something invalid (bad argument, missing home).
+- :class:`ApiError`: a local-API request cannot be served (HTTP status and code).
+
+Codes, their exit and HTTP statuses live in one registry (:mod:`relay.reasons`, catalogue in
+:mod:`relay.codes`); the CLI and the API read them from there.
 """
 
 from __future__ import annotations
 
-# Reason codes for rejected bundles (stable: scripts and SIEM rules match on them).
-MALFORMED = "malformed"
-TOO_LARGE = "too_large"
-BAD_SIGNATURE = "bad_signature"
-UNKNOWN_SENDER = "unknown_sender"
-WRONG_RECIPIENT = "wrong_recipient"
-ROLLBACK = "rollback"
-EXPIRED = "expired"
-DECRYPT_FAILED = "decrypt_failed"
-NOT_REGULAR_FILE = "not_regular_file"
-DUPLICATE = "duplicate"  # a skip, not an error
+from relay.codes import (
+    BAD_SIGNATURE,
+    CHAIN_BROKEN,
+    DECRYPT_FAILED,
+    DUPLICATE,
+    ERROR,
+    EXPIRED,
+    MALFORMED,
+    NOT_FOUND,
+    NOT_REGULAR_FILE,
+    ROLLBACK,
+    TOO_LARGE,
+    TRANSPORT_FAILED,
+    UNKNOWN_SENDER,
+    USAGE_CODE,
+    WRONG_RECIPIENT,
+)
+from relay.reasons import USAGE, exit_status_of, http_status_of
 
+__all__ = [
+    "BAD_SIGNATURE",
+    "BUNDLE_REASONS",
+    "CHAIN_BROKEN",
+    "DECRYPT_FAILED",
+    "DUPLICATE",
+    "EXPIRED",
+    "MALFORMED",
+    "NOT_REGULAR_FILE",
+    "ROLLBACK",
+    "TOO_LARGE",
+    "UNKNOWN_SENDER",
+    "WRONG_RECIPIENT",
+    "ApiError",
+    "BundleDuplicate",
+    "BundleRejected",
+    "RelayError",
+    "SecretError",
+    "TransportError",
+    "UsageError",
+]
+
+# The codes a rejected bundle can carry (stable: scripts and SIEM rules match on them).
 BUNDLE_REASONS = frozenset(
     {
         MALFORMED,
@@ -45,14 +79,23 @@ BUNDLE_REASONS = frozenset(
 class RelayError(Exception):
     """Root of every error relay reports to a user."""
 
-    code = "error"
-    exit_status = 1
+    code = ERROR
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
         self.message = message
+
+    @property
+    def exit_status(self) -> int:
+        """The CLI exit status, from the reason-code registry."""
+        return exit_status_of(self.code)
+
+    @property
+    def http_status(self) -> int:
+        """The local API's HTTP status, from the reason-code registry."""
+        return http_status_of(self.code)
 
     def diagnostics(self) -> str:
         """One line for humans: ``CODE: message``."""
@@ -69,23 +112,36 @@ class BundleDuplicate(RelayError):
     """The identical signed bundle was already applied: a harmless skip."""
 
     code = DUPLICATE
-    exit_status = 0
 
 
 class TransportError(RelayError):
     """Moving bytes across a transport failed."""
 
-    code = "transport_failed"
+    code = TRANSPORT_FAILED
 
 
 class SecretError(RelayError):
     """A secret cannot be served."""
 
-    code = "not_found"
+    code = NOT_FOUND
 
 
 class UsageError(RelayError):
     """The operator's request is invalid; nothing was changed."""
 
-    code = "usage"
-    exit_status = 2
+    code = USAGE_CODE
+
+    @property
+    def exit_status(self) -> int:
+        """Always 2, whatever the code (``not_found`` of an app to remove is the operator's
+        mistake; of a secret to read, a refusal): the request was invalid, nothing changed."""
+        return USAGE
+
+class ApiError(RelayError):
+    """A local-API request that cannot be served: HTTP ``status``, stable ``code``, safe
+    ``message``. ``status`` is the registry's HTTP status for ``code`` (a test checks every
+    call site)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import string
 
+from relay.codes import BAD_CHARSET
 from relay.errors import UsageError
 
 DEFAULT_LENGTH = 32
@@ -30,13 +31,17 @@ def charset_of(spec: str) -> str:
     if spec.startswith("chars:"):
         chars = "".join(dict.fromkeys(spec[6:]))
         if len(chars) < 2 or not chars.isprintable() or not chars.isascii():
-            raise UsageError("chars: needs at least two printable ASCII characters", code=BAD)
+            raise UsageError(
+                "chars: needs at least two printable ASCII characters", code=BAD_CHARSET
+            )
         return chars
     chosen: dict[str, None] = {}
     for name in spec.split("+"):
         if name.strip() not in _CLASSES:
             known = ", ".join(sorted(_CLASSES))
-            raise UsageError(f"unknown charset {name!r} (known: {known}, chars:…)", code=BAD)
+            raise UsageError(
+                f"unknown charset {name!r} (known: {known}, chars:…)", code=BAD_CHARSET
+            )
         chosen.update(dict.fromkeys(_CLASSES[name.strip()]))
     return "".join(chosen)
 
@@ -51,6 +56,3 @@ def generate(length: int = DEFAULT_LENGTH, spec: str = DEFAULT_CHARSET) -> bytes
     """A new random value of ``length`` characters from ``spec``."""
     chars = charset_of(spec)
     return "".join(secrets.choice(chars) for _ in range(check_length(length))).encode("ascii")
-
-
-BAD = "bad_charset"

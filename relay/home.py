@@ -22,6 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from relay import crypto
+from relay.codes import (
+    ALREADY_INITIALIZED,
+    BAD_KEY_FILE,
+    BAD_PASSPHRASE,
+    NOT_INITIALIZED,
+    PASSPHRASE_REQUIRED,
+    UNSAFE_PERMISSIONS,
+    WRONG_HOME,
+)
 from relay.errors import UsageError
 from relay.identity import ROLES, PublicIdentity, check_name, identity_of
 
@@ -62,7 +71,7 @@ class Home:
         """Initialise a new home; refuses (``already_initialized``) to overwrite one."""
         check_name(name)
         if (path / KEY_FILE).exists():
-            raise UsageError(f"{path} is already initialised", code="already_initialized")
+            raise UsageError(f"{path} is already initialised", code=ALREADY_INITIALIZED)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.chmod(0o700)
         secrets = Secrets(crypto.generate_keypair(), crypto.random_bytes(32))
@@ -79,12 +88,12 @@ class Home:
         if not key_path.exists():
             raise UsageError(
                 f"{path} is not an initialised {side} home (run `relay {side} init`)",
-                code="not_initialized",
+                code=NOT_INITIALIZED,
             )
         doc = _read_key_file(key_path)
         if doc["role"] != side:
             raise UsageError(
-                f"{path} is a {doc['role']} home, not a {side} home", code="wrong_home"
+                f"{path} is a {doc['role']} home, not a {side} home", code=WRONG_HOME
             )
         identity = PublicIdentity(
             side,
@@ -121,7 +130,7 @@ class Home:
         if self._secrets is None:
             self._secrets = _unlock(self._doc)
             if self._secrets.keys.sign_public != self.identity.sign_public:
-                raise UsageError("the key file is inconsistent", code="bad_key_file")
+                raise UsageError("the key file is inconsistent", code=BAD_KEY_FILE)
         return self._secrets
 
     _doc: dict[str, object]
@@ -164,19 +173,19 @@ def _write_key_file(
 def _read_key_file(path: Path) -> dict[str, object]:
     info = path.lstat()
     if not stat.S_ISREG(info.st_mode):
-        raise UsageError(f"{path} is not a regular file", code="bad_key_file")
+        raise UsageError(f"{path} is not a regular file", code=BAD_KEY_FILE)
     if info.st_mode & 0o077:
         raise UsageError(
             f"{path} is readable by others (mode {stat.S_IMODE(info.st_mode):o}); "
             "run chmod 600 on it",
-            code="unsafe_permissions",
+            code=UNSAFE_PERMISSIONS,
         )
     try:
         doc = json.loads(path.read_text(encoding="ascii"))
         if doc.get("relay_key_file") != 1 or doc.get("role") not in ROLES:
             raise ValueError
     except (ValueError, AttributeError):
-        raise UsageError(f"{path} is not a relay key file", code="bad_key_file") from None
+        raise UsageError(f"{path} is not a relay key file", code=BAD_KEY_FILE) from None
     return dict(doc)
 
 
@@ -188,7 +197,7 @@ def _unlock(doc: dict[str, object]) -> Secrets:
             if not passphrase:
                 raise UsageError(
                     f"this home's keys are passphrase-protected: set {PASSPHRASE_ENV}",
-                    code="passphrase_required",
+                    code=PASSPHRASE_REQUIRED,
                 )
             kdf = doc["kdf"]
             assert isinstance(kdf, dict)  # noqa: S101 - shape checked by the except below
@@ -198,7 +207,7 @@ def _unlock(doc: dict[str, object]) -> Secrets:
             try:
                 sealed = crypto.unwrap(wrapped, passphrase)
             except crypto.CryptoFailure:
-                raise UsageError("wrong passphrase", code="bad_passphrase") from None
+                raise UsageError("wrong passphrase", code=BAD_PASSPHRASE) from None
         inner = json.loads(sealed)
         return Secrets(
             crypto.KeyPair(
@@ -209,4 +218,4 @@ def _unlock(doc: dict[str, object]) -> Secrets:
     except UsageError:
         raise
     except (ValueError, KeyError, TypeError, AssertionError):
-        raise UsageError("the key file is damaged", code="bad_key_file") from None
+        raise UsageError("the key file is damaged", code=BAD_KEY_FILE) from None

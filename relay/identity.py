@@ -21,6 +21,7 @@ from pathlib import Path
 
 from relay import crypto
 from relay.canonical import canonical_json
+from relay.codes import BAD_IDENTITY, BAD_NAME
 from relay.errors import UsageError
 
 ROLES = ("gateway", "agent", "hop")
@@ -36,7 +37,7 @@ def check_name(name: str) -> str:
         raise UsageError(
             f"invalid name {name!r}: use 1-63 of a-z, 0-9, '.', '_', '-', starting with a letter "
             "or digit",
-            code="bad_name",
+            code=BAD_NAME,
         )
     return name
 
@@ -108,11 +109,11 @@ def parse_identity_document(data: bytes, expect_role: str) -> PublicIdentity:
         crypto.verify(ident.sign_public, IDENTITY_CONTEXT + canonical_json(body), signature)
     except (ValueError, KeyError, TypeError, AttributeError, crypto.CryptoFailure, UsageError):
         raise UsageError(
-            "not a valid, self-signed relay identity file", code="bad_identity"
+            "not a valid, self-signed relay identity file", code=BAD_IDENTITY
         ) from None
     if ident.role != expect_role:
         raise UsageError(
-            f"this is the identity of a {ident.role}, expected a {expect_role}", code="bad_identity"
+            f"this is the identity of a {ident.role}, expected a {expect_role}", code=BAD_IDENTITY
         )
     return ident
 
@@ -124,5 +125,5 @@ def read_identity_file(path: Path, expect_role: str) -> PublicIdentity:
     try:
         data = read_capped(path, MAX_IDENTITY_FILE)
     except Exception:
-        raise UsageError(f"cannot read identity file {path}", code="bad_identity") from None
+        raise UsageError(f"cannot read identity file {path}", code=BAD_IDENTITY) from None
     return parse_identity_document(data, expect_role)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from relay.codes import BAD_LISTEN
 from relay.errors import UsageError
 
 
@@ -23,7 +24,7 @@ def parse_listen(text: str) -> tuple[str, int]:
             ipaddress.ip_address(host)
     except ValueError:
         raise UsageError(
-            f"bad listen address {text!r} (use e.g. 127.0.0.1:8787)", code="bad_listen"
+            f"bad listen address {text!r} (use e.g. 127.0.0.1:8787)", code=BAD_LISTEN
         ) from None
     return host, port
 

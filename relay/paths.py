@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from relay.codes import BAD_PATH, BAD_PATTERN
 from relay.errors import UsageError
 
 MAX_PATH = 256
@@ -32,7 +33,7 @@ def check_path(path: str) -> str:
     if not is_valid_path(path):
         raise UsageError(
             f"invalid secret path {path!r}: use segments of A-Z a-z 0-9 . _ - joined by /",
-            code="bad_path",
+            code=BAD_PATH,
         )
     return path
 
@@ -45,7 +46,7 @@ def check_pattern(pattern: str) -> str:
         for s in segments
     )
     if not ok:
-        raise UsageError(f"invalid pattern {pattern!r}", code="bad_pattern")
+        raise UsageError(f"invalid pattern {pattern!r}", code=BAD_PATTERN)
     return pattern
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from relay.codes import BAD_TIME
 from relay.durations import parse_duration
 from relay.errors import UsageError
-
-BAD_TIME = "bad_time"
 
 
 def parse_time(text: str, now: int) -> int:

@@ -130,7 +130,7 @@ def test_a_failing_or_hanging_executor_keeps_the_old_value(pair: Pair) -> None:
     _ready(pair)
     failed = pair.agent("rotate", PATH)
     assert failed.status == 1
-    assert failed.err.startswith("relay: error: failed: "), failed.err
+    assert failed.err.startswith("relay: error: rotation_failed: "), failed.err
     assert pair.get(PATH).stdout == OLD + b"\n"
     hang = (
         f"sleep 30.{os.getpid()}{os.urandom(2).hex().translate(str.maketrans('abcdef', '123456'))}"
@@ -140,7 +140,7 @@ def test_a_failing_or_hanging_executor_keeps_the_old_value(pair: Pair) -> None:
         config.replace('kind = "command"', 'kind = "command"\ntimeout = "1s"')
     )
     hung = pair.agent("rotate", PATH)
-    assert hung.err.startswith("relay: error: timeout: "), hung.err
+    assert hung.err.startswith("relay: error: rotation_timeout: "), hung.err
     assert pair.get(PATH).stdout == OLD + b"\n"
     sleepers = subprocess.run(["pgrep", "-f", hang], capture_output=True, check=False)
     assert not sleepers.stdout.strip()  # the hung executor was killed with its group

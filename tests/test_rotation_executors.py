@@ -89,7 +89,8 @@ def test_postgresql_executor_failure_keeps_the_old_value(
         pair, f'kind = "postgresql"\ndsn = "{dsn}"\nrole = "no_such_role_{secrets.token_hex(3)}"'
     )
     result = pair.agent("rotate", PATH)
-    assert result.status == 1 and result.err.startswith("relay: error: failed: "), result.err
+    assert result.status == 1
+    assert result.err.startswith("relay: error: rotation_failed: "), result.err
     assert pair.get(PATH).stdout == OLD + b"\n"
 
 
@@ -111,7 +112,7 @@ def test_ssh_executor_sends_the_value_on_stdin_to_the_device(pair: Pair, sshd: S
     config = (pair.ag / "relay.toml").read_text().replace(str(sshd.known_hosts), str(empty))
     (pair.ag / "relay.toml").write_text(config)
     refused = pair.agent("rotate", PATH)
-    assert refused.err.startswith("relay: error: failed: "), refused.err
+    assert refused.err.startswith("relay: error: rotation_failed: "), refused.err
     assert pair.get(PATH).stdout.strip() == new == device.read_bytes()
     listed = json.loads(pair.agent("secret", "list", "--json").out)
     assert listed[0]["version"] == 2

@@ -16,7 +16,6 @@ from inner_agent.rawdb import raw_connection
 from inner_agent.store import AgentStore
 from outer_gateway.store import GatewayStore
 from outer_gateway.versions import promote_due
-from relay import errors
 from relay.home import Home
 from tests.conftest import Pair, run_relay
 
@@ -149,7 +148,7 @@ def test_bad_activation_time_is_refused_and_changes_nothing(pair: Pair) -> None:
             "gateway", "secret", "put", "--home", str(pair.gw), PATH, "-",
             "--activates-at", bad, stdin=NEW,
         )  # fmt: skip
-        assert result.status == errors.UsageError.exit_status
+        assert result.status == 2
         assert result.err.startswith("relay: error: bad_time: "), result.err
     listed = json.loads(pair.gateway("secret", "list", "--json").out)
     assert listed == [{**listed[0], "version": 1}] and "pending" not in listed[0]

@@ -23,6 +23,7 @@ def rotate(home: Path, path: str | None, as_json: bool, recover_only: bool) -> N
     the gateway in the next audit export), or else by a request to the gateway. An interrupted
     local rotation is resolved first (docs/rotation.md)."""
     from inner_agent.rotation import recover, request_rotation, rotate_locally
+    from relay.codes import ROTATION_FAILED, ROTATION_TIMEOUT, USAGE_CODE
     from relay.errors import RelayError, UsageError
     from relay.paths import check_path
 
@@ -30,7 +31,7 @@ def rotate(home: Path, path: str | None, as_json: bool, recover_only: bool) -> N
     if path is not None:
         check_path(path)
     elif not recover_only:
-        raise UsageError("give a PATH, or --recover", code="usage")
+        raise UsageError("give a PATH, or --recover", code=USAGE_CODE)
     resolved = recover(opened, now())
     for result in resolved:
         click.echo(f"interrupted rotation of {result.path}: {result.status}", err=True)
@@ -45,9 +46,10 @@ def rotate(home: Path, path: str | None, as_json: bool, recover_only: bool) -> N
         elif local.status == "applied":
             click.echo(f"rotated {path} locally: version {local.version} (escrow queued)")
         if local.status != "applied":
+            code = ROTATION_TIMEOUT if local.status == "timeout" else ROTATION_FAILED
             raise RelayError(
                 f"the executor did not rotate {path} ({local.detail}); the old value stays",
-                code=local.status,
+                code=code,
             )
         return
     request = request_rotation(opened, path, "manual", now())

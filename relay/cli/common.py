@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
+from relay.codes import EMPTY_VALUE, TOO_LARGE, USAGE_CODE
 from relay.durations import parse_duration
 from relay.errors import UsageError
 from relay.home import Home
@@ -242,20 +243,20 @@ def read_value(value_file: Path | None, from_stdin: bool, raw: bool, cap: int) -
     """A secret value from a file or stdin (never argv); one trailing newline is dropped unless
     ``raw``."""
     if (value_file is None) == (not from_stdin):
-        raise UsageError("give the value with --value-file FILE or '-' for stdin", code="usage")
+        raise UsageError("give the value with --value-file FILE or '-' for stdin", code=USAGE_CODE)
     if value_file is not None:
         from relay.transport.folder import read_capped
 
         try:
             data = read_capped(value_file, cap)
         except OSError as exc:
-            raise UsageError(f"cannot read {value_file}: {exc.strerror}", code="usage") from None
+            raise UsageError(f"cannot read {value_file}: {exc.strerror}", code=USAGE_CODE) from None
     else:
         data = sys.stdin.buffer.read(cap + 2)
     if not raw:
         data = data.removesuffix(b"\n").removesuffix(b"\r")
     if len(data) > cap:
-        raise UsageError(f"the value is over limits.max_secret_bytes ({cap})", code="too_large")
+        raise UsageError(f"the value is over limits.max_secret_bytes ({cap})", code=TOO_LARGE)
     if not data:
-        raise UsageError("the value is empty", code="empty_value")
+        raise UsageError("the value is empty", code=EMPTY_VALUE)
     return data

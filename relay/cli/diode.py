@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 
+from relay.codes import NOT_FOUND, NOT_REGULAR_FILE, TOO_LARGE
 from relay.errors import TransportError, UsageError
 
 MAX_SEND_BYTES = 512 << 20
@@ -102,11 +103,11 @@ def _read_file(path: Path) -> bytes:
         with path.open("rb") as handle:
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
-                raise UsageError(f"{path} is not a regular file", code="not_regular_file")
+                raise UsageError(f"{path} is not a regular file", code=NOT_REGULAR_FILE)
             if info.st_size > MAX_SEND_BYTES:
-                raise UsageError(f"{path} is over {MAX_SEND_BYTES} bytes", code="too_large")
+                raise UsageError(f"{path} is over {MAX_SEND_BYTES} bytes", code=TOO_LARGE)
             return handle.read(MAX_SEND_BYTES + 1)
     except FileNotFoundError:
-        raise UsageError(f"{path} does not exist", code="not_found") from None
+        raise UsageError(f"{path} does not exist", code=NOT_FOUND) from None
     except OSError as exc:
         raise TransportError(f"cannot read {path}: {exc.strerror}") from None

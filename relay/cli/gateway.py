@@ -20,6 +20,7 @@ from relay.cli.common import (
     read_value,
     transport_options,
 )
+from relay.codes import BAD_FILE, TOO_LARGE
 from relay.home import Home
 from relay.identity import read_identity_file
 from relay.paths import check_path, check_pattern
@@ -194,13 +195,13 @@ def secret_import(home: Path, file: Path, ttl: str | None) -> None:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"{file} is not UTF-8 text", code="bad_file") from None
+        raise UsageError(f"{file} is not UTF-8 text", code=BAD_FILE) from None
     values = parse_secret_file(text)
     cap = int(opened.config.get("limits.max_secret_bytes"))
     for path, value in values.items():
         if len(value) > cap:
             raise UsageError(
-                f"the value of {path} is over limits.max_secret_bytes", code="too_large"
+                f"the value of {path} is over limits.max_secret_bytes", code=TOO_LARGE
             )
     expires = now() + duration(ttl, "") if ttl else None
     written, same = store.import_secrets(values, expires, now())

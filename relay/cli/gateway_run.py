@@ -15,6 +15,7 @@ from relay.cli.common import (
     transport_options,
 )
 from relay.cli.gateway import _audit, _open, gateway
+from relay.codes import NOT_CONFIGURED
 from relay.home import Home
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> Non
     opened, store = _open(home)
     location = str(opened.config.get("export.to"))
     if not location:
-        raise UsageError("set export.to (and export.every) first", code="not_configured")
+        raise UsageError("set export.to (and export.every) first", code=NOT_CONFIGURED)
     period = duration(str(opened.config.get("export.every")), "")
     stop = threading.Event()
 

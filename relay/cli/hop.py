@@ -19,6 +19,7 @@ from relay.cli.common import (
     now,
     transport_options,
 )
+from relay.codes import BAD_IDENTITY
 from relay.errors import RelayError, UsageError
 from relay.home import Home
 
@@ -144,7 +145,7 @@ def _read_any_identity(path: Path) -> PublicIdentity:
             return read_identity_file(path, role)
         except UsageError:
             continue
-    raise UsageError(f"{path} is not a gateway identity or agent request", code="bad_identity")
+    raise UsageError(f"{path} is not a gateway identity or agent request", code=BAD_IDENTITY)
 
 
 def _report(items: list[HopOutcome], as_json: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from relay.codes import BAD_ADDRESS, BAD_OPTION, BAD_URL
 from relay.diode.fec import MAX_OVERHEAD
 from relay.diode.sender import SendOptions
 from relay.errors import UsageError
@@ -16,13 +17,13 @@ def parse_udp_url(url: str) -> tuple[str, int]:
     """``(host, port)`` from ``udp://HOST:PORT``; raises ``UsageError`` (``bad_url``)."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "udp" or parts.path not in ("", "/") or parts.query:
-        raise UsageError(f"bad diode URL {url!r} (use udp://HOST:PORT)", code="bad_url")
+        raise UsageError(f"bad diode URL {url!r} (use udp://HOST:PORT)", code=BAD_URL)
     try:
         port = parts.port
     except ValueError:
         port = None
     if not parts.hostname or port is None or port == 0:
-        raise UsageError(f"bad diode URL {url!r} (use udp://HOST:PORT)", code="bad_url")
+        raise UsageError(f"bad diode URL {url!r} (use udp://HOST:PORT)", code=BAD_URL)
     return parts.hostname, port
 
 
@@ -34,7 +35,7 @@ def parse_listen(text: str) -> tuple[str, int]:
         return parse_address(text)
     except UsageError:
         raise UsageError(
-            f"bad listen address {text!r} (use HOST:PORT)", code="bad_address"
+            f"bad listen address {text!r} (use HOST:PORT)", code=BAD_ADDRESS
         ) from None
 
 
@@ -63,5 +64,5 @@ def _number(
         value = None
     if value is None or not low <= value <= high:
         message = f"{flag} must be a number in {low}..{high}, not {text!r}"
-        raise UsageError(message, code="bad_option")
+        raise UsageError(message, code=BAD_OPTION)
     return value

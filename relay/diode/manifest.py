@@ -17,6 +17,7 @@ import re
 import struct
 from dataclasses import dataclass
 
+from relay.codes import CHECKSUM_MISMATCH, MALFORMED
 from relay.errors import RelayError
 
 _HEAD = struct.Struct(">HQ32s")
@@ -27,7 +28,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 class ObjectRejected(RelayError):
     """A fully decoded transfer is inconsistent or fails its SHA-256: nothing is written."""
 
-    code = "checksum_mismatch"
+    code = CHECKSUM_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,11 @@ def encode_object(name: str, data: bytes) -> bytes:
 def decode_object(obj: bytes) -> ReceivedFile:
     """Split and verify a decoded object; raises :class:`ObjectRejected` on any mismatch."""
     if len(obj) < _HEAD.size:
-        raise ObjectRejected("object shorter than its manifest", code="malformed")
+        raise ObjectRejected("object shorter than its manifest", code=MALFORMED)
     name_len, file_size, digest = _HEAD.unpack_from(obj)
     start = _HEAD.size + name_len
     if not 1 <= name_len <= MAX_NAME_BYTES or len(obj) != start + file_size:
-        raise ObjectRejected("manifest lengths do not match the object", code="malformed")
+        raise ObjectRejected("manifest lengths do not match the object", code=MALFORMED)
     data = obj[start:]
     if hashlib.sha256(data).digest() != digest:
         raise ObjectRejected("SHA-256 of the received file does not match")

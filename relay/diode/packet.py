@@ -23,6 +23,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from relay.codes import BAD_PACKET
 from relay.errors import RelayError
 
 MAGIC = b"RDIO"
@@ -41,7 +42,7 @@ HEADER_SIZE = _BODY.size + _CRC.size
 class PacketRejected(RelayError):
     """A datagram is not a well-formed diode packet; the receiver drops it."""
 
-    code = "bad_packet"
+    code = BAD_PACKET
 
 
 @dataclass(frozen=True)

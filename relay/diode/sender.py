@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from relay.codes import BAD_URL
 from relay.diode.fec import DEFAULT_OVERHEAD, choose_geometry, interleaved_packets
 from relay.diode.manifest import encode_object
 from relay.errors import TransportError
@@ -95,7 +96,7 @@ def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
-        raise TransportError(f"cannot resolve {host}: {exc.strerror}", code="bad_url") from None
+        raise TransportError(f"cannot resolve {host}: {exc.strerror}", code=BAD_URL) from None
     family, _, _, _, sockaddr = infos[0]
     return family, (str(sockaddr[0]), int(sockaddr[1]))
 

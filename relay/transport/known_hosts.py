@@ -15,15 +15,18 @@ import binascii
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from relay.codes import (
+    HOST_KEY_MISMATCH,
+    HOST_KEY_REVOKED,
+    HOST_KEY_UNKNOWN,
+    KNOWN_HOSTS_UNREADABLE,
+)
 from relay.errors import TransportError, UsageError
 
 if TYPE_CHECKING:
     from paramiko.hostkeys import HostKeys
     from paramiko.pkey import PKey
 
-HOST_KEY_UNKNOWN = "host_key_unknown"
-HOST_KEY_MISMATCH = "host_key_mismatch"
-HOST_KEY_REVOKED = "host_key_revoked"
 
 _RSA_SIGNATURES = ("rsa-sha2-512", "rsa-sha2-256")
 
@@ -43,7 +46,7 @@ class KnownHosts:
         except OSError as exc:
             raise UsageError(
                 f"cannot read known_hosts file {path}: {exc.strerror}",
-                code="known_hosts_unreadable",
+                code=KNOWN_HOSTS_UNREADABLE,
             ) from None
         self._keys = _parse(text)
         self._revoked = _revoked_blobs(text)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from relay.codes import BAD_VALUE
 from relay.errors import UsageError
 
 T = TypeVar("T")
@@ -54,14 +55,14 @@ class RetryPolicy:
         try:
             return cls(**fields)  # type: ignore[arg-type]
         except ValueError as exc:
-            raise UsageError(f"bad retry settings: {exc}", code="bad_value") from None
+            raise UsageError(f"bad retry settings: {exc}", code=BAD_VALUE) from None
 
 
 def _number(extra: Mapping[str, str], key: str, kind: Callable[[str], float]) -> float:
     try:
         return kind(extra[key])
     except ValueError:
-        raise UsageError(f"{key}={extra[key]!r} is not a number", code="bad_value") from None
+        raise UsageError(f"{key}={extra[key]!r} is not a number", code=BAD_VALUE) from None
 
 
 def call_with_retry(

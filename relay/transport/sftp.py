@@ -34,6 +34,7 @@ import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from relay.codes import BAD_VALUE, CONNECTION_LOST, REMOTE_DENIED, REMOTE_FAILED, REMOTE_MISSING
 from relay.errors import NOT_REGULAR_FILE, TOO_LARGE, BundleRejected, TransportError, UsageError
 from relay.transport.base import BUNDLE_SUFFIX, Pending, TransportOptions
 from relay.transport.progress import ProgressFactory, terminal_progress
@@ -51,10 +52,6 @@ CHUNK = 1024 * 1024
 # One SFTP write per SSH packet: the channel sends at most (max packet - 64) bytes at a time and
 # OpenSSH offers 32 KiB packets, so 32 KiB of data plus the request header would take two.
 WRITE_REQUEST = 32768 - 128
-REMOTE_MISSING = "remote_missing"
-REMOTE_DENIED = "remote_denied"
-CONNECTION_LOST = "connection_lost"
-REMOTE_FAILED = "remote_failed"
 
 
 class _SftpEndpoint:
@@ -220,6 +217,23 @@ class SftpSource(_SftpEndpoint):
             )
         return data
 
+    def fetch_head(self, item: Pending, limit: int) -> bytes:
+        """The first ``limit`` bytes (header and signature): one small read, not the file."""
+        sftp = self.session.client()
+        with self._remote("download", item.ref):
+            _check_entry(item.name, sftp.lstat(item.ref), None)
+            with sftp.open(item.ref, "rb") as handle:
+                _check_entry(item.name, handle.stat(), None)
+                chunks: list[bytes] = []
+                got = 0
+                while got < limit:
+                    chunk = handle.read(limit - got)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    got += len(chunk)
+        return b"".join(chunks)
+
     def _read_capped(self, handle: SFTPFile, name: str, size: int, max_bytes: int) -> bytes:
         """At most ``max_bytes + 1`` bytes of ``handle``, prefetched for speed."""
         limit = max_bytes + 1
@@ -261,11 +275,11 @@ def is_bundle_name(name: str) -> bool:
     )
 
 
-def _check_entry(name: str, attrs: SFTPAttributes, max_bytes: int) -> int:
+def _check_entry(name: str, attrs: SFTPAttributes, max_bytes: int | None) -> int:
     if attrs.st_mode is None or not stat.S_ISREG(attrs.st_mode):
         raise BundleRejected(f"{name} is not a regular file", code=NOT_REGULAR_FILE)
     size = attrs.st_size or 0
-    if size > max_bytes:
+    if max_bytes is not None and size > max_bytes:
         raise BundleRejected(f"{name} is {size} bytes, over the cap of {max_bytes}", code=TOO_LARGE)
     return size
 
@@ -305,5 +319,5 @@ def _positive(extra: dict[str, str], key: str, default: int) -> int:
     if text is None:
         return default
     if not text.isdigit():
-        raise UsageError(f"{key}={text!r} must be a whole number of seconds", code="bad_value")
+        raise UsageError(f"{key}={text!r} must be a whole number of seconds", code=BAD_VALUE)
     return int(text)

@@ -22,6 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from relay.codes import (
+    AUTH_FAILED,
+    BAD_LOCATION,
+    BAD_VALUE,
+    CONNECT_FAILED,
+    IDENTITY_REQUIRED,
+    IDENTITY_UNREADABLE,
+    KNOWN_HOSTS_REQUIRED,
+)
 from relay.errors import TransportError, UsageError
 from relay.transport.base import TransportOptions
 from relay.transport.known_hosts import KnownHosts
@@ -32,8 +41,6 @@ if TYPE_CHECKING:
     from paramiko.sftp_client import SFTPClient
     from paramiko.transport import Transport
 
-CONNECT_FAILED = "connect_failed"
-AUTH_FAILED = "auth_failed"
 # Downloads: a 32 KiB read answer plus its header fits one SSH packet of 64 KiB (paramiko's default
 # of 32 KiB splits each in two). Windows larger than 2 MiB made paramiko slower, not faster.
 RECEIVE_PACKET = 64 * 1024
@@ -63,7 +70,7 @@ def parse_location(location: str) -> SftpLocation:
     try:
         port = parts.port or 22
     except ValueError:
-        raise UsageError(f"bad port in {location!r}", code="bad_location") from None
+        raise UsageError(f"bad port in {location!r}", code=BAD_LOCATION) from None
     problem = None
     if parts.scheme.lower() != "sftp":
         problem = "not an sftp:// location"
@@ -74,10 +81,10 @@ def parse_location(location: str) -> SftpLocation:
     elif not parts.path.startswith("/") or parts.query or parts.fragment:
         problem = "the remote path must be absolute, without ?query or #fragment"
     if problem:
-        raise UsageError(f"{location!r}: {problem}", code="bad_location")
+        raise UsageError(f"{location!r}: {problem}", code=BAD_LOCATION)
     path = unquote(parts.path)
     if "\x00" in path or any(seg == ".." for seg in path.split("/")):
-        raise UsageError(f"{location!r}: unsafe remote path", code="bad_location")
+        raise UsageError(f"{location!r}: unsafe remote path", code=BAD_LOCATION)
     assert parts.username is not None and parts.hostname is not None  # noqa: S101 (checked)
     return SftpLocation(unquote(parts.username), parts.hostname, port, path.rstrip("/") or "/")
 
@@ -99,12 +106,12 @@ class SessionSettings:
                 "sftp:// needs a known_hosts file pinning the server's host key "
                 "(--known-hosts or sftp.known_hosts); build it with ssh-keyscan and check the "
                 "fingerprint out of band",
-                code="known_hosts_required",
+                code=KNOWN_HOSTS_REQUIRED,
             )
         if options.identity_file is None:
             raise UsageError(
                 "sftp:// needs a private key to log in (--identity-file or sftp.identity_file)",
-                code="identity_required",
+                code=IDENTITY_REQUIRED,
             )
         return cls(
             identity_file=options.identity_file,
@@ -124,7 +131,7 @@ def _seconds(extra: dict[str, str], key: str, default: float, *, allow_zero: boo
     except ValueError:
         value = -1.0
     if value < 0 or (value == 0 and not allow_zero):
-        raise UsageError(f"{key}={text!r} must be a positive number of seconds", code="bad_value")
+        raise UsageError(f"{key}={text!r} must be a positive number of seconds", code=BAD_VALUE)
     return value
 
 
@@ -141,7 +148,7 @@ def load_identity(path: Path) -> PKey:
         problem = f"cannot be read ({exc.strerror})"
     except (SSHException, ValueError) as exc:
         problem = f"is not a usable private key ({type(exc).__name__})"
-    raise UsageError(f"identity file {path} {problem}", code="identity_unreadable")
+    raise UsageError(f"identity file {path} {problem}", code=IDENTITY_UNREADABLE)
 
 
 class _Retryable(Exception):
