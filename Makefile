@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test test-fast test-deps lint bench clean venv
 
 venv: $(STAMP)
 
@@ -21,8 +21,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# `make test` on a fresh Debian machine: as root it installs what the tests need first
+# (scripts/test-deps); without root it stops at once, naming what is missing.
+test: test-deps
+	$(MAKE) lint
 	$(BIN)/pytest -q
+
+# The fast tier: no servers, no processes, under 30 s (tests marked `slow` are left out).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+test-deps:
+	scripts/test-deps
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -12,6 +12,7 @@ Output:
   a note, and for ``ok`` the decoded payload.
 - ``vectors/keys.json``: the trust context: seeds and public keys, ``now``, the limits, the kinds
   the verifier accepts, and the stream state (high-water mark and the applied bundle ids).
+- ``vectors/audit/``: the audit payload vectors (§9), made by ``audit_vectors.py``.
 
 Usage: ``python bundles/make_vectors.py [--out DIR]``.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +200,13 @@ def _header_text(recipe: Recipe, transform: Any) -> bytes:
     return sign_raw(transform(text).encode("ascii"), GATEWAY.keys, payload)
 
 
+def _payload_len_as(recipe: Recipe, text: str) -> bytes:
+    """A validly signed bundle whose header gives ``payload_len`` as the JSON ``text``."""
+    return _header_text(
+        recipe, lambda t: re.sub(r'"payload_len":\d+', lambda _m: f'"payload_len":{text}', t)
+    )
+
+
 def _flip(data: bytes, offset: int) -> bytes:
     return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1 :]
 
@@ -332,6 +341,17 @@ def _envelope_vectors() -> list[Vector]:
             "header is a JSON array",
         ),
         ("header-payload-too-short", _short_payload(), "payload_len 39 < 24 + 16"),
+    ]
+    cases += [
+        (f"header-payload-len-{name}", _payload_len_as(base, text), note)
+        for name, text, note in (
+            ("exponent", "1e999", "payload_len 1e999: a float that overflows to infinity"),
+            ("float", "241.0", "payload_len is a float"),
+            ("negative", "-241", "payload_len is negative"),
+            ("string", '"241"', "payload_len is a string"),
+            ("huge", "9" * 400, "payload_len has 400 digits"),
+            ("nested", "[" * 1500 + "]" * 1500, "payload_len nested 1500 levels deep"),
+        )
     ]
     vectors = [
         Vector(f"malformed-{name}", data, "malformed", "verify", note) for name, data, note in cases
@@ -694,6 +714,9 @@ def write_vectors(out: Path) -> None:
     manifest = {v.name: v.manifest_entry() for v in vectors}
     (out / "manifest.json").write_text(_pretty(manifest), encoding="utf-8")
     (out / "keys.json").write_text(_pretty(context), encoding="utf-8")
+    from audit_vectors import write_audit_vectors  # the audit payload (§9), same parties
+
+    write_audit_vectors(out / "audit", _pretty)
 
 
 def _pretty(value: Any) -> str:

@@ -189,9 +189,9 @@ class Guard:
         allowed = self.service.settings.allowed_uids
         uid = scope.get(PEER_UID_KEY)
         if uid is not None and allowed and uid not in allowed:
-            from inner_agent import events
+            from inner_agent import denials
 
-            events.record("secret.denied", app=None, path=None, reason="uid_not_allowed", uid=uid)
+            denials.note("secret.denied", "uid_not_allowed", app=None, path=None, uid=uid)
             await error_response(403, "forbidden", f"uid {uid} may not use this socket")(
                 scope, receive, counted
             )

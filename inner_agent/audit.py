@@ -7,12 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from inner_agent.audit_split import envelope_overhead, split_records
 from inner_agent.rawdb import executor, immediate, raw_connection
 from relay.audit import log
 from relay.audit.chain import AuditRecord
 from relay.audit.record import FieldValue
 from relay.audit.sinks import AuditSink, Delivery, deliver_all, report_failures, sinks_for
-from relay.bundle.audit_payload import AuditPayload
+from relay.bundle.audit_payload import AuditPayload, payload_frame_size
 from relay.bundle.seal import seal_bundle
 from relay.codes import NOT_TRUSTED
 from relay.durations import parse_duration
@@ -108,34 +109,45 @@ class AgentAudit:
                 _prune_rotation_items(execute, _meta_int(execute, ACKED_KEY))
                 return self._prune(execute)
 
-    def export_bundle(self, gateway: PublicIdentity, now: int) -> ExportedAudit:
-        """One sealed audit bundle with every unacknowledged record (at least once)."""
+    def export_bundles(self, gateway: PublicIdentity, now: int) -> list[ExportedAudit]:
+        """Sealed audit bundles holding every unacknowledged record (at least once), split so
+        each stays under ``limits.max_bundle_bytes`` and ``limits.max_entries``; consecutive
+        ``seq``, the same head in each. At least one bundle, empty when nothing is pending."""
         keys = self.home.secrets.keys
-        validity = parse_duration(str(self.home.config.get("audit.valid_for")))
+        me = self.home.identity
+        config = self.home.config
+        validity = parse_duration(str(config.get("audit.valid_for")))
+        cap = int(config.get("limits.max_bundle_bytes")) - envelope_overhead(me, keys, gateway)
         with raw_connection(self.home) as conn:
             execute = executor(conn)
             with immediate(conn):
                 acked = _meta_int(execute, ACKED_KEY)
                 records = log.records_after(execute, acked)
                 top = log.head(execute) or (0, "0" * 64)
-                seq = _meta_int(execute, BUNDLE_SEQ_KEY) + 1
-                _set_meta(execute, BUNDLE_SEQ_KEY, seq)
+                frame = payload_frame_size(me.name, top[0], top[1])
+                runs = split_records(records, frame, cap, int(config.get("limits.max_entries")))
+                first_seq = _meta_int(execute, BUNDLE_SEQ_KEY) + 1
+                _set_meta(execute, BUNDLE_SEQ_KEY, first_seq + len(runs) - 1)
                 items = _rotation_items(execute, acked)
-        payload = AuditPayload(self.home.identity.name, top[0], top[1], tuple(records), items)
-        data = seal_bundle(
-            kind="audit",
-            sender=self.home.identity,
-            keys=keys,
-            recipient=gateway,
-            seq=seq,
-            created=now,
-            expires=now + validity,
-            plaintext=payload.encode(),
-        )
-        name = f"{self.home.identity.name}-to-{gateway.name}.audit.{seq:010d}.bundle"
-        first = records[0].seq if records else None
-        last = records[-1].seq if records else None
-        return ExportedAudit(name, data, seq, len(records), first, last)
+        exported = []
+        for seq, run in enumerate(runs, start=first_seq):
+            riding = _riding_with(items, run, last_run=seq == first_seq + len(runs) - 1)
+            payload = AuditPayload(me.name, top[0], top[1], run, riding)
+            data = seal_bundle(
+                kind="audit",
+                sender=me,
+                keys=keys,
+                recipient=gateway,
+                seq=seq,
+                created=now,
+                expires=now + validity,
+                plaintext=payload.encode(),
+            )
+            name = f"{me.name}-to-{gateway.name}.audit.{seq:010d}.bundle"
+            first = run[0].seq if run else None
+            last = run[-1].seq if run else None
+            exported.append(ExportedAudit(name, data, seq, len(run), first, last))
+        return exported
 
 
 def trusted_gateway(home: Home) -> PublicIdentity:
@@ -159,6 +171,14 @@ def _rotation_items(execute: Any, acked: int) -> Any:
         if "rotation_outbox" not in str(exc):
             raise
         return ()
+
+
+def _riding_with(items: Any, run: Any, last_run: bool) -> Any:
+    """The items whose record is in ``run`` (those of no run, the last bundle carries)."""
+    if not run:
+        return tuple(items) if last_run else ()
+    first, last = run[0].seq, run[-1].seq
+    return tuple(i for i in items if first <= i.seq <= last or (last_run and i.seq > last))
 
 
 def _prune_rotation_items(execute: Any, acked: int) -> None:

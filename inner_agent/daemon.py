@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from inner_agent import events
+from inner_agent import denials, events
 from inner_agent.activation import ActivationJob
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
@@ -176,10 +176,9 @@ def _serve_with(
         lambda name, data: importer.import_bytes(name, data, listed=True),
         service.after_import,
         importer.limits.max_bundle_bytes,
+        consume=_diode_folders(home, settings),
     )
-    worker = InboxWorker(
-        inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok
-    )
+    worker = InboxWorker(inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok)
     watches = Watches(settings.inbox, worker.poke)
     sockets = []
     if settings.listen is not None:
@@ -210,18 +209,8 @@ def _serve_with(
         max_instances=1,
         coalesce=True,
     )
-    activation = ActivationJob(store, service.clock, lambda: service.refresh(force=True))
-    scheduler.add_job(
-        activation.run, "interval", seconds=1, id="activate", max_instances=1, coalesce=True
-    )
-    scheduler.add_job(
-        lambda: _rotation_checks(home),
-        "interval",
-        seconds=ROTATION_CHECK_EVERY,
-        id="rotation",
-        max_instances=1,
-        coalesce=True,
-    )
+    _add_rotation_jobs(scheduler, home, store, service)
+    scheduler.add_job(denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
     diode = _diode_receiver(home, settings)
     watches.start()
     worker.start()
@@ -252,8 +241,26 @@ def _serve_with(
         if settings.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 settings.unix_socket.unlink()
+        denials.flush(force=True)
         events.record("agent.stopped", signal=stopping.signal_name)
     return 0
+
+
+def _add_rotation_jobs(scheduler: Any, home: Home, store: AgentStore, service: Any) -> None:
+    """Pending versions switch on time (every second); interrupted rotations and the expiry
+    window are checked every minute."""
+    activation = ActivationJob(store, service.clock, lambda: service.refresh(force=True))
+    scheduler.add_job(
+        activation.run, "interval", seconds=1, id="activate", max_instances=1, coalesce=True
+    )
+    scheduler.add_job(
+        lambda: _rotation_checks(home),
+        "interval",
+        seconds=ROTATION_CHECK_EVERY,
+        id="rotation",
+        max_instances=1,
+        coalesce=True,
+    )
 
 
 def _rotation_checks(home: Home) -> None:
@@ -311,6 +318,13 @@ def _diode_receiver(home: Home, settings: ServiceSettings) -> DiodeReceiver | No
             "diode.listen needs agent.inbox (where received bundles go)", code=NOT_CONFIGURED
         )
     return DiodeReceiver(listen, settings.inbox[0])
+
+
+def _diode_folders(home: Home, settings: ServiceSettings) -> tuple[Path, ...]:
+    """The folder the diode receiver writes into, if it runs: the agent owns what lands there."""
+    if not str(home.config.get("diode.listen")) or not settings.inbox:
+        return ()
+    return (settings.inbox[0],)
 
 
 class _StoppedEarly(Exception):

@@ -4,7 +4,9 @@ Event types: ``agent.started``, ``agent.stopped``, ``agent.stale`` (once per sta
 an agent that never imported is stale), ``agent.fresh``, ``bundle.applied``,
 ``bundle.rejected``, ``bundle.duplicate``, ``bundle.skipped``, ``secret.read`` and
 ``secret.denied`` (fields ``path``, ``app``, ``reason``), ``token.issued`` and ``token.denied``,
-``secret.activated`` (a pending version became current: ``path``, ``version``, ``replaced``).
+and ``unauthenticated.denied``: denials no app is behind are sampled and counted per interval
+(:mod:`inner_agent.denials`), never recorded one by one; ``secret.activated`` (a pending
+version became current: ``path``, ``version``, ``replaced``).
 
 Fields follow the audit chain's rules (snake_case names, scalar values, ``agent`` reserved) and
 never carry a secret value: a ``bytes`` field is refused at the call. Events are logged to stderr

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from inner_agent import events
+from inner_agent import denials, events
 from inner_agent.activation import activation_fields
 from inner_agent.apps import App, authenticate, list_apps
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
-from inner_agent.intake_health import IntakeHealth
+from inner_agent.intake_health import IntakeHealth, RejectionBudget
 from inner_agent.labels import CURRENT, LABELS
 from inner_agent.lookup import Secret
 from inner_agent.metrics import AgentMetrics, Snapshot
@@ -27,7 +27,7 @@ from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
 from relay.bundle.policy_rows import PolicyRow, governing
-from relay.codes import BAD_VERSION
+from relay.codes import BAD_VERSION, INVALID_CLIENT, UNAUTHORIZED
 from relay.errors import ApiError
 from relay.paths import is_valid_path, matches_any
 
@@ -110,6 +110,7 @@ class AgentService:
         self._stale_recorded = False
         self._lock = threading.Lock()
         self.intake = IntakeHealth(clock)
+        self.audit_budget = RejectionBudget(clock)
         self.refresh()
         self.metrics = AgentMetrics(self.snapshot)
 
@@ -145,9 +146,7 @@ class AgentService:
         app = authenticate(self.store, client_id, client_secret)
         if app is None:
             self.throttle.failed(client_id)
-            events.record(
-                "token.denied", app=None, client_id=client_id[:64], reason="invalid_client"
-            )
+            denials.note("token.denied", INVALID_CLIENT, app=None, client_id=client_id[:64])
             raise ApiError(401, "invalid_client", "unknown client or wrong client secret")
         self.refresh(force=app.name not in self._apps)
         token = self.tokens.issue(app.name)
@@ -162,7 +161,7 @@ class AgentService:
         if app is None:
             reason = "missing token" if not token else "bad, expired or revoked token"
             shown = None if path is None else path[:256]
-            events.record("secret.denied", app=None, path=shown, reason="unauthorized")
+            denials.note("secret.denied", UNAUTHORIZED, app=None, path=shown)
             raise ApiError(401, "unauthorized", reason)
         return app
 
@@ -239,6 +238,7 @@ class AgentService:
 
     def check_freshness(self) -> bool:
         """Record ``agent.stale`` once per stale period; returns whether stale."""
+        self.report_suppressed()
         self.refresh()
         now = self.clock()
         stale = self.is_stale(now)
@@ -276,13 +276,26 @@ class AgentService:
         else:
             self.metrics.rejected.labels(reason=outcome.code or "unknown").inc()
             self.intake.rejected()
-            events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
+            if self.audit_budget.admit(outcome.code or "unknown"):
+                events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
+            self.report_suppressed()
+
+    def report_suppressed(self) -> None:
+        """One ``bundle.rejected_summary`` record for the rejections of a flood that were
+        counted rather than recorded one by one (called after imports and every few seconds)."""
+        counts = self.audit_budget.summary()
+        if counts:
+            events.record(
+                "bundle.rejected_summary",
+                count=sum(counts.values()),
+                reasons=",".join(f"{code}={n}" for code, n in sorted(counts.items())),
+            )
 
     def scan_failed(self, what: str) -> None:
         """An inbox scan raised: ``degraded`` until one succeeds (``what``: a type name)."""
         self.metrics.scan_failures.inc()
-        self.intake.scan_failed(what)
-        events.record("inbox.scan_failed", error=what)
+        if self.intake.scan_failed(what):
+            events.record("inbox.scan_failed", error=what)
 
     def scan_ok(self) -> None:
         """An inbox scan completed."""

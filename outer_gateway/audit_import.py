@@ -3,9 +3,9 @@
 Trust rules are the agent's (size, parse, sender = an enrolled agent, signature, recipient =
 this gateway, expiry, decrypt) except the sequence: audit records are facts, so bundles that arrive
 out of order are merged, not refused as ``rollback``; a bundle imported twice is a ``duplicate``.
-Before anything is stored the incoming records are checked against each other and against what
-is held: a record whose hash does not recompute, a link that does not hold, a seq already held
-with another hash, or a head below one already seen is ``chain_broken``, and nothing changes.
+Before anything is stored the incoming records are merged with what is held by the one merge
+function, :func:`outer_gateway.audit_merge.merge_incoming`: what cannot be true together with the
+held records is ``chain_broken``, and nothing changes.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from outer_gateway.audit import GatewayAudit
+from outer_gateway.audit_merge import merge_incoming
 from outer_gateway.rotation_inbox import process_inbox, take_items
 from outer_gateway.store import GatewayStore
 from relay import intake
-from relay.audit.chain import AuditRecord, ChainReport, verify_chain
-from relay.audit.record import compute_hash, record_to_json
-from relay.bundle.audit_payload import AuditPayload
+from relay.audit.record import record_to_json
 from relay.bundle.limits import Limits
 from relay.bundle.receive import judge_head, receive_audit
 from relay.bundle.verify import HighWater, Trust
-from relay.codes import CHAIN_BROKEN
 from relay.db import sa_executor, write_transaction
 from relay.errors import (
     DUPLICATE,
@@ -117,7 +115,7 @@ class AuditImporter:
             outcome = AuditOutcome(name, "duplicate", exc.code, exc.message)
         except BundleRejected as exc:
             outcome = self._rejected(name, data, exc, listed)
-        except Exception as exc:
+        except Exception as exc:  # per-file isolation
             unexpected = BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
             outcome = self._rejected(name, data, unexpected, listed)
         recorded = self._recorded(outcome)
@@ -182,8 +180,8 @@ class AuditImporter:
                     "SELECT seq, hash, prev_hash FROM agent_audit WHERE agent = ?", (header.sender,)
                 )
             }
-            new, duplicates = check_incoming(payload, held)
-            for record in new:
+            merged = merge_incoming(payload, held)
+            for record in merged.new:
                 execute(
                     "INSERT INTO agent_audit (agent, seq, hash, prev_hash, type, time, record) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -211,7 +209,14 @@ class AuditImporter:
                 ),
             )
         return AuditOutcome(
-            name, "imported", None, "", header.sender, header.seq, len(new), duplicates
+            name,
+            "imported",
+            None,
+            "",
+            header.sender,
+            header.seq,
+            len(merged.new),
+            merged.duplicates,
         )
 
 
@@ -227,82 +232,6 @@ class _AuditStreams:
     def was_applied(self, bundle_id: str) -> bool:
         query = "SELECT 1 FROM audit_bundles WHERE bundle_id = ?"
         return bool(self.execute(query, (bundle_id,)))
-
-
-def check_incoming(
-    payload: AuditPayload, held: dict[int, tuple[str, str]]
-) -> tuple[list[AuditRecord], int]:
-    """The records to store and how many were already held; ``chain_broken`` if they cannot all
-    be true together with what is held (pure: hashes in, verdict out)."""
-    if payload.records and (payload.records[-1].seq, payload.records[-1].hash) != (
-        payload.head_seq,
-        payload.head_hash,
-    ):
-        raise _broken("the last record is not the declared head")
-    hashes = {seq: h for seq, (h, _) in held.items()}
-    prevs = {seq: p for seq, (_, p) in held.items()}
-    new: list[AuditRecord] = []
-    incoming: set[int] = set()
-    duplicates = 0
-    for record in payload.records:
-        if compute_hash(record) != record.hash:
-            raise _broken(f"record {record.seq} does not hash to its hash")
-        known = hashes.get(record.seq)
-        if known is not None:
-            if known != record.hash:
-                raise _broken(f"record {record.seq} differs from the one already held")
-            duplicates += 1
-            continue
-        if record.seq in incoming:
-            raise _broken(f"record {record.seq} appears twice")
-        incoming.add(record.seq)
-        new.append(record)
-        hashes[record.seq] = record.hash
-        prevs[record.seq] = record.prev_hash
-    for seq in incoming | {seq + 1 for seq in incoming}:
-        if seq in prevs and seq - 1 in hashes and prevs[seq] != hashes[seq - 1]:
-            raise _broken(f"record {seq} does not link to record {seq - 1}")
-        if seq == 1 and seq in prevs and prevs[seq] != "0" * 64:
-            raise _broken("record 1 does not start the chain")
-    return sorted(new, key=lambda r: r.seq), duplicates
-
-
-def _broken(message: str) -> BundleRejected:
-    return BundleRejected(message, code=CHAIN_BROKEN)
-
-
-@dataclass(frozen=True)
-class AgentChain:
-    """The verdict on one agent's chain as held by the gateway."""
-
-    agent: str
-    report: ChainReport
-    expected_high: int
-
-    @property
-    def missing(self) -> list[tuple[int, int]]:
-        """Missing seq ranges, including a tail the agent announced but never delivered."""
-        gaps = list(self.report.gaps)
-        if self.expected_high > self.report.high:
-            gaps.append((self.report.high + 1, self.expected_high))
-        return gaps
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing and not self.report.breaks
-
-
-def verify_agents(audit: GatewayAudit, agents: list[str]) -> list[AgentChain]:
-    """Verify each agent's received chain: intact, no gap, up to the newest announced head."""
-    chains = []
-    for agent in agents:
-        records = [r for _, r in audit.received(agent)]
-        with audit.engine.connect() as conn:
-            top = sa_executor(conn)(
-                "SELECT max(head_seq) FROM audit_bundles WHERE agent = ?", (agent,)
-            )[0][0]
-        chains.append(AgentChain(agent, verify_chain(records), int(top or 0)))
-    return chains
 
 
 def contiguous_high(store: GatewayStore, agent: str) -> int:

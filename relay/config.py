@@ -163,6 +163,9 @@ SETTINGS: dict[str, Setting] = {
         GATEWAY, _bool, False, "remove imported audit bundles from import.from"
     ),
     "audit.valid_for": Setting(AGENT, _duration, "90d", "validity of exported audit bundles"),
+    "audit.max_silence": Setting(
+        GATEWAY, _duration, "2d", "`audit verify` fails for an agent not heard from for longer"
+    ),
     "gateway.store_url": Setting(
         GATEWAY, _store_url, "", "database URL for a fleet (postgresql://…); empty = SQLCipher"
     ),

@@ -18,8 +18,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("relay", "inner_agent", "outer_gateway")
 
-# call name -> (index of the status argument, index of the code argument)
-STATUS_CALLS = {"ApiError": (0, 1), "error_response": (0, 1), "_deny": (2, 3)}
+# call name -> (index of the status argument or None, index of the code argument)
+STATUS_CALLS: dict[str, tuple[int | None, int]] = {
+    "ApiError": (0, 1),
+    "error_response": (0, 1),
+    "_deny": (2, 3),
+    "note": (None, 1),  # inner_agent.denials.note(event_type, reason, ...)
+}
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def _status_call(node: ast.Call) -> Iterator[tuple[ast.expr, int | None]]:
     status_at, code_at = STATUS_CALLS[name]
     if len(node.args) <= code_at:
         return
-    status_node = node.args[status_at]
+    status_node = None if status_at is None else node.args[status_at]
     status = status_node.value if isinstance(status_node, ast.Constant) else None
     yield node.args[code_at], status if isinstance(status, int) else None
 

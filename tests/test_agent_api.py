@@ -252,12 +252,15 @@ def test_openapi_is_served(agent: Daemon) -> None:
 
 
 def test_removed_app_loses_its_live_tokens(agent: Daemon) -> None:
+    control = agent.token("web")  # issued first: it expires first
     token = agent.token("gone")
     assert agent.read("db/web/password", token).status_code == 200
     result = run_relay("agent", "app", "rm", "--home", str(agent.pair.ag), "gone")
     assert result.status == 0, result.err
     response = agent.read("db/web/password", token)
     assert response.status_code == 401
+    # The older token still works, so the 401 is the removal, not the short token lifetime.
+    assert agent.read("db/web/password", control).status_code == 200
 
 
 def test_nothing_planted_is_in_the_home_outside_the_store(agent: Daemon) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inner_agent.rawdb import raw_connection
 from inner_agent.store import AgentStore
 from relay.home import Home
 from tests.agent_daemon import Daemon, start_daemon
@@ -178,16 +179,46 @@ def test_bundle_dropped_during_a_request_storm_is_never_torn(agent: Daemon) -> N
         assert old.decode() not in values[first_new:]  # never back to the old value
 
 
+def store_state(home: Home) -> tuple[bool, int]:
+    """(a writer holds the store's write lock, bulk rows visible to other readers), read from
+    outside the agent: an import holds the lock for its whole transaction and its rows stay
+    invisible until it commits."""
+    import sqlcipher3
+
+    with raw_connection(home) as conn:
+        rows = conn.execute("SELECT count(*) FROM secrets WHERE path LIKE 'bulk/%'").fetchone()[0]
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlcipher3.OperationalError:
+            return True, int(rows)
+        conn.execute("ROLLBACK")
+        return False, int(rows)
+
+
 def test_sigterm_during_an_import_applies_all_or_nothing_and_exits_0(agent: Daemon) -> None:
     values = {f"bulk/s{i:05d}": os.urandom(16).hex().encode() for i in range(20000)}
     data = forge(agent.pair.gw, agent.pair.ag, secrets_payload(values), seq=10_000)
+    home = Home.open(agent.pair.ag, "agent")
     temp = agent.inbox / ".bulk.part"
     temp.write_bytes(data)
     temp.rename(agent.inbox / "bulk.bundle")
-    time.sleep(0.45)  # the settle time: the import is starting or running
-    took = agent.stop(signal.SIGTERM)
-    assert took < 5
-    home = Home.open(agent.pair.ag, "agent")
+    # The import has begun: the write lock is held across several probes (an audit write holds
+    # it for a moment only) and none of its rows is committed yet.
+    held = 0
+    deadline = time.monotonic() + 30
+    while held < 3:
+        assert time.monotonic() < deadline, agent.log()
+        locked, rows = store_state(home)
+        assert rows == 0, "the import finished before the signal could land in it"
+        held = held + 1 if locked else 0
+    started = time.monotonic()
+    agent.proc.send_signal(signal.SIGTERM)
+    _, rows = store_state(home)
+    assert rows == 0, "the import committed before the signal was sent"  # so: mid-import
+    assert agent.proc.wait(timeout=15) == 0, agent.log()
+    assert time.monotonic() - started < 10  # join budgets (4 s) plus slack on a loaded machine
+    assert "Traceback" not in agent.log()
     store = AgentStore.open(home)
     try:
         bulk = [s for s in store.list_secrets() if s.path.startswith("bulk/")]

@@ -1,4 +1,5 @@
-"""The audit chain: record codec, field guard, verify_chain and merge_records."""
+"""The audit chain: record codec, field guard and verify_chain (the gateway's merge is tested
+in ``test_audit_merge.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from relay.audit.chain import (
     GENESIS_HASH,
     AuditRecord,
     ChainBreak,
-    merge_records,
     next_record,
     record_from_json,
     record_to_json,
@@ -308,9 +308,6 @@ def test_wholesale_rewrite_verifies_alone_but_conflicts_with_held_copy() -> None
     assert verify_chain(forged).ok  # the chain alone cannot tell: whoever holds it can rewrite it
     merged = verify_chain(chain[:5] + forged)
     assert {(b.seq, b.kind) for b in merged.breaks} == {(s, "conflict") for s in range(4, 6)}
-    result = merge_records({r.seq: r for r in chain[:5]}, forged)
-    assert [c.held.seq for c in result.conflicts] == [4, 5]
-    assert [r.seq for r in result.new] == [6, 7, 8]
 
 
 def test_anchor_detects_a_rewrite_before_what_is_held() -> None:
@@ -339,15 +336,6 @@ def test_conflicting_copies_are_reported_whatever_the_order() -> None:
         report = verify_chain(records)
         assert ChainBreak(3, "conflict", "2 different records") in report.breaks
         assert report.head_hash == chain[-1].hash
-
-
-def test_merge_is_idempotent_and_order_free() -> None:
-    chain = make_chain(6)
-    held = {r.seq: r for r in chain[:2]}
-    result = merge_records(held, [chain[5], chain[3], chain[1], chain[3]])
-    assert [r.seq for r in result.new] == [4, 6]
-    assert result.duplicates == 2
-    assert result.conflicts == ()
 
 
 # --- properties over tampering -------------------------------------------------------------

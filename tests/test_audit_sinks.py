@@ -138,10 +138,16 @@ def test_receiver_down_then_back_catches_up_exactly(rsyslog: RsyslogServer) -> N
     rsyslog.start()
     back = log.deliver(sink, batch_size=3)
     assert (back.delivered, back.position, back.error) == (7, 12, None)
-    got = seqs_in(rsyslog.wait_for_count(12))
-    assert sorted(set(got)) == list(range(1, 13))  # nothing lost
-    assert sorted(got) == list(range(1, 13))  # and here, where no batch was cut, nothing twice
+    # Wait for the distinct sequence numbers, not a number of lines (a repeat would pass a
+    # count while a record is still missing), then for one more record sent after them on the
+    # same ordered stream: once seq 13 is in, nothing earlier is still on its way.
+    rsyslog.wait_for(lambda lines: set(seqs_in(lines)) >= set(range(1, 13)))
     assert log.deliver(sink).delivered == 0
+    fill(log, 1)
+    assert log.deliver(sink).delivered == 1
+    got = seqs_in(rsyslog.wait_for(lambda lines: 13 in seqs_in(lines)))
+    assert sorted(set(got)) == list(range(1, 14))  # nothing lost
+    assert sorted(got) == list(range(1, 14))  # and here, where no batch was cut, nothing twice
 
 
 def test_unix_socket_missing_is_a_transport_error(tmp_path: Path) -> None:

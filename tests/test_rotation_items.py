@@ -24,7 +24,7 @@ ITEMS = (
 
 def test_round_trip_and_v1_payloads_without_rotation() -> None:
     records: tuple[AuditRecord, ...] = ()
-    payload = AuditPayload("plant7", 0, "0" * 64, records, ITEMS)
+    payload = AuditPayload("plant7", 5, "ab" * 32, records, ITEMS)
     assert decode_audit_payload(payload.encode(), 100) == payload
     plain = AuditPayload("plant7", 0, "0" * 64, records)
     assert b"rotation" not in plain.encode()

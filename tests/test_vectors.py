@@ -128,8 +128,8 @@ def test_make_vectors_reproduces_the_committed_files(tmp_path: Path) -> None:
         check=True,
         timeout=120,
     )
-    made = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    committed = {p.name: p.read_bytes() for p in VECTORS.iterdir()}
+    made = {str(p.relative_to(tmp_path)): p.read_bytes() for p in tmp_path.rglob("*.*")}
+    committed = {str(p.relative_to(VECTORS)): p.read_bytes() for p in VECTORS.rglob("*.*")}
     assert sorted(made) == sorted(committed)
     for name, data in made.items():
         assert data == committed[name], f"{name} differs: re-run bundles/make_vectors.py"

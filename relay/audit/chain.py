@@ -1,8 +1,10 @@
-"""The audit hash chain: append a record, merge records that arrive, verify what is held.
+"""The audit hash chain: append a record, verify what is held.
 
 Pure: records and a clock reading in, records and reports out. Persisting records, sealing them
 into audit bundles and deciding what to acknowledge are the callers' business (the agent and
-gateway stores). See ``docs/audit.md`` for the format and for what the chain can and cannot prove.
+gateway stores; the gateway's merge of incoming records is
+:func:`outer_gateway.audit_merge.merge_incoming`). See ``docs/audit.md`` for the format and for
+what the chain can and cannot prove.
 
 Example::
 
@@ -43,9 +45,6 @@ __all__ = [
     "AuditRecord",
     "ChainBreak",
     "ChainReport",
-    "Conflict",
-    "MergeResult",
-    "merge_records",
     "next_record",
     "record_from_dict",
     "record_from_json",
@@ -233,41 +232,3 @@ def _gaps(versions: _Versions, base_seq: int) -> list[tuple[int, int]]:
             gaps.append((expected, seq - 1))
         expected = seq + 1
     return gaps
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """Two different records for one seq: the one held first, and the one that disagrees."""
-
-    held: AuditRecord
-    incoming: AuditRecord
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    """How incoming records relate to those held: ``new`` (sorted by seq) to store, the rest not."""
-
-    new: tuple[AuditRecord, ...]
-    duplicates: int
-    conflicts: tuple[Conflict, ...]
-
-
-def merge_records(held: Mapping[int, AuditRecord], incoming: Iterable[AuditRecord]) -> MergeResult:
-    """Merge records of ONE agent by seq: records are facts, arrival order does not matter.
-
-    An identical copy is a duplicate; a different record for a seq already held (or seen earlier
-    in ``incoming``) is a :class:`Conflict` and is not stored: the first copy stays the truth.
-    """
-    known = dict(held)
-    new: dict[int, AuditRecord] = {}
-    duplicates = 0
-    conflicts: list[Conflict] = []
-    for record in incoming:
-        first = known.get(record.seq)
-        if first is None:
-            known[record.seq] = new[record.seq] = record
-        elif same_record(first, record):
-            duplicates += 1
-        else:
-            conflicts.append(Conflict(first, record))
-    return MergeResult(tuple(new[s] for s in sorted(new)), duplicates, tuple(conflicts))

@@ -53,6 +53,19 @@ def format_json_line(agent: str, record: AuditRecord) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def format_listing_line(agent: str, record: AuditRecord) -> str:
+    """One line of ``relay agent|gateway audit --json``: :func:`format_json_line`, plus ``path``
+    at the top level for secret events (``secret.read``, ``secret.denied``, …), so scripts can
+    filter by path without digging into ``fields``. The top-level ``path`` is a copy: drop it too
+    before re-hashing."""
+    obj = record_to_dict(record)
+    obj["agent"] = agent
+    path = record.fields.get("path")
+    if record.type.startswith("secret.") and isinstance(path, str):
+        obj["path"] = path
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def format_rfc5424(
     agent: str,
     record: AuditRecord,

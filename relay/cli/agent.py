@@ -332,11 +332,11 @@ def audit(ctx: click.Context, home: Path | None, as_json: bool) -> None:
 
 
 def _print_records(agent_name: str, records: list[Any], as_json: bool) -> None:
-    from relay.audit.formats import format_json_line
+    from relay.audit.formats import format_listing_line
 
     if as_json:
         for record in records:
-            click.echo(format_json_line(agent_name, record))
+            click.echo(format_listing_line(agent_name, record))
         return
     echo_table(
         ("SEQ", "TIME", "TYPE", "DETAILS"),
@@ -355,35 +355,40 @@ def _print_records(agent_name: str, records: list[Any], as_json: bool) -> None:
 def audit_export(
     home: Path, to: str, as_json: bool, identity_file: Path | None, known_hosts: Path | None
 ) -> None:
-    """Write one sealed audit bundle with every record the gateway has not acknowledged."""
+    """Write sealed audit bundles with every record the gateway has not acknowledged (several
+    when they would not fit in one under limits.max_bundle_bytes); prints one path a line."""
     from inner_agent.audit import AgentAudit, trusted_gateway
     from relay.transport import open_destination
 
     opened = Home.open(home, "agent")
     audit_log = AgentAudit(opened)
-    exported = audit_log.export_bundle(trusted_gateway(opened), now())
+    bundles = audit_log.export_bundles(trusted_gateway(opened), now())
     destination = open_destination(to, make_transport_options(opened, identity_file, known_hosts))
+    written = []
     try:
-        where = destination.put(exported.name, exported.data)
+        for exported in bundles:
+            where = destination.put(exported.name, exported.data)
+            audit_log.record(
+                "audit.exported",
+                file=exported.name,
+                bundle_seq=exported.seq,
+                records=exported.records,
+                first_seq=exported.first,
+                last_seq=exported.last,
+            )
+            written.append(
+                {
+                    "path": where,
+                    "seq": exported.seq,
+                    "records": exported.records,
+                    "first_seq": exported.first,
+                    "last_seq": exported.last,
+                }
+            )
     finally:
         destination.close()
-    audit_log.record(
-        "audit.exported",
-        file=exported.name,
-        bundle_seq=exported.seq,
-        records=exported.records,
-        first_seq=exported.first,
-        last_seq=exported.last,
-    )
     if as_json:
-        echo_json(
-            {
-                "path": where,
-                "seq": exported.seq,
-                "records": exported.records,
-                "first_seq": exported.first,
-                "last_seq": exported.last,
-            }
-        )
+        echo_json({"bundles": written, "records": sum(b.records for b in bundles)})
         return
-    click.echo(where)
+    for item in written:
+        click.echo(item["path"])

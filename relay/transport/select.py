@@ -28,6 +28,10 @@ def open_destination(location: str, options: TransportOptions | None = None) -> 
         from relay.transport.diode import DiodeDestination  # type: ignore[import-not-found,unused-ignore]
 
         return DiodeDestination(location, options)  # type: ignore[no-any-return,unused-ignore]
+    if scheme == "memory":
+        from relay.transport.memory import MemoryDestination, medium_of
+
+        return MemoryDestination(medium_of(location))
     raise UsageError(f"unsupported destination {location!r} (use a folder, sftp:// or udp://)")
 
 
@@ -43,6 +47,10 @@ def open_source(location: str, options: TransportOptions | None = None) -> Sourc
         from relay.transport.sftp import SftpSource  # type: ignore[import-not-found,unused-ignore]
 
         return SftpSource(location, options)  # type: ignore[no-any-return,unused-ignore]
+    if scheme == "memory":
+        from relay.transport.memory import MemorySource, medium_of
+
+        return MemorySource(medium_of(location))
     raise UsageError(f"unsupported source {location!r} (use a folder or sftp://)")
 
 
