@@ -184,8 +184,9 @@ def _serve_with(
     if settings.listen is not None:
         sockets.append(bind_tcp(*settings.listen))
     if settings.unix_socket is not None:
-        sockets.append(bind_unix(settings.unix_socket))
-    server = make_server(create_app(service, bench=os.environ.get(BENCH_ENV) == "1"))
+        sockets.append(bind_unix(settings.unix_socket, settings.allowed_uids))
+    app = create_app(service, bench=os.environ.get(BENCH_ENV) == "1")
+    server = make_server(app, float(settings.read_timeout))
     stopping.server = server
 
     def rescan() -> None:
@@ -210,7 +211,7 @@ def _serve_with(
         coalesce=True,
     )
     _add_rotation_jobs(scheduler, home, store, service)
-    scheduler.add_job(denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
+    scheduler.add_job(service.denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
     diode = _diode_receiver(home, settings)
     watches.start()
     worker.start()
@@ -225,7 +226,6 @@ def _serve_with(
         pid=os.getpid(),
     )
     service.check_freshness()
-    _rotation_checks(home)
     try:
         if not stopping.requested:
             server.run(sockets=sockets)
@@ -241,14 +241,14 @@ def _serve_with(
         if settings.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 settings.unix_socket.unlink()
-        denials.flush(force=True)
+        service.denials.flush(force=True)
         events.record("agent.stopped", signal=stopping.signal_name)
     return 0
 
 
 def _add_rotation_jobs(scheduler: Any, home: Home, store: AgentStore, service: Any) -> None:
     """Pending versions switch on time (every second); interrupted rotations and the expiry
-    window are checked every minute."""
+    window are checked now and every minute."""
     activation = ActivationJob(store, service.clock, lambda: service.refresh(force=True))
     scheduler.add_job(
         activation.run, "interval", seconds=1, id="activate", max_instances=1, coalesce=True
@@ -261,6 +261,7 @@ def _add_rotation_jobs(scheduler: Any, home: Home, store: AgentStore, service: A
         max_instances=1,
         coalesce=True,
     )
+    _rotation_checks(home)
 
 
 def _rotation_checks(home: Home) -> None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.agent_daemon import start_daemon
 from tests.conftest import run_relay
+
+pytestmark = pytest.mark.slow  # starts `relay agent run`
 
 OLD = f"PLANTED-svc-old-{os.urandom(6).hex()}".encode()
 NEW = f"PLANTED-svc-new-{os.urandom(6).hex()}".encode()
