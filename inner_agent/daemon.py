@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from inner_agent import denials, events
+from inner_agent.activation import ActivationJob
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
@@ -34,6 +35,7 @@ from relay.home import Home
 BENCH_ENV = "RELAY_API_BENCH"
 STOP_JOIN_SECONDS = 2.0  # for the import in progress; the observer and audit get 1 s each
 FRESHNESS_EVERY = 2
+ROTATION_CHECK_EVERY = 60
 
 _log = logging.getLogger("relay.agent")
 
@@ -251,8 +253,43 @@ def _scheduler(
         max_instances=1,
         coalesce=True,
     )
+    _add_rotation_jobs(scheduler, home, store, service)
     scheduler.add_job(service.denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
     return scheduler
+
+
+def _add_rotation_jobs(scheduler: Any, home: Home, store: AgentStore, service: Any) -> None:
+    """Pending versions switch on time (every second); interrupted rotations and the expiry
+    window are checked now and every minute."""
+    activation = ActivationJob(store, service.clock, lambda: service.refresh(force=True))
+    scheduler.add_job(
+        activation.run, "interval", seconds=1, id="activate", max_instances=1, coalesce=True
+    )
+    scheduler.add_job(
+        lambda: _rotation_checks(home),
+        "interval",
+        seconds=ROTATION_CHECK_EVERY,
+        id="rotation",
+        max_instances=1,
+        coalesce=True,
+    )
+    _rotation_checks(home)
+
+
+def _rotation_checks(home: Home) -> None:
+    """Resolve a local rotation interrupted by a crash, and request rotation of secrets inside
+    ``rotation.expiry_window`` (inner_agent/rotation.py). Never fatal to the service."""
+    from inner_agent.rotation import recover, request_expiring
+    from relay.errors import RelayError
+
+    now = int(time.time())
+    try:
+        for result in recover(home, now):  # each step is its own audit record
+            _log.info("interrupted rotation of %s: %s", result.path, result.status)
+        for path in request_expiring(home, now):
+            _log.info("rotation of %s requested (expiry window)", path)
+    except RelayError as exc:
+        _log.error("rotation check failed: %s", exc.code)
 
 
 class DiodeReceiver(threading.Thread):

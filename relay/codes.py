@@ -22,6 +22,7 @@ SECRETS = "Secrets and the stores"
 API = "Local API"
 CONSUME = "Consumption: exec, render, hooks, client"
 GENERAL = "General"
+ROTATION = "Rotation"
 
 # -- bundles: the receive path (docs/spec/bundle-v1.md, Appendix A) ------------------------------
 BAD_SIGNATURE = reason("bad_signature", "signature or payload hash does not verify", area=BUNDLE)
@@ -252,6 +253,49 @@ STORE_TOO_NEW = reason(
     "the store was written by a newer relay: upgrade relay first",
     exit_status=USAGE,
     area=SECRETS,
+)
+
+# -- rotation (docs/rotation.md) ------------------------------------------------------------------
+BAD_CHARSET = reason(
+    "bad_charset",
+    "not a charset spec (alnum, hex, a+b, chars:…)",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+BAD_EXECUTOR = reason(
+    "bad_executor",
+    "a [[rotation.executor]] table is not valid",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+BAD_TIME = reason(
+    "bad_time",
+    "not an RFC 3339 time with offset, nor a duration from now",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+BAD_VERSION = reason(
+    "bad_version",
+    "version is current, previous or pending",
+    exit_status=USAGE,
+    http_status=400,
+    area=ROTATION,
+)
+ROTATION_FAILED = reason(
+    "rotation_failed",
+    "the executor did not set the new value; the old one stays",
+    area=ROTATION,
+)
+ROTATION_IN_PROGRESS = reason(
+    "rotation_in_progress",
+    "a local rotation of this path is under way",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+ROTATION_TIMEOUT = reason(
+    "rotation_timeout",
+    "the executor did not finish in time; the old value stays",
+    area=ROTATION,
 )
 
 # -- operations: backup and restore, the offline kit, default destinations ------------------------

@@ -33,7 +33,6 @@ INDIRECT_ONLY = frozenset(
         "inner_agent.audit_writer",
         "inner_agent.cache",
         "inner_agent.hardening",
-        "inner_agent.lookup",
         "outer_gateway.audit_import",
         "outer_gateway.dispatch",
         "outer_gateway.secret_files",

@@ -209,6 +209,9 @@ def _service(root: Path, gw: str, ag: str, usb: str) -> None:
             f"version {secret['version']} readable over HTTP "
             f"{time.monotonic() - started:.2f}s after the export: {secret['value']}"
         )
+        from relay.cli.demo_rotation import prestaged_switch
+
+        prestaged_switch(root, gw, usb, url, lambda u: _get_json(u, token), _run, _step)
     finally:
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(timeout=15)
