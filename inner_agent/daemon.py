@@ -189,7 +189,7 @@ def _serve_with(
     server = make_server(app, float(settings.read_timeout))
     stopping.server = server
 
-    scheduler = _scheduler(settings, watches, worker, service)
+    scheduler = _scheduler(home, store, settings, watches, worker, service)
     diode = _diode_receiver(home, settings)
     watches.start()
     worker.start()
@@ -227,9 +227,14 @@ def _serve_with(
 
 
 def _scheduler(
-    settings: ServiceSettings, watches: Watches, worker: InboxWorker, service: AgentService
+    home: Home,
+    store: AgentStore,
+    settings: ServiceSettings,
+    watches: Watches,
+    worker: InboxWorker,
+    service: AgentService,
 ) -> Any:
-    """The rescan and freshness jobs (not started)."""
+    """The rescan, freshness, rotation and denial-summary jobs (not started)."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     def rescan() -> None:
