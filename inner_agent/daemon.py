@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,10 +42,18 @@ class InboxWorker(threading.Thread):
     """Runs :meth:`Inbox.scan` when poked, when a file should have settled, or every
     ``idle`` seconds."""
 
-    def __init__(self, inbox: Inbox, idle: float) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        idle: float,
+        failed: Callable[[str], None] = lambda _what: None,
+        succeeded: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(name="relay-inbox", daemon=True)
         self.inbox = inbox
         self.idle = idle
+        self.failed = failed
+        self.succeeded = succeeded
         self._wake = threading.Event()
         self._stopping = threading.Event()
 
@@ -63,8 +72,10 @@ class InboxWorker(threading.Thread):
             delay: float | None = None
             try:
                 delay = self.inbox.scan(self._stopping.is_set)
+                self.succeeded()
             except Exception as exc:  # a bug must not kill the service; never log values
                 _log.error("inbox scan failed: %s", type(exc).__name__)
+                self.failed(type(exc).__name__)
             self._wake.wait(self.idle if delay is None else max(delay, 0.05))
 
 
@@ -160,11 +171,13 @@ def _serve_with(
     importer = AgentImporter(home, store, lambda: int(time.time()))
     inbox = Inbox(
         settings.inbox,
-        lambda name, data: importer.import_bytes(name, data, explicit=False),
+        lambda name, data: importer.import_bytes(name, data, listed=True),
         service.after_import,
-        importer.limits["max_bundle_bytes"],
+        importer.limits.max_bundle_bytes,
     )
-    worker = InboxWorker(inbox, float(settings.rescan_every))
+    worker = InboxWorker(
+        inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok
+    )
     watches = Watches(settings.inbox, worker.poke)
     sockets = []
     if settings.listen is not None:

@@ -1,32 +1,43 @@
-"""Importing bundles into the agent: from files, folders or any transport source.
+"""Importing bundles into the agent: the agent's side of the one import loop.
 
-Per file: fetch within the size cap (the transport refuses non-regular files and oversized ones
-before reading), verify (pure), then apply in one transaction. Every outcome is reported; a
-rejected file's bytes are copied to quarantine and the source is never modified.
+Per file: the loop (:mod:`relay.intake`) fetches within the size cap (the transport refuses
+non-regular files and oversized ones before reading); the pure pipeline
+(:func:`relay.bundle.receive.receive_secrets`) judges it inside the store's write transaction,
+which then applies it. Every outcome is reported and audited; a rejected file's bytes are copied
+to the bounded quarantine, and the source is only modified by ``--delete-after-import`` (files
+applied, duplicate or rolled back for this agent).
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
-from relay import quarantine
-from relay.bundle.envelope import parse_envelope
-from relay.bundle.verify import Trust, verify_bundle
+from relay import intake
+from relay.bundle.envelope import parse_head
+from relay.bundle.limits import Limits
+from relay.bundle.receive import judge_head, receive_secrets
+from relay.bundle.verify import Trust
 from relay.errors import (
+    DECRYPT_FAILED,
+    DUPLICATE,
+    EXPIRED,
+    MALFORMED,
     NOT_REGULAR_FILE,
+    ROLLBACK,
     TOO_LARGE,
     WRONG_RECIPIENT,
     BundleDuplicate,
     BundleRejected,
-    TransportError,
 )
 from relay.home import Home
-from relay.transport import Pending, Source, TransportOptions, each_pending
-from relay.transport.base import VANISHED_CODES
+from relay.quarantine import Quarantine
+from relay.transport import Pending, Source, TransportOptions
+
+_log = logging.getLogger("relay.import")
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,7 @@ class Outcome:
 
 
 class AgentImporter:
-    """Imports bundles into one agent home."""
+    """Imports bundles into one agent home (an :class:`relay.intake.Side`)."""
 
     def __init__(
         self,
@@ -65,110 +76,119 @@ class AgentImporter:
         store: AgentStore,
         clock: Callable[[], int],
         audit: AgentAudit | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.home = home
         self.store = store
         self.clock = clock
         self.audit = audit
-        self.limits = {
-            "max_bundle_bytes": int(home.config.get("limits.max_bundle_bytes")),
-            "max_secret_bytes": int(home.config.get("limits.max_secret_bytes")),
-            "max_entries": int(home.config.get("limits.max_entries")),
-        }
+        self._limits = limits or Limits.from_config(home.config)
+        self.quarantine = Quarantine(home.quarantine_path, self._limits.quarantine_bytes)
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
 
     def import_location(
         self, location: str, options: TransportOptions | None = None
     ) -> list[Outcome]:
         """Import every bundle at ``location`` (a file, a folder or a transport URL)."""
-        return each_pending(
-            location, options, lambda source, item: self._import_item(source, item, options)
-        )
+        return intake.import_location(location, options, self)
 
     def _import_item(
         self, source: Source, item: Pending, options: TransportOptions | None
     ) -> Outcome:
-        if not item.explicit and self._applied_by_name(item.name):
-            # The conventional name says which seq this is, and it was applied: no download.
-            return Outcome(item.name, "duplicate", "duplicate", "already applied (by its name)")
-        try:
-            data = source.fetch(item, self.limits["max_bundle_bytes"])
-        except TransportError as exc:
-            if exc.code not in VANISHED_CODES:
-                raise
-            return Outcome(item.name, "skipped", exc.code, "gone before it could be read")
-        except BundleRejected as exc:
-            return self.record_fetch_failure(Outcome(item.name, "rejected", exc.code, exc.message))
-        outcome = self.import_bytes(item.name, data, explicit=item.explicit)
-        if options is not None and options.delete_after_import and outcome.status != "rejected":
-            source.remove(item)
-        return outcome
+        return intake.import_item(source, item, options, self)
 
-    def import_bytes(self, name: str, data: bytes, explicit: bool = True) -> Outcome:
+    # -- the Side of the import loop -----------------------------------------------------------
+
+    def judge_head(self, name: str, head: bytes) -> Outcome | None:
+        verdict = judge_head(head, self._trust(), self.store.was_applied)
+        if verdict is None:
+            return None
+        seq = verdict.head.header.seq
+        if verdict.status == "elsewhere":
+            return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent", seq)
+        return self._recorded(
+            Outcome(
+                name, "duplicate", DUPLICATE, "already applied", seq, None, None, verdict.bundle_id
+            )
+        )
+
+    def unread(self, name: str, status: str, code: str, message: str) -> Outcome:
+        outcome = Outcome(name, status, code, message)
+        return self._recorded(outcome) if status == "rejected" else outcome
+
+    def removable(self, outcome: Outcome) -> bool:
+        """Only what was judged for this agent: applied, duplicate or rollback."""
+        return outcome.status in ("applied", "duplicate") or outcome.code == ROLLBACK
+
+    def record_fetch_failure(self, outcome: Outcome) -> Outcome:
+        """Audit a file refused before it was read (too large, not a regular file)."""
+        return self._recorded(outcome)
+
+    # -- one file ------------------------------------------------------------------------------
+
+    def import_bytes(self, name: str, data: bytes, listed: bool = False) -> Outcome:
         """Verify and apply one bundle's bytes, record the outcome in the audit log, and prune
-        the audit records the gateway acknowledged."""
-        outcome = self._verify_and_apply(name, data, explicit)
+        the audit records the gateway acknowledged. Never raises: anything unexpected is a
+        ``malformed`` rejection of this file. ``listed``: found in a folder (a bundle for
+        another agent is then a quiet skip, not an error)."""
+        try:
+            outcome = self._receive(name, data, listed)
+        except Exception as exc:
+            _log.warning("importing %s failed: %s", name, type(exc).__name__)
+            outcome = self._rejected(
+                name, data, BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
+            )
+        return self._recorded(outcome)
+
+    def _recorded(self, outcome: Outcome) -> Outcome:
         if self.audit is not None and outcome.status != "skipped":
             self.audit.record(f"bundle.{outcome.status}", **outcome.audit_fields())
             if outcome.result is not None and outcome.result.audit_ack:
                 self.audit.acknowledge(outcome.result.audit_ack)
         return outcome
 
-    def _applied_by_name(self, name: str) -> bool:
-        parsed = _parse_bundle_name(name, self.home.identity.name)
-        if parsed is None:
-            return False
-        sender, seq = parsed
-        keys = [k for k, ident in self.store.trusted_senders().items() if ident.name == sender]
-        return any(self.store.was_applied(key, "secrets", seq) for key in keys)
+    def _trust(self) -> Trust:
+        return Trust(self.home.identity, self.store.trusted_senders())
 
-    def record_fetch_failure(self, outcome: Outcome) -> Outcome:
-        """Audit a file refused before it was read (too large, not a regular file)."""
-        if self.audit is not None:
-            self.audit.record("bundle.rejected", **outcome.audit_fields())
-        return outcome
-
-    def _verify_and_apply(self, name: str, data: bytes, explicit: bool) -> Outcome:
-        if not explicit and _addressed_elsewhere(data, self.home.identity.key_id):
-            return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
-        trust = Trust(self.home.identity, self.store.trusted_senders())
-        bundle_id = None
+    def _receive(self, name: str, data: bytes, listed: bool) -> Outcome:
+        trust = self._trust()
+        now = self.clock()
         try:
-            bundle = verify_bundle(
-                data, trust, self.clock(), self.limits["max_bundle_bytes"], ("secrets",)
-            )
-            bundle_id = bundle.bundle_id
-            result = self.store.apply_secrets(
-                bundle, self.home.secrets.keys, self.limits, self.clock()
-            )
+            with self.store.receiving() as stream:
+                received = receive_secrets(
+                    data, trust, self.home.secrets.keys, stream, now, self._limits
+                )
+                result = stream.apply(received, now)
         except BundleDuplicate as exc:
-            return Outcome(name, "duplicate", exc.code, exc.message, bundle_id=bundle_id)
-        except BundleRejected as exc:
-            kept = None
-            if exc.code not in (TOO_LARGE, NOT_REGULAR_FILE):
-                kept = str(quarantine.keep(self.home.quarantine_path, name, data, exc.code))
             return Outcome(
-                name, "rejected", exc.code, exc.message, quarantined=kept, bundle_id=bundle_id
+                name, "duplicate", exc.code, exc.message, None, None, None, _bundle_id(data)
             )
-        return Outcome(name, "applied", None, "", result.seq, result, bundle_id=bundle_id)
+        except BundleRejected as exc:
+            if listed and exc.code == WRONG_RECIPIENT:
+                return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
+            return self._rejected(name, data, exc)
+        return Outcome(name, "applied", None, "", result.seq, result, None, received.bundle_id)
+
+    def _rejected(self, name: str, data: bytes, exc: BundleRejected) -> Outcome:
+        kept = None
+        if exc.code not in (TOO_LARGE, NOT_REGULAR_FILE):
+            kept = str(self.quarantine.keep(name, data, exc.code))
+        bundle_id = _bundle_id(data) if exc.code in AFTER_AUTHENTICATION else None
+        return Outcome(
+            name, "rejected", exc.code, exc.message, quarantined=kept, bundle_id=bundle_id
+        )
 
 
-_NAME = re.compile(
-    r"(?P<sender>[a-z0-9][a-z0-9._-]{0,62})-to-(?P<rest>.+)\.secrets\.(?P<seq>\d{10})\.bundle"
-)
+# Codes only reached once the signature verified: the bundle id then names an authentic bundle.
+AFTER_AUTHENTICATION = frozenset({WRONG_RECIPIENT, EXPIRED, ROLLBACK, DECRYPT_FAILED})
 
 
-def _parse_bundle_name(name: str, me: str) -> tuple[str, int] | None:
-    """(sender, seq) from ``SENDER-to-ME.secrets.SEQ.bundle``, if ``name`` has that form."""
-    match = _NAME.fullmatch(name)
-    if match is None or match.group("rest") != me:
-        return None
-    return match.group("sender"), int(match.group("seq"))
-
-
-def _addressed_elsewhere(data: bytes, my_key_id: str) -> bool:
-    """Whether a parsable header names another recipient (a shared medium: skip quietly)."""
+def _bundle_id(data: bytes) -> str | None:
+    """The id the head of an authenticated bundle names (for the audit record)."""
     try:
-        header = parse_envelope(data).header
-    except BundleRejected:
-        return False
-    return header.recipient_key != my_key_id
+        return parse_head(data).bundle_id
+    except Exception:
+        return None

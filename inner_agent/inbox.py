@@ -14,24 +14,20 @@ read (the file's size says the rest), so a large bundle copied slowly is read in
 
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
 import stat
-import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from inner_agent.importer import Outcome
-from relay.bundle.envelope import MAGIC, MAX_HEADER_BYTES, PREFIX_BYTES
-from relay.errors import NOT_REGULAR_FILE, BundleRejected, TransportError
+from relay.bundle.envelope import HEAD_BYTES_MAX, declared_length
+from relay.errors import MALFORMED, NOT_REGULAR_FILE, BundleRejected, TransportError
 from relay.transport.base import BUNDLE_SUFFIX
-from relay.transport.folder import read_capped
+from relay.transport.folder import read_capped, read_head
 
-SIGNATURE_BYTES = 64
 SETTLE_SECONDS = 0.3
 GIVE_UP_SECONDS = 300.0
 
@@ -40,52 +36,26 @@ COMPLETE, INCOMPLETE, UNKNOWN = "complete", "incomplete", "unknown"
 _log = logging.getLogger("relay.inbox")
 
 
-def completeness(data: bytes, size: int | None = None) -> str:  # noqa: PLR0911 - one per check
+def completeness(data: bytes, size: int | None = None) -> str:
     """Whether a file of ``size`` bytes (default ``len(data)``) starting with ``data`` is as long
     as its envelope declares.
 
-    ``incomplete`` when it is a prefix of a bundle; ``complete`` when the length matches;
-    ``unknown`` when the bytes are not a bundle prefix at all (the verifier will say why: that
-    judgement is not this function's business).
+    The declared length comes from the envelope codec's strict parser
+    (:func:`relay.bundle.envelope.declared_length`), never from a looser one. ``incomplete``
+    when ``data`` is a prefix of a bundle still shorter than declared; ``complete`` when the
+    length matches; ``unknown`` when the bytes are not a valid bundle prefix or the size differs
+    (the verifier will say why: that judgement is not this function's business). Never raises.
     """
     size = len(data) if size is None else size
-    if len(data) < PREFIX_BYTES:
-        return INCOMPLETE if MAGIC.startswith(data[: len(MAGIC)]) else UNKNOWN
-    if not data.startswith(MAGIC):
-        return UNKNOWN
-    (header_len,) = struct.unpack(">I", data[len(MAGIC) : PREFIX_BYTES])
-    if header_len > MAX_HEADER_BYTES:
-        return UNKNOWN
-    if len(data) < PREFIX_BYTES + header_len:
-        return INCOMPLETE
     try:
-        header = json.loads(data[PREFIX_BYTES : PREFIX_BYTES + header_len])
-        payload_len = int(header["payload_len"])
-    except (ValueError, KeyError, TypeError):
+        declared = declared_length(data)
+    except BundleRejected:
         return UNKNOWN
-    declared = PREFIX_BYTES + header_len + SIGNATURE_BYTES + payload_len
+    if declared is None:  # shorter than its own header: a file still arriving
+        return INCOMPLETE
     if size < declared:
         return INCOMPLETE
     return COMPLETE if size == declared else UNKNOWN
-
-
-def read_prefix(path: Path, limit: int) -> bytes:
-    """Up to ``limit`` bytes from the start of a regular file, never following a link or
-    blocking on a FIFO (the same guards as :func:`relay.transport.folder.read_capped`)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):
-            raise BundleRejected(
-                f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
-            ) from None
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BundleRejected(f"{path.name} is not a regular file", code=NOT_REGULAR_FILE)
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -133,7 +103,7 @@ class Inbox:
             if should_stop():
                 break
             present.add(path)
-            delay = self._consider(path, info)
+            delay = self._isolated(path, info)
             if delay is not None:
                 wake = delay if wake is None else min(wake, delay)
         for gone in set(self._seen) - present:
@@ -162,6 +132,21 @@ class Inbox:
                     continue
         return found
 
+    def _isolated(self, path: Path, info: os.stat_result) -> float | None:
+        """:meth:`_consider` one entry; an unexpected exception is that file's ``malformed``
+        rejection (reported, so audited and counted) and the scan goes on."""
+        try:
+            return self._consider(path, info)
+        except Exception as exc:
+            _log.warning("inbox: %s failed: %s", path.name, type(exc).__name__)
+            seen = self._seen.get(path)
+            if seen is not None:
+                seen.done = True
+            self.report(
+                Outcome(path.name, "rejected", MALFORMED, f"unreadable ({type(exc).__name__})")
+            )
+            return None
+
     def _consider(self, path: Path, info: os.stat_result) -> float | None:
         key = (info.st_size, info.st_mtime_ns, info.st_ino, info.st_mode)
         now = self.clock()
@@ -184,7 +169,7 @@ class Inbox:
         size = seen.key[0]
         try:
             if size <= self.max_bytes:  # an oversized file is refused by read_capped unread
-                state = completeness(read_prefix(path, PREFIX_BYTES + MAX_HEADER_BYTES), size)
+                state = completeness(read_head(path, HEAD_BYTES_MAX), size)
                 if state == INCOMPLETE and now - seen.since < self.give_up:
                     return self._wait(path, seen, now)
             data = read_capped(path, self.max_bytes)

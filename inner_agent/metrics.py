@@ -21,6 +21,7 @@ class Snapshot:
     seconds_since_fresh: float | None
     stale: bool
     live_tokens: int
+    degraded: str | None = None  # why the intake is degraded (inner_agent.intake_health)
 
 
 class _StateCollector(Collector):
@@ -46,6 +47,14 @@ class _StateCollector(Collector):
             "relay_agent_stale", "1 when past agent.max_staleness", value=int(s.stale)
         )
         yield GaugeMetricFamily("relay_api_tokens", "Live API tokens", value=s.live_tokens)
+        degraded = GaugeMetricFamily(
+            "relay_agent_degraded",
+            "1 when repeated rejections or failing inbox scans degrade the intake",
+            labels=["reason"],
+        )
+        reason = (s.degraded or "").split(":", 1)[0]
+        degraded.add_metric([reason], int(s.degraded is not None))
+        yield degraded
 
 
 class AgentMetrics:
@@ -63,6 +72,9 @@ class AgentMetrics:
         )
         self.duplicates = Counter(
             "relay_bundles_duplicate", "Bundles skipped as already applied", registry=self.registry
+        )
+        self.scan_failures = Counter(
+            "relay_inbox_scan_failures", "Inbox scans that raised", registry=self.registry
         )
         self.requests = Counter(
             "relay_api_requests", "API responses, by status", ["status"], registry=self.registry

@@ -28,9 +28,18 @@ def raw_connection(home: Home) -> Iterator[Any]:
             conn.execute("SELECT count(*) FROM sqlite_master")
         except sqlcipher3.DatabaseError:
             raise UsageError(f"{home.store_path} cannot be opened", code=BAD_STORE) from None
+        _ensure_schema(conn, home)
         yield conn
     finally:
         conn.close()
+
+
+def _ensure_schema(conn: Any, home: Home) -> None:
+    """One ``PRAGMA user_version`` read; the migration steps run only for an old store."""
+    from inner_agent.migrations import STEPS
+    from relay.store_version import ensure_current
+
+    ensure_current(conn, home.store_path, home.secrets.store_key, STEPS)
 
 
 def executor(conn: Any) -> Any:

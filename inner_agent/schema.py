@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 from relay.audit.tables import add_local_audit_tables
 from relay.pinned import pinned_identity_columns
@@ -41,6 +51,7 @@ applied = Table(
     Column("seq", BigInteger, nullable=False),
     Column("applied_at", BigInteger, nullable=False),
 )
+Index("applied_stream_seq", applied.c.sender_key, applied.c.kind, applied.c.seq)
 
 # Pinned senders: the gateway this agent trusts (``relay agent trust``).
 trusted = Table(

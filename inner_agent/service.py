@@ -18,6 +18,7 @@ from inner_agent import denials, events
 from inner_agent.apps import App, authenticate, list_apps
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
+from inner_agent.intake_health import IntakeHealth
 from inner_agent.lookup import Secret
 from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
@@ -97,6 +98,7 @@ class AgentService:
         self._last_fresh: int | None = None
         self._stale_recorded = False
         self._lock = threading.Lock()
+        self.intake = IntakeHealth(clock)
         self.refresh()
         self.metrics = AgentMetrics(self.snapshot)
 
@@ -243,7 +245,18 @@ class AgentService:
             events.record("bundle.skipped", **fields)
         else:
             self.metrics.rejected.labels(reason=outcome.code or "unknown").inc()
+            self.intake.rejected()
             events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
+
+    def scan_failed(self, what: str) -> None:
+        """An inbox scan raised: ``degraded`` until one succeeds (``what``: a type name)."""
+        self.metrics.scan_failures.inc()
+        self.intake.scan_failed(what)
+        events.record("inbox.scan_failed", error=what)
+
+    def scan_ok(self) -> None:
+        """An inbox scan completed."""
+        self.intake.scan_ok()
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -256,6 +269,7 @@ class AgentService:
             seconds_since_fresh=self.seconds_since_fresh(now),
             stale=self.is_stale(now),
             live_tokens=self.tokens.prune(),
+            degraded=self.intake.degraded(),
         )
 
     def health(self) -> dict[str, object]:
@@ -263,8 +277,9 @@ class AgentService:
         self.refresh()
         s = self.snapshot()
         return {
-            "status": "stale" if s.stale else "ok",
+            "status": "stale" if s.stale else "degraded" if s.degraded else "ok",
             "stale": s.stale,
+            "degraded": s.degraded,
             "last_import": self.last_import,
             "seconds_since_fresh_bundle": s.seconds_since_fresh,
             "max_staleness": self.settings.max_staleness,

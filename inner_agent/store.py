@@ -1,13 +1,16 @@
 """The agent's encrypted store: secrets, the trusted gateway and stream high-water marks.
 
-All writes go through :meth:`AgentStore.apply_secrets`, which applies one verified bundle in one
-transaction, together with its high-water mark: all of it or nothing. An import that changes 1%
+Bundles are written through :meth:`AgentStore.receiving`: one transaction in which the receive
+pipeline (:mod:`relay.bundle.receive`) reads the stream state and
+:meth:`ReceivingStream.apply` writes the bundle with its high-water mark: all of it or nothing.
+The store judges nothing itself. An import that changes 1%
 of the secrets writes about 1% of the rows (rows whose version did not change are left alone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +19,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from inner_agent import schema
 from inner_agent.lookup import Secret
-from relay import crypto
-from relay.bundle.payload import decode_secrets_payload, decode_value
-from relay.bundle.verify import HighWater, VerifiedBundle, check_sequence, open_payload
+from relay.bundle.payload import SecretsPayload, decode_value
+from relay.bundle.receive import Received
+from relay.bundle.verify import HighWater
 from relay.codes import ALREADY_TRUSTED
 from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
 from relay.errors import UsageError
@@ -70,8 +73,16 @@ class AgentStore:
 
     @classmethod
     def open(cls, home: Home) -> AgentStore:
-        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
-        schema.metadata.create_all(engine)
+        from inner_agent.migrations import STEPS
+        from relay.store_version import prepare_engine
+
+        key = home.secrets.store_key
+        engine = sqlcipher_engine(home.store_path, key)
+        try:
+            prepare_engine(engine, home.store_path, key, STEPS, schema.metadata)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:
@@ -110,71 +121,18 @@ class AgentStore:
 
     # -- applying bundles --------------------------------------------------------------------
 
-    def apply_secrets(
-        self, bundle: VerifiedBundle, keys: crypto.KeyPair, limits: dict[str, int], now: int
-    ) -> ApplyResult:
-        """Check the sequence, decrypt and apply a verified secrets bundle atomically."""
-        header = bundle.envelope.header
+    @contextmanager
+    def receiving(self) -> Iterator[ReceivingStream]:
+        """One write transaction: the receive pipeline reads the stream state through the
+        yielded object, then :meth:`ReceivingStream.apply` writes what it received. Leaving the
+        block by an exception rolls everything back."""
         with write_transaction(self.engine) as conn:
-            check_sequence(
-                bundle,
-                _high_water(conn, header.sender_key, header.kind),
-                _was_applied(conn, bundle.bundle_id),
-            )
-            payload = decode_secrets_payload(
-                open_payload(bundle, keys), limits["max_entries"], limits["max_secret_bytes"]
-            )
-            # One driver-level read of (path, version); only rows whose version differs are
-            # base64-decoded (already validated, cap included, by the decoder) and written.
-            current: dict[str, int] = dict(fetch_all(conn, _VERSIONS))
-            seq = header.seq
-            get = current.get
-            changed = [
-                (path, version, decode_value(value), expires, now, seq)
-                for path, version, value, expires in payload.secrets
-                if get(path) != version
-            ]
-            # New paths are plain INSERTs (cheaper than an upsert), known ones upserts.
-            added = [row for row in changed if row[0] not in current]
-            updated = [row for row in changed if row[0] in current] if current else []
-            # Paths are unique in a payload: if as many of them are stored as the store holds,
-            # nothing is gone, and the set of kept paths need not be built.
-            if len(payload.secrets) - len(added) == len(current):
-                gone: list[tuple[str]] = []
-            else:
-                keep = {row[0] for row in payload.secrets}
-                gone = [(path,) for path in current if path not in keep]
-            bulk_execute(conn, _INSERT, added)
-            bulk_execute(conn, _UPSERT, updated)
-            bulk_execute(conn, _DELETE, gone)
-            _set_high_water(conn, header.sender_key, header.kind, header.seq, bundle.bundle_id, now)
-            conn.execute(
-                insert(schema.applied).values(
-                    bundle_id=bundle.bundle_id,
-                    sender_key=header.sender_key,
-                    kind=header.kind,
-                    seq=header.seq,
-                    applied_at=now,
-                )
-            )
-            _set_meta(conn, "last_import", str(now))
-            _set_meta(conn, "last_bundle_created", str(header.created))
-        return ApplyResult(
-            header.seq,
-            len(changed),
-            len(gone),
-            len(payload.secrets) - len(changed),
-            payload.audit_ack,
-        )
+            yield ReceivingStream(conn)
 
-    def was_applied(self, sender_key: str, kind: str, seq: int) -> bool:
-        """Whether a bundle of this stream and seq was applied."""
-        t = schema.applied
-        query = select(t.c.bundle_id).where(
-            t.c.sender_key == sender_key, t.c.kind == kind, t.c.seq == seq
-        )
+    def was_applied(self, bundle_id: str) -> bool:
+        """Whether this exact signed bundle was applied."""
         with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+            return _was_applied(conn, bundle_id)
 
     def high_water(self, sender_key: str, kind: str) -> HighWater | None:
         with self.engine.connect() as conn:
@@ -242,6 +200,69 @@ class AgentStore:
         with self.engine.connect() as conn:
             for row in conn.execute(select(schema.secrets.c.path, schema.secrets.c.value)):
                 yield row.path, bytes(row.value)
+
+
+class ReceivingStream:
+    """The stream state of the store inside one write transaction (a
+    :class:`relay.bundle.receive.StreamState`), and the write of one received bundle."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def high_water(self, sender_key: str, kind: str) -> HighWater | None:
+        return _high_water(self.conn, sender_key, kind)
+
+    def was_applied(self, bundle_id: str) -> bool:
+        return _was_applied(self.conn, bundle_id)
+
+    def apply(self, received: Received[SecretsPayload], now: int) -> ApplyResult:
+        """Write a received secrets bundle and its high-water mark (same transaction)."""
+        conn = self.conn
+        header = received.bundle.envelope.header
+        bundle_id = received.bundle_id
+        payload = received.payload
+        # One driver-level read of (path, version); only rows whose version differs are
+        # base64-decoded (already validated, cap included, by the decoder) and written.
+        current: dict[str, int] = dict(fetch_all(conn, _VERSIONS))
+        seq = header.seq
+        get = current.get
+        changed = [
+            (path, version, decode_value(value), expires, now, seq)
+            for path, version, value, expires in payload.secrets
+            if get(path) != version
+        ]
+        # New paths are plain INSERTs (cheaper than an upsert), known ones upserts.
+        added = [row for row in changed if row[0] not in current]
+        updated = [row for row in changed if row[0] in current] if current else []
+        # Paths are unique in a payload: if as many of them are stored as the store holds,
+        # nothing is gone, and the set of kept paths need not be built.
+        if len(payload.secrets) - len(added) == len(current):
+            gone: list[tuple[str]] = []
+        else:
+            keep = {row[0] for row in payload.secrets}
+            gone = [(path,) for path in current if path not in keep]
+        bulk_execute(conn, _INSERT, added)
+        bulk_execute(conn, _UPSERT, updated)
+        bulk_execute(conn, _DELETE, gone)
+        _set_high_water(conn, header.sender_key, header.kind, header.seq, bundle_id, now)
+        conn.execute(
+            insert(schema.applied).values(
+                bundle_id=bundle_id,
+                sender_key=header.sender_key,
+                kind=header.kind,
+                seq=header.seq,
+                applied_at=now,
+            )
+        )
+        _set_meta(conn, "last_import", str(now))
+        _set_meta(conn, "last_bundle_created", str(header.created))
+        return ApplyResult(
+            header.seq,
+            len(changed),
+            len(gone),
+            len(payload.secrets) - len(changed),
+            payload.audit_ack,
+        )
 
 
 def _was_applied(conn: Connection, bundle_id: str) -> bool:

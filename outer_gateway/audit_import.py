@@ -12,26 +12,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_merge import merge_incoming
 from outer_gateway.store import GatewayStore
-from relay import quarantine
+from relay import intake
 from relay.audit.record import record_to_json
-from relay.bundle.audit_payload import AuditPayload, decode_audit_payload
-from relay.bundle.verify import Trust, VerifiedBundle, open_payload, verify_bundle
+from relay.bundle.limits import Limits
+from relay.bundle.receive import judge_head, receive_audit
+from relay.bundle.verify import HighWater, Trust
 from relay.db import sa_executor, write_transaction
 from relay.errors import (
+    DUPLICATE,
     MALFORMED,
     NOT_REGULAR_FILE,
     TOO_LARGE,
+    WRONG_RECIPIENT,
     BundleDuplicate,
     BundleRejected,
-    TransportError,
 )
 from relay.home import Home
-from relay.transport import Pending, Source, TransportOptions, each_pending
-from relay.transport.base import VANISHED_CODES
+from relay.quarantine import Quarantine
+from relay.transport import TransportOptions
 
 
 @dataclass(frozen=True)
@@ -49,52 +52,76 @@ class AuditOutcome:
 
 
 class AuditImporter:
-    """Imports agents' audit bundles into one gateway."""
+    """Imports agents' audit bundles into one gateway (an :class:`relay.intake.Side`)."""
 
     def __init__(
-        self, home: Home, store: GatewayStore, audit: GatewayAudit, clock: Callable[[], int]
+        self,
+        home: Home,
+        store: GatewayStore,
+        audit: GatewayAudit,
+        clock: Callable[[], int],
+        limits: Limits | None = None,
     ) -> None:
         self.home = home
         self.store = store
         self.audit = audit
         self.clock = clock
-        self.max_bytes = int(home.config.get("limits.max_bundle_bytes"))
-        self.max_entries = int(home.config.get("limits.max_entries"))
+        self._limits = limits or Limits.from_config(home.config)
+        self.quarantine = Quarantine(home.quarantine_path, self._limits.quarantine_bytes)
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
 
     def import_location(
         self, location: str, options: TransportOptions | None = None
     ) -> list[AuditOutcome]:
-        return each_pending(
-            location, options, lambda source, item: self._import_item(source, item, options)
+        return intake.import_location(location, options, self)
+
+    # -- the Side of the import loop -----------------------------------------------------------
+
+    def judge_head(self, name: str, head: bytes) -> AuditOutcome | None:
+        verdict = judge_head(head, self._trust(), self._was_imported)
+        if verdict is None:
+            return None
+        header = verdict.head.header
+        if verdict.status == "elsewhere":
+            return AuditOutcome(name, "skipped", WRONG_RECIPIENT, "addressed to another gateway")
+        return self._recorded(
+            AuditOutcome(
+                name, "duplicate", DUPLICATE, "already imported", header.sender, header.seq
+            )
         )
 
-    def _import_item(
-        self, source: Source, item: Pending, options: TransportOptions | None
-    ) -> AuditOutcome:
-        try:
-            data = source.fetch(item, self.max_bytes)
-        except TransportError as exc:
-            if exc.code not in VANISHED_CODES:
-                raise
-            return AuditOutcome(item.name, "skipped", exc.code, "gone before it could be read")
-        except BundleRejected as exc:
-            return self._recorded(AuditOutcome(item.name, "rejected", exc.code, exc.message))
-        outcome = self.import_bytes(item.name, data)
-        if options is not None and options.delete_after_import and outcome.status != "rejected":
-            source.remove(item)
-        return outcome
+    def unread(self, name: str, status: str, code: str, message: str) -> AuditOutcome:
+        return self._recorded(AuditOutcome(name, status, code, message))
 
-    def import_bytes(self, name: str, data: bytes) -> AuditOutcome:
-        """Verify one audit bundle and merge its records; the outcome is audited."""
+    def removable(self, outcome: AuditOutcome) -> bool:
+        """Only what was judged for this gateway: imported or duplicate."""
+        return outcome.status in ("imported", "duplicate")
+
+    # -- one file ------------------------------------------------------------------------------
+
+    def import_bytes(self, name: str, data: bytes, listed: bool = False) -> AuditOutcome:
+        """Verify one audit bundle and merge its records; the outcome is audited. Never
+        raises: anything unexpected is a ``malformed`` rejection of this file."""
         try:
             outcome = self._import(name, data)
         except BundleDuplicate as exc:
             outcome = AuditOutcome(name, "duplicate", exc.code, exc.message)
         except BundleRejected as exc:
-            if exc.code not in (TOO_LARGE, NOT_REGULAR_FILE):
-                quarantine.keep(self.home.quarantine_path, name, data, exc.code)
-            outcome = AuditOutcome(name, "rejected", exc.code, exc.message)
+            outcome = self._rejected(name, data, exc, listed)
+        except Exception as exc:
+            unexpected = BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
+            outcome = self._rejected(name, data, unexpected, listed)
         return self._recorded(outcome)
+
+    def _rejected(self, name: str, data: bytes, exc: BundleRejected, listed: bool) -> AuditOutcome:
+        if listed and exc.code == WRONG_RECIPIENT:
+            return AuditOutcome(name, "skipped", exc.code, "addressed to another gateway")
+        if exc.code not in (TOO_LARGE, NOT_REGULAR_FILE):
+            self.quarantine.keep(name, data, exc.code)
+        return AuditOutcome(name, "rejected", exc.code, exc.message)
 
     def _recorded(self, outcome: AuditOutcome) -> AuditOutcome:
         fields: dict[str, str | int | None] = {"file": outcome.name}
@@ -107,24 +134,31 @@ class AuditImporter:
         elif outcome.status == "duplicate":
             self.audit.record("bundle.duplicate", **fields)
         elif outcome.status == "skipped":
-            pass  # gone before it was read: nothing happened
+            pass  # gone before it was read, or another gateway's: nothing happened here
         else:
             self.audit.record(
                 "audit.imported", records=outcome.new, duplicates=outcome.duplicates, **fields
             )
         return outcome
 
-    def _import(self, name: str, data: bytes) -> AuditOutcome:
+    def _trust(self) -> Trust:
         senders = {a.identity.key_id: a.identity for a in self.store.agents()}
-        bundle = verify_bundle(
-            data, Trust(self.home.identity, senders), self.clock(), self.max_bytes, ("audit",)
-        )
-        header = bundle.envelope.header
+        return Trust(self.home.identity, senders)
+
+    def _was_imported(self, bundle_id: str) -> bool:
+        with self.store.engine.connect() as conn:
+            return _AuditStreams(sa_executor(conn)).was_applied(bundle_id)
+
+    def _import(self, name: str, data: bytes) -> AuditOutcome:
+        trust = self._trust()
+        keys = self.home.secrets.keys
         with write_transaction(self.store.engine) as conn:
             execute = sa_executor(conn)
-            if execute("SELECT 1 FROM audit_bundles WHERE bundle_id = ?", (bundle.bundle_id,)):
-                raise BundleDuplicate(f"audit bundle seq {header.seq} was already imported")
-            payload = self._payload(bundle)
+            received = receive_audit(
+                data, trust, keys, _AuditStreams(execute), self.clock(), self._limits
+            )
+            header = received.bundle.envelope.header
+            payload = received.payload
             held = {
                 int(seq): (str(h), str(p))
                 for seq, h, p in execute(
@@ -150,7 +184,7 @@ class AuditImporter:
                 "INSERT INTO audit_bundles (bundle_id, agent, seq, records, head_seq, imported_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
-                    bundle.bundle_id,
+                    received.bundle_id,
                     header.sender,
                     header.seq,
                     len(payload.records),
@@ -169,13 +203,19 @@ class AuditImporter:
             merged.duplicates,
         )
 
-    def _payload(self, bundle: VerifiedBundle) -> AuditPayload:
-        payload = decode_audit_payload(
-            open_payload(bundle, self.home.secrets.keys), self.max_entries
-        )
-        if payload.agent != bundle.sender.name:
-            raise BundleRejected("audit payload names another agent", code=MALFORMED)
-        return payload
+
+class _AuditStreams:
+    """The return stream's state for the pipeline: which bundles were imported (no rollback)."""
+
+    def __init__(self, execute: Callable[[str, tuple[object, ...]], list[Any]]) -> None:
+        self.execute = execute
+
+    def high_water(self, sender_key: str, kind: str) -> HighWater | None:
+        return None
+
+    def was_applied(self, bundle_id: str) -> bool:
+        query = "SELECT 1 FROM audit_bundles WHERE bundle_id = ?"
+        return bool(self.execute(query, (bundle_id,)))
 
 
 def contiguous_high(store: GatewayStore, agent: str) -> int:

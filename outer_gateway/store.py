@@ -93,14 +93,21 @@ class GatewayStore:
     @classmethod
     def open(cls, home: Home) -> GatewayStore:
         """The home's store: SQLCipher in the home, or ``gateway.store_url`` (PostgreSQL)."""
+        from outer_gateway.migrations import prepare_store
+
         url = str(home.config.get("gateway.store_url"))
+        key = home.secrets.store_key
         if url:
             engine = server_engine(url)
-            codec = ValueCodec(home.secrets.store_key)
+            codec = ValueCodec(key)
         else:
-            engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
+            engine = sqlcipher_engine(home.store_path, key)
             codec = ValueCodec(None)
-        schema.metadata.create_all(engine)
+        try:
+            prepare_store(engine, None if url else home.store_path, key, schema.metadata)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine, codec)
 
     def close(self) -> None:

@@ -223,6 +223,11 @@ STALE = reason(
     "stale", "the agent is stale and this secret fails closed", http_status=410, area=SECRETS
 )
 
+STORE_TOO_NEW = reason(
+    "store_too_new", "the store was written by a newer relay: upgrade relay first",
+    exit_status=USAGE, area=SECRETS,
+)
+
 # -- local API (RFC 6749 error codes where OAuth defines one) -------------------------------------
 BAD_REQUEST = reason("bad_request", "the HTTP request is not valid", http_status=400, area=API)
 FORBIDDEN = reason(

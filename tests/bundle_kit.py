@@ -13,9 +13,11 @@ from typing import Any
 
 from relay import crypto
 from relay.bundle.envelope import MAGIC, SIGNING_CONTEXT
+from relay.bundle.limits import Limits
 from relay.bundle.payload import SecretsPayload
+from relay.bundle.receive import MemoryStreams, Received, receive_secrets
 from relay.bundle.seal import seal_bundle
-from relay.bundle.verify import HighWater, Trust, VerifiedBundle, check_sequence, open_payload
+from relay.bundle.verify import HighWater, Trust, VerifiedBundle
 from relay.bundle.verify import verify_bundle as _verify
 from relay.identity import PublicIdentity, identity_of
 
@@ -24,6 +26,7 @@ NONCE = bytes(range(24))
 MAX_BYTES = 1024 * 1024
 MAX_ENTRIES = 1000
 MAX_SECRET_BYTES = 1024
+LIMITS = Limits(MAX_BYTES, MAX_SECRET_BYTES, MAX_ENTRIES)
 
 
 def keys_for(label: str) -> crypto.KeyPair:
@@ -96,8 +99,9 @@ def verify(data: bytes, trust: Trust = TRUST, now: int = NOW) -> VerifiedBundle:
 
 def receive(
     data: bytes, high_water: HighWater | None = None, applied: frozenset[str] = frozenset()
-) -> bytes:
-    """Every check up to and including decryption, as the agent runs them; the plaintext."""
-    bundle = verify(data)
-    check_sequence(bundle, high_water, bundle.bundle_id in applied)
-    return open_payload(bundle, AGENT_KEYS)
+) -> Received[SecretsPayload]:
+    """The agent's real receive pipeline with the kit's keys, limits and a stream in memory."""
+    streams = MemoryStreams(applied=set(applied))
+    if high_water is not None:
+        streams.high_waters[(GATEWAY.key_id, "secrets")] = high_water
+    return receive_secrets(data, TRUST, AGENT_KEYS, streams, NOW, LIMITS)

@@ -1,8 +1,8 @@
 """Property tests: whatever bytes arrive, the receiving pipeline either yields the original payload
 (only for the untouched bundle) or raises a :class:`RelayError` with a bundle reason code.
 
-The pipeline is the agent's: ``verify_bundle`` → ``check_sequence`` → ``open_payload`` →
-``decode_secrets_payload``. Any other exception (IndexError, RecursionError, struct.error,
+The pipeline is the agent's real one (:func:`relay.bundle.receive.receive_secrets`, through
+``tests.bundle_kit.receive``). Any other exception (IndexError, RecursionError, struct.error,
 UnicodeDecodeError…) escaping it is a bug: it would crash an import instead of reporting a code.
 """
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from relay import crypto
 from relay.bundle.envelope import HEADER_FIELDS, MAGIC, parse_envelope
 from relay.bundle.payload import SecretsPayload, decode_secrets_payload
-from relay.bundle.verify import HighWater, check_sequence, open_payload
+from relay.bundle.verify import HighWater, open_payload
 from relay.errors import BUNDLE_REASONS, BundleDuplicate, BundleRejected, RelayError
 from tests.bundle_kit import (
     AGENT_KEYS,
@@ -33,6 +33,7 @@ from tests.bundle_kit import (
     sign_raw,
     verify,
 )
+from tests.bundle_kit import receive as kit_receive
 
 pytestmark = pytest.mark.slow  # hundreds of hypothesis examples per test
 
@@ -46,11 +47,9 @@ FUZZ_STRUCTURED = settings(max_examples=300, deadline=None)  # costlier to gener
 def receive(data: bytes, applied: bool) -> SecretsPayload:
     """The agent's pipeline. ``applied``: the original bundle was applied already."""
     high_water = HighWater(5, ORIGINAL_ID) if applied else HighWater(4, "0" * 64)
-    bundle = verify(data)
-    check_sequence(bundle, high_water, applied and bundle.bundle_id == ORIGINAL_ID)
-    plaintext = open_payload(bundle, AGENT_KEYS)
-    assert plaintext == PLAINTEXT, "a changed bundle decrypted"
-    return decode_secrets_payload(plaintext, MAX_ENTRIES, MAX_SECRET_BYTES)
+    received = kit_receive(data, high_water, frozenset({ORIGINAL_ID}) if applied else frozenset())
+    assert received.bundle_id == ORIGINAL_ID, "a changed bundle was received"
+    return received.payload
 
 
 def assert_outcome(data: bytes, applied: bool) -> None:

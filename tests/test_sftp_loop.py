@@ -3,12 +3,14 @@ the audit back by SFTP."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Pair, run_relay
+from tests.intake_kit import audit_events
 from tests.sshd_fixture import OpenWatch, SshServer, running_sshd
 
 
@@ -57,12 +59,12 @@ def test_gateway_sftp_hop_folder_agent_and_audit_back(pair: Pair, sshd: SshServe
     assert pair.gateway("audit", "verify").status == 0
 
 
-def test_agent_pulls_directly_and_skips_what_the_name_says_it_applied(
+def test_agent_pulls_directly_and_skips_an_applied_bundle_from_its_signed_head(
     pair: Pair, sshd: SshServer
 ) -> None:
     down = sshd.data_dir / "down"
     down.mkdir()
-    pair.put("db/pw", b"v1")
+    pair.put("db/pw", os.urandom(450_000).hex().encode())  # a bundle of about 1.2 MB
     pair.gateway("grant", "plant7", "db/*")
     pair.gateway("export", "--to", sshd.url(down), *ssh_flags(sshd))
     first = pair.agent("import", sshd.url(down), *ssh_flags(sshd))
@@ -71,7 +73,29 @@ def test_agent_pulls_directly_and_skips_what_the_name_says_it_applied(
     again = pair.agent("import", "--json", sshd.url(down), *ssh_flags(sshd))
     assert again.status == 0
     assert '"duplicate"' in again.out
-    assert watch.opened() == []  # listed, but no second download: the name told
+    # Only the head was read (a few 32 KiB requests), not the 1.2 MB: the pull stays cheap.
+    assert 1 <= len(watch.opened()) <= 8, len(watch.opened())
+
+
+def test_a_tampered_copy_under_an_applied_name_is_bad_signature_over_sftp(
+    pair: Pair, sshd: SshServer
+) -> None:
+    down = sshd.data_dir / "down"
+    down.mkdir()
+    pair.put("db/pw", b"v1")
+    pair.gateway("grant", "plant7", "db/*")
+    pair.gateway("export", "--to", sshd.url(down), *ssh_flags(sshd))
+    assert pair.agent("import", sshd.url(down), *ssh_flags(sshd)).status == 0
+    (bundle,) = down.iterdir()
+    data = bytearray(bundle.read_bytes())
+    data[data.index(b"\"seq\":1") + 6] = ord("2")  # same name, header says seq 2: not signed
+    bundle.write_bytes(bytes(data))
+    again = pair.agent("import", sshd.url(down), *ssh_flags(sshd))
+    assert again.status == 1
+    assert f"relay: rejected: {bundle.name}: bad_signature: " in again.err
+    assert [p for p in (pair.ag / "quarantine").iterdir() if ".bad_signature." in p.name]
+    rejected = audit_events(pair, "bundle.rejected")
+    assert rejected[-1]["fields"]["reason"] == "bad_signature"
     assert pair.get("db/pw").stdout == b"v1\n"
 
 

@@ -16,8 +16,10 @@ import pytest
 
 from relay import crypto
 from relay.bundle.envelope import SIGNING_CONTEXT, parse_envelope, signed_prefix
-from relay.bundle.payload import SecretsPayload, decode_secrets_payload
-from relay.bundle.verify import HighWater, Trust, check_sequence, open_payload, verify_bundle
+from relay.bundle.limits import Limits
+from relay.bundle.payload import SecretsPayload
+from relay.bundle.receive import MemoryStreams, receive_secrets
+from relay.bundle.verify import HighWater, Trust
 from relay.errors import BundleDuplicate, BundleRejected
 from relay.identity import PublicIdentity
 
@@ -38,31 +40,35 @@ def party(label: str) -> tuple[PublicIdentity, crypto.KeyPair]:
 
 
 def run_vector(data: bytes) -> tuple[str, str | None, SecretsPayload | None]:
-    """(outcome, deciding step, payload) as a conforming agent judges ``data``."""
+    """(outcome, deciding stage, payload) as the agent's receive pipeline judges ``data``."""
     ctx = context()
     me, my_keys = party(ctx["verifier"])
     senders = {ident.key_id: ident for ident, _ in map(party, ctx["trusted_senders"])}
     limits = ctx["limits"]
     stream = ctx["stream"]
     high_water = HighWater(stream["high_water"]["seq"], stream["high_water"]["bundle_id"])
-    step = "verify"
+    assert tuple(ctx["kinds"]) == ("secrets",)
+    streams = MemoryStreams({(high_water_key(ctx), "secrets"): high_water}, set(stream["applied"]))
+    stages: list[str] = []
     try:
-        bundle = verify_bundle(
-            data, Trust(me, senders), ctx["now"], limits["max_bundle_bytes"], tuple(ctx["kinds"])
+        received = receive_secrets(
+            data,
+            Trust(me, senders),
+            my_keys,
+            streams,
+            ctx["now"],
+            Limits(limits["max_bundle_bytes"], limits["max_secret_bytes"], limits["max_entries"]),
+            stages.append,
         )
-        step = "sequence"
-        check_sequence(bundle, high_water, bundle.bundle_id in stream["applied"])
-        step = "decrypt"
-        plaintext = open_payload(bundle, my_keys)
-        step = "payload"
-        payload = decode_secrets_payload(
-            plaintext, limits["max_entries"], limits["max_secret_bytes"]
-        )
-    except BundleDuplicate as exc:
-        return exc.code, step, None
-    except BundleRejected as exc:
-        return exc.code, step, None
-    return "ok", None, payload
+    except (BundleDuplicate, BundleRejected) as exc:
+        return exc.code, stages[-1], None
+    return "ok", None, received.payload
+
+
+def high_water_key(ctx: dict[str, Any]) -> str:
+    """The sender key id whose stream the vectors' high-water mark belongs to."""
+    (sender,) = ctx["trusted_senders"]
+    return party(sender)[0].key_id
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 
 def add_local_audit_tables(metadata: MetaData) -> None:
@@ -48,4 +58,5 @@ def add_received_audit_tables(metadata: MetaData) -> None:
         Column("records", Integer, nullable=False),
         Column("head_seq", BigInteger, nullable=False),
         Column("imported_at", BigInteger, nullable=False),
+        Index("audit_bundles_agent_head", "agent", "head_seq"),
     )

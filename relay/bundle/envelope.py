@@ -106,10 +106,7 @@ def parse_envelope(data: bytes) -> Envelope:
         raise _malformed("shorter than the fixed prefix (empty or truncated)")
     if data[: len(MAGIC)] != MAGIC:
         raise _malformed("not a relay bundle v1 (bad magic)")
-    (header_len,) = struct.unpack(">I", data[len(MAGIC) : PREFIX_BYTES])
-    if not 2 <= header_len <= MAX_HEADER_BYTES:
-        raise _malformed("header length out of range")
-    header_end = PREFIX_BYTES + header_len
+    header_end = PREFIX_BYTES + _header_length(data)
     if len(data) < header_end + crypto.SIGNATURE_BYTES:
         raise _malformed("truncated in the header or signature")
     header = parse_header(data[PREFIX_BYTES:header_end])
@@ -124,11 +121,83 @@ def parse_envelope(data: bytes) -> Envelope:
     )
 
 
+HEAD_BYTES_MAX = PREFIX_BYTES + MAX_HEADER_BYTES + crypto.SIGNATURE_BYTES
+
+
+@dataclass(frozen=True)
+class SignedHead:
+    """The first part of a bundle: its header and the signature over it, payload not read.
+
+    The signature covers ``signed`` (magic, length and header), and the header binds the payload
+    by its length and SHA-256: a verified head therefore names exactly one bundle.
+    """
+
+    header: Header
+    signed: bytes
+    signature: bytes
+
+    @property
+    def bundle_id(self) -> str:
+        """SHA-256 of the signed bytes: the same id as the whole bundle's (hex)."""
+        return crypto.sha256(self.signed).hex()
+
+
+def declared_length(prefix: bytes) -> int | None:
+    """The total file length the bundle starting with ``prefix`` declares, or ``None`` while
+    ``prefix`` is too short to tell (a file still being copied).
+
+    Parses with the strict header parser. Never raises anything but :class:`BundleRejected`
+    (``malformed``): a caller that only wants a length treats that as "unknown, let the
+    verifier judge the whole file".
+    """
+    try:
+        return _declared_length(prefix)
+    except BundleRejected:
+        raise
+    except Exception:
+        raise _malformed("the header cannot be parsed") from None
+
+
+def _declared_length(prefix: bytes) -> int | None:
+    if not MAGIC.startswith(prefix[: len(MAGIC)]):
+        raise _malformed("not a relay bundle v1 (bad magic)")
+    if len(prefix) < PREFIX_BYTES:
+        return None
+    header_len = _header_length(prefix)
+    header_end = PREFIX_BYTES + header_len
+    if len(prefix) < header_end:
+        return None
+    header = parse_header(prefix[PREFIX_BYTES:header_end])
+    return header_end + crypto.SIGNATURE_BYTES + header.payload_len
+
+
+def parse_head(prefix: bytes) -> SignedHead:
+    """The header and signature at the start of ``prefix`` (a whole bundle or its first
+    :data:`HEAD_BYTES_MAX` bytes); ``malformed`` when they are not all there or not valid."""
+    if len(prefix) < PREFIX_BYTES or prefix[: len(MAGIC)] != MAGIC:
+        raise _malformed("not a relay bundle v1 prefix")
+    header_end = PREFIX_BYTES + _header_length(prefix)
+    if len(prefix) < header_end + crypto.SIGNATURE_BYTES:
+        raise _malformed("truncated in the header or signature")
+    return SignedHead(
+        header=parse_header(prefix[PREFIX_BYTES:header_end]),
+        signed=prefix[:header_end],
+        signature=prefix[header_end : header_end + crypto.SIGNATURE_BYTES],
+    )
+
+
+def _header_length(prefix: bytes) -> int:
+    (header_len,) = struct.unpack(">I", prefix[len(MAGIC) : PREFIX_BYTES])
+    if not 2 <= header_len <= MAX_HEADER_BYTES:
+        raise _malformed("header length out of range")
+    return int(header_len)
+
+
 def parse_header(body: bytes) -> Header:
     """Parse canonical header JSON strictly: exact field set, types and ranges."""
     try:
         raw = parse_canonical(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _malformed("header is not canonical JSON") from None
     if not isinstance(raw, dict) or set(raw) != set(HEADER_FIELDS):
         raise _malformed("header fields are not those of v1")

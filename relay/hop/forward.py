@@ -9,13 +9,16 @@ from dataclasses import dataclass
 
 from relay.audit import log
 from relay.audit.record import FieldValue
+from relay.bundle.limits import Limits
+from relay.bundle.receive import judge_head, receive_sealed
 from relay.bundle.seal import bundle_file_name
-from relay.bundle.verify import Trust, verify_bundle
+from relay.bundle.verify import Trust
 from relay.codes import NOT_TRUSTED
 from relay.db import sa_executor, write_transaction
-from relay.errors import BundleRejected, UsageError
+from relay.errors import MALFORMED, BundleRejected, TransportError, UsageError
 from relay.home import Home
 from relay.hop.store import HopStore
+from relay.intake import fetch_head
 from relay.transport import (
     Destination,
     Pending,
@@ -24,6 +27,7 @@ from relay.transport import (
     open_destination,
     open_source,
 )
+from relay.transport.base import VANISHED_CODES
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Hop:
         self.home = home
         self.store = store
         self.clock = clock
-        self.max_bytes = int(home.config.get("limits.max_bundle_bytes"))
+        self.limits = Limits.from_config(home.config)
 
     def run_once(
         self,
@@ -78,14 +82,24 @@ class Hop:
         trust: Trust,
         delete_after: bool,
     ) -> HopOutcome:
-        if self.store.seen_name(item.name, item.size):
-            return HopOutcome(item.name, "skipped", message="already forwarded")
         try:
-            data = source.fetch(item, self.max_bytes)
-            bundle = verify_bundle(data, trust, self.clock(), self.max_bytes, ("secrets", "audit"))
+            # Skip only after authenticating: a verified head naming a forwarded bundle.
+            if judge_head(fetch_head(source, item), trust, self.store.was_forwarded) is not None:
+                return HopOutcome(item.name, "skipped", message="already forwarded")
+            data = source.fetch(item, self.limits.max_bundle_bytes)
+            bundle = receive_sealed(data, trust, self.clock(), self.limits, ("secrets", "audit"))
+        except TransportError as exc:
+            if exc.code not in VANISHED_CODES:
+                raise
+            return HopOutcome(item.name, "skipped", exc.code, "gone before it could be read")
         except BundleRejected as exc:
             self.record("bundle.rejected", file=item.name, reason=exc.code)
             return HopOutcome(item.name, "rejected", exc.code, exc.message)
+        except Exception as exc:
+            self.record("bundle.rejected", file=item.name, reason=MALFORMED)
+            return HopOutcome(
+                item.name, "rejected", MALFORMED, f"unreadable ({type(exc).__name__})"
+            )
         header = bundle.envelope.header
         if self.store.was_forwarded(bundle.bundle_id):
             return HopOutcome(item.name, "skipped", message="already forwarded")

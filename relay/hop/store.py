@@ -48,8 +48,16 @@ class HopStore:
 
     @classmethod
     def open(cls, home: Home) -> HopStore:
-        engine = sqlcipher_engine(home.store_path, home.secrets.store_key)
-        metadata.create_all(engine)
+        from relay.hop.migrations import STEPS
+        from relay.store_version import prepare_engine
+
+        key = home.secrets.store_key
+        engine = sqlcipher_engine(home.store_path, key)
+        try:
+            prepare_engine(engine, home.store_path, key, STEPS, metadata)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:
@@ -77,16 +85,6 @@ class HopStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(pinned)).all()
         return pinned_by_key_id(rows)
-
-    def seen_name(self, name: str, size: int | None) -> bool:
-        """Whether a file of this name and size was forwarded already (skip without fetching)."""
-        if size is None:
-            return False
-        query = select(forwarded.c.bundle_id).where(
-            forwarded.c.name == name, forwarded.c.size == size
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
 
     def was_forwarded(self, bundle_id: str) -> bool:
         query = select(forwarded.c.name).where(forwarded.c.bundle_id == bundle_id)

@@ -60,6 +60,10 @@ class Source(Protocol):
         before reading more than ``max_bytes``, or ``TransportError``."""
         ...
 
+    # Optional: ``fetch_head(item, limit) -> bytes``, the first ``limit`` bytes only (with the
+    # same refusals as ``fetch``), so a file can be judged from its signed header before it is
+    # read whole (:func:`relay.intake.fetch_head`). Folder and SFTP sources have it.
+
     def remove(self, item: Pending) -> None:
         """Delete a consumed file (only used with ``--delete-after-import``)."""
         ...

@@ -61,6 +61,36 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def read_head(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes from the start of a regular file, with the guards of
+    :func:`read_capped` (never follows a link, never blocks on a FIFO)."""
+    fd = _open_regular(path)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
+
+
+def _open_regular(path: Path) -> int:
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            raise BundleRejected(
+                f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
+            ) from None
+        if exc.errno == errno.ENOENT:
+            raise TransportError(f"{path} is gone", code="vanished") from None
+        raise TransportError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BundleRejected(f"{path.name} is not a regular file", code=NOT_REGULAR_FILE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def read_capped(path: Path, max_bytes: int) -> bytes:
     """Read a regular file of at most ``max_bytes`` without following links or blocking."""
     try:
@@ -132,6 +162,10 @@ class FolderSource:
 
     def fetch(self, item: Pending, max_bytes: int) -> bytes:
         return read_capped(Path(item.ref), max_bytes)
+
+    def fetch_head(self, item: Pending, limit: int) -> bytes:
+        """The first ``limit`` bytes (header and signature), for judging before reading all."""
+        return read_head(Path(item.ref), limit)
 
     def remove(self, item: Pending) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -217,6 +217,23 @@ class SftpSource(_SftpEndpoint):
             )
         return data
 
+    def fetch_head(self, item: Pending, limit: int) -> bytes:
+        """The first ``limit`` bytes (header and signature): one small read, not the file."""
+        sftp = self.session.client()
+        with self._remote("download", item.ref):
+            _check_entry(item.name, sftp.lstat(item.ref), None)
+            with sftp.open(item.ref, "rb") as handle:
+                _check_entry(item.name, handle.stat(), None)
+                chunks: list[bytes] = []
+                got = 0
+                while got < limit:
+                    chunk = handle.read(limit - got)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    got += len(chunk)
+        return b"".join(chunks)
+
     def _read_capped(self, handle: SFTPFile, name: str, size: int, max_bytes: int) -> bytes:
         """At most ``max_bytes + 1`` bytes of ``handle``, prefetched for speed."""
         limit = max_bytes + 1
@@ -258,11 +275,11 @@ def is_bundle_name(name: str) -> bool:
     )
 
 
-def _check_entry(name: str, attrs: SFTPAttributes, max_bytes: int) -> int:
+def _check_entry(name: str, attrs: SFTPAttributes, max_bytes: int | None) -> int:
     if attrs.st_mode is None or not stat.S_ISREG(attrs.st_mode):
         raise BundleRejected(f"{name} is not a regular file", code=NOT_REGULAR_FILE)
     size = attrs.st_size or 0
-    if size > max_bytes:
+    if max_bytes is not None and size > max_bytes:
         raise BundleRejected(f"{name} is {size} bytes, over the cap of {max_bytes}", code=TOO_LARGE)
     return size
 
