@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +197,13 @@ def _header_text(recipe: Recipe, transform: Any) -> bytes:
     return sign_raw(transform(text).encode("ascii"), GATEWAY.keys, payload)
 
 
+def _payload_len_as(recipe: Recipe, text: str) -> bytes:
+    """A validly signed bundle whose header gives ``payload_len`` as the JSON ``text``."""
+    return _header_text(
+        recipe, lambda t: re.sub(r'"payload_len":\d+', lambda _m: f'"payload_len":{text}', t)
+    )
+
+
 def _flip(data: bytes, offset: int) -> bytes:
     return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1 :]
 
@@ -330,6 +338,17 @@ def _envelope_vectors() -> list[Vector]:
             "header is a JSON array",
         ),
         ("header-payload-too-short", _short_payload(), "payload_len 39 < 24 + 16"),
+    ]
+    cases += [
+        (f"header-payload-len-{name}", _payload_len_as(base, text), note)
+        for name, text, note in (
+            ("exponent", "1e999", "payload_len 1e999: a float that overflows to infinity"),
+            ("float", "241.0", "payload_len is a float"),
+            ("negative", "-241", "payload_len is negative"),
+            ("string", '"241"', "payload_len is a string"),
+            ("huge", "9" * 400, "payload_len has 400 digits"),
+            ("nested", "[" * 1500 + "]" * 1500, "payload_len nested 1500 levels deep"),
+        )
     ]
     vectors = [
         Vector(f"malformed-{name}", data, "malformed", "verify", note) for name, data, note in cases

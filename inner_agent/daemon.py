@@ -174,10 +174,9 @@ def _serve_with(
         lambda name, data: importer.import_bytes(name, data, listed=True),
         service.after_import,
         importer.limits.max_bundle_bytes,
+        consume=_diode_folders(home, settings),
     )
-    worker = InboxWorker(
-        inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok
-    )
+    worker = InboxWorker(inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok)
     watches = Watches(settings.inbox, worker.poke)
     sockets = []
     if settings.listen is not None:
@@ -282,6 +281,13 @@ def _diode_receiver(home: Home, settings: ServiceSettings) -> DiodeReceiver | No
             "diode.listen needs agent.inbox (where received bundles go)", code=NOT_CONFIGURED
         )
     return DiodeReceiver(listen, settings.inbox[0])
+
+
+def _diode_folders(home: Home, settings: ServiceSettings) -> tuple[Path, ...]:
+    """The folder the diode receiver writes into, if it runs: the agent owns what lands there."""
+    if not str(home.config.get("diode.listen")) or not settings.inbox:
+        return ()
+    return (settings.inbox[0],)
 
 
 class _StoppedEarly(Exception):

@@ -123,10 +123,6 @@ class AgentImporter:
         """Only what was judged for this agent: applied, duplicate or rollback."""
         return outcome.status in ("applied", "duplicate") or outcome.code == ROLLBACK
 
-    def record_fetch_failure(self, outcome: Outcome) -> Outcome:
-        """Audit a file refused before it was read (too large, not a regular file)."""
-        return self._recorded(outcome)
-
     # -- one file ------------------------------------------------------------------------------
 
     def import_bytes(self, name: str, data: bytes, listed: bool = False) -> Outcome:
@@ -136,7 +132,7 @@ class AgentImporter:
         another agent is then a quiet skip, not an error)."""
         try:
             outcome = self._receive(name, data, listed)
-        except Exception as exc:
+        except Exception as exc:  # per-file isolation
             _log.warning("importing %s failed: %s", name, type(exc).__name__)
             outcome = self._rejected(
                 name, data, BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
@@ -190,5 +186,5 @@ def _bundle_id(data: bytes) -> str | None:
     """The id the head of an authenticated bundle names (for the audit record)."""
     try:
         return parse_head(data).bundle_id
-    except Exception:
+    except Exception:  # only a label: never let it fail an import
         return None

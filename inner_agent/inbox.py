@@ -84,8 +84,10 @@ class Inbox:
         settle: float = SETTLE_SECONDS,
         give_up: float = GIVE_UP_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        consume: Iterable[Path] = (),
     ) -> None:
         self.folders = tuple(folders)
+        self.consume = frozenset(consume)
         self.importer = importer
         self.report = report
         self.max_bytes = max_bytes
@@ -137,13 +139,14 @@ class Inbox:
         rejection (reported, so audited and counted) and the scan goes on."""
         try:
             return self._consider(path, info)
-        except Exception as exc:
+        except Exception as exc:  # one file must never stop the inbox
             _log.warning("inbox: %s failed: %s", path.name, type(exc).__name__)
             seen = self._seen.get(path)
             if seen is not None:
                 seen.done = True
-            self.report(
-                Outcome(path.name, "rejected", MALFORMED, f"unreadable ({type(exc).__name__})")
+            self._done(
+                path,
+                Outcome(path.name, "rejected", MALFORMED, f"unreadable ({type(exc).__name__})"),
             )
             return None
 
@@ -175,7 +178,7 @@ class Inbox:
             data = read_capped(path, self.max_bytes)
         except BundleRejected as exc:
             seen.done = True
-            self.report(Outcome(path.name, "rejected", exc.code, exc.message))
+            self._done(path, Outcome(path.name, "rejected", exc.code, exc.message))
             return None
         except (TransportError, OSError):
             return None  # vanished or unreadable between listing and reading: look again later
@@ -183,8 +186,22 @@ class Inbox:
             seen.since = now  # still changing under us
             return self.settle
         seen.done = True
-        self.report(self.importer(path.name, data))
+        self._done(path, self.importer(path.name, data))
         return None
+
+    def _done(self, path: Path, outcome: Outcome) -> None:
+        """Report ``outcome``; in a folder the agent owns (the diode receiver's), remove a file
+        judged rejected (its copy is in the bounded quarantine) or duplicate, so a flood sent
+        across the diode cannot fill the disk."""
+        try:
+            self.report(outcome)
+        except Exception as exc:  # reporting must not turn into a verdict
+            _log.error("inbox: reporting %s failed: %s", path.name, type(exc).__name__)
+        if path.parent in self.consume and outcome.status in ("rejected", "duplicate"):
+            try:
+                path.unlink()
+            except OSError as exc:
+                _log.warning("cannot remove %s: %s", path.name, exc.strerror)
 
     def _wait(self, path: Path, seen: _Seen, now: float) -> float:
         """A bundle prefix: wait for the rest (a change wakes us) up to ``give_up``."""

@@ -18,7 +18,7 @@ from inner_agent import denials, events
 from inner_agent.apps import App, authenticate, list_apps
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
-from inner_agent.intake_health import IntakeHealth
+from inner_agent.intake_health import IntakeHealth, RejectionBudget
 from inner_agent.lookup import Secret
 from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
@@ -99,6 +99,7 @@ class AgentService:
         self._stale_recorded = False
         self._lock = threading.Lock()
         self.intake = IntakeHealth(clock)
+        self.audit_budget = RejectionBudget(clock)
         self.refresh()
         self.metrics = AgentMetrics(self.snapshot)
 
@@ -211,6 +212,7 @@ class AgentService:
 
     def check_freshness(self) -> bool:
         """Record ``agent.stale`` once per stale period; returns whether stale."""
+        self.report_suppressed()
         self.refresh()
         now = self.clock()
         stale = self.is_stale(now)
@@ -246,13 +248,26 @@ class AgentService:
         else:
             self.metrics.rejected.labels(reason=outcome.code or "unknown").inc()
             self.intake.rejected()
-            events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
+            if self.audit_budget.admit(outcome.code or "unknown"):
+                events.record("bundle.rejected", **fields, quarantined=outcome.quarantined)
+            self.report_suppressed()
+
+    def report_suppressed(self) -> None:
+        """One ``bundle.rejected_summary`` record for the rejections of a flood that were
+        counted rather than recorded one by one (called after imports and every few seconds)."""
+        counts = self.audit_budget.summary()
+        if counts:
+            events.record(
+                "bundle.rejected_summary",
+                count=sum(counts.values()),
+                reasons=",".join(f"{code}={n}" for code, n in sorted(counts.items())),
+            )
 
     def scan_failed(self, what: str) -> None:
         """An inbox scan raised: ``degraded`` until one succeeds (``what``: a type name)."""
         self.metrics.scan_failures.inc()
-        self.intake.scan_failed(what)
-        events.record("inbox.scan_failed", error=what)
+        if self.intake.scan_failed(what):
+            events.record("inbox.scan_failed", error=what)
 
     def scan_ok(self) -> None:
         """An inbox scan completed."""

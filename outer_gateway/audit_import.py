@@ -111,7 +111,7 @@ class AuditImporter:
             outcome = AuditOutcome(name, "duplicate", exc.code, exc.message)
         except BundleRejected as exc:
             outcome = self._rejected(name, data, exc, listed)
-        except Exception as exc:
+        except Exception as exc:  # per-file isolation
             unexpected = BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
             outcome = self._rejected(name, data, unexpected, listed)
         return self._recorded(outcome)

@@ -84,7 +84,7 @@ def _judge(source: Source, item: Pending, side: Side[Out]) -> Out:
         return side.unread(item.name, "skipped", exc.code, "gone before it could be read")
     except BundleRejected as exc:
         return side.unread(item.name, "rejected", exc.code, exc.message)
-    except Exception as exc:
+    except Exception as exc:  # one odd file must not stop the others
         _log.warning("reading %s failed: %s", item.name, type(exc).__name__)
         return side.unread(item.name, "rejected", MALFORMED, f"unreadable ({type(exc).__name__})")
     return side.import_bytes(item.name, data, listed=not item.explicit)

@@ -147,3 +147,22 @@ def test_loop_mode_stops_cleanly_on_sigterm(pair: Pair) -> None:
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
+
+
+def test_a_tampered_copy_under_a_forwarded_name_is_rejected_not_skipped(pair: Pair) -> None:
+    """Regression: the hop skipped a file whose name and size matched one it forwarded."""
+    pair.put("db/pw", b"x")
+    pair.gateway("grant", "plant7", "db/*")
+    dmz, level3 = pair.root / "dmz", pair.root / "level3"
+    run_relay("gateway", "export", "--home", str(pair.gw), "--to", str(dmz))
+    trust = ("--trust", str(pair.root / "gw.identity"))
+    assert hop(pair, "--from", str(dmz), "--to", str(level3), *trust)[0] == 0
+    (bundle,) = dmz.iterdir()
+    data = bytearray(bundle.read_bytes())
+    data[data.index(b'"seq":1') + 6] = ord("2")  # same name, same size, header not signed
+    bundle.write_bytes(bytes(data))
+    status, _, err = hop(pair, "--from", str(dmz), "--to", str(level3))
+    assert status == 1
+    assert "bad_signature" in err
+    records = run_relay("hop", "audit", "--home", str(pair.root / "hop"), "--json").out
+    assert '"bad_signature"' in records

@@ -187,3 +187,18 @@ def test_another_agents_rollback_is_not_ours_to_delete(shared: tuple[Pair, Path]
         "hq-to-plant8.secrets.0000000001.bundle",
         "stranger-hq-to-plant7.secrets.0000000001.bundle",
     ]
+
+
+def test_a_medium_carrying_both_directions_skips_each_sides_own_bundles(pair: Pair) -> None:
+    stick = pair.root / "stick"
+    pair.put("db/pw", b"both-ways")
+    pair.gateway("grant", "plant7", "db/*")
+    assert pair.gateway("export", "--to", str(stick)).status == 0
+    assert pair.agent("audit", "export", "--to", str(stick)).status == 0
+    assert len(list(stick.iterdir())) == 2
+    inbound = pair.agent("import", str(stick))
+    assert inbound.status == 0, inbound.err  # its own audit bundle is not an error
+    outbound = pair.gateway("import", str(stick))
+    assert outbound.status == 0, outbound.err  # nor is the gateway's own secrets bundle
+    assert "new records" in outbound.out
+    assert pair.get("db/pw").stdout == b"both-ways\n"

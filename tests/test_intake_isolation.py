@@ -104,8 +104,58 @@ def test_repeated_rejections_and_failing_scans_degrade_the_intake() -> None:
     assert (health.degraded() or "").startswith("repeated_rejections: 3 in the last 60 s")
     now[0] += 61
     assert health.degraded() is None  # the window moved on
-    health.scan_failed("RecursionError")
+    assert health.scan_failed("RecursionError")
+    assert not health.scan_failed("RecursionError")  # still failing: audited once
     assert health.degraded() == "scan_failed: RecursionError"
     health.scan_ok()
     assert health.degraded() is None
-    assert health.scan_failures == 1
+    assert health.scan_failures == 2
+
+
+def test_a_flood_is_audited_one_by_one_up_to_the_budget_then_summarised() -> None:
+    from inner_agent.intake_health import RejectionBudget
+
+    now = [0.0]
+    budget = RejectionBudget(lambda: now[0], per_window=3, window=60)
+    admitted = [budget.admit("malformed") for _ in range(5)] + [budget.admit("bad_signature")]
+    assert admitted == [True, True, True, False, False, False]
+    assert budget.summary() is None  # the window is still open
+    now[0] += 60
+    assert budget.summary() == {"malformed": 2, "bad_signature": 1}
+    assert budget.summary() is None  # reported once
+    assert budget.admit("malformed")  # a new window
+
+
+def test_a_scan_that_raises_degrades_until_one_succeeds() -> None:
+    import threading
+
+    from inner_agent.daemon import InboxWorker
+
+    health = IntakeHealth(lambda: 0.0)
+    calls: list[int] = []
+    seen_failure, recovered = threading.Event(), threading.Event()
+
+    class Flaky:
+        def scan(self, _stop: object) -> float | None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RecursionError("a bug")
+            recovered.set()
+            return None
+
+    def failed(what: str) -> None:
+        health.scan_failed(what)
+        seen_failure.set()
+
+    worker = InboxWorker(Flaky(), idle=60, failed=failed, succeeded=health.scan_ok)  # type: ignore[arg-type]
+    worker.start()
+    try:
+        assert seen_failure.wait(10)
+        assert health.degraded() == "scan_failed: RecursionError" or recovered.is_set()
+        worker.poke()
+        assert recovered.wait(10)
+        worker.stop()
+        worker.join(5)
+        assert health.degraded() is None
+    finally:
+        worker.stop()

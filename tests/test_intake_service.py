@@ -98,6 +98,13 @@ def test_junk_sent_across_the_diode_never_freezes_the_agent(agent: Daemon, tmp_p
     sent = run_relay("diode", "send", *files, "--to", f"udp://127.0.0.1:{port}")
     assert sent.status == 0, sent.err
     wait_rejected(agent, {f"d-{form}.bundle" for form in JUDGED})
+    # The diode's folder is the agent's own: judged junk is removed (copies are in quarantine).
+    deadline = time.monotonic() + 10
+    while [p for p in agent.inbox.iterdir() if p.name.startswith("d-")]:
+        assert time.monotonic() < deadline, sorted(p.name for p in agent.inbox.iterdir())
+        time.sleep(0.05)
+    kept = " ".join(p.name for p in (agent.pair.ag / "quarantine").iterdir())
+    assert all(f"d-{form}.bundle" in kept for form in JUDGED)
     agent.pair.put("db/after-diode-junk", b"across")
     home = str(agent.pair.gw)
     exported = run_relay("gateway", "export", "--home", home, "--to", f"udp://127.0.0.1:{port}")

@@ -154,7 +154,7 @@ def declared_length(prefix: bytes) -> int | None:
         return _declared_length(prefix)
     except BundleRejected:
         raise
-    except Exception:
+    except Exception:  # the contract: nothing but BundleRejected escapes
         raise _malformed("the header cannot be parsed") from None
 
 

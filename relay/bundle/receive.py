@@ -191,22 +191,26 @@ def judge_head(
     The signature covers the header, and the header binds the payload by length and SHA-256, so
     a verified head names exactly one bundle. Only a head signed by a pinned sender may skip a
     file: as ``applied`` when that bundle was applied, or as ``elsewhere`` when it is addressed to
-    another recipient (a shared medium). ``None`` (anything unverified, or new) means: read the
-    whole file and run the pipeline, which judges and reports it. Never raises.
+    another recipient (a shared medium), which includes the receiver's own outgoing bundles
+    (signed with its own key: a medium that carries both directions). ``None`` (anything
+    unverified, or new) means: read the whole file and run the pipeline, which judges and
+    reports it. Never raises.
     """
     try:
         head = parse_head(prefix)
         header = head.header
+        me = trust.me
         sender = trust.senders.get(header.sender_key)
+        if me is not None and header.sender_key == me.key_id:
+            sender = me  # our own outgoing bundle (a medium carrying both directions)
         if sender is None or sender.name != header.sender:
             return None
         crypto.verify(sender.sign_public, SIGNING_CONTEXT + head.signed, head.signature)
-        me = trust.me
         if me is not None and (header.recipient_key != me.key_id or header.recipient != me.name):
             return HeadVerdict("elsewhere", head)
         if was_applied(head.bundle_id):
             return HeadVerdict("applied", head)
-    except Exception:
+    except Exception:  # any doubt: read the whole file and let the pipeline judge
         return None
     return None
 
@@ -223,5 +227,5 @@ def _strict(step: Callable[[], T]) -> T:
         return step()
     except (BundleRejected, BundleDuplicate):
         raise
-    except Exception as exc:
+    except Exception as exc:  # odd input must never escape as a crash
         raise BundleRejected(f"unreadable bundle ({type(exc).__name__})", code=MALFORMED) from None

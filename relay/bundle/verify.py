@@ -1,7 +1,8 @@
-"""The bundle verifier: bytes, trusted state and ``now`` in; a verified bundle or an error out.
+"""The bundle verifier's steps: bytes, trusted state and ``now`` in; a verified bundle or an error.
 
-Not this module's business: reading files, keeping the high-water mark, applying a payload,
-quarantine, audit. Those live at the edges (``inner_agent.importer``, ``outer_gateway``).
+These are the building blocks; entry points call the composed pipeline in
+:mod:`relay.bundle.receive`, never these steps one by one. Not this module's business: reading
+files, keeping the high-water mark, applying a payload, quarantine, audit.
 
 Checks run cheapest first and authenticate before judging (``docs/spec/bundle-v1.md`` §10):
 size cap → envelope parse → sender known → signature (and payload binding) → kind (accepted here,

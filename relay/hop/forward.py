@@ -95,7 +95,7 @@ class Hop:
         except BundleRejected as exc:
             self.record("bundle.rejected", file=item.name, reason=exc.code)
             return HopOutcome(item.name, "rejected", exc.code, exc.message)
-        except Exception as exc:
+        except Exception as exc:  # one odd file must not stop the others
             self.record("bundle.rejected", file=item.name, reason=MALFORMED)
             return HopOutcome(
                 item.name, "rejected", MALFORMED, f"unreadable ({type(exc).__name__})"
