@@ -31,7 +31,6 @@ INDIRECT_ONLY = frozenset(
         "inner_agent.apps",
         "inner_agent.audit_writer",
         "inner_agent.cache",
-        "inner_agent.daemon",
         "inner_agent.events",
         "inner_agent.hardening",
         "inner_agent.http_server",
