@@ -120,6 +120,7 @@ def test_agent_store_migrates_with_a_backup_and_loses_nothing(tmp_path: Path) ->
     assert v1_rows(kept, "agent") == before
 
 
+@pytest.mark.slow  # starts a relay process
 def test_the_fast_get_path_migrates_an_old_agent_store(tmp_path: Path) -> None:
     home = old_home(tmp_path, "agent")
     got = run_process("agent", "get", "--home", str(home.path), "db/plant7/password")
@@ -173,6 +174,7 @@ def test_gateway_head_constant_matches_the_shipped_revisions() -> None:
     assert "applied_stream_seq" in {i.name for i in agent_schema.applied.indexes}
 
 
+@pytest.mark.slow  # starts a relay process
 def test_a_newer_agent_store_is_refused_with_one_line(tmp_path: Path) -> None:
     home = old_home(tmp_path, "agent")
     raw(home).execute(f"PRAGMA user_version = {agent_migrations.CURRENT + 1}")
@@ -184,6 +186,7 @@ def test_a_newer_agent_store_is_refused_with_one_line(tmp_path: Path) -> None:
     assert not backup_path(home.store_path, str(agent_migrations.CURRENT + 1)).exists()
 
 
+@pytest.mark.slow  # starts a relay process
 def test_a_newer_gateway_store_is_refused_with_one_line(tmp_path: Path) -> None:
     home = old_home(tmp_path, "gateway")
     GatewayStore.open(home).close()
@@ -216,6 +219,7 @@ ensure_current(conn, home.store_path, home.secrets.store_key, [Step(2, "hang", h
 """
 
 
+@pytest.mark.slow  # starts a relay process
 def test_a_migration_killed_midway_leaves_the_old_version_and_the_backup(tmp_path: Path) -> None:
     home = old_home(tmp_path, "agent")
     before = v1_rows(raw(home), "agent")
@@ -270,6 +274,7 @@ def test_a_new_gateway_feeds_an_old_format_agent(tmp_path: Path) -> None:
         assert conn.execute("SELECT seq FROM streams").fetchall() == [(4,)]
 
 
+@pytest.mark.slow  # needs the PostgreSQL server
 def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureRequest) -> None:
     """A 0.1.0 gateway database on PostgreSQL (tables, no ``alembic_version``) is upgraded in
     one transaction; a new one is stamped; a newer one is refused."""
