@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-deps lint bench crash clean venv
+.PHONY: demo test test-fast test-deps lint bench crash clean venv dist test-dist
 
 venv: $(STAMP)
 
@@ -26,6 +26,14 @@ lint: $(STAMP)
 test: test-deps
 	$(MAKE) lint
 	$(BIN)/pytest -q
+
+# The offline install kit: dist/relay-VERSION-offline-PYVER-PLATFORM.tar.gz (docs/offline-install.md).
+dist: $(STAMP)
+	$(BIN)/python scripts/make_dist.py
+
+# Builds the real kit and installs it offline (a few minutes: every wheel); .ci/run runs it.
+test-dist: $(STAMP)
+	$(BIN)/pytest -q tests_dist
 
 # The fast tier: no servers, no processes, under 30 s (tests marked `slow` are left out).
 test-fast: $(STAMP)
