@@ -27,7 +27,8 @@ SECRETS = 2000
 def test_kill_harness_short_run(tmp_path: Path) -> None:
     seed = int(os.environ.get("RELAY_CRASH_SEED") or random.SystemRandom().randrange(2**32))
     print(f"crash harness seed {seed} (RELAY_CRASH_SEED={seed} reproduces)")
-    harness = run_points(tmp_path, seed, POINTS, SECRETS)
+    # Every second point of a kind is a named stage, so each kind is killed at least once.
+    harness = run_points(tmp_path, seed, POINTS, SECRETS, stage_share=2)
     print(summary(harness, seed, 0.0))
     assert sum(harness.killed.values()) + sum(harness.finished.values()) == POINTS
     assert set(harness.killed) == set(KINDS), f"seed {seed}: every kind was killed at least once"

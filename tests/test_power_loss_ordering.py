@@ -37,7 +37,7 @@ RENAME = re.compile(r'^\d+\s+rename\w*\(.*"(?P<target>[^"]+)"\) = 0$')
 def traced(root: Path, *args: str) -> list[str]:
     """Run ``relay ARGS`` under strace; the lines of the trace (paths resolved with -y)."""
     trace = root / "trace.txt"
-    assert STRACE is not None, "strace is needed (.ci/run installs it)"
+    assert STRACE is not None, "strace is needed (scripts/test-deps installs it)"
     subprocess.run(
         [
             STRACE,

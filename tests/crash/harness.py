@@ -37,7 +37,7 @@ from tests.crash.world import CrashCheckFailed, Exported, World, make_world
 
 RELAY = [sys.executable, "-m", "relay"]
 KINDS = ("export", "import", "daemon")
-# Named stages (relay/crashpoint.py) each kind can also be killed at, one kill point in three.
+# Named stages (relay/crashpoint.py) each kind is also killed at: every third point of a kind.
 STAGES = {
     "export": ("export.sealed", "export.committed", "write.synced", "export.written"),
     "import": ("apply.written", "apply.committed"),
@@ -72,6 +72,8 @@ class Harness:
     daemon: subprocess.Popen[bytes] | None = None
     daemon_log: Path | None = None
     runs: int = 0
+    stage_share: int = STAGE_SHARE
+    points_of: Counter[str] = field(default_factory=Counter)
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -94,8 +96,11 @@ class Harness:
             raise CrashCheckFailed(f"relay {' '.join(args[:2])} exited {status} after a restart")
 
     def stage(self, kind: str) -> str | None:
-        """A named stage for this kill point (one in :data:`STAGE_SHARE`), else ``None``."""
-        if self.rng.randrange(STAGE_SHARE):
+        """A named stage for every ``stage_share``-th kill point of ``kind`` (which is therefore
+        always killed), else ``None`` (a random delay, which the process may outrun)."""
+        count = self.points_of[kind]
+        self.points_of[kind] += 1
+        if count % self.stage_share != self.stage_share - 1:
             return None
         chosen = self.rng.choice(STAGES[kind])
         self.outcomes[f"{kind}: at {chosen}"] += 1
@@ -265,13 +270,15 @@ class Harness:
         self.world.gateway_records("end of run")
 
 
-def run_points(root: Path, seed: int, points: int, secrets: int) -> Harness:
+def run_points(
+    root: Path, seed: int, points: int, secrets: int, stage_share: int = STAGE_SHARE
+) -> Harness:
     """Make a world under ``root`` and run ``points`` kill points on it (kinds in turn)."""
     rng = random.Random(seed)
     world = make_world(root / "world", rng, secrets)
     logs = root / "logs"
     logs.mkdir()
-    harness = Harness(world, rng, logs)
+    harness = Harness(world, rng, logs, stage_share=stage_share)
     try:
         harness.calibrate()
         for index in range(points):
