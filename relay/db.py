@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT_MS = 15000
 # WAL with ``synchronous = FULL``: every commit is fsynced before it returns, so a committed
 # gateway seq or agent high-water mark survives power loss (NORMAL may lose the newest commits;
-# see docs/adr/0007-durable-commits.md). Read at connect time, so a benchmark can compare.
+# see docs/adr/0012-durable-commits.md). Read at connect time, so a benchmark can compare.
 SYNCHRONOUS = "FULL"
 
 
