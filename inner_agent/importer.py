@@ -13,17 +13,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from inner_agent.activation import activation_fields
 from inner_agent.agent_keys import keys_for, own_keys, promote
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
 from inner_agent.time_floor import read_floor
 from inner_agent.trust_store import root_state
-from relay import intake
+from relay import crashpoint, intake
+from relay.audit import log
 from relay.bundle.envelope import parse_head
 from relay.bundle.limits import Limits
 from relay.bundle.receive import judge_head, receive_secrets
 from relay.bundle.verify import Trust
+from relay.db import sa_executor
 from relay.durations import parse_duration
 from relay.errors import (
     DECRYPT_FAILED,
@@ -43,6 +47,9 @@ from relay.quarantine import Quarantine
 from relay.transport import Pending, Source, TransportOptions
 from relay.trust.clock import judge_time
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
 _log = logging.getLogger("relay.import")
 
 
@@ -58,6 +65,7 @@ class Outcome:
     result: ApplyResult | None = None
     quarantined: str | None = None
     bundle_id: str | None = None
+    recorded: bool = False  # its audit record was written in the apply transaction
 
     def audit_fields(self) -> dict[str, str | int | None]:
         """What the audit record of this outcome says (never a value)."""
@@ -163,13 +171,31 @@ class AgentImporter:
             outcome = self._rejected(
                 name, data, BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
             )
+        if outcome.status == "applied":
+            self._after_apply()
         return self._recorded(outcome)
 
+    def _after_apply(self) -> None:
+        """Rotation follow-ups of an applied bundle (answered requests, expiry-window
+        requests: inner_agent/rotation.py). The bundle is committed: a failure here is logged."""
+        from inner_agent.rotation import after_import
+
+        try:
+            after_import(self.home, self.clock())
+        except Exception as exc:
+            _log.warning("rotation follow-up failed: %s", type(exc).__name__)
+
     def _recorded(self, outcome: Outcome) -> Outcome:
-        if self.audit is not None and outcome.status != "skipped":
+        if self.audit is None or outcome.status == "skipped":
+            return outcome
+        if outcome.recorded:
+            self.audit.deliver()  # the record was committed with the apply; the sinks catch up
+        else:
             self.audit.record(f"bundle.{outcome.status}", **outcome.audit_fields())
-            if outcome.result is not None and outcome.result.audit_ack:
-                self.audit.acknowledge(outcome.result.audit_ack)
+        for fields in activation_fields(outcome.result):
+            self.audit.record("secret.activated", **fields)
+        if outcome.result is not None and outcome.result.audit_ack:
+            self.audit.acknowledge(outcome.result.audit_ack)
         return outcome
 
     def _trust(self, me: PublicIdentity | None = None) -> Trust:
@@ -186,6 +212,9 @@ class AgentImporter:
             with self.store.receiving() as stream:
                 received = receive_secrets(data, trust, mine.keys, stream, judged, self._limits)
                 result = stream.apply(received, now)
+                _audit_applied(stream.conn, name, received.bundle_id, result)
+                crashpoint.reached("apply.written")
+            crashpoint.reached("apply.committed")
         except BundleDuplicate as exc:
             return Outcome(
                 name, "duplicate", exc.code, exc.message, None, None, None, _bundle_id(data)
@@ -196,7 +225,9 @@ class AgentImporter:
             return self._rejected(name, data, exc)
         if mine.label == "next":  # the gateway seals to our new key: switch to it
             self._switch_keys(received.bundle.envelope.header.expires)
-        return Outcome(name, "applied", None, "", result.seq, result, None, received.bundle_id)
+        return Outcome(
+            name, "applied", None, "", result.seq, result, None, received.bundle_id, recorded=True
+        )
 
     def _switch_keys(self, keep_until: int) -> None:
         """Make the next key current. The bundle is applied whatever happens here: a switch
@@ -214,6 +245,13 @@ class AgentImporter:
         return Outcome(
             name, "rejected", exc.code, exc.message, quarantined=kept, bundle_id=bundle_id
         )
+
+
+def _audit_applied(conn: Connection, name: str, bundle_id: str, result: ApplyResult) -> None:
+    """Append ``bundle.applied`` inside the apply transaction, so a crash can never leave an
+    applied bundle without its record, or a record without the bundle (spec §10.2)."""
+    outcome = Outcome(name, "applied", None, "", result.seq, result, None, bundle_id)
+    log.append(sa_executor(conn), "bundle.applied", outcome.audit_fields())
 
 
 # Codes only reached once the signature verified: the bundle id then names an authentic bundle.

@@ -20,21 +20,42 @@ def _index_applied_by_stream(conn: Any) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS applied_stream_seq ON applied (sender_key, kind, seq)")
 
 
+_ROTATION_TABLES = (
+    "CREATE TABLE IF NOT EXISTS secret_versions (path VARCHAR(256) NOT NULL, "
+    "label VARCHAR(16) NOT NULL, version INTEGER NOT NULL, value BLOB NOT NULL, "
+    "expires_at BIGINT, at BIGINT, overlap BIGINT, updated_at BIGINT NOT NULL, "
+    "PRIMARY KEY (path, label))",
+    "CREATE TABLE IF NOT EXISTS rotation_outbox (id VARCHAR(32) NOT NULL, seq BIGINT NOT NULL, "
+    "body TEXT NOT NULL, created_at BIGINT NOT NULL, PRIMARY KEY (id))",
+    "CREATE TABLE IF NOT EXISTS rotation_state (path VARCHAR(256) NOT NULL, "
+    "state VARCHAR(16) NOT NULL, base INTEGER NOT NULL, version INTEGER, value BLOB, "
+    "request_id VARCHAR(32), updated_at BIGINT NOT NULL, PRIMARY KEY (path))",
+)
+
+
+def _rotation_tables(conn: Any) -> None:
+    # Labelled versions (previous, pending) and the rotation outbox and state (docs/rotation.md).
+    for statement in _ROTATION_TABLES:
+        conn.execute(statement)
+
+
 def _gateway_roots_and_revocations(conn: Any) -> None:
     # Two-tier gateway keys (spec §15): the roots this agent accepted, the revocations it holds.
     conn.execute(
-        "CREATE TABLE gateway_roots (version BIGINT NOT NULL, gateway VARCHAR(63) NOT NULL, "
-        "root_key BLOB NOT NULL, accepted_at BIGINT NOT NULL, PRIMARY KEY (version))"
+        "CREATE TABLE IF NOT EXISTS gateway_roots (version BIGINT NOT NULL, "
+        "gateway VARCHAR(63) NOT NULL, root_key BLOB NOT NULL, accepted_at BIGINT NOT NULL, "
+        "PRIMARY KEY (version))"
     )
     conn.execute(
-        "CREATE TABLE revoked_keys (key_id VARCHAR(16) NOT NULL, serial BIGINT NOT NULL, "
-        "received_at BIGINT NOT NULL, PRIMARY KEY (key_id))"
+        "CREATE TABLE IF NOT EXISTS revoked_keys (key_id VARCHAR(16) NOT NULL, "
+        "serial BIGINT NOT NULL, received_at BIGINT NOT NULL, PRIMARY KEY (key_id))"
     )
 
 
 STEPS: tuple[Step, ...] = (
     Step(2, "index applied bundles by stream and seq", _index_applied_by_stream),
-    Step(3, "gateway roots and key revocations", _gateway_roots_and_revocations),
+    Step(3, "labelled versions and rotation state", _rotation_tables),
+    Step(4, "gateway roots and key revocations", _gateway_roots_and_revocations),
 )
 
 CURRENT = latest(STEPS)

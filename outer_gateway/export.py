@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
+from outer_gateway.versions import granted_versions
+from relay import crashpoint
 from relay.bundle.envelope import parse_envelope
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import bundle_file_name, seal_bundle
+from relay.bundle.versions import VersionRow
 from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
 from relay.paths import grant_matcher
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 # Prefix, header (under 1 KiB with our names), signature, nonce and MAC around the plaintext.
 ENVELOPE_ALLOWANCE = 2048
@@ -28,6 +36,7 @@ class ExportedBundle:
     seq: int
     secrets: int
     tombstones: int
+    bundle_id: str = ""
 
 
 def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
@@ -45,9 +54,19 @@ def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
 
 
 def build_bundle(
-    home: Home, store: GatewayStore, agent: Agent, now: int, valid_for: int, audit_ack: int = 0
+    home: Home,
+    store: GatewayStore,
+    agent: Agent,
+    now: int,
+    valid_for: int,
+    audit_ack: int = 0,
+    on_sealed: Callable[[Connection, ExportedBundle], None] | None = None,
 ) -> ExportedBundle:
-    """The full-state secrets bundle for ``agent``: its granted secrets and tombstones."""
+    """The full-state secrets bundle for ``agent``: its granted secrets and tombstones.
+
+    The seq is reserved, the bundle sealed and ``on_sealed`` run (the export's audit record) in
+    one transaction: a seq is committed only together with the one bundle it was sealed into,
+    and always before that bundle is written anywhere."""
     name = agent.identity.name
     from outer_gateway.agent_keys import check_not_revoked
 
@@ -55,39 +74,60 @@ def build_bundle(
     matcher = grant_matcher([pattern for _, pattern in store.grants(name)])
     secrets: list[tuple[str, int, str, int | None]] = []
     tombstones: list[tuple[str, int]] = []
+    versions: list[VersionRow] = []
+    staged: set[str] = set()
     if matcher is not None:
+        versions = granted_versions(store, matcher.fullmatch, now)
+        staged = {row[0] for row in versions if row[1] == "pending"}
         granted = matcher.fullmatch
         b64 = binascii.b2a_base64
         for path, version, value, expires_at, deleted in store.all_rows():
             if granted(path) is None:
                 continue
             if deleted or value is None:
-                tombstones.append((path, version))
+                if path not in staged:  # a pending version brings a removed path back
+                    tombstones.append((path, version))
             else:
                 secrets.append((path, version, b64(value, newline=False).decode(), expires_at))
-    plaintext = SecretsPayload(secrets, tombstones, audit_ack).encode()
+    policies = shipped_policies(store, [row[0] for row in secrets] + list(staged))
+    plaintext = SecretsPayload(secrets, tombstones, audit_ack, versions, policies).encode()
     cap = int(home.config.get("limits.max_bundle_bytes"))
     if len(plaintext) + ENVELOPE_ALLOWANCE > cap:  # refuse before a seq is spent
         raise UsageError(
             f"the bundle for {name} would be over limits.max_bundle_bytes ({cap})", code=TOO_LARGE
         )
     trust = _trust_section(home, now)
-    seq = store.next_seq(name, now)
-    data = seal_bundle(
-        kind="secrets",
-        sender=home.identity,
-        keys=home.secrets.keys,
-        recipient=agent.identity,
-        seq=seq,
-        created=now,
-        expires=now + valid_for,
-        plaintext=plaintext,
-        trust=trust,
-    )
-    if len(data) > cap:  # a gateway never writes a bundle its agents must refuse
-        raise UsageError(f"the bundle for {name} is over limits.max_bundle_bytes", code=TOO_LARGE)
-    header = parse_envelope(data).header
-    return ExportedBundle(name, bundle_file_name(header), data, seq, len(secrets), len(tombstones))
+    with store.reserve_seq(name, now) as (conn, seq):
+        data = seal_bundle(
+            kind="secrets",
+            sender=home.identity,
+            keys=home.secrets.keys,
+            recipient=agent.identity,
+            seq=seq,
+            created=now,
+            expires=now + valid_for,
+            plaintext=plaintext,
+            trust=trust,
+        )
+        if len(data) > cap:  # never written, so the seq is not spent (rolled back)
+            raise UsageError(
+                f"the bundle for {name} is over limits.max_bundle_bytes", code=TOO_LARGE
+            )
+        envelope = parse_envelope(data)
+        bundle = ExportedBundle(
+            name,
+            bundle_file_name(envelope.header),
+            data,
+            seq,
+            len(secrets),
+            len(tombstones),
+            envelope.bundle_id,
+        )
+        if on_sealed is not None:
+            on_sealed(conn, bundle)
+        crashpoint.reached("export.sealed")
+    crashpoint.reached("export.committed")
+    return bundle
 
 
 def _trust_section(home: Home, now: int) -> dict[str, Any] | None:

@@ -156,6 +156,10 @@ def write_backup(conn: Any, path: Path, key: bytes, version: str) -> Path:
     conn.execute(f"ATTACH DATABASE ? AS relay_backup KEY \"x'{key.hex()}'\"", (str(partial),))
     try:
         conn.execute("SELECT sqlcipher_export('relay_backup')")
+        # sqlcipher_export copies tables and rows, not the schema version: carry it over, or
+        # the copy would be migrated again from the start when it is opened.
+        (version,) = conn.execute("PRAGMA main.user_version").fetchone()
+        conn.execute(f"PRAGMA relay_backup.user_version = {int(version)}")
     finally:
         conn.execute("DETACH DATABASE relay_backup")
     _fsync(partial)

@@ -28,6 +28,8 @@ from relay.store_version import backup_path, read_version
 from tests.conftest import run_process, run_relay
 from tests.test_gateway_postgres import database  # noqa: F401 - a throwaway database
 
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 FIXTURES = Path(__file__).parent / "fixtures" / "v1"
 V1_TABLES = {
     "agent": (
@@ -118,6 +120,7 @@ def test_agent_store_migrates_with_a_backup_and_loses_nothing(tmp_path: Path) ->
     assert v1_rows(kept, "agent") == before
 
 
+@pytest.mark.slow  # starts a relay process
 def test_the_fast_get_path_migrates_an_old_agent_store(tmp_path: Path) -> None:
     home = old_home(tmp_path, "agent")
     got = run_process("agent", "get", "--home", str(home.path), "db/plant7/password")
@@ -171,6 +174,7 @@ def test_gateway_head_constant_matches_the_shipped_revisions() -> None:
     assert "applied_stream_seq" in {i.name for i in agent_schema.applied.indexes}
 
 
+@pytest.mark.slow  # starts a relay process
 def test_a_newer_agent_store_is_refused_with_one_line(tmp_path: Path) -> None:
     home = old_home(tmp_path, "agent")
     raw(home).execute(f"PRAGMA user_version = {agent_migrations.CURRENT + 1}")
@@ -182,6 +186,7 @@ def test_a_newer_agent_store_is_refused_with_one_line(tmp_path: Path) -> None:
     assert not backup_path(home.store_path, str(agent_migrations.CURRENT + 1)).exists()
 
 
+@pytest.mark.slow  # starts a relay process
 def test_a_newer_gateway_store_is_refused_with_one_line(tmp_path: Path) -> None:
     home = old_home(tmp_path, "gateway")
     GatewayStore.open(home).close()
@@ -214,6 +219,7 @@ ensure_current(conn, home.store_path, home.secrets.store_key, [Step(2, "hang", h
 """
 
 
+@pytest.mark.slow  # starts a relay process
 def test_a_migration_killed_midway_leaves_the_old_version_and_the_backup(tmp_path: Path) -> None:
     home = old_home(tmp_path, "agent")
     before = v1_rows(raw(home), "agent")
@@ -268,6 +274,7 @@ def test_a_new_gateway_feeds_an_old_format_agent(tmp_path: Path) -> None:
         assert conn.execute("SELECT seq FROM streams").fetchall() == [(4,)]
 
 
+@pytest.mark.slow  # needs the PostgreSQL server
 def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureRequest) -> None:
     """A 0.1.0 gateway database on PostgreSQL (tables, no ``alembic_version``) is upgraded in
     one transaction; a new one is stamped; a newer one is refused."""
@@ -282,7 +289,7 @@ def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureR
         gateway_schema.metadata.create_all(engine)
         with engine.begin() as conn:
             conn.execute(text("DROP INDEX audit_bundles_agent_head"))  # added by 0002
-            conn.execute(text("DROP TABLE agent_revocations"))  # added by 0003
+            conn.execute(text("DROP TABLE agent_revocations"))  # added by 0004
         key = os.urandom(32)
         found = gateway_migrations.prepare_store(engine, None, key, gateway_schema.metadata)
         assert found == gateway_migrations.BASELINE
@@ -305,3 +312,46 @@ def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureR
             assert gateway_migrations.stored_revision(conn) == gateway_migrations.HEAD
     finally:
         engine.dispose()
+
+
+_KILLED_GATEWAY_MIGRATION = """
+import sys
+from pathlib import Path
+import outer_gateway.migrations as migrations
+from outer_gateway.store import GatewayStore
+from relay.home import Home
+
+real = migrations._run
+
+def hang(conn, action):
+    real(conn, action)  # every revision ran, inside the one transaction
+    print("in-transaction", flush=True)
+    sys.stdin.read()
+
+migrations._run = hang
+GatewayStore.open(Home.open(Path(sys.argv[1]), "gateway"))
+"""
+
+
+def test_a_gateway_migration_killed_midway_leaves_revision_0001(tmp_path: Path) -> None:
+    home = old_home(tmp_path, "gateway")
+    before = v1_rows(raw(home), "gateway")
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_GATEWAY_MIGRATION), str(home.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"in-transaction\n"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    tables = {r[0] for r in raw(home).execute("SELECT name FROM sqlite_master").fetchall()}
+    assert "alembic_version" not in tables and "audit_bundles_agent_head" not in tables
+    assert v1_rows(raw(home), "gateway") == before
+    assert backup_path(home.store_path, gateway_migrations.BASELINE).exists()
+    GatewayStore.open(home).close()
+    assert raw(home).execute("SELECT version_num FROM alembic_version").fetchall() == [
+        (gateway_migrations.HEAD,)
+    ]

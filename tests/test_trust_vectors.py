@@ -76,6 +76,7 @@ def test_every_trust_code_has_a_vector() -> None:
     }
 
 
+@pytest.mark.slow  # starts a process
 def test_make_trust_vectors_reproduces_the_committed_files(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(BUNDLES / "make_trust_vectors.py"), "--out", str(tmp_path)],

@@ -83,6 +83,7 @@ def test_vector(name: str) -> None:
         assert [list(r) for r in payload.secrets] == want["secrets"]
         assert [list(r) for r in payload.tombstones] == want["tombstones"]
         assert payload.audit_ack == want["ack"]["audit_seq"]
+        assert [list(r) for r in payload.versions] == want.get("versions", [])
 
 
 def test_every_outcome_is_covered() -> None:
@@ -121,6 +122,7 @@ def test_keys_json_derivations() -> None:
     assert envelope.bundle_id == context()["stream"]["high_water"]["bundle_id"]
 
 
+@pytest.mark.slow
 def test_make_vectors_reproduces_the_committed_files(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(BUNDLES / "make_vectors.py"), "--out", str(tmp_path)],

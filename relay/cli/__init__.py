@@ -22,7 +22,12 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "relay.cli.demo:demo",
     "hop": "relay.cli.hop:hop",
     "diode": "relay.cli.diode:diode",
+    "doctor": "relay.cli.doctor:doctor",
+    "kit": "relay.cli.kit:kit",
 }
+
+
+CALLER_UMASK = [0o022]  # the umask relay was started with, for the commands relay runs
 
 
 class LazyGroup(click.Group):
@@ -68,7 +73,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="relay")
 def cli() -> None:
     """relay: store-and-forward secrets across air gaps, diodes and DMZs."""
-    os.umask(0o077)  # every file relay creates is private unless it says otherwise
+    CALLER_UMASK[0] = os.umask(0o077)  # every file relay creates is private unless it says so
 
 
 def main(argv: list[str] | None = None) -> Any:
