@@ -126,8 +126,10 @@ def agents(ctx: click.Context, home: Path | None, as_json: bool) -> None:
     """List enrolled agents (or manage one: `agents revoke NAME`)."""
     if ctx.invoked_subcommand is not None:
         return
-    if home is None:
-        raise click.UsageError("Missing option '--home' (or RELAY_HOME).")
+    if home is None:  # as --home everywhere else: the gateway's default home
+        from relay.home_location import default_home
+
+        home = default_home("gateway")
     from outer_gateway.agent_keys import revoked_agents
 
     _, store = _open(home)
