@@ -165,36 +165,12 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
 @click.argument("path")
 def get(home: Path, path: str) -> None:
     """Print the value of PATH and a newline (nothing else on stdout)."""
-    from inner_agent.audit import AgentAudit
-    from inner_agent.lookup import read_secret
-    from inner_agent.rawdb import raw_connection
-    from relay.errors import SecretError
+    from inner_agent.get_command import get_value
 
-    opened = Home.open(home, "agent")
-    audit = AgentAudit(opened)
-    with raw_connection(opened) as conn:
-        try:
-            secret = read_secret(conn, path, now())
-        except SecretError as exc:
-            audit.record_on(conn, "secret.denied", {"path": path, "reason": exc.code, **_who()})
-            raise
-        audit.record_on(conn, "secret.read", {"path": path, "version": secret.version, **_who()})
+    value = get_value(home, path)
     out = sys.stdout.buffer
-    out.write(secret.value + b"\n")
+    out.write(value + b"\n")
     out.flush()
-
-
-def _who() -> dict[str, str | int]:
-    """Who asked, for the audit record: the local user of this CLI process."""
-    import os
-    import pwd
-
-    uid = os.getuid()
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = str(uid)
-    return {"user": user, "uid": uid, "via": "cli"}
 
 
 @agent.group()
