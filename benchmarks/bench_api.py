@@ -26,7 +26,8 @@ from pathlib import Path
 CLIENT = r"""
 import json, sys, time
 import httpx
-url, token, path, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+url, path, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+token = sys.stdin.readline().strip()  # never in argv, where /proc shows it
 headers = {"Authorization": f"Bearer {token}"}
 latencies = []
 with httpx.Client(base_url=url, headers=headers, timeout=10) as client:
@@ -131,10 +132,16 @@ def _token(url: str, creds: dict[str, str]) -> str:
 def _measure(url: str, token: str, path: str, seconds: float, clients: int) -> dict[str, float]:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLIENT, url, token, path, str(seconds)], stdout=subprocess.PIPE
+            [sys.executable, "-c", CLIENT, url, path, str(seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
         for _ in range(clients)
     ]
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(token.encode() + b"\n")
+        proc.stdin.flush()  # communicate() closes it
     results = [json.loads(p.communicate(timeout=seconds + 60)[0]) for p in procs]
     latencies = sorted(x for r in results for x in r["latencies"])
     total = sum(r["n"] for r in results)

@@ -2,7 +2,9 @@
 
 Endpoints: ``POST /v1/oauth2/token``, ``GET /v1/secrets/{path}``, ``GET /v1/health``,
 ``GET /metrics`` and the schema at ``/openapi.json``. Errors are ``{"error": CODE, "message": …}``.
-Every response says ``Cache-Control: no-store``. Request bodies are capped before the app sees
+Every response says ``Cache-Control: no-store``. The token endpoint takes ``client_secret_basic``
+and ``client_secret_post`` (:mod:`inner_agent.client_auth`); the served document states every
+constraint (:mod:`inner_agent.api_schema`). Request bodies are capped before the app sees
 them (413 ``too_large``); headers are capped here (400 ``headers_too_large``) and, when they
 trickle in, by the HTTP parser (400 ``bad_request``).
 """
@@ -10,9 +12,7 @@ trickle in, by the HTTP parser (400 ``bad_request``).
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inner_agent.api_schema import install_schema
+from inner_agent.client_auth import parse_token_request
 from inner_agent.lookup import Secret
 from inner_agent.metrics import CONTENT_TYPE
 from inner_agent.service import AgentService, ApiError
@@ -29,6 +31,12 @@ MAX_BODY_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 PEER_UID_KEY = "relay.peer_uid"
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
+RETRY_AFTER = "60"  # seconds; the failed-authentication window
+# RFC 6749 §5.2 (client authentication) and RFC 6750 §3 (bearer tokens)
+CHALLENGES = {
+    "invalid_client": 'Basic realm="relay"',
+    "unauthorized": 'Bearer realm="relay"',
+}
 
 
 class TokenResponse(BaseModel):
@@ -50,6 +58,18 @@ class SecretResponse(BaseModel):
     expires_at: int | None
 
 
+class HealthResponse(BaseModel):
+    """The service's state: freshness and counts."""
+
+    status: str
+    stale: bool
+    last_import: int | None
+    seconds_since_fresh_bundle: float | None
+    max_staleness: int | None
+    secrets: int
+    secrets_expiring_24h: int
+
+
 class ErrorResponse(BaseModel):
     """Every error: a stable code and a human message (never a secret)."""
 
@@ -57,9 +77,21 @@ class ErrorResponse(BaseModel):
     message: str
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """The JSON error body every endpoint uses."""
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=NO_STORE)
+    return JSONResponse(
+        {"error": code, "message": message},
+        status_code=status,
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def _error_headers(status: int, code: str) -> dict[str, str]:
+    if status == 401:
+        return {"www-authenticate": CHALLENGES.get(code, CHALLENGES["unauthorized"])}
+    return {"retry-after": RETRY_AFTER} if status == 429 else {}
 
 
 def secret_body(secret: Secret) -> dict[str, Any]:
@@ -83,16 +115,6 @@ def _bearer(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _token_form(body: bytes, content_type: str) -> dict[str, str]:
-    if content_type.startswith("application/json"):
-        doc = json.loads(body or b"null")
-        if not isinstance(doc, dict):
-            raise ValueError
-        return {str(k): str(v) for k, v in doc.items() if isinstance(v, str)}
-    fields = parse_qs(body.decode("ascii"), strict_parsing=bool(body), max_num_fields=16)
-    return {key: values[0] for key, values in fields.items()}
-
-
 def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
     """The ASGI application serving ``service``."""
     app = FastAPI(
@@ -102,18 +124,19 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
         redoc_url=None,
         description="Local API of the relay inner agent: tokens and secret reads.",
     )
-    errors: dict[int | str, dict[str, Any]] = {
-        s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 410, 413)
-    }
+    errors: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        headers = _error_headers(exc.status, exc.code)
+        return error_response(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
-        return error_response(exc.status_code, code, str(exc.detail))
+        given = {k.lower(): v for k, v in (exc.headers or {}).items()}
+        allow = {"allow": given["allow"]} if "allow" in given else {}  # RFC 9110 §15.5.6
+        return error_response(exc.status_code, code, str(exc.detail), allow)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -121,17 +144,13 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
 
     @app.post("/v1/oauth2/token", response_model=TokenResponse, responses=errors)
     async def token(request: Request) -> Response:
-        """OAuth 2.0 client-credentials grant (form or JSON body)."""
-        try:
-            form = _token_form(await request.body(), request.headers.get("content-type", ""))
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_request", "the body is not a valid form or JSON") from None
-        if form.get("grant_type") != "client_credentials":
-            raise ApiError(400, "unsupported_grant_type", "grant_type must be client_credentials")
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        if not client_id or not client_secret:
-            raise ApiError(400, "invalid_request", "client_id and client_secret are required")
-        issued = service.issue_token(client_id, client_secret)
+        """OAuth 2.0 client credentials grant: ``client_secret_basic`` (HTTP Basic) or
+        ``client_secret_post`` (form or JSON body); errors as in RFC 6749 §5.2."""
+        headers = request.headers
+        asked = parse_token_request(
+            await request.body(), headers.get("content-type", ""), headers.get("authorization", "")
+        )
+        issued = service.issue_token(asked.client_id, asked.client_secret)
         body = {
             "access_token": issued.token,
             "token_type": "Bearer",
@@ -148,7 +167,7 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
         secret = service.read(token, path)
         return JSONResponse(secret_body(secret), headers=NO_STORE)
 
-    @app.get("/v1/health")
+    @app.get("/v1/health", response_model=HealthResponse)
     async def health() -> Response:
         """Last import, secret count and staleness."""
         return JSONResponse(service.health(), headers=NO_STORE)
@@ -164,6 +183,7 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
         async def constant() -> Response:
             return JSONResponse({"value": "constant"}, headers=NO_STORE)
 
+    install_schema(app)
     return Guard(app, service)
 
 
@@ -188,9 +208,9 @@ class Guard:
         allowed = self.service.settings.allowed_uids
         uid = scope.get(PEER_UID_KEY)
         if uid is not None and allowed and uid not in allowed:
-            from inner_agent import denials
-
-            denials.note("secret.denied", "uid_not_allowed", app=None, path=None, uid=uid)
+            self.service.denials.note(
+                "secret.denied", "uid_not_allowed", app=None, path=None, uid=uid
+            )
             await error_response(403, "forbidden", f"uid {uid} may not use this socket")(
                 scope, receive, counted
             )
@@ -200,7 +220,10 @@ class Guard:
                 400, "headers_too_large", f"request headers are capped at {MAX_HEADER_BYTES} bytes"
             )(scope, receive, counted)
             return
-        body = await _read_capped(scope, receive)
+        try:
+            body = await _read_capped(scope, receive)
+        except _ClientGone:  # timed out mid-body (api.read_timeout) or hung up: nobody to answer
+            return
         if body is None:
             await error_response(
                 413, "too_large", f"request bodies are capped at {MAX_BODY_BYTES}"
@@ -233,7 +256,7 @@ async def _read_capped(scope: Scope, receive: Receive) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise _ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
@@ -242,6 +265,10 @@ async def _read_capped(scope: Scope, receive: Receive) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+class _ClientGone(Exception):
+    """The connection closed before the whole body arrived."""
 
 
 def _replay(body: bytes, original: Receive) -> Receive:

@@ -1,9 +1,10 @@
 """Applications registered to read secrets through the local API (``relay agent app …``).
 
-An app has a name, a random ``client_id``, a client secret shown once at registration, and the
-grant patterns it may read. The store keeps only SHA-256 of the secret: the secret is 256 random
-bits, so a fast hash is as strong as a slow KDF here and keeps token requests cheap
-(docs/adr/0006-app-secrets.md).
+An app has a name, a random ``client_id`` (also the registration's unique id: tokens, audit and
+grants refer to it, so a name registered again inherits nothing), a client secret shown once at
+registration, and the grant patterns it may read. The store keeps only SHA-256 of the secret:
+the secret is 256 random bits, so a fast hash is as strong as a slow KDF here and keeps token
+requests cheap (docs/adr/0006-app-secrets.md).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from relay.errors import UsageError
 from relay.identity import check_name
 from relay.paths import check_pattern, grant_matcher
 
+CLIENT_ID = re.compile(r"app-[0-9a-f]{24}")  # also the registration's unique id
 SECRET_PREFIX = "rs_"  # noqa: S105 - recognisable in leak scanners; 43 url-safe characters follow
 _DUMMY_HASH = hashlib.sha256(b"relay: no such client").digest()
 
@@ -59,6 +61,12 @@ class Credentials:
         return f"Credentials(client_id={self.client_id!r}, client_secret=<hidden>)"
 
 
+def looks_like_client_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a client id. Anything else (a client secret pasted
+    into the wrong field, say) must never be logged or recorded."""
+    return CLIENT_ID.fullmatch(value) is not None
+
+
 def hash_secret(client_secret: str) -> bytes:
     """SHA-256 of a client secret, as stored."""
     return hashlib.sha256(client_secret.encode("utf-8")).digest()
@@ -88,12 +96,16 @@ def add_app(store: AgentStore, name: str, patterns: list[str], now: int) -> Cred
     return creds
 
 
-def remove_app(store: AgentStore, name: str) -> None:
-    """Remove ``name``; ``not_found`` if there is none. Its tokens stop working at once."""
+def remove_app(store: AgentStore, name: str) -> str:
+    """Remove ``name`` and return its client_id; ``not_found`` if there is none. Its tokens stop
+    working at once."""
+    t = schema.apps
     with write_transaction(store.engine) as conn:
-        done = conn.execute(delete(schema.apps).where(schema.apps.c.name == name))
-        if done.rowcount == 0:
+        client_id = conn.execute(select(t.c.client_id).where(t.c.name == name)).scalar()
+        if client_id is None:
             raise UsageError(f"no app named {name!r}", code=NOT_FOUND)
+        conn.execute(delete(t).where(t.c.name == name))
+    return str(client_id)
 
 
 def list_apps(store: AgentStore) -> list[App]:

@@ -182,8 +182,9 @@ def _serve_with(
     if settings.listen is not None:
         sockets.append(bind_tcp(*settings.listen))
     if settings.unix_socket is not None:
-        sockets.append(bind_unix(settings.unix_socket))
-    server = make_server(create_app(service, bench=os.environ.get(BENCH_ENV) == "1"))
+        sockets.append(bind_unix(settings.unix_socket, settings.allowed_uids))
+    app = create_app(service, bench=os.environ.get(BENCH_ENV) == "1")
+    server = make_server(app, float(settings.read_timeout))
     stopping.server = server
 
     def rescan() -> None:
@@ -207,7 +208,7 @@ def _serve_with(
         max_instances=1,
         coalesce=True,
     )
-    scheduler.add_job(denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
+    scheduler.add_job(service.denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
     diode = _diode_receiver(home, settings)
     watches.start()
     worker.start()
@@ -237,7 +238,7 @@ def _serve_with(
         if settings.unix_socket is not None:
             with contextlib.suppress(FileNotFoundError):
                 settings.unix_socket.unlink()
-        denials.flush(force=True)
+        service.denials.flush(force=True)
         events.record("agent.stopped", signal=stopping.signal_name)
     return 0
 

@@ -91,15 +91,3 @@ class DenialAggregator:
     def _window_number(self) -> int:
         return int(self.clock() // self.interval)
 
-
-_default = DenialAggregator()
-
-
-def note(event_type: str, reason: str, **sample: events.Scalar) -> None:
-    """Aggregate one unauthenticated denial in the process-wide aggregator."""
-    _default.note(event_type, reason, **sample)
-
-
-def flush(force: bool = False) -> None:
-    """Record the process-wide aggregator's finished counts (``force``: all of them)."""
-    _default.flush(force)

@@ -3,9 +3,11 @@
 Event types: ``agent.started``, ``agent.stopped``, ``agent.stale`` (once per stale period;
 an agent that never imported is stale), ``agent.fresh``, ``bundle.applied``,
 ``bundle.rejected``, ``bundle.duplicate``, ``bundle.skipped``, ``secret.read`` and
-``secret.denied`` (fields ``path``, ``app``, ``reason``), ``token.issued`` and ``token.denied``,
+``secret.denied`` (fields ``path``, ``app``, ``reason``), ``token.issued`` (``app``,
+``client_id``) and ``token.denied`` (``client_id`` only when the value is shaped like one),
 and ``unauthenticated.denied``: denials no app is behind are sampled and counted per interval
-(:mod:`inner_agent.denials`), never recorded one by one.
+(:mod:`inner_agent.denials`), never recorded one by one. ``relay agent app add|rm`` record
+``app.added`` and ``app.removed`` themselves.
 
 Fields follow the audit chain's rules (snake_case names, scalar values, ``agent`` reserved) and
 never carry a secret value: a ``bytes`` field is refused at the call. Events are logged to stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from inner_agent import denials, events
-from inner_agent.apps import App, authenticate, list_apps
+from inner_agent.apps import App, authenticate, list_apps, looks_like_client_id
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
 from inner_agent.intake_health import IntakeHealth, RejectionBudget
@@ -31,6 +31,7 @@ from relay.paths import is_valid_path, matches_any
 __all__ = ["AgentService", "ApiError", "IssuedToken", "StoreWatch"]
 
 DAY = 86400
+MALFORMED_CLIENT = "?"  # the throttle's one key for every value not shaped like a client id
 
 
 @dataclass(frozen=True)
@@ -83,17 +84,19 @@ class AgentService:
         settings: ServiceSettings,
         clock: Callable[[], float] = time.time,
         acknowledge: Callable[[int], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.acknowledge = acknowledge
-        self.tokens = TokenTable(settings.token_ttl)
-        self.throttle = FailureThrottle()
+        self.tokens = TokenTable(settings.token_ttl, clock=monotonic)
+        self.throttle = FailureThrottle(clock=monotonic)
+        self.denials = denials.DenialAggregator(clock=monotonic)
         self.cache = SecretCache(clock=clock)
         self.last_import: int | None = None
         self._watch = StoreWatch(store_path)
-        self._apps: dict[str, App] = {}
+        self._apps: dict[str, App] = {}  # by client_id: a token names a registration
         self._marker: tuple[str, str] | None = None
         self._last_fresh: int | None = None
         self._stale_recorded = False
@@ -118,7 +121,7 @@ class AgentService:
         with self._lock:
             self._marker = marker
             self.cache.invalidate()
-            self._apps = {a.name: a for a in list_apps(self.store)}
+            self._apps = {a.client_id: a for a in list_apps(self.store)}
             created = self.store.get_meta("last_bundle_created")
             imported = self.store.get_meta("last_import")
             fresh = created or imported  # stores written before bundle times were kept
@@ -128,28 +131,40 @@ class AgentService:
     # -- tokens --------------------------------------------------------------------------------
 
     def issue_token(self, client_id: str, client_secret: str) -> IssuedToken:
-        """A token for valid client credentials; ``invalid_client`` (401) otherwise."""
-        if self.throttle.blocked(client_id):
-            raise ApiError(429, "too_many_requests", "too many failed attempts; try again later")
-        app = authenticate(self.store, client_id, client_secret)
+        """A token for valid client credentials; ``invalid_client`` (401) otherwise.
+
+        The credentials are always checked first, so the right secret gets its token however
+        many wrong ones came before; only further *failures* are answered 429. A ``client_id``
+        not shaped like one (a secret in the wrong field, say) is never recorded."""
+        shaped = looks_like_client_id(client_id)
+        app = authenticate(self.store, client_id, client_secret) if shaped else None
         if app is None:
-            self.throttle.failed(client_id)
-            denials.note("token.denied", INVALID_CLIENT, app=None, client_id=client_id[:64])
-            raise ApiError(401, "invalid_client", "unknown client or wrong client secret")
-        self.refresh(force=app.name not in self._apps)
-        token = self.tokens.issue(app.name)
-        events.record("token.issued", app=app.name, expires_in=self.tokens.ttl)
+            self._refuse_client(client_id if shaped else None)
+        self.refresh(force=app.client_id not in self._apps)
+        token = self.tokens.issue(app.client_id)
+        events.record(
+            "token.issued", app=app.name, client_id=app.client_id, expires_in=self.tokens.ttl
+        )
         return IssuedToken(token, self.tokens.ttl)
+
+    def _refuse_client(self, client_id: str | None) -> NoReturn:
+        """401 ``invalid_client`` (recorded), or 429 once this client id failed too often."""
+        key = client_id or MALFORMED_CLIENT
+        if self.throttle.blocked(key):
+            raise ApiError(429, "too_many_requests", "too many failed attempts; try again later")
+        self.throttle.failed(key)
+        self.denials.note("token.denied", INVALID_CLIENT, app=None, client_id=client_id)
+        raise ApiError(401, "invalid_client", "unknown client or wrong client secret")
 
     def app_of(self, token: str | None, path: str | None = None) -> App:
         """The app a bearer token belongs to; ``unauthorized`` (401) otherwise."""
         self.refresh()
-        name = self.tokens.resolve(token) if token else None
-        app = self._apps.get(name) if name is not None else None
+        registration = self.tokens.resolve(token) if token else None
+        app = self._apps.get(registration) if registration is not None else None
         if app is None:
             reason = "missing token" if not token else "bad, expired or revoked token"
             shown = None if path is None else path[:256]
-            denials.note("secret.denied", UNAUTHORIZED, app=None, path=shown)
+            self.denials.note("secret.denied", UNAUTHORIZED, app=None, path=shown)
             raise ApiError(401, "unauthorized", reason)
         return app
 

@@ -21,6 +21,7 @@ class ServiceSettings:
     unix_socket: Path | None
     allowed_uids: frozenset[int]
     token_ttl: int
+    read_timeout: int
     max_staleness: int | None
     fail_closed: tuple[str, ...]
     rescan_every: int
@@ -49,6 +50,7 @@ class ServiceSettings:
             unix_socket=Path(socket_text) if socket_text else None,
             allowed_uids=frozenset(int(u) for u in config.get("api.allowed_uids")),
             token_ttl=parse_duration(str(config.get("api.token_ttl"))),
+            read_timeout=parse_duration(str(config.get("api.read_timeout"))),
             max_staleness=parse_duration(staleness) if staleness else None,
             fail_closed=tuple(str(p) for p in config.get("agent.fail_closed")),
             rescan_every=parse_duration(str(config.get("agent.rescan_every"))),

@@ -3,6 +3,10 @@
 A token is 256 random bits, handed out once; the table is keyed by its SHA-256, so looking one up
 never compares the token itself and a memory dump of the table yields no usable token. Tokens die
 with the process, expire after ``api.token_ttl`` and the table is bounded.
+
+A token stands for one app *registration* (its ``client_id``, random and never reused), not for
+the app's name: after ``app rm`` and ``app add`` with the same name, the old tokens resolve to a
+registration that no longer exists.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ MAX_FAILURES = 10  # failed client authentications per client id and window, the
 class Grant:
     """What a live token stands for."""
 
-    app: str
+    registration: str  # the app's client_id
     expires: float  # on the monotonic clock
 
 
@@ -46,31 +50,31 @@ class TokenTable:
         self._grants: dict[bytes, Grant] = {}
         self._lock = threading.Lock()
 
-    def issue(self, app: str) -> str:
-        """A new token for ``app``, valid for ``ttl`` seconds."""
+    def issue(self, registration: str) -> str:
+        """A new token for the app registered as ``registration``, valid for ``ttl`` seconds."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._lock:
-            mine = [k for k, g in self._grants.items() if g.app == app]
+            mine = [k for k, g in self._grants.items() if g.registration == registration]
             if len(mine) >= self.per_app:  # the app's oldest token makes room for its newest
                 del self._grants[mine[0]]
             if len(self._grants) >= self.limit:
                 self._prune_locked()
             if len(self._grants) >= self.limit:  # still full of live tokens: drop the oldest
                 del self._grants[next(iter(self._grants))]
-            self._grants[_digest(token)] = Grant(app, self.clock() + self.ttl)
+            self._grants[_digest(token)] = Grant(registration, self.clock() + self.ttl)
         return token
 
     def resolve(self, token: str) -> str | None:
-        """The app of a live token, or ``None`` (unknown or expired)."""
+        """The registration (client_id) of a live token, or ``None`` (unknown or expired)."""
         grant = self._grants.get(_digest(token))
         if grant is None or grant.expires <= self.clock():
             return None
-        return grant.app
+        return grant.registration
 
-    def revoke_app(self, app: str) -> None:
-        """Forget every token of ``app``."""
+    def revoke(self, registration: str) -> None:
+        """Forget every token of ``registration``."""
         with self._lock:
-            for key in [k for k, g in self._grants.items() if g.app == app]:
+            for key in [k for k, g in self._grants.items() if g.registration == registration]:
                 del self._grants[key]
 
     def prune(self) -> int:
@@ -86,11 +90,14 @@ class TokenTable:
 
 
 class FailureThrottle:
-    """Refuse a client id for a while after too many failed authentications in a window.
+    """Count failed authentications per client id; past the limit in a window, further
+    *failures* are answered 429 without an audit record each.
 
-    Client secrets are 256 random bits, so guessing is hopeless; this bounds the work (and the
-    audit records) a flood of wrong attempts can cause. Keys are truncated client ids, and the
-    table is bounded like the token table."""
+    Only failures are throttled: the service always checks the credentials first, so the right
+    secret is never refused, however many wrong ones came before (a local process flooding wrong
+    secrets for a known client id cannot lock the application out). Client secrets are 256
+    random bits, so guessing is hopeless; this bounds the audit records a flood can cause. Keys
+    are truncated client ids, and the table is bounded like the token table."""
 
     def __init__(
         self,

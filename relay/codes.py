@@ -246,6 +246,13 @@ INVALID_REQUEST = reason(
 METHOD_NOT_ALLOWED = reason(
     "method_not_allowed", "the method is not allowed on this resource", http_status=405, area=API
 )
+OVERLOADED = reason(
+    "overloaded", "every connection is being served; retry shortly", http_status=503, area=API
+)
+REQUEST_TIMEOUT = reason(
+    "request_timeout", "the request was not sent in full within api.read_timeout",
+    http_status=408, area=API,
+)
 TOO_MANY_REQUESTS = reason(
     "too_many_requests", "too many failed attempts; try later", http_status=429, area=API
 )

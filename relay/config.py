@@ -211,6 +211,9 @@ SETTINGS: dict[str, Setting] = {
         AGENT, _uids, [], "uids allowed on the unix socket (comma-separated; empty: its owner)"
     ),
     "api.token_ttl": Setting(AGENT, _duration, "15m", "lifetime of API access tokens"),
+    "api.read_timeout": Setting(
+        AGENT, _duration, "10s", "time a client has to send a whole request (headers and body)"
+    ),
 }
 
 

@@ -31,11 +31,13 @@ def add(home: Path, name: str, patterns: tuple[str, ...], as_json: bool) -> None
     from inner_agent.apps import add_app
     from inner_agent.store import AgentStore
 
-    store = AgentStore.open(Home.open(home, "agent"))
+    opened = Home.open(home, "agent")
+    store = AgentStore.open(opened)
     try:
         creds = add_app(store, name, list(patterns), now())
     finally:
         store.close()
+    _audit(opened, "app.added", name, creds.client_id, allow=",".join(sorted(set(patterns))))
     if as_json:
         echo_json(
             {"name": name, "client_id": creds.client_id, "client_secret": creds.client_secret}
@@ -86,9 +88,19 @@ def rm(home: Path, name: str) -> None:
     from inner_agent.apps import remove_app
     from inner_agent.store import AgentStore
 
-    store = AgentStore.open(Home.open(home, "agent"))
+    opened = Home.open(home, "agent")
+    store = AgentStore.open(opened)
     try:
-        remove_app(store, name)
+        client_id = remove_app(store, name)
     finally:
         store.close()
+    _audit(opened, "app.removed", name, client_id)
     click.echo(f"removed app {name}")
+
+
+def _audit(home: Home, event_type: str, name: str, client_id: str, **extra: str) -> None:
+    """One audit record of an app change: the name and registration id, never the secret."""
+    from inner_agent.audit import AgentAudit
+    from relay.cli.agent import _who
+
+    AgentAudit(home).record(event_type, app=name, client_id=client_id, **extra, **_who())

@@ -171,10 +171,11 @@ def _service(root: Path, gw: str, ag: str, usb: str) -> None:
                 **{k: doc[k] for k in ("client_id", "client_secret")},
             },
         )["access_token"]
-        click.secho(f"$ curl -d grant_type=client_credentials ... {url}/v1/oauth2/token", fg="cyan")
-        click.secho(
-            f"$ curl -H 'Authorization: Bearer …' {url}/v1/secrets/db/plant7/password", fg="cyan"
+        click.secho(  # credentials and tokens go to curl on stdin (-K -), never in argv
+            f"$ … | curl -s -K - -d grant_type=client_credentials {url}/v1/oauth2/token",
+            fg="cyan",
         )
+        click.secho(f"$ … | curl -s -K - {url}/v1/secrets/db/plant7/password", fg="cyan")
         secret = _get_json(f"{url}/v1/secrets/db/plant7/password", token)
         click.echo(f"version {secret['version']}: {secret['value']}")
 
