@@ -173,6 +173,13 @@ def get(home: Path, path: str) -> None:
     out.flush()
 
 
+def _who() -> dict[str, str | int]:
+    """Who asked, for the audit record: the local user of this CLI process."""
+    from inner_agent.get_command import who
+
+    return who()
+
+
 @agent.group()
 def secret() -> None:
     """Inspect the secrets this agent holds (metadata only)."""
