@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-deps lint bench clean venv
+.PHONY: demo test test-fast test-deps lint bench crash clean venv dist test-dist
 
 venv: $(STAMP)
 
@@ -27,6 +27,14 @@ test: test-deps
 	$(MAKE) lint
 	$(BIN)/pytest -q
 
+# The offline install kit: dist/relay-VERSION-offline-PYVER-PLATFORM.tar.gz (docs/offline-install.md).
+dist: $(STAMP)
+	$(BIN)/python scripts/make_dist.py
+
+# Builds the real kit and installs it offline (a few minutes: every wheel); .ci/run runs it.
+test-dist: $(STAMP)
+	$(BIN)/pytest -q tests_dist
+
 # The fast tier: no servers, no processes, under 30 s (tests marked `slow` are left out).
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
@@ -36,6 +44,13 @@ test-deps:
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# The long run of the kill harness (docs/crash-consistency.md): 210 SIGKILLs of real processes.
+# CRASH_SEED=N replays a run; a failure prints its seed.
+CRASH_POINTS ?= 210
+CRASH_JOBS ?= 2
+crash: $(STAMP)
+	$(BIN)/python -m tests.crash.harness --points $(CRASH_POINTS) --jobs $(CRASH_JOBS) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from relay import db
+
 T = TypeVar("T")
 
 SIZES_ENV = "RELAY_BENCH_SIZES"
@@ -44,7 +46,7 @@ VALID_FOR = 7 * 24 * 3600
 _PRAGMAS = (  # the same as relay.db.sqlcipher_engine
     "busy_timeout = 15000",
     "journal_mode = WAL",
-    "synchronous = NORMAL",
+    f"synchronous = {db.SYNCHRONOUS}",
     "secure_delete = ON",
     "foreign_keys = ON",
 )

@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
-from relay import intake
+from relay import crashpoint, intake
+from relay.audit import log
 from relay.bundle.envelope import parse_head
 from relay.bundle.limits import Limits
 from relay.bundle.receive import judge_head, receive_secrets
 from relay.bundle.verify import Trust
+from relay.db import sa_executor
 from relay.errors import (
     DECRYPT_FAILED,
     DUPLICATE,
@@ -37,6 +40,9 @@ from relay.home import Home
 from relay.quarantine import Quarantine
 from relay.transport import Pending, Source, TransportOptions
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
 _log = logging.getLogger("relay.import")
 
 
@@ -52,6 +58,7 @@ class Outcome:
     result: ApplyResult | None = None
     quarantined: str | None = None
     bundle_id: str | None = None
+    recorded: bool = False  # its audit record was written in the apply transaction
 
     def audit_fields(self) -> dict[str, str | int | None]:
         """What the audit record of this outcome says (never a value)."""
@@ -140,10 +147,14 @@ class AgentImporter:
         return self._recorded(outcome)
 
     def _recorded(self, outcome: Outcome) -> Outcome:
-        if self.audit is not None and outcome.status != "skipped":
+        if self.audit is None or outcome.status == "skipped":
+            return outcome
+        if outcome.recorded:
+            self.audit.deliver()  # the record was committed with the apply; the sinks catch up
+        else:
             self.audit.record(f"bundle.{outcome.status}", **outcome.audit_fields())
-            if outcome.result is not None and outcome.result.audit_ack:
-                self.audit.acknowledge(outcome.result.audit_ack)
+        if outcome.result is not None and outcome.result.audit_ack:
+            self.audit.acknowledge(outcome.result.audit_ack)
         return outcome
 
     def _trust(self) -> Trust:
@@ -158,6 +169,9 @@ class AgentImporter:
                     data, trust, self.home.secrets.keys, stream, now, self._limits
                 )
                 result = stream.apply(received, now)
+                _audit_applied(stream.conn, name, received.bundle_id, result)
+                crashpoint.reached("apply.written")
+            crashpoint.reached("apply.committed")
         except BundleDuplicate as exc:
             return Outcome(
                 name, "duplicate", exc.code, exc.message, None, None, None, _bundle_id(data)
@@ -166,7 +180,9 @@ class AgentImporter:
             if listed and exc.code == WRONG_RECIPIENT:
                 return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
             return self._rejected(name, data, exc)
-        return Outcome(name, "applied", None, "", result.seq, result, None, received.bundle_id)
+        return Outcome(
+            name, "applied", None, "", result.seq, result, None, received.bundle_id, recorded=True
+        )
 
     def _rejected(self, name: str, data: bytes, exc: BundleRejected) -> Outcome:
         kept = None
@@ -176,6 +192,13 @@ class AgentImporter:
         return Outcome(
             name, "rejected", exc.code, exc.message, quarantined=kept, bundle_id=bundle_id
         )
+
+
+def _audit_applied(conn: Connection, name: str, bundle_id: str, result: ApplyResult) -> None:
+    """Append ``bundle.applied`` inside the apply transaction, so a crash can never leave an
+    applied bundle without its record, or a record without the bundle (spec §10.2)."""
+    outcome = Outcome(name, "applied", None, "", result.seq, result, None, bundle_id)
+    log.append(sa_executor(conn), "bundle.applied", outcome.audit_fields())
 
 
 # Codes only reached once the signature verified: the bundle id then names an authentic bundle.

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from relay import db
 from relay.codes import BAD_STORE
 from relay.errors import UsageError
 from relay.home import Home
@@ -24,6 +25,7 @@ def raw_connection(home: Home) -> Iterator[Any]:
     try:
         conn.execute(f"PRAGMA key = \"x'{home.secrets.store_key.hex()}'\"")
         conn.execute("PRAGMA busy_timeout = 15000")
+        conn.execute(f"PRAGMA synchronous = {db.SYNCHRONOUS}")
         try:
             conn.execute("SELECT count(*) FROM sqlite_master")
         except sqlcipher3.DatabaseError:

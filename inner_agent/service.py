@@ -250,7 +250,10 @@ class AgentService:
         if outcome.status == "applied":
             self.refresh(force=True)
             self.metrics.applied.inc()
-            events.record("bundle.applied", **fields)
+            if outcome.recorded:  # committed with the apply: log it, do not chain it twice
+                events.log_event("bundle.applied", dict(fields))
+            else:
+                events.record("bundle.applied", **fields)
             ack = outcome.result.audit_ack if outcome.result else 0
             if ack and self.acknowledge is not None:
                 self.acknowledge(ack)

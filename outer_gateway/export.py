@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from outer_gateway.store import Agent, GatewayStore
+from relay import crashpoint
 from relay.bundle.envelope import parse_envelope
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import bundle_file_name, seal_bundle
 from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
 from relay.paths import grant_matcher
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 # Prefix, header (under 1 KiB with our names), signature, nonce and MAC around the plaintext.
 ENVELOPE_ALLOWANCE = 2048
@@ -27,6 +33,7 @@ class ExportedBundle:
     seq: int
     secrets: int
     tombstones: int
+    bundle_id: str = ""
 
 
 def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
@@ -38,9 +45,19 @@ def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
 
 
 def build_bundle(
-    home: Home, store: GatewayStore, agent: Agent, now: int, valid_for: int, audit_ack: int = 0
+    home: Home,
+    store: GatewayStore,
+    agent: Agent,
+    now: int,
+    valid_for: int,
+    audit_ack: int = 0,
+    on_sealed: Callable[[Connection, ExportedBundle], None] | None = None,
 ) -> ExportedBundle:
-    """The full-state secrets bundle for ``agent``: its granted secrets and tombstones."""
+    """The full-state secrets bundle for ``agent``: its granted secrets and tombstones.
+
+    The seq is reserved, the bundle sealed and ``on_sealed`` run (the export's audit record) in
+    one transaction: a seq is committed only together with the one bundle it was sealed into,
+    and always before that bundle is written anywhere."""
     name = agent.identity.name
     matcher = grant_matcher([pattern for _, pattern in store.grants(name)])
     secrets: list[tuple[str, int, str, int | None]] = []
@@ -61,18 +78,33 @@ def build_bundle(
         raise UsageError(
             f"the bundle for {name} would be over limits.max_bundle_bytes ({cap})", code=TOO_LARGE
         )
-    seq = store.next_seq(name, now)
-    data = seal_bundle(
-        kind="secrets",
-        sender=home.identity,
-        keys=home.secrets.keys,
-        recipient=agent.identity,
-        seq=seq,
-        created=now,
-        expires=now + valid_for,
-        plaintext=plaintext,
-    )
-    if len(data) > cap:  # a gateway never writes a bundle its agents must refuse
-        raise UsageError(f"the bundle for {name} is over limits.max_bundle_bytes", code=TOO_LARGE)
-    header = parse_envelope(data).header
-    return ExportedBundle(name, bundle_file_name(header), data, seq, len(secrets), len(tombstones))
+    with store.reserve_seq(name, now) as (conn, seq):
+        data = seal_bundle(
+            kind="secrets",
+            sender=home.identity,
+            keys=home.secrets.keys,
+            recipient=agent.identity,
+            seq=seq,
+            created=now,
+            expires=now + valid_for,
+            plaintext=plaintext,
+        )
+        if len(data) > cap:  # never written, so the seq is not spent (rolled back)
+            raise UsageError(
+                f"the bundle for {name} is over limits.max_bundle_bytes", code=TOO_LARGE
+            )
+        envelope = parse_envelope(data)
+        bundle = ExportedBundle(
+            name,
+            bundle_file_name(envelope.header),
+            data,
+            seq,
+            len(secrets),
+            len(tombstones),
+            envelope.bundle_id,
+        )
+        if on_sealed is not None:
+            on_sealed(conn, bundle)
+        crashpoint.reached("export.sealed")
+    crashpoint.reached("export.committed")
+    return bundle

@@ -6,6 +6,8 @@ through :func:`relay.db.bulk_execute`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
@@ -162,6 +164,14 @@ class GatewayStore:
         """Reserve the next forward-stream seq of ``name``: one atomic ``UPDATE … RETURNING``,
         committed before the bundle is written, so concurrent gateway processes never hand out
         the same seq and a seq is never reused for different content."""
+        with self.reserve_seq(name, now) as (_, seq):
+            return seq
+
+    @contextmanager
+    def reserve_seq(self, name: str, now: int) -> Iterator[tuple[Connection, int]]:
+        """:meth:`next_seq` as a transaction the caller finishes: what it writes on the yielded
+        connection (the sealed bundle's audit record) commits with the seq, or neither does.
+        The commit is durable (``synchronous = FULL``) before the bundle file is written."""
         t = schema.agents
         query = (
             update(t)
@@ -170,7 +180,7 @@ class GatewayStore:
             .returning(t.c.last_seq)
         )
         with write_transaction(self.engine) as conn:
-            return int(conn.execute(query).scalar_one())
+            yield conn, int(conn.execute(query).scalar_one())
 
     # -- secrets -----------------------------------------------------------------------------
 

@@ -228,6 +228,42 @@ STORE_TOO_NEW = reason(
     exit_status=USAGE, area=SECRETS,
 )
 
+# -- operations: backup and restore, the offline kit, default destinations ------------------------
+OPERATIONS = "Operations (backup, restore, install kit)"
+BAD_BACKUP = reason(
+    "bad_backup", "not an intact relay backup, or the wrong passphrase", exit_status=USAGE,
+    area=OPERATIONS,
+)
+BACKUP_UNSUPPORTED = reason(
+    "backup_unsupported", "the store is on a database server: use pg_dump", exit_status=USAGE,
+    area=OPERATIONS,
+)
+HOME_EXISTS = reason(
+    "home_exists", "restore only into a new home, never over one", exit_status=USAGE,
+    area=OPERATIONS,
+)
+WEAK_PASSPHRASE = reason(
+    "weak_passphrase", "the backup passphrase is shorter than 8 characters", exit_status=USAGE,
+    area=OPERATIONS,
+)
+NO_DESTINATION = reason(
+    "no_destination", "no --to given and export.to not set", exit_status=USAGE, area=OPERATIONS
+)
+BAD_KEY = reason(
+    "bad_key", "not an Ed25519 public key in PEM", exit_status=USAGE, area=OPERATIONS
+)
+KIT_BAD_SIGNATURE = reason(
+    "kit_bad_signature", "the kit's SHA256SUMS is not signed by this release key",
+    exit_status=USAGE, area=OPERATIONS,
+)
+KIT_MODIFIED = reason(
+    "kit_modified", "a file of the kit is altered, added or missing", exit_status=USAGE,
+    area=OPERATIONS,
+)
+KIT_MALFORMED = reason(
+    "kit_malformed", "not a relay kit archive", exit_status=USAGE, area=OPERATIONS
+)
+
 # -- local API (RFC 6749 error codes where OAuth defines one) -------------------------------------
 BAD_REQUEST = reason("bad_request", "the HTTP request is not valid", http_status=400, area=API)
 FORBIDDEN = reason(

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
 BUSY_TIMEOUT_MS = 15000
+# WAL with ``synchronous = FULL``: every commit is fsynced before it returns, so a committed
+# gateway seq or agent high-water mark survives power loss (NORMAL may lose the newest commits;
+# see docs/adr/0007-durable-commits.md). Read at connect time, so a benchmark can compare.
+SYNCHRONOUS = "FULL"
 
 
 def sqlcipher_engine(path: Path, key: bytes) -> Engine:
@@ -37,7 +41,7 @@ def sqlcipher_engine(path: Path, key: bytes) -> Engine:
         for pragma in (
             f"busy_timeout = {BUSY_TIMEOUT_MS}",
             "journal_mode = WAL",
-            "synchronous = NORMAL",
+            f"synchronous = {SYNCHRONOUS}",
             "secure_delete = ON",
             "foreign_keys = ON",
         ):

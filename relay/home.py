@@ -41,6 +41,7 @@ KEY_FILE = "identity.key"
 STORE_FILE = "store.db"
 QUARANTINE_DIR = "quarantine"
 PASSPHRASE_ENV = "RELAY_PASSPHRASE"  # noqa: S105 - the variable name, not a secret
+CREDENTIAL_NAME = "relay-passphrase"  # systemd LoadCredential= name, read when the env is unset
 
 
 @dataclass(frozen=True)
@@ -189,11 +190,22 @@ def _read_key_file(path: Path) -> dict[str, object]:
     return dict(doc)
 
 
+def _credential_passphrase() -> str | None:
+    """The passphrase a systemd unit passed with ``LoadCredential=relay-passphrase:…``."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return None
+    try:
+        return (Path(folder) / CREDENTIAL_NAME).read_text(encoding="utf-8").rstrip("\n") or None
+    except OSError:
+        return None
+
+
 def _unlock(doc: dict[str, object]) -> Secrets:
     try:
         sealed = crypto.unb64(str(doc["private"]))
         if doc.get("protection") == "argon2id":
-            passphrase = os.environ.get(PASSPHRASE_ENV)
+            passphrase = os.environ.get(PASSPHRASE_ENV) or _credential_passphrase()
             if not passphrase:
                 raise UsageError(
                     f"this home's keys are passphrase-protected: set {PASSPHRASE_ENV}",

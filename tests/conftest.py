@@ -125,3 +125,34 @@ def make_pair(root: Path, gateway_name: str = "hq", agent_name: str = "plant7") 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Pair]:
     yield make_pair(tmp_path)
+
+
+# -- the fast tier ---------------------------------------------------------------------------
+# `make test-fast` leaves out tests marked `slow`: those that start a server or a process, or set
+# up a gateway and an agent. Fixtures that do so mark every test using them; a test that does so
+# itself carries `@pytest.mark.slow` (or its module a `pytestmark`).
+SLOW_FIXTURES = frozenset(
+    {"pair", "agent", "sshd", "rsyslog", "database", "receiver", "lossy_namespace", "tools_dir"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests that use a slow fixture as ``slow``."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_no_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test outside the ``slow`` tier that starts a process fails: the fast tier's promise."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    import subprocess
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a test that starts a process must be marked slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)

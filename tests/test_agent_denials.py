@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from inner_agent.denials import SUMMARY_TYPE, DenialAggregator
 from tests.agent_daemon import start_daemon
@@ -75,6 +76,7 @@ def test_each_kind_of_denial_has_its_own_sample() -> None:
     }
 
 
+@pytest.mark.slow
 def test_a_flood_of_unauthenticated_requests_adds_a_few_audit_records(tmp_path: Path) -> None:
     daemon = start_daemon(tmp_path, apps={"web": ["db/web/*"]})
     try:

@@ -6,9 +6,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.agent_daemon import start_daemon
 from tests.conftest import run_relay
 from tests.diode.harness import Damage, LossyRelay
+
+pytestmark = pytest.mark.slow  # runs `relay agent run` with a diode receiver
 
 
 def free_udp_port() -> int:

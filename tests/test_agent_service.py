@@ -13,11 +13,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from inner_agent.importer import Outcome
 from inner_agent.inbox import COMPLETE, INCOMPLETE, UNKNOWN, Inbox, completeness
 from tests.agent_daemon import Daemon, start_daemon
 from tests.conftest import Pair, run_process
+
+pytestmark = pytest.mark.slow  # runs `relay agent run` processes
 
 
 def unix_client(path: Path) -> httpx.Client:

@@ -35,6 +35,8 @@ from tests.bundle_kit import (
 )
 from tests.bundle_kit import receive as kit_receive
 
+pytestmark = pytest.mark.slow  # hundreds of hypothesis examples per test
+
 ORIGINAL = make_bundle()
 ORIGINAL_ID = parse_envelope(ORIGINAL).bundle_id
 PLAINTEXT = PAYLOAD.encode()

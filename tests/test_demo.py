@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import run_process
+
+pytestmark = pytest.mark.slow  # runs the whole demo, with a service
 
 
 def test_demo_exits_0_and_reads_over_http() -> None:

@@ -21,6 +21,8 @@ from relay.errors import UsageError
 from relay.transport import TransportOptions, open_destination
 from tests.diode.harness import Damage, LossyRelay, Receiver, make_file, send, visible_files
 
+pytestmark = pytest.mark.slow  # runs diode sender and receiver processes
+
 RATE = "8000000"  # bytes/s: comfortably below what the relay thread and receiver absorb
 
 

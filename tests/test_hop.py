@@ -150,7 +150,7 @@ def test_loop_mode_stops_cleanly_on_sigterm(pair: Pair) -> None:
 
 
 def test_a_tampered_copy_under_a_forwarded_name_is_rejected_not_skipped(pair: Pair) -> None:
-    """Regression: the hop skipped a file whose name and size matched one it forwarded."""
+    """Skipping needs a verified head: a same-name, same-size copy with another header is not."""
     pair.put("db/pw", b"x")
     pair.gateway("grant", "plant7", "db/*")
     dmz, level3 = pair.root / "dmz", pair.root / "level3"

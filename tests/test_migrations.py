@@ -28,6 +28,8 @@ from relay.store_version import backup_path, read_version
 from tests.conftest import run_process, run_relay
 from tests.test_gateway_postgres import database  # noqa: F401 - a throwaway database
 
+pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
+
 FIXTURES = Path(__file__).parent / "fixtures" / "v1"
 V1_TABLES = {
     "agent": (
@@ -302,3 +304,46 @@ def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureR
             assert gateway_migrations.stored_revision(conn) == gateway_migrations.HEAD
     finally:
         engine.dispose()
+
+
+_KILLED_GATEWAY_MIGRATION = """
+import sys
+from pathlib import Path
+import outer_gateway.migrations as migrations
+from outer_gateway.store import GatewayStore
+from relay.home import Home
+
+real = migrations._run
+
+def hang(conn, action):
+    real(conn, action)  # every revision ran, inside the one transaction
+    print("in-transaction", flush=True)
+    sys.stdin.read()
+
+migrations._run = hang
+GatewayStore.open(Home.open(Path(sys.argv[1]), "gateway"))
+"""
+
+
+def test_a_gateway_migration_killed_midway_leaves_revision_0001(tmp_path: Path) -> None:
+    home = old_home(tmp_path, "gateway")
+    before = v1_rows(raw(home), "gateway")
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_GATEWAY_MIGRATION), str(home.path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parent.parent,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"in-transaction\n"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    tables = {r[0] for r in raw(home).execute("SELECT name FROM sqlite_master").fetchall()}
+    assert "alembic_version" not in tables and "audit_bundles_agent_head" not in tables
+    assert v1_rows(raw(home), "gateway") == before
+    assert backup_path(home.store_path, gateway_migrations.BASELINE).exists()
+    GatewayStore.open(home).close()
+    assert raw(home).execute("SELECT version_num FROM alembic_version").fetchall() == [
+        (gateway_migrations.HEAD,)
+    ]

@@ -68,6 +68,7 @@ def test_homes_are_private_and_stores_are_encrypted(pair: Pair) -> None:
         conn.close()
 
 
+@pytest.mark.slow
 def test_passphrase_wraps_the_keys(tmp_path: Path) -> None:
     env = {"RELAY_PASSPHRASE": "a long passphrase for tests"}
     home = tmp_path / "gw"
@@ -91,6 +92,7 @@ def test_key_file_readable_by_others_is_refused(pair: Pair) -> None:
     assert "unsafe_permissions" in result.err
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
     pair = make_pair(tmp_path)
     value = planted()

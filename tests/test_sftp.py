@@ -39,7 +39,10 @@ MB = 1024 * 1024
 
 # A connection drop must surface as one TransportError, never as a traceback from one of
 # paramiko's helper threads.
-pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning"),
+    pytest.mark.slow,  # runs sshd
+]
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_a_tampered_copy_under_an_applied_name_is_bad_signature_over_sftp(
     assert pair.agent("import", sshd.url(down), *ssh_flags(sshd)).status == 0
     (bundle,) = down.iterdir()
     data = bytearray(bundle.read_bytes())
-    data[data.index(b"\"seq\":1") + 6] = ord("2")  # same name, header says seq 2: not signed
+    data[data.index(b'"seq":1') + 6] = ord("2")  # same name, header says seq 2: not signed
     bundle.write_bytes(bytes(data))
     again = pair.agent("import", sshd.url(down), *ssh_flags(sshd))
     assert again.status == 1
@@ -113,3 +113,27 @@ def test_sftp_settings_in_the_home_replace_the_flags(pair: Pair, sshd: SshServer
     assert refused.status != 0
     assert "host_key_unknown" in refused.err
     assert len(list(down.iterdir())) == 1
+
+
+def test_the_hop_rejects_a_tampered_copy_under_a_forwarded_name_over_sftp(
+    pair: Pair, sshd: SshServer
+) -> None:
+    """Regression: the hop skipped a listed file whose name and size matched a forwarded one."""
+    down = sshd.data_dir / "down"
+    down.mkdir()
+    pair.put("db/pw", b"v1")
+    pair.gateway("grant", "plant7", "db/*")
+    pair.gateway("export", "--to", sshd.url(down), *ssh_flags(sshd))
+    level3 = pair.root / "level3"
+    hop = ("hop", "--home", str(pair.root / "hop"), "--from", sshd.url(down), "--to", str(level3))
+    trust = ("--trust", str(pair.root / "gw.identity"))
+    assert run_relay(*hop, *trust, *ssh_flags(sshd)).status == 0
+    again = run_relay(*hop, *ssh_flags(sshd))
+    assert (again.status, again.out) == (0, "")  # authentic and forwarded: skipped from its head
+    (bundle,) = down.iterdir()
+    data = bytearray(bundle.read_bytes())
+    data[data.index(b'"seq":1') + 6] = ord("2")  # same name, same size, header not signed
+    bundle.write_bytes(bytes(data))
+    tampered = run_relay(*hop, *ssh_flags(sshd))
+    assert tampered.status == 1
+    assert "bad_signature" in tampered.err

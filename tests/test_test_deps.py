@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the dependency script and asks PostgreSQL
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "test-deps"
 PRESENT = ("bash", "id", "env", "cat", "sed", "grep", "seq", "sleep", "ls", "sshd", "ip")
 

@@ -121,6 +121,7 @@ def test_keys_json_derivations() -> None:
     assert envelope.bundle_id == context()["stream"]["high_water"]["bundle_id"]
 
 
+@pytest.mark.slow
 def test_make_vectors_reproduces_the_committed_files(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, str(BUNDLES / "make_vectors.py"), "--out", str(tmp_path)],

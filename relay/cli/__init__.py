@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "relay.cli.demo:demo",
     "hop": "relay.cli.hop:hop",
     "diode": "relay.cli.diode:diode",
+    "doctor": "relay.cli.doctor:doctor",
+    "kit": "relay.cli.kit:kit",
 }
 
 

@@ -43,6 +43,9 @@ def _register_service_commands() -> None:
 
     agent.add_command(run)
     agent.add_command(app)
+    from relay.cli.backup import add_backup_commands
+
+    add_backup_commands(agent, "agent")
 
 
 _register_service_commands()

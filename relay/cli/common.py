@@ -23,15 +23,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def home_option(func: F) -> F:
-    """``--home DIR`` (or ``RELAY_HOME``): the private folder of this gateway or agent."""
+    """``--home DIR`` (or ``RELAY_HOME``): the private folder of this gateway or agent; without
+    either, the side's default home (:mod:`relay.home_location`)."""
     return click.option(
         "--home",
         "home",
         envvar="RELAY_HOME",
-        required=True,
+        callback=_default_home,
         type=click.Path(path_type=Path, file_okay=False),
-        help="The home folder (or RELAY_HOME).",
+        help="The home folder (or RELAY_HOME; default: /var/lib/relay/SIDE for a service, "
+        "$XDG_DATA_HOME/relay/SIDE for a user).",
     )(func)
+
+
+def _default_home(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path:
+    if value is not None:
+        return value
+    from relay.home_location import SIDES, default_home
+
+    here: click.Context | None = ctx
+    while here is not None:
+        if here.info_name in SIDES:
+            return default_home(here.info_name)
+        here = here.parent
+    raise click.UsageError("pass --home DIR (or set RELAY_HOME)", ctx)
 
 
 def json_option(func: F) -> F:

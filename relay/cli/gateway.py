@@ -295,13 +295,13 @@ def grants(home: Path, as_json: bool, agent: str | None) -> None:
 @home_option
 @json_option
 @transport_options
-@click.option("--to", "to", required=True, help="Folder, sftp://… or udp://… destination.")
+@click.option("--to", "to", help="Folder, sftp://… or udp://… destination (default export.to).")
 @click.option("--agent", help="Only this agent (default: every agent with grants).")
 @click.option("--valid-for", help="How long the bundles stay valid (default export.valid_for).")
 def export(
     home: Path,
     as_json: bool,
-    to: str,
+    to: str | None,
     agent: str | None,
     valid_for: str | None,
     identity_file: Path | None,
@@ -309,8 +309,12 @@ def export(
 ) -> None:
     """Write one sealed bundle per agent to --to, and print where they went."""
     from outer_gateway.dispatch import dispatch
+    from relay.errors import UsageError
 
     opened, store = _open(home)
+    to = to or str(opened.config.get("export.to"))
+    if not to:
+        raise UsageError("pass --to or set export.to", code="no_destination")
     validity = duration(valid_for, str(opened.config.get("export.valid_for")))
     options = make_transport_options(opened, identity_file, known_hosts)
     written = dispatch(opened, store, to, options, validity, now, agent)
@@ -327,6 +331,9 @@ def _register_more() -> None:
     """Commands kept in their own modules (imported here so ``relay gateway --help`` lists them)."""
     import relay.cli.gateway_audit
     import relay.cli.gateway_run  # noqa: F401
+    from relay.cli.backup import add_backup_commands
+
+    add_backup_commands(gateway, "gateway")
 
 
 _register_more()

@@ -3,7 +3,8 @@
 One small interface (:mod:`relay.transport.base`): a :class:`~relay.transport.base.Destination`
 puts a file atomically, a :class:`~relay.transport.base.Source` lists pending files and fetches
 one within a size cap. :func:`open_destination` and :func:`open_source` pick the implementation
-from a location string: a folder path, ``sftp://...`` or ``udp://...``.
+from a location string: a folder path, ``sftp://...`` or ``udp://...``; and, for tests and
+simulations, ``memory://NAME`` (:mod:`relay.transport.memory`).
 """
 
 from relay.transport.base import Destination, Pending, Source, TransportOptions

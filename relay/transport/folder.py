@@ -10,14 +10,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
+import time
 from pathlib import Path
 
+from relay import crashpoint
 from relay.codes import VANISHED
 from relay.errors import NOT_REGULAR_FILE, TOO_LARGE, BundleRejected, TransportError
 from relay.transport.base import BUNDLE_SUFFIX, Pending
 
+# A writer killed between creating its temp file and the rename leaves it behind (hidden: every
+# reader skips names starting with a dot); it is swept by a later write once this old.
+STALE_TEMP_SECONDS = 3600
+_TEMP_NAME = re.compile(r"\.[^/]+\.[0-9a-f]{12}\.tmp")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
@@ -34,13 +41,35 @@ def write_atomic(folder: Path, name: str, data: bytes, mode: int = 0o600) -> Pat
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        crashpoint.reached("write.synced")
         temp.replace(final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
     _fsync_dir(folder)
+    sweep_stale_temps(folder)
     return final
+
+
+def sweep_stale_temps(folder: Path, now: float | None = None) -> list[str]:
+    """Remove the temp files a killed writer left in ``folder`` (a SIGKILL or power loss between
+    creating the temp file and the rename), once they are older than :data:`STALE_TEMP_SECONDS`
+    (so a concurrent writer's temp file is never touched). Returns the names removed."""
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if _TEMP_NAME.fullmatch(e.name)]
+    except OSError:
+        return removed
+    for name in names:
+        with contextlib.suppress(OSError):
+            info = os.lstat(folder / name)
+            if stat.S_ISREG(info.st_mode) and now - info.st_mtime > STALE_TEMP_SECONDS:
+                (folder / name).unlink()
+                removed.append(name)
+    return removed
 
 
 def ensure_private_dir(folder: Path) -> None:

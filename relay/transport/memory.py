@@ -113,6 +113,13 @@ class MemorySource:
             )
         return data
 
+    def fetch_head(self, item: Pending, limit: int) -> bytes:
+        """The first ``limit`` bytes, for judging a file from its signed head."""
+        data = self.medium.read(item.ref)
+        if data is None:
+            raise TransportError(f"{item.name} is gone", code=VANISHED)
+        return data[:limit]
+
     def remove(self, item: Pending) -> None:
         self.medium.delete(item.ref)
 

@@ -1,0 +1,22 @@
+"""Named kill points for the crash harness (``tests/crash``): a real SIGKILL at a chosen stage.
+
+``RELAY_CRASH_AT=STAGE`` makes the process SIGKILL itself when it reaches ``STAGE`` (nothing is
+flushed, no handler runs: the same as a kill from outside at that instant). Unset, a stage costs
+one dictionary lookup. Stages: ``export.sealed`` (seq reserved and bundle sealed, not committed),
+``export.committed`` (committed, file not written), ``export.written`` (file written),
+``write.synced`` (temp file synced, not renamed), ``apply.written`` (rows written, not
+committed), ``apply.committed`` (committed, outcome not reported).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "RELAY_CRASH_AT"
+
+
+def reached(stage: str) -> None:
+    """SIGKILL this process if ``RELAY_CRASH_AT`` names ``stage``."""
+    if os.environ.get(ENV) == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
