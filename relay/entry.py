@@ -1,11 +1,12 @@
 """The ``relay`` console script: ``relay agent get`` starts without importing click.
 
 Scripts call ``relay agent get`` in loops, so its start-up is product. :func:`main` recognises
-the plain forms of that command (``agent get [--home DIR | --home=DIR] PATH``, ``RELAY_HOME``)
-and runs :func:`inner_agent.get_command.get_value`, the very function the click command runs,
-with the CLI's own rendering of errors. Anything else (help, unknown or repeated options, a
-``--home`` that is not an existing folder, another command) goes to the click CLI unchanged,
-which then prints its own usage errors.
+the plain forms of that command (``agent get [--home DIR | --home=DIR] PATH``, ``RELAY_HOME``,
+or neither: the agent's default home, as the click option resolves it) and runs
+:func:`inner_agent.get_command.get_value`, the very function the click command runs, with the
+CLI's own rendering of errors. Anything else (help, unknown or repeated options, a ``--home``
+that is not an existing folder, another command) goes to the click CLI unchanged, which then
+prints its own usage errors.
 """
 
 from __future__ import annotations
@@ -24,14 +25,20 @@ def main(argv: list[str] | None = None) -> Any:
         from relay.cli import main as click_main
 
         return click_main(argv)
-    return sys.exit(run_agent_get(*parsed))
+    home, path = parsed
+    if home is None:  # what `--home`'s click callback does without --home or RELAY_HOME
+        from relay.home_location import default_home
+
+        home = default_home("agent")
+    return sys.exit(run_agent_get(home, path))
 
 
-def parse_agent_get(args: list[str], env_home: str | None) -> tuple[Path, str] | None:
-    """``(home, path)`` for a plain ``agent get``; ``None`` for anything click must judge."""
+def parse_agent_get(args: list[str], env_home: str | None) -> tuple[Path | None, str] | None:
+    """``(home, path)`` for a plain ``agent get`` (home ``None``: the default home); ``None``
+    for anything click must judge."""
     if args[:2] != ["agent", "get"]:
         return None
-    home, path = env_home, None
+    home, path = env_home or None, None
     seen_home = False
     rest = iter(args[2:])
     for arg in rest:
@@ -46,9 +53,9 @@ def parse_agent_get(args: list[str], env_home: str | None) -> tuple[Path, str] |
             return None
         else:
             path = arg
-    if path is None or not home or not Path(home).is_dir():
+    if path is None or (home is not None and not (home and Path(home).is_dir())):
         return None
-    return Path(home), path
+    return (None if home is None else Path(home)), path
 
 
 def run_agent_get(home: Path, path: str) -> int:

@@ -124,6 +124,8 @@ def test_fast_and_click_paths_behave_identically(pair: Pair, tmp_path: Path) -> 
         (["agent", "get", "--home", str(pair.ag), "a", "b"], None),
         (["agent", "get", "--home", str(pair.ag), "--bogus", "db/same"], None),
         (["agent", "get", "--home", str(pair.ag / "identity.key"), "db/same"], None),
+        (["agent", "get", "db/same"], {"XDG_DATA_HOME": str(tmp_path / "xdg")}),
+        (["agent", "get", "db/same"], {"RELAY_HOME": ""}),
     ]
     for args, env in cases:
         fast, slow = _both(args, env)
@@ -173,8 +175,8 @@ def test_fast_get_delivers_to_a_configured_sink(pair: Pair, tmp_path: Path) -> N
         (["agent", "get", "--home=H", "p"], None, ("H", "p")),
         (["agent", "get", "p"], "H", ("H", "p")),
         (["agent", "get", "--home", "H", "p"], "other", ("H", "p")),
-        (["agent", "get", "p"], None, None),
-        (["agent", "get", "p"], "", None),
+        (["agent", "get", "p"], None, ("default", "p")),
+        (["agent", "get", "p"], "", ("default", "p")),
         (["agent", "get", "--home", "H"], None, None),
         (["agent", "get", "--home", "H", "p", "q"], None, None),
         (["agent", "get", "--home", "H", "--home", "H", "p"], None, None),
@@ -183,6 +185,8 @@ def test_fast_get_delivers_to_a_configured_sink(pair: Pair, tmp_path: Path) -> N
         (["agent", "get", "--home", "H", "--", "p"], None, None),
         (["agent", "get", "--home", "--x", "p"], None, None),
         (["agent", "get", "--home"], None, None),
+        (["agent", "get", "--home=", "p"], None, None),
+        (["agent", "get", "--home", "", "p"], "H", None),
         (["agent", "get", "--version", "previous", "--home", "H", "p"], None, None),
         (["agent", "status", "--home", "H"], None, None),
         (["--help", "agent", "get", "--home", "H", "p"], None, None),
@@ -202,6 +206,8 @@ def test_only_plain_agent_get_takes_the_fast_path(
     parsed = parse_agent_get(real(args), env)
     if expected is None:
         assert parsed is None
+    elif expected[0] == "default":
+        assert parsed == (None, expected[1])
     else:
         assert parsed == (home, expected[1])
 
