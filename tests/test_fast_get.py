@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from inner_agent.audit import AgentAudit
+from inner_agent.get_command import get_value, who
 from relay.entry import parse_agent_get
 from relay.home import Home
 from tests.conftest import Pair
@@ -216,3 +217,11 @@ def test_a_home_that_is_not_a_folder_goes_to_click(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     assert parse_agent_get(["agent", "get", "--home", str(tmp_path / "file"), "p"], None) is None
     assert parse_agent_get(["agent", "get", "--home", str(tmp_path / "none"), "p"], None) is None
+
+
+def test_get_value_in_process_reads_and_audits_who_asked(pair: Pair) -> None:
+    _granted(pair, "db/direct", b"direct-value-3f7a")
+    assert get_value(pair.ag, "db/direct") == b"direct-value-3f7a"
+    last = AgentAudit(Home.open(pair.ag, "agent")).records()[-1]
+    assert last.type == "secret.read"
+    assert dict(last.fields)["uid"] == who()["uid"] == os.getuid()
