@@ -25,6 +25,7 @@ from make_vectors import AGENT, CREATED, EXPIRES, GATEWAY, NOW, OTHER_AGENT, Par
 from relay.audit.chain import GENESIS_HASH, AuditRecord, next_record, record_to_dict
 from relay.audit.record import compute_hash
 from relay.bundle.audit_payload import AuditPayload
+from relay.bundle.rotation_items import RotationItem
 
 LIMITS = {"max_bundle_bytes": 16384, "max_entries": 16}
 T0 = datetime(2027, 1, 15, 7, 0, 0, tzinfo=UTC)
@@ -121,12 +122,29 @@ def _ok(name: str, seq: int, records: list[AuditRecord], note: str) -> AuditVect
     return AuditVector(f"ok-{name}", payload.encode(), "ok", None, note, seq=seq, result=result)
 
 
+ROTATION_ITEMS = (
+    RotationItem("0" * 31 + "1", 3, "request", "db/plant7/password", reason="manual"),
+    RotationItem(
+        "0" * 31 + "2", 4, "escrow", "db/hist/svc", version=5, base=4, value=b"escrowed"
+    ),
+    RotationItem(
+        "0" * 31 + "3", 5, "outcome", "db/hist/svc", version=5, status="applied", detail="ok"
+    ),
+)
+
+
 def _ok_vectors() -> list[AuditVector]:
+    rotation = _ok("rotation", 5, SIX[2:], "records 3-6 with rotation items (docs/rotation.md)")
+    payload = AuditPayload("plant7", 6, SIX[-1].hash, tuple(SIX[2:]), ROTATION_ITEMS)
+    rotation.plaintext = payload.encode()
+    assert rotation.result is not None
+    rotation.result["rotation"] = [item.id for item in ROTATION_ITEMS]
     return [
         _ok("whole", 1, SIX, "records 1-6 and head 6: records 1-2 already held"),
         _ok("split-first", 2, SIX[2:4], "records 3-4 of a split export; head 6"),
         _ok("split-second", 3, SIX[4:], "records 5-6 of a split export; head 6"),
         _ok("empty", 4, [], "no record, only the head: nothing new"),
+        rotation,
     ]
 
 
@@ -171,6 +189,16 @@ def _malformed_cases() -> list[tuple[str, bytes, str]]:
         ),
         ("duplicate-member", _text(_doc(three))[:-1] + b',"v":1}', "member v twice"),
         ("nan", _text(_doc([])).replace(b'"seq":6', b'"seq":NaN'), "head seq NaN"),
+        (
+            "rotation-past-head",
+            _text(_doc(three, rotation=[ROTATION_ITEMS[0].to_json() | {"seq": 7}])),
+            "a rotation item whose record is past the head",
+        ),
+        (
+            "rotation-unknown-kind",
+            _text(_doc(three, rotation=[ROTATION_ITEMS[0].to_json() | {"kind": "delete"}])),
+            "a rotation item of an unknown kind",
+        ),
     ]
 
 

@@ -101,11 +101,14 @@ DEFAULT_PAYLOAD = SecretsPayload(
 
 
 def _payload_json(payload: SecretsPayload) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "secrets": [list(row) for row in payload.secrets],
         "tombstones": [list(row) for row in payload.tombstones],
         "ack": {"audit_seq": payload.audit_ack},
     }
+    if payload.versions:
+        doc["versions"] = [list(row) for row in payload.versions]
+    return doc
 
 
 @dataclass
@@ -610,6 +613,21 @@ def _payload_vectors() -> list[Vector]:
             f"{LIMITS['max_entries'] + 1} entries, max_entries = {LIMITS['max_entries']}",
         ),
         ("duplicate-member", doc()[:-1] + b',"v":1}', "member v twice"),
+        (
+            "versions-pending-not-newer",
+            doc(versions=[["a", "pending", 1, "Yg==", None, NOW, None]]),
+            "a pending version that is not newer than the current one (§8.1)",
+        ),
+        (
+            "versions-previous-alone",
+            doc(versions=[["b", "previous", 1, "Yg==", None, NOW, None]]),
+            "a previous version of a path with no current version (§8.1)",
+        ),
+        (
+            "versions-bad-row",
+            doc(versions=[["a", "pending", 2, "Yg==", None, NOW]]),
+            "a version row of 6 items (§8.1)",
+        ),
     ]
     vectors = [
         Vector(
@@ -630,6 +648,24 @@ def _payload_vectors() -> list[Vector]:
             None,
             f"a value of exactly max_secret_bytes = {cap}",
             ok,
+        )
+    )
+    versions = SecretsPayload(
+        [("db/plant7/password", 3, "Y3VycmVudA==", None)],
+        versions=[
+            ("db/plant7/password", "previous", 2, "cHJldmlvdXM=", None, NOW + 3600, None),
+            ("db/plant7/password", "pending", 4, "cGVuZGluZw==", None, NOW + 60, 3600),
+            ("db/plant7/staged", "pending", 1, "Zmlyc3Q=", NOW + 86400, NOW + 120, None),
+        ],
+    )
+    vectors.append(
+        Vector(
+            "ok-versions",
+            Recipe("ok-versions", seq=12, plaintext=versions.encode()).build(),
+            "ok",
+            None,
+            "previous and pending versions (§8.1); an older agent ignores them",
+            versions,
         )
     )
     return vectors

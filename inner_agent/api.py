@@ -159,12 +159,13 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
         return JSONResponse(body, headers=NO_STORE)
 
     @app.get("/v1/secrets/{path:path}", response_model=SecretResponse, responses=errors)
-    async def read_secret(path: str, request: Request) -> Response:
-        """The value of the secret at ``path`` (needs ``Authorization: Bearer TOKEN``)."""
+    async def read_secret(path: str, request: Request, version: str = "current") -> Response:
+        """The value of the secret at ``path`` (needs ``Authorization: Bearer TOKEN``);
+        ``?version=previous|pending`` for the other labelled versions."""
         token = _bearer(request)
         if _encoded_separator(request.scope.get("raw_path", b"")):
             service.refuse_encoded_path(token, path)
-        secret = service.read(token, path)
+        secret = service.read(token, path, version)
         return JSONResponse(secret_body(secret), headers=NO_STORE)
 
     @app.get("/v1/health", response_model=HealthResponse)

@@ -121,7 +121,18 @@ def _token_operation(operation: dict[str, Any]) -> None:
 
 
 def _secret_operation(operation: dict[str, Any]) -> None:
-    (parameter,) = operation["parameters"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    parameter = parameters["path"]
+    if "version" in parameters:  # ?version=previous|pending (docs/rotation.md)
+        parameters["version"]["description"] = (
+            "Which labelled version: current (the default), previous (kept for the overlap) or "
+            "pending (pre-staged, before its activation time)."
+        )
+        parameters["version"]["schema"] = {
+            "type": "string",
+            "enum": ["current", "previous", "pending"],
+            "default": "current",
+        }
     parameter["description"] = (
         "Secret path: 1 to 16 segments of A-Z a-z 0-9 . _ - (not . or ..) joined by /, at most "
         "256 characters. Slashes are sent as they are: %2F, %5C, %2E and %00 are refused."

@@ -106,6 +106,7 @@ class AgentAudit:
                 mark = min(mark, current[0] if current else 0)
                 if mark > _meta_int(execute, ACKED_KEY):
                     _set_meta(execute, ACKED_KEY, mark)
+                _prune_rotation_items(execute, _meta_int(execute, ACKED_KEY))
                 return self._prune(execute)
 
     def export_bundles(self, gateway: PublicIdentity, now: int) -> list[ExportedAudit]:
@@ -127,9 +128,11 @@ class AgentAudit:
                 runs = split_records(records, frame, cap, int(config.get("limits.max_entries")))
                 first_seq = _meta_int(execute, BUNDLE_SEQ_KEY) + 1
                 _set_meta(execute, BUNDLE_SEQ_KEY, first_seq + len(runs) - 1)
+                items = _rotation_items(execute, acked)
         exported = []
         for seq, run in enumerate(runs, start=first_seq):
-            payload = AuditPayload(me.name, top[0], top[1], run)
+            riding = _riding_with(items, run, last_run=seq == first_seq + len(runs) - 1)
+            payload = AuditPayload(me.name, top[0], top[1], run, riding)
             data = seal_bundle(
                 kind="audit",
                 sender=me,
@@ -156,6 +159,36 @@ def trusted_gateway(home: Home) -> PublicIdentity:
     if row is None:
         raise UsageError("this agent trusts no gateway yet (relay agent trust)", code=NOT_TRUSTED)
     return PublicIdentity(row[0], row[1], bytes(row[2]), bytes(row[3]))
+
+
+def _rotation_items(execute: Any, acked: int) -> Any:
+    """Rotation items riding with unacknowledged records (inner_agent/rotation_outbox.py)."""
+    from inner_agent.rotation_outbox import unacked_items
+
+    try:
+        return unacked_items(execute, acked)
+    except Exception as exc:  # a store written before the outbox existed holds none
+        if "rotation_outbox" not in str(exc):
+            raise
+        return ()
+
+
+def _riding_with(items: Any, run: Any, last_run: bool) -> Any:
+    """The items whose record is in ``run`` (those of no run, the last bundle carries)."""
+    if not run:
+        return tuple(items) if last_run else ()
+    first, last = run[0].seq, run[-1].seq
+    return tuple(i for i in items if first <= i.seq <= last or (last_run and i.seq > last))
+
+
+def _prune_rotation_items(execute: Any, acked: int) -> None:
+    from inner_agent.rotation_outbox import prune_acked
+
+    try:
+        prune_acked(execute, acked)
+    except Exception as exc:
+        if "rotation_outbox" not in str(exc):
+            raise
 
 
 def _meta_int(execute: Any, key: str) -> int:

@@ -51,6 +51,8 @@ class SecretCache:
         until = self.clock() + self.max_age
         if secret.expires_at is not None:
             until = min(until, float(secret.expires_at))
+        if secret.switch_at is not None:  # a pending successor becomes current then
+            until = min(until, float(secret.switch_at))
         with self._lock:
             if generation != self.generation:
                 return

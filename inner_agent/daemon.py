@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from inner_agent import denials, events
+from inner_agent.activation import ActivationJob
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
@@ -34,6 +35,7 @@ from relay.home import Home
 BENCH_ENV = "RELAY_API_BENCH"
 STOP_JOIN_SECONDS = 2.0  # for the import in progress; the observer and audit get 1 s each
 FRESHNESS_EVERY = 2
+ROTATION_CHECK_EVERY = 60
 
 _log = logging.getLogger("relay.agent")
 
@@ -162,17 +164,17 @@ def _serve(home: Home, store: AgentStore, settings: ServiceSettings, stopping: _
 def _serve_with(
     home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag, audit: Any
 ) -> int:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     from inner_agent.api import create_app
+    from inner_agent.consumers import Consumers
     from inner_agent.http_server import bind_tcp, bind_unix, describe, make_server
 
     service = AgentService(store, home.store_path, settings, acknowledge=audit.acknowledge)
+    consumers = Consumers(home)  # [[hooks]] and [[exec]]
     importer = AgentImporter(home, store, lambda: int(time.time()))
     inbox = Inbox(
         settings.inbox,
         lambda name, data: importer.import_bytes(name, data, listed=True),
-        service.after_import,
+        consumers.chained(service.after_import),
         importer.limits.max_bundle_bytes,
         consume=_diode_folders(home, settings),
     )
@@ -186,6 +188,54 @@ def _serve_with(
     app = create_app(service, bench=os.environ.get(BENCH_ENV) == "1")
     server = make_server(app, float(settings.read_timeout))
     stopping.server = server
+
+    scheduler = _scheduler(home, store, settings, watches, worker, service)
+    diode = _diode_receiver(home, settings)
+    watches.start()
+    worker.start()
+    scheduler.start()
+    if diode is not None:
+        diode.start()
+    for sock in sockets:
+        _log.info("api listening on %s", describe(sock))
+    events.record(
+        "agent.started",
+        inbox=",".join(str(p) for p in settings.inbox),
+        pid=os.getpid(),
+    )
+    service.check_freshness()
+    consumers.start()
+    try:
+        if not stopping.requested:
+            server.run(sockets=sockets)
+    finally:
+        consumers.stop()
+        scheduler.shutdown(wait=False)
+        if diode is not None:
+            diode.stop()
+        watches.stop()
+        worker.stop()
+        worker.join(STOP_JOIN_SECONDS)
+        for sock in sockets:
+            sock.close()
+        if settings.unix_socket is not None:
+            with contextlib.suppress(FileNotFoundError):
+                settings.unix_socket.unlink()
+        service.denials.flush(force=True)
+        events.record("agent.stopped", signal=stopping.signal_name)
+    return 0
+
+
+def _scheduler(
+    home: Home,
+    store: AgentStore,
+    settings: ServiceSettings,
+    watches: Watches,
+    worker: InboxWorker,
+    service: AgentService,
+) -> Any:
+    """The rescan, freshness, rotation and denial-summary jobs (not started)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
 
     def rescan() -> None:
         watches.arm()
@@ -208,39 +258,43 @@ def _serve_with(
         max_instances=1,
         coalesce=True,
     )
+    _add_rotation_jobs(scheduler, home, store, service)
     scheduler.add_job(service.denials.flush, "interval", seconds=denials.INTERVAL, id="denials")
-    diode = _diode_receiver(home, settings)
-    watches.start()
-    worker.start()
-    scheduler.start()
-    if diode is not None:
-        diode.start()
-    for sock in sockets:
-        _log.info("api listening on %s", describe(sock))
-    events.record(
-        "agent.started",
-        inbox=",".join(str(p) for p in settings.inbox),
-        pid=os.getpid(),
+    return scheduler
+
+
+def _add_rotation_jobs(scheduler: Any, home: Home, store: AgentStore, service: Any) -> None:
+    """Pending versions switch on time (every second); interrupted rotations and the expiry
+    window are checked now and every minute."""
+    activation = ActivationJob(store, service.clock, lambda: service.refresh(force=True))
+    scheduler.add_job(
+        activation.run, "interval", seconds=1, id="activate", max_instances=1, coalesce=True
     )
-    service.check_freshness()
+    scheduler.add_job(
+        lambda: _rotation_checks(home),
+        "interval",
+        seconds=ROTATION_CHECK_EVERY,
+        id="rotation",
+        max_instances=1,
+        coalesce=True,
+    )
+    _rotation_checks(home)
+
+
+def _rotation_checks(home: Home) -> None:
+    """Resolve a local rotation interrupted by a crash, and request rotation of secrets inside
+    ``rotation.expiry_window`` (inner_agent/rotation.py). Never fatal to the service."""
+    from inner_agent.rotation import recover, request_expiring
+    from relay.errors import RelayError
+
+    now = int(time.time())
     try:
-        if not stopping.requested:
-            server.run(sockets=sockets)
-    finally:
-        scheduler.shutdown(wait=False)
-        if diode is not None:
-            diode.stop()
-        watches.stop()
-        worker.stop()
-        worker.join(STOP_JOIN_SECONDS)
-        for sock in sockets:
-            sock.close()
-        if settings.unix_socket is not None:
-            with contextlib.suppress(FileNotFoundError):
-                settings.unix_socket.unlink()
-        service.denials.flush(force=True)
-        events.record("agent.stopped", signal=stopping.signal_name)
-    return 0
+        for result in recover(home, now):  # each step is its own audit record
+            _log.info("interrupted rotation of %s: %s", result.path, result.status)
+        for path in request_expiring(home, now):
+            _log.info("rotation of %s requested (expiry window)", path)
+    except RelayError as exc:
+        _log.error("rotation check failed: %s", exc.code)
 
 
 class DiodeReceiver(threading.Thread):

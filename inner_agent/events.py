@@ -6,7 +6,8 @@ an agent that never imported is stale), ``agent.fresh``, ``bundle.applied``,
 ``secret.denied`` (fields ``path``, ``app``, ``reason``), ``token.issued`` (``app``,
 ``client_id``) and ``token.denied`` (``client_id`` only when the value is shaped like one),
 and ``unauthenticated.denied``: denials no app is behind are sampled and counted per interval
-(:mod:`inner_agent.denials`), never recorded one by one. ``relay agent app add|rm`` record
+(:mod:`inner_agent.denials`), never recorded one by one; ``secret.activated`` (a pending
+version became current: ``path``, ``version``, ``replaced``). ``relay agent app add|rm`` record
 ``app.added`` and ``app.removed`` themselves.
 
 Fields follow the audit chain's rules (snake_case names, scalar values, ``agent`` reserved) and
@@ -47,10 +48,32 @@ def set_sink(sink: Sink | None) -> None:
         _sink = sink or log_event
 
 
+_subscribers: list[Sink] = []
+
+
+def subscribe(listener: Sink) -> None:
+    """Also call ``listener`` with every event after it was recorded (change hooks subscribe
+    to ``secret.activated`` and ``secret.rotated``). A failing listener is logged, not raised."""
+    with _lock:
+        _subscribers.append(listener)
+
+
+def unsubscribe(listener: Sink) -> None:
+    with _lock:
+        if listener in _subscribers:
+            _subscribers.remove(listener)
+
+
 def record(event_type: str, **fields: Scalar) -> None:
     """Record one event. Fields are scalars; bytes (a value, perhaps) are a programming error."""
     check_type(event_type)
     check_fields(fields)  # the audit chain's own rules: scalars, snake_case, sizes
     with _lock:
         sink = _sink
+        listeners = list(_subscribers)
     sink(event_type, dict(fields))
+    for listener in listeners:
+        try:
+            listener(event_type, dict(fields))
+        except Exception as exc:  # a hook must not break the service; never log values
+            _log.error("event listener failed on %s: %s", event_type, type(exc).__name__)

@@ -19,21 +19,24 @@ from relay.home import Home
 CONFIG_FILE = "relay.toml"  # relay.config.CONFIG_NAME, without importing the settings' parser
 
 
-def get_value(home_path: Path, path: str) -> bytes:
-    """The value of ``path`` in the agent home at ``home_path``, its read audited (a denial is
-    audited too, then raised as ``SecretError``)."""
+def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
+    """The ``label`` version (current, previous, pending) of ``path`` in the agent home at
+    ``home_path``, its read audited (a denial is audited too, then raised as ``SecretError``)."""
     from inner_agent.lookup import read_secret
     from inner_agent.rawdb import raw_connection
     from relay.errors import SecretError
 
     home = Home.open(home_path, "agent")
+    which: dict[str, FieldValue] = {} if label == "current" else {"label": label}
     with raw_connection(home) as conn:
         try:
-            secret = read_secret(conn, path, int(time.time()))
+            secret = read_secret(conn, path, int(time.time()), label)
         except SecretError as exc:
-            _record(home, conn, "secret.denied", {"path": path, "reason": exc.code, **who()})
+            denied = {"path": path, "reason": exc.code, **which, **who()}
+            _record(home, conn, "secret.denied", denied)
             raise
-        _record(home, conn, "secret.read", {"path": path, "version": secret.version, **who()})
+        read = {"path": path, "version": secret.version, **which, **who()}
+        _record(home, conn, "secret.read", read)
     return secret.value
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from inner_agent.activation import activation_fields
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
 from relay import crashpoint, intake
@@ -144,7 +145,19 @@ class AgentImporter:
             outcome = self._rejected(
                 name, data, BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
             )
+        if outcome.status == "applied":
+            self._after_apply()
         return self._recorded(outcome)
+
+    def _after_apply(self) -> None:
+        """Rotation follow-ups of an applied bundle (answered requests, expiry-window
+        requests: inner_agent/rotation.py). The bundle is committed: a failure here is logged."""
+        from inner_agent.rotation import after_import
+
+        try:
+            after_import(self.home, self.clock())
+        except Exception as exc:
+            _log.warning("rotation follow-up failed: %s", type(exc).__name__)
 
     def _recorded(self, outcome: Outcome) -> Outcome:
         if self.audit is None or outcome.status == "skipped":
@@ -153,6 +166,8 @@ class AgentImporter:
             self.audit.deliver()  # the record was committed with the apply; the sinks catch up
         else:
             self.audit.record(f"bundle.{outcome.status}", **outcome.audit_fields())
+        for fields in activation_fields(outcome.result):
+            self.audit.record("secret.activated", **fields)
         if outcome.result is not None and outcome.result.audit_ack:
             self.audit.acknowledge(outcome.result.audit_ack)
         return outcome

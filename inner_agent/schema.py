@@ -81,3 +81,45 @@ apps = Table(
     Column("patterns", Text, nullable=False),  # JSON list of grant patterns
     Column("created_at", BigInteger, nullable=False),
 )
+
+# Labelled versions beside ``secrets`` (the current ones): ``previous`` (``at`` = end of the
+# overlap, NULL: until the next bundle) and ``pending`` (``at`` = activates_at; ``overlap`` = how
+# long the version it replaces stays previous). See relay/bundle/versions.py.
+secret_versions = Table(
+    "secret_versions",
+    metadata,
+    Column("path", String(256), primary_key=True),
+    Column("label", String(16), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("at", BigInteger),
+    Column("overlap", BigInteger),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Rotation items waiting for the gateway's acknowledgement (relay/bundle/rotation_items.py):
+# each rides with the audit record ``seq`` that created it and goes when that record is acked.
+rotation_outbox = Table(
+    "rotation_outbox",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),  # the item's JSON (an escrow holds its value)
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Paths with a rotation under way on this agent: a request sent (``base`` = the version then),
+# a local rotation not yet confirmed by a forward bundle (``local`` = its version), or a
+# candidate value written before an executor ran (crash recovery tries it).
+rotation_state = Table(
+    "rotation_state",
+    metadata,
+    Column("path", String(256), primary_key=True),
+    Column("state", String(16), nullable=False),  # requested | candidate | local
+    Column("base", Integer, nullable=False),
+    Column("version", Integer),
+    Column("value", LargeBinary),  # candidate or local value (the store file is encrypted)
+    Column("request_id", String(32)),
+    Column("updated_at", BigInteger, nullable=False),
+)

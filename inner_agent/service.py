@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import NoReturn
 
 from inner_agent import denials, events
+from inner_agent.activation import activation_fields
 from inner_agent.apps import App, authenticate, list_apps, looks_like_client_id
 from inner_agent.cache import SecretCache
 from inner_agent.importer import Outcome
 from inner_agent.intake_health import IntakeHealth, RejectionBudget
+from inner_agent.labels import CURRENT, LABELS
 from inner_agent.lookup import Secret
 from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
-from relay.codes import INVALID_CLIENT, UNAUTHORIZED
+from relay.bundle.policy_rows import PolicyRow, governing
+from relay.codes import BAD_VERSION, INVALID_CLIENT, UNAUTHORIZED
 from relay.errors import ApiError
 from relay.paths import is_valid_path, matches_any
 
@@ -62,6 +65,13 @@ class StoreWatch:
         return True
 
 
+def _policy_rows(text: str | None) -> list[PolicyRow]:
+    """The freshness rows the last bundle shipped (kept as JSON in the store's meta)."""
+    import json
+
+    return [(str(p), a, bool(f)) for p, a, f in json.loads(text)] if text else []
+
+
 def _whole(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds)
 
@@ -97,6 +107,7 @@ class AgentService:
         self.last_import: int | None = None
         self._watch = StoreWatch(store_path)
         self._apps: dict[str, App] = {}  # by client_id: a token names a registration
+        self._policies: list[PolicyRow] = []
         self._marker: tuple[str, str] | None = None
         self._last_fresh: int | None = None
         self._stale_recorded = False
@@ -122,6 +133,7 @@ class AgentService:
             self._marker = marker
             self.cache.invalidate()
             self._apps = {a.client_id: a for a in list_apps(self.store)}
+            self._policies = _policy_rows(self.store.get_meta("policies"))
             created = self.store.get_meta("last_bundle_created")
             imported = self.store.get_meta("last_import")
             fresh = created or imported  # stores written before bundle times were kept
@@ -170,9 +182,13 @@ class AgentService:
 
     # -- reading secrets -----------------------------------------------------------------------
 
-    def read(self, token: str | None, path: str) -> Secret:
-        """The secret at ``path`` for the holder of ``token``, or an :class:`ApiError`."""
+    def read(self, token: str | None, path: str, label: str = CURRENT) -> Secret:
+        """The ``label`` version (current, previous or pending) of the secret at ``path`` for
+        the holder of ``token``, or an :class:`ApiError`."""
         app = self.app_of(token, path)
+        if label not in LABELS:
+            message = "version is current, previous or pending"
+            self._deny(app, path[:256], 400, BAD_VERSION, message)
         if not is_valid_path(path):
             self._deny(app, path[:256], 400, "bad_path", "not a valid secret path")
         if not app.may_read(path):
@@ -180,12 +196,13 @@ class AgentService:
         now = self.clock()
         if self._fails_closed(path, now):
             self._deny(app, path, 410, "stale", "the agent is stale and this secret fails closed")
-        secret = self._lookup(path)
+        secret = self._lookup(path, int(now), label)
         if secret is None:
             self._deny(app, path, 404, "not_found", "no such secret")
         if secret.expires_at is not None and now >= secret.expires_at:
             self._deny(app, path, 410, "expired", "this secret has expired")
-        events.record("secret.read", app=app.name, path=path, version=secret.version)
+        extra = {} if label == CURRENT else {"label": label}
+        events.record("secret.read", app=app.name, path=path, version=secret.version, **extra)
         return secret
 
     def refuse_encoded_path(self, token: str | None, path: str) -> NoReturn:
@@ -195,14 +212,23 @@ class AgentService:
 
     def _fails_closed(self, path: str, now: float) -> bool:
         patterns = self.settings.fail_closed
-        return bool(patterns) and matches_any(list(patterns), path) and self.is_stale(now)
+        if patterns and matches_any(list(patterns), path) and self.is_stale(now):
+            return True
+        rule = governing(self._policies, path)  # shipped by the gateway (policy set)
+        if rule is None or not rule[2]:
+            return False
+        limit = rule[1] if rule[1] is not None else self.settings.max_staleness
+        age = self.seconds_since_fresh(now)
+        return limit is not None and (age is None or age > limit)
 
-    def _lookup(self, path: str) -> Secret | None:
+    def _lookup(self, path: str, now: int, label: str) -> Secret | None:
+        if label != CURRENT:  # previous and pending are rare reads: never cached
+            return self.store.get_secret(path, now, label)
         cached = self.cache.get(path)
         if cached is not None:
             return cached
         generation = self.cache.generation
-        secret = self.store.get_secret(path)
+        secret = self.store.get_secret(path, now)
         if secret is not None:
             self.cache.put(secret, generation)
         return secret
@@ -254,6 +280,8 @@ class AgentService:
                 events.log_event("bundle.applied", dict(fields))
             else:
                 events.record("bundle.applied", **fields)
+            for activated in activation_fields(outcome.result):
+                events.record("secret.activated", **activated)
             ack = outcome.result.audit_ack if outcome.result else 0
             if ack and self.acknowledge is not None:
                 self.acknowledge(ack)

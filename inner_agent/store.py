@@ -9,6 +9,7 @@ of the secrets writes about 1% of the rows (rows whose version did not change ar
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +19,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from inner_agent import schema
-from inner_agent.lookup import Secret
+from inner_agent.labels import CURRENT
+from inner_agent.lookup import Secret, pick, stored_versions
+from inner_agent.rotation import reassert_local
+from inner_agent.versions import Activation, activate_due, apply_versions
 from relay.bundle.payload import SecretsPayload, decode_value
 from relay.bundle.receive import Received
 from relay.bundle.verify import HighWater
@@ -52,6 +56,7 @@ class ApplyResult:
     removed: int
     unchanged: int
     audit_ack: int
+    activated: tuple[Activation, ...] = ()  # pending versions made current by this apply
 
 
 @dataclass(frozen=True)
@@ -164,16 +169,28 @@ class AgentStore:
             ).scalar_one_or_none()
         return None if value is None else str(value)
 
-    def get_secret(self, path: str) -> Secret | None:
-        """The stored secret at ``path`` (expired or not), or ``None``."""
-        t = schema.secrets
+    def get_secret(self, path: str, now: int | None = None, label: str = CURRENT) -> Secret | None:
+        """The ``label`` version of ``path`` at ``now`` (expired or not), or ``None``.
+        Without ``now`` a pending version is never current (the stored rows as they are)."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(t.c.value, t.c.version, t.c.expires_at).where(t.c.path == path)
-            ).first()
-        if row is None:
-            return None
-        return Secret(path, bytes(row.value), int(row.version), row.expires_at)
+            raw = conn.connection.driver_connection
+            rows = stored_versions(raw, path)
+        return pick(path, rows, -1 if now is None else now, label)
+
+    def labelled(self) -> dict[str, dict[str, tuple[int, int | None]]]:
+        """path -> {label: (version, at)} of the previous and pending versions held."""
+        out: dict[str, dict[str, tuple[int, int | None]]] = {}
+        with self.engine.connect() as conn:
+            for path, label, version, at in fetch_all(
+                conn, "SELECT path, label, version, at FROM secret_versions"
+            ):
+                out.setdefault(path, {})[label] = (int(version), at)
+        return out
+
+    def activate_due(self, now: int) -> list[Activation]:
+        """Switch every pending version whose time has come (one transaction)."""
+        with write_transaction(self.engine) as conn:
+            return activate_due(conn, now)
 
     def change_marker(self) -> tuple[str, str]:
         """What changes when secrets or apps change (not when audit records are appended):
@@ -253,6 +270,9 @@ class ReceivingStream:
         bulk_execute(conn, _INSERT, added)
         bulk_execute(conn, _UPSERT, updated)
         bulk_execute(conn, _DELETE, gone)
+        apply_versions(conn, payload.versions, now)  # previous and pending (spec §8.1)
+        reassert_local(conn)  # a local rotation the bundle does not carry yet stays current
+        activated = tuple(activate_due(conn, now))
         _set_high_water(conn, header.sender_key, header.kind, header.seq, bundle_id, now)
         conn.execute(
             insert(schema.applied).values(
@@ -263,6 +283,7 @@ class ReceivingStream:
                 applied_at=now,
             )
         )
+        _set_meta(conn, "policies", json.dumps(payload.policies))  # freshness rules (§8.2)
         _set_meta(conn, "last_import", str(now))
         _set_meta(conn, "last_bundle_created", str(header.created))
         return ApplyResult(
@@ -271,6 +292,7 @@ class ReceivingStream:
             len(gone),
             len(payload.secrets) - len(changed),
             payload.audit_ack,
+            activated,
         )
 
 

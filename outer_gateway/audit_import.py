@@ -10,12 +10,14 @@ held records is ``chain_broken``, and nothing changes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_merge import merge_incoming
+from outer_gateway.rotation_inbox import process_inbox, take_items
 from outer_gateway.store import GatewayStore
 from relay import intake
 from relay.audit.record import record_to_json
@@ -36,6 +38,7 @@ from relay.home import Home
 from relay.quarantine import Quarantine
 from relay.transport import TransportOptions
 
+_log = logging.getLogger("relay.import")
 
 @dataclass(frozen=True)
 class AuditOutcome:
@@ -104,7 +107,8 @@ class AuditImporter:
 
     def import_bytes(self, name: str, data: bytes, listed: bool = False) -> AuditOutcome:
         """Verify one audit bundle and merge its records; the outcome is audited. Never
-        raises: anything unexpected is a ``malformed`` rejection of this file."""
+        raises: anything unexpected is a ``malformed`` rejection of this file. Rotation items it
+        carried are then acted on (outer_gateway/rotation_inbox.py)."""
         try:
             outcome = self._import(name, data)
         except BundleDuplicate as exc:
@@ -114,7 +118,18 @@ class AuditImporter:
         except Exception as exc:  # per-file isolation
             unexpected = BundleRejected(f"unreadable ({type(exc).__name__})", code=MALFORMED)
             outcome = self._rejected(name, data, unexpected, listed)
-        return self._recorded(outcome)
+        recorded = self._recorded(outcome)
+        if outcome.status == "imported":
+            self._act_on_rotation_items()
+        return recorded
+
+    def _act_on_rotation_items(self) -> None:
+        """The bundle is committed; its rotation items are held. Acting on them can fail (a
+        database error): it is logged and retried after the next import."""
+        try:
+            process_inbox(self.home, self.store, self.clock())
+        except Exception as exc:
+            _log.warning("acting on rotation items failed: %s", type(exc).__name__)
 
     def _rejected(self, name: str, data: bytes, exc: BundleRejected, listed: bool) -> AuditOutcome:
         if listed and exc.code == WRONG_RECIPIENT:
@@ -180,6 +195,7 @@ class AuditImporter:
                         record_to_json(record),
                     ),
                 )
+            take_items(execute, self.store, header.sender, payload.rotation, self.clock())
             execute(
                 "INSERT INTO audit_bundles (bundle_id, agent, seq, records, head_seq, imported_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

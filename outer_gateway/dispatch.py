@@ -10,6 +10,7 @@ from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_import import contiguous_high
 from outer_gateway.export import ExportedBundle, agents_to_export, build_bundle
 from outer_gateway.store import GatewayStore
+from outer_gateway.versions import drop_stale_labels, promote_due
 from relay import crashpoint
 from relay.audit import log
 from relay.db import sa_executor
@@ -36,6 +37,14 @@ def dispatch(
     never appeared (the next export takes the next seq), never a written bundle without its
     record or a seq sealed into two bundles."""
     audit = GatewayAudit(home, store.engine)
+    drop_stale_labels(store)
+    for promoted in promote_due(store, clock()):
+        audit.record(
+            "secret.activated",
+            path=promoted.path,
+            version=promoted.version,
+            replaced=promoted.replaced,
+        )
     written = []
     destination = open_destination(location, options)
     try:

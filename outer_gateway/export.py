@@ -7,11 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
+from outer_gateway.versions import granted_versions
 from relay import crashpoint
 from relay.bundle.envelope import parse_envelope
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import bundle_file_name, seal_bundle
+from relay.bundle.versions import VersionRow
 from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
 from relay.paths import grant_matcher
@@ -62,17 +65,23 @@ def build_bundle(
     matcher = grant_matcher([pattern for _, pattern in store.grants(name)])
     secrets: list[tuple[str, int, str, int | None]] = []
     tombstones: list[tuple[str, int]] = []
+    versions: list[VersionRow] = []
+    staged: set[str] = set()
     if matcher is not None:
+        versions = granted_versions(store, matcher.fullmatch, now)
+        staged = {row[0] for row in versions if row[1] == "pending"}
         granted = matcher.fullmatch
         b64 = binascii.b2a_base64
         for path, version, value, expires_at, deleted in store.all_rows():
             if granted(path) is None:
                 continue
             if deleted or value is None:
-                tombstones.append((path, version))
+                if path not in staged:  # a pending version brings a removed path back
+                    tombstones.append((path, version))
             else:
                 secrets.append((path, version, b64(value, newline=False).decode(), expires_at))
-    plaintext = SecretsPayload(secrets, tombstones, audit_ack).encode()
+    policies = shipped_policies(store, [row[0] for row in secrets] + list(staged))
+    plaintext = SecretsPayload(secrets, tombstones, audit_ack, versions, policies).encode()
     cap = int(home.config.get("limits.max_bundle_bytes"))
     if len(plaintext) + ENVELOPE_ALLOWANCE > cap:  # refuse before a seq is spent
         raise UsageError(

@@ -59,3 +59,56 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# Labelled versions beside ``secrets`` (the current ones): ``previous`` (``at`` = end of the
+# overlap) and ``pending`` (``at`` = activates_at; ``overlap`` = how long the version it replaces
+# stays previous). See relay/bundle/versions.py.
+secret_versions = Table(
+    "secret_versions",
+    metadata,
+    Column("path", String(256), primary_key=True),
+    Column("label", String(16), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("expires_at", BigInteger),
+    Column("at", BigInteger),
+    Column("overlap", BigInteger),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# Rotation policies (``relay gateway policy set``); durations in seconds.
+rotation_policies = Table(
+    "rotation_policies",
+    metadata,
+    Column("pattern", String(256), primary_key=True),
+    Column("rotate_every", BigInteger),
+    Column("length", Integer, nullable=False),
+    Column("charset", String(256), nullable=False),
+    Column("overlap", BigInteger),
+    Column("max_offline_age", BigInteger),
+    Column("fail_closed", Boolean, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Rotation items received from agents in the return stream (relay/bundle/rotation_items.py),
+# taken in the same transaction as their audit records and then acted on (``processed_at``):
+# requests rotate at the gateway, escrows become new versions, outcomes are kept for status.
+rotation_inbox = Table(
+    "rotation_inbox",
+    metadata,
+    Column("agent", String(63), primary_key=True),
+    Column("id", String(32), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("path", String(256), nullable=False),
+    Column("reason", String(16)),
+    Column("version", Integer),
+    Column("base", Integer),
+    Column("value", LargeBinary),  # escrow: sealed with the store key on PostgreSQL
+    Column("status", String(16)),
+    Column("detail", Text),
+    Column("received_at", BigInteger, nullable=False),
+    Column("processed_at", BigInteger),
+    Column("result", String(32)),  # what the gateway did: rotated, recorded, not_found, kept
+    Column("result_version", Integer),
+)

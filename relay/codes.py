@@ -20,7 +20,9 @@ DIODE = "Diode"
 SETUP = "Setup and usage"
 SECRETS = "Secrets and the stores"
 API = "Local API"
+CONSUME = "Consumption: exec, render, hooks, client"
 GENERAL = "General"
+ROTATION = "Rotation"
 
 # -- bundles: the receive path (docs/spec/bundle-v1.md, Appendix A) ------------------------------
 BAD_SIGNATURE = reason("bad_signature", "signature or payload hash does not verify", area=BUNDLE)
@@ -36,7 +38,9 @@ NOT_REGULAR_FILE = reason(
 )
 ROLLBACK = reason("rollback", "`seq` not newer than the applied high-water mark", area=BUNDLE)
 TOO_LARGE = reason(
-    "too_large", "over a size cap (bundle, secret value or request body)", http_status=413,
+    "too_large",
+    "over a size cap (bundle, secret value or request body)",
+    http_status=413,
     area=BUNDLE,
 )
 UNKNOWN_SENDER = reason(
@@ -44,7 +48,9 @@ UNKNOWN_SENDER = reason(
 )
 WRONG_RECIPIENT = reason("wrong_recipient", "addressed to another identity", area=BUNDLE)
 EXPIRED = reason(
-    "expired", "a bundle past its `expires`, or a secret past its expiry", http_status=410,
+    "expired",
+    "a bundle past its `expires`, or a secret past its expiry",
+    http_status=410,
     area=BUNDLE,
 )
 
@@ -61,37 +67,51 @@ CONNECT_FAILED = reason(
     "connect_failed", "cannot connect to the server", exit_status=TRANSPORT, area=TRANSPORTS
 )
 CONNECTION_LOST = reason(
-    "connection_lost", "the connection dropped mid-transfer", exit_status=TRANSPORT,
+    "connection_lost",
+    "the connection dropped mid-transfer",
+    exit_status=TRANSPORT,
     area=TRANSPORTS,
 )
 HOST_KEY_MISMATCH = reason(
-    "host_key_mismatch", "the server's host key differs from the pinned one",
-    exit_status=TRANSPORT, area=TRANSPORTS,
+    "host_key_mismatch",
+    "the server's host key differs from the pinned one",
+    exit_status=TRANSPORT,
+    area=TRANSPORTS,
 )
 HOST_KEY_REVOKED = reason(
-    "host_key_revoked", "the server's host key is marked @revoked", exit_status=TRANSPORT,
+    "host_key_revoked",
+    "the server's host key is marked @revoked",
+    exit_status=TRANSPORT,
     area=TRANSPORTS,
 )
 HOST_KEY_UNKNOWN = reason(
-    "host_key_unknown", "the server's host key is not in the known-hosts file",
-    exit_status=TRANSPORT, area=TRANSPORTS,
+    "host_key_unknown",
+    "the server's host key is not in the known-hosts file",
+    exit_status=TRANSPORT,
+    area=TRANSPORTS,
 )
 REMOTE_DENIED = reason(
-    "remote_denied", "permission denied on the remote folder", exit_status=TRANSPORT,
+    "remote_denied",
+    "permission denied on the remote folder",
+    exit_status=TRANSPORT,
     area=TRANSPORTS,
 )
 REMOTE_FAILED = reason(
     "remote_failed", "the remote operation failed", exit_status=TRANSPORT, area=TRANSPORTS
 )
 REMOTE_MISSING = reason(
-    "remote_missing", "the remote folder or file does not exist", exit_status=TRANSPORT,
+    "remote_missing",
+    "the remote folder or file does not exist",
+    exit_status=TRANSPORT,
     area=TRANSPORTS,
 )
 TRANSPORT_FAILED = reason(
     "transport_failed", "moving bytes failed", exit_status=TRANSPORT, area=TRANSPORTS
 )
 VANISHED = reason(
-    "vanished", "a file went away between listing and reading", exit_status=TRANSPORT,
+    "vanished",
+    "a file went away between listing and reading",
+    exit_status=TRANSPORT,
     area=TRANSPORTS,
 )
 
@@ -111,28 +131,33 @@ ALREADY_INITIALIZED = reason(
 ALREADY_TRUSTED = reason(
     "already_trusted", "the agent already trusts a gateway", exit_status=USAGE, area=SETUP
 )
-APP_EXISTS = reason(
-    "app_exists", "an app of that name exists", exit_status=USAGE, area=SETUP
-)
-BAD_ADDRESS = reason(
-    "bad_address", "not a HOST:PORT address", exit_status=USAGE, area=SETUP
-)
+APP_EXISTS = reason("app_exists", "an app of that name exists", exit_status=USAGE, area=SETUP)
+BAD_ADDRESS = reason("bad_address", "not a HOST:PORT address", exit_status=USAGE, area=SETUP)
 BAD_CONFIG = reason(
-    "bad_config", "`relay.toml` is not valid TOML", exit_status=USAGE, area=SETUP
+    "bad_config",
+    "`relay.toml` is not valid TOML, or a [[hooks]]/[[exec]] table is wrong",
+    exit_status=USAGE,
+    area=SETUP,
 )
 BAD_DURATION = reason(
-    "bad_duration", "not a positive duration such as 30s, 15m, 24h, 7d", exit_status=USAGE,
+    "bad_duration",
+    "not a positive duration such as 30s, 15m, 24h, 7d",
+    exit_status=USAGE,
     area=SETUP,
 )
 BAD_FILE = reason(
     "bad_file", "an input file is not in the expected format", exit_status=USAGE, area=SETUP
 )
 BAD_IDENTITY = reason(
-    "bad_identity", "not a valid, self-signed identity of the expected role", exit_status=USAGE,
+    "bad_identity",
+    "not a valid, self-signed identity of the expected role",
+    exit_status=USAGE,
     area=SETUP,
 )
 BAD_KEY_FILE = reason(
-    "bad_key_file", "the key file is damaged or not a relay key file", exit_status=USAGE,
+    "bad_key_file",
+    "the key file is damaged or not a relay key file",
+    exit_status=USAGE,
     area=SETUP,
 )
 BAD_LISTEN = reason(
@@ -142,9 +167,7 @@ BAD_LOCATION = reason(
     "bad_location", "not a usable sftp:// location", exit_status=USAGE, area=SETUP
 )
 BAD_NAME = reason("bad_name", "not a valid identity name", exit_status=USAGE, area=SETUP)
-BAD_OPTION = reason(
-    "bad_option", "a diode option is out of range", exit_status=USAGE, area=SETUP
-)
+BAD_OPTION = reason("bad_option", "a diode option is out of range", exit_status=USAGE, area=SETUP)
 BAD_PASSPHRASE = reason(
     "bad_passphrase", "the passphrase does not unwrap the key", exit_status=USAGE, area=SETUP
 )
@@ -154,30 +177,34 @@ BAD_PATTERN = reason(
 BAD_STORE = reason(
     "bad_store", "the store cannot be opened with the home's key", exit_status=USAGE, area=SETUP
 )
-BAD_URL = reason(
-    "bad_url", "not a usable udp://HOST:PORT URL", exit_status=USAGE, area=SETUP
-)
-BAD_VALUE = reason(
-    "bad_value", "a setting's value is not valid", exit_status=USAGE, area=SETUP
-)
+BAD_URL = reason("bad_url", "not a usable udp://HOST:PORT URL", exit_status=USAGE, area=SETUP)
+BAD_VALUE = reason("bad_value", "a setting's value is not valid", exit_status=USAGE, area=SETUP)
 EMPTY_VALUE = reason("empty_value", "the secret value is empty", exit_status=USAGE, area=SETUP)
 IDENTITY_REQUIRED = reason(
-    "identity_required", "an SFTP location needs an identity file", exit_status=USAGE,
+    "identity_required",
+    "an SFTP location needs an identity file",
+    exit_status=USAGE,
     area=SETUP,
 )
 IDENTITY_UNREADABLE = reason(
     "identity_unreadable", "the SSH identity file cannot be used", exit_status=USAGE, area=SETUP
 )
 KNOWN_HOSTS_REQUIRED = reason(
-    "known_hosts_required", "an SFTP location needs a known-hosts file", exit_status=USAGE,
+    "known_hosts_required",
+    "an SFTP location needs a known-hosts file",
+    exit_status=USAGE,
     area=SETUP,
 )
 KNOWN_HOSTS_UNREADABLE = reason(
-    "known_hosts_unreadable", "the known-hosts file cannot be read", exit_status=USAGE,
+    "known_hosts_unreadable",
+    "the known-hosts file cannot be read",
+    exit_status=USAGE,
     area=SETUP,
 )
 LISTEN_FAILED = reason(
-    "listen_failed", "the service cannot listen on its address or socket", exit_status=USAGE,
+    "listen_failed",
+    "the service cannot listen on its address or socket",
+    exit_status=USAGE,
     area=SETUP,
 )
 NON_LOOPBACK_LISTEN = reason(
@@ -193,7 +220,9 @@ NOT_TRUSTED = reason(
     "not_trusted", "no trusted gateway or sender is pinned yet", exit_status=USAGE, area=SETUP
 )
 PASSPHRASE_REQUIRED = reason(
-    "passphrase_required", "the key is wrapped; set RELAY_PASSPHRASE", exit_status=USAGE,
+    "passphrase_required",
+    "the key is wrapped; set RELAY_PASSPHRASE",
+    exit_status=USAGE,
     area=SETUP,
 )
 UNKNOWN_AGENT = reason(
@@ -205,9 +234,7 @@ UNKNOWN_SETTING = reason(
 UNSAFE_PERMISSIONS = reason(
     "unsafe_permissions", "a key file is readable by others", exit_status=USAGE, area=SETUP
 )
-USAGE_CODE = reason(
-    "usage", "the command was called wrongly", exit_status=USAGE, area=SETUP
-)
+USAGE_CODE = reason("usage", "the command was called wrongly", exit_status=USAGE, area=SETUP)
 WRONG_HOME = reason(
     "wrong_home", "the home belongs to the other side", exit_status=USAGE, area=SETUP
 )
@@ -216,16 +243,59 @@ WRONG_HOME = reason(
 BAD_PATH = reason(
     "bad_path", "not a valid secret path", exit_status=USAGE, http_status=400, area=SECRETS
 )
-NOT_FOUND = reason(
-    "not_found", "no such secret, grant, app or file", http_status=404, area=SECRETS
-)
+NOT_FOUND = reason("not_found", "no such secret, grant, app or file", http_status=404, area=SECRETS)
 STALE = reason(
     "stale", "the agent is stale and this secret fails closed", http_status=410, area=SECRETS
 )
 
 STORE_TOO_NEW = reason(
-    "store_too_new", "the store was written by a newer relay: upgrade relay first",
-    exit_status=USAGE, area=SECRETS,
+    "store_too_new",
+    "the store was written by a newer relay: upgrade relay first",
+    exit_status=USAGE,
+    area=SECRETS,
+)
+
+# -- rotation (docs/rotation.md) ------------------------------------------------------------------
+BAD_CHARSET = reason(
+    "bad_charset",
+    "not a charset spec (alnum, hex, a+b, chars:…)",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+BAD_EXECUTOR = reason(
+    "bad_executor",
+    "a [[rotation.executor]] table is not valid",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+BAD_TIME = reason(
+    "bad_time",
+    "not an RFC 3339 time with offset, nor a duration from now",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+BAD_VERSION = reason(
+    "bad_version",
+    "version is current, previous or pending",
+    exit_status=USAGE,
+    http_status=400,
+    area=ROTATION,
+)
+ROTATION_FAILED = reason(
+    "rotation_failed",
+    "the executor did not set the new value; the old one stays",
+    area=ROTATION,
+)
+ROTATION_IN_PROGRESS = reason(
+    "rotation_in_progress",
+    "a local rotation of this path is under way",
+    exit_status=USAGE,
+    area=ROTATION,
+)
+ROTATION_TIMEOUT = reason(
+    "rotation_timeout",
+    "the executor did not finish in time; the old value stays",
+    area=ROTATION,
 )
 
 # -- operations: backup and restore, the offline kit, default destinations ------------------------
@@ -266,9 +336,7 @@ KIT_MALFORMED = reason(
 
 # -- local API (RFC 6749 error codes where OAuth defines one) -------------------------------------
 BAD_REQUEST = reason("bad_request", "the HTTP request is not valid", http_status=400, area=API)
-FORBIDDEN = reason(
-    "forbidden", "this app or uid may not do this", http_status=403, area=API
-)
+FORBIDDEN = reason("forbidden", "this app or uid may not do this", http_status=403, area=API)
 HEADERS_TOO_LARGE = reason(
     "headers_too_large", "request headers over the cap", http_status=400, area=API
 )
@@ -276,7 +344,9 @@ INVALID_CLIENT = reason(
     "invalid_client", "unknown client or wrong client secret", http_status=401, area=API
 )
 INVALID_REQUEST = reason(
-    "invalid_request", "the token request is missing or repeats a field", http_status=400,
+    "invalid_request",
+    "the token request is missing or repeats a field",
+    http_status=400,
     area=API,
 )
 METHOD_NOT_ALLOWED = reason(
@@ -293,7 +363,9 @@ TOO_MANY_REQUESTS = reason(
     "too_many_requests", "too many failed attempts; try later", http_status=429, area=API
 )
 UID_NOT_ALLOWED = reason(
-    "uid_not_allowed", "audit reason: the socket peer's uid is not allowed", http_status=403,
+    "uid_not_allowed",
+    "audit reason: the socket peer's uid is not allowed",
+    http_status=403,
     area=API,
 )
 UNAUTHORIZED = reason(
@@ -301,6 +373,57 @@ UNAUTHORIZED = reason(
 )
 UNSUPPORTED_GRANT_TYPE = reason(
     "unsupported_grant_type", "grant_type is not client_credentials", http_status=400, area=API
+)
+
+# -- consumption: relay agent exec / render, [[hooks]], [[exec]], relay.client ---------------------
+API_ERROR = reason("api_error", "the local API refused a client's request", area=CONSUME)
+BAD_ENV = reason(
+    "bad_env",
+    "--env is not VAR=PATH, or an env template line is not VAR=VALUE",
+    exit_status=USAGE,
+    area=CONSUME,
+)
+BAD_ENV_VALUE = reason(
+    "bad_env_value", "a value cannot be an environment variable (a NUL byte)", area=CONSUME
+)
+BAD_OWNER = reason(
+    "bad_owner", "unknown user or group for --owner", exit_status=USAGE, area=CONSUME
+)
+BAD_RESPONSE = reason("bad_response", "the local API's answer is not JSON", area=CONSUME)
+BAD_SIGNAL = reason("bad_signal", "not a signal name or number", exit_status=USAGE, area=CONSUME)
+BAD_TEMPLATE = reason(
+    "bad_template",
+    "the template file cannot be read, is over 1 MiB or not UTF-8",
+    exit_status=USAGE,
+    area=CONSUME,
+)
+COMMAND_NOT_EXECUTABLE = reason(
+    "command_not_executable",
+    "CMD exists but cannot be run (as a shell: 126)",
+    exit_status=126,
+    area=CONSUME,
+)
+COMMAND_NOT_FOUND = reason(
+    "command_not_found", "CMD is not found (as a shell: 127)", exit_status=127, area=CONSUME
+)
+NO_CREDENTIALS = reason(
+    "no_credentials", "API client credentials are missing", exit_status=USAGE, area=CONSUME
+)
+NOT_TEXT = reason("not_text", "a template needs a UTF-8 value", area=CONSUME)
+RATE_LIMIT = reason(
+    "rate_limit", "audit reason: a restart waits for the crash-loop limit", area=CONSUME
+)
+TEMPLATE_ERROR = reason(
+    "template_error", "unknown name or filter, syntax error, or failed expression", area=CONSUME
+)
+TEMPLATE_FORBIDDEN = reason(
+    "template_forbidden", "a template reached for Python internals", area=CONSUME
+)
+UNREACHABLE = reason(
+    "unreachable", "the local API cannot be reached", exit_status=TRANSPORT, area=CONSUME
+)
+WRITE_FAILED = reason(
+    "write_failed", "the output cannot be written; the old file is kept", area=CONSUME
 )
 
 # -- general --------------------------------------------------------------------------------------

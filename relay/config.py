@@ -75,6 +75,10 @@ def _optional_duration(text: str) -> str:
     return _duration(text) if text.strip() else ""
 
 
+def _not_settable(text: str) -> Any:
+    raise UsageError("edit relay.toml: [[rotation.executor]] tables", code="bad_value")
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("true", "yes", "on", "1"):
@@ -213,6 +217,15 @@ SETTINGS: dict[str, Setting] = {
     "api.token_ttl": Setting(AGENT, _duration, "15m", "lifetime of API access tokens"),
     "api.read_timeout": Setting(
         AGENT, _duration, "10s", "time a client has to send a whole request (headers and body)"
+    ),
+    "rotation.expiry_window": Setting(
+        AGENT, _optional_duration, "", "request rotation of a secret this long before it expires"
+    ),
+    "rotation.executor": Setting(
+        AGENT, _not_settable, [], "[[rotation.executor]] tables in relay.toml (docs/rotation.md)"
+    ),
+    "rotation.overlap": Setting(
+        GATEWAY, _duration, "1h", "how long a replaced version stays `previous` (no policy)"
     ),
 }
 

@@ -137,6 +137,7 @@ class UsageError(RelayError):
         mistake; of a secret to read, a refusal): the request was invalid, nothing changed."""
         return USAGE
 
+
 class ApiError(RelayError):
     """A local-API request that cannot be served: HTTP ``status``, stable ``code``, safe
     ``message``. ``status`` is the registry's HTTP status for ``code`` (a test checks every

@@ -93,9 +93,7 @@ class Home:
             )
         doc = _read_key_file(key_path)
         if doc["role"] != side:
-            raise UsageError(
-                f"{path} is a {doc['role']} home, not a {side} home", code=WRONG_HOME
-            )
+            raise UsageError(f"{path} is a {doc['role']} home, not a {side} home", code=WRONG_HOME)
         identity = PublicIdentity(
             side,
             str(doc["name"]),

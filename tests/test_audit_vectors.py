@@ -65,6 +65,7 @@ def test_audit_vector(name: str) -> None:
         assert [r.seq for r in payload.records] == want["records"]
         assert [r.seq for r in merge.new] == want["new"]
         assert merge.duplicates == want["duplicates"]
+        assert [item.id for item in payload.rotation] == want.get("rotation", [])
 
 
 def test_every_audit_outcome_and_step_is_covered() -> None:

@@ -111,9 +111,12 @@ def test_a_restored_gateway_never_reuses_a_seq(tmp_path: Path, passfile: dict[st
 def test_restore_refuses_an_existing_home(tmp_path: Path, passfile: dict[str, str]) -> None:
     pair = make_pair(tmp_path)
     backup = tmp_path / "ag.backup"
-    assert run_relay(
-        "agent", "backup", "--home", str(pair.ag), "--to", str(backup), env=passfile
-    ).status == 0
+    assert (
+        run_relay(
+            "agent", "backup", "--home", str(pair.ag), "--to", str(backup), env=passfile
+        ).status
+        == 0
+    )
     before = {p.name: p.read_bytes() for p in pair.ag.iterdir() if p.is_file()}
     for target in (pair.ag, pair.root / "out-of-the-way"):
         target.mkdir(exist_ok=True)
@@ -137,9 +140,12 @@ def test_truncated_foreign_and_wrong_passphrase_backups_are_refused(
 ) -> None:
     pair = make_pair(tmp_path)
     backup = tmp_path / "ag.backup"
-    assert run_relay(
-        "agent", "backup", "--home", str(pair.ag), "--to", str(backup), env=passfile
-    ).status == 0
+    assert (
+        run_relay(
+            "agent", "backup", "--home", str(pair.ag), "--to", str(backup), env=passfile
+        ).status
+        == 0
+    )
     data = backup.read_bytes()
     truncated = tmp_path / "truncated"
     truncated.write_bytes(data[: len(data) // 2])
@@ -149,8 +155,12 @@ def test_truncated_foreign_and_wrong_passphrase_backups_are_refused(
     flipped.write_bytes(data[:-10] + bytes([data[-10] ^ 1]) + data[-9:])
     other = tmp_path / "other.pass"
     other.write_text("a different passphrase")
-    cases = [(truncated, passfile), (foreign, passfile), (flipped, passfile),
-             (backup, {"RELAY_BACKUP_PASSPHRASE_FILE": str(other)})]
+    cases = [
+        (truncated, passfile),
+        (foreign, passfile),
+        (flipped, passfile),
+        (backup, {"RELAY_BACKUP_PASSPHRASE_FILE": str(other)}),
+    ]
     for index, (source, env) in enumerate(cases):
         target = tmp_path / f"target{index}"
         refused = run_relay(
@@ -194,17 +204,26 @@ def test_postgres_gateway_pg_dump_recipe(tmp_path: Path, request: pytest.Fixture
         restored = plain.rsplit("/", 1)[0] + "/" + restored_db
         subprocess.run(["pg_restore", "--no-owner", "--dbname", restored, str(dump)], check=True)
         subprocess.run(
-            ["psql", "-v", "ON_ERROR_STOP=1", "-c",
-             f"UPDATE agents SET last_seq = last_seq + {SEQ_SAFETY_MARGIN}",  # noqa: S608
-             restored],
-            check=True, capture_output=True,
+            [
+                "psql",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                f"UPDATE agents SET last_seq = last_seq + {SEQ_SAFETY_MARGIN}",  # noqa: S608
+                restored,
+            ],
+            check=True,
+            capture_output=True,
         )
         new = tmp_path / "gw-new"
         shutil.copytree(pair.gw, new)
         pair.gw = new
-        assert pair.gateway(
-            "config", "set", "gateway.store_url", url.rsplit("/", 1)[0] + "/" + restored_db
-        ).status == 0
+        assert (
+            pair.gateway(
+                "config", "set", "gateway.store_url", url.rsplit("/", 1)[0] + "/" + restored_db
+            ).status
+            == 0
+        )
         assert seq_of(export_to(pair, tmp_path / "e3")) == 1 + SEQ_SAFETY_MARGIN + 1
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

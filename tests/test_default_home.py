@@ -45,13 +45,21 @@ def test_commands_without_flags_use_the_default_home_and_say_so(
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     env = {"XDG_DATA_HOME": str(tmp_path / "xdg")}
-    user = run_relay("agent", "init", "--name", "laptop", "--request-out", str(tmp_path / "r"),
-                     env=env)
+    user = run_relay(
+        "agent", "init", "--name", "laptop", "--request-out", str(tmp_path / "r"), env=env
+    )
     expected = tmp_path / "xdg" / "relay" / "agent"
     assert f"initialised in {expected}" in user.out
     assert run_relay("agent", "status", env=env).status == 0
-    explicit = run_relay("agent", "init", "--name", "other", "--request-out",
-                         str(tmp_path / "r2"), env={**env, "RELAY_HOME": str(tmp_path / "x")})
+    explicit = run_relay(
+        "agent",
+        "init",
+        "--name",
+        "other",
+        "--request-out",
+        str(tmp_path / "r2"),
+        env={**env, "RELAY_HOME": str(tmp_path / "x")},
+    )
     assert f"initialised in {tmp_path / 'x'}" in explicit.out
 
 

@@ -52,8 +52,17 @@ def by_check(out: str) -> dict[str, list[str]]:
 
 def test_a_healthy_agent_is_all_ok_with_passphrase_protected_keys(tmp_path: Path) -> None:
     ag = tmp_path / "ag"
-    init = run_relay("agent", "init", "--home", str(ag), "--name", "plant7",
-                     "--request-out", str(tmp_path / "req"), env=PASS)
+    init = run_relay(
+        "agent",
+        "init",
+        "--home",
+        str(ag),
+        "--name",
+        "plant7",
+        "--request-out",
+        str(tmp_path / "req"),
+        env=PASS,
+    )
     assert init.status == 0, init.err
     (tmp_path / "inbox").mkdir()
     run_relay("agent", "config", "set", "agent.inbox", str(tmp_path / "inbox"), "--home", str(ag))
@@ -75,7 +84,15 @@ def test_a_working_pair_passes_and_json_lists_every_check(tmp_path: Path) -> Non
     status, out = doctor(pair.gw, "--json")
     report = json.loads(out)
     assert {f["check"] for f in report["findings"]} >= {
-        "home", "key_file", "store", "schema", "trust", "clock", "audit", "disk", "quarantine"
+        "home",
+        "key_file",
+        "store",
+        "schema",
+        "trust",
+        "clock",
+        "audit",
+        "disk",
+        "quarantine",
     }
     assert status == 1
 

@@ -21,9 +21,7 @@ SCRIPTS = Path(__file__).parent.parent / "scripts" / "kit"
 NAME = "relay-9.9.9-offline-cp311-linux_x86_64"
 
 
-def make_kit(
-    root: Path, seed: bytes, alter: str = "", python: str = "cp311"
-) -> tuple[Path, Path]:
+def make_kit(root: Path, seed: bytes, alter: str = "", python: str = "cp311") -> tuple[Path, Path]:
     """A kit folder and archive with one fake wheel; ``alter`` spoils it after signing."""
     folder = root / alter / NAME if alter else root / NAME
     (folder / "wheels").mkdir(parents=True)
@@ -69,9 +67,22 @@ def test_an_intact_kit_verifies_with_relay_and_openssl(
     assert done.status == 0, done.err
     assert "signature good, 3 files verified" in done.out
     openssl = subprocess.run(
-        ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", str(pub), "-rawin",
-         "-in", str(folder / kit.SUMS), "-sigfile", str(folder / kit.SIGNATURE)],
-        capture_output=True, text=True, check=False,
+        [
+            "openssl",
+            "pkeyutl",
+            "-verify",
+            "-pubin",
+            "-inkey",
+            str(pub),
+            "-rawin",
+            "-in",
+            str(folder / kit.SUMS),
+            "-sigfile",
+            str(folder / kit.SIGNATURE),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert "Signature Verified Successfully" in openssl.stdout, openssl.stderr
     # install.sh accepts it too: it gets past every check to the Python version (cp311 here)
@@ -79,14 +90,18 @@ def test_an_intact_kit_verifies_with_relay_and_openssl(
     installed = subprocess.run(
         [str(folder / "install.sh"), str(tmp_path / "prefix")],
         env={**os.environ, "RELAY_RELEASE_PUBKEY": str(pub)},
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert "does not match SHA256SUMS" in installed.stderr
     folder2, _ = make_kit(tmp_path / "second", seed, python="cp00")
     installed = subprocess.run(
         [str(folder2 / "install.sh"), str(tmp_path / "prefix")],
         env={**os.environ, "RELAY_RELEASE_PUBKEY": str(pub)},
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert "this kit is for cp00" in installed.stderr, installed.stderr
     assert not (tmp_path / "prefix").exists()
@@ -94,8 +109,12 @@ def test_an_intact_kit_verifies_with_relay_and_openssl(
 
 @pytest.mark.parametrize(
     ("alter", "code"),
-    [("wheel", "kit_modified"), ("added", "kit_modified"), ("signature", "kit_bad_signature"),
-     ("sums", "kit_bad_signature")],
+    [
+        ("wheel", "kit_modified"),
+        ("added", "kit_modified"),
+        ("signature", "kit_bad_signature"),
+        ("sums", "kit_bad_signature"),
+    ],
 )
 def test_a_tampered_kit_is_refused_before_anything_is_installed(
     tmp_path: Path, keys: tuple[bytes, Path], alter: str, code: str
@@ -109,7 +128,9 @@ def test_a_tampered_kit_is_refused_before_anything_is_installed(
     installed = subprocess.run(
         [str(folder / "install.sh"), str(prefix)],
         env={**os.environ, "RELAY_RELEASE_PUBKEY": str(pub)},
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert installed.returncode == 1
     assert "not installing" in installed.stderr

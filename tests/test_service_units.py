@@ -16,8 +16,14 @@ UNITS = Path(__file__).parent.parent / "deploy" / "systemd"
 SERVICES = ("relay-agent.service", "relay-gateway.service", "relay-hop.service")
 GOOD_ENOUGH = {"SAFE", "OK"}
 REQUIRED = (
-    "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-    "LimitCORE=0", "LoadCredential=relay-passphrase:", "ReadWritePaths=", "DynamicUser=yes",
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "LimitCORE=0",
+    "LoadCredential=relay-passphrase:",
+    "ReadWritePaths=",
+    "DynamicUser=yes",
 )
 
 
@@ -48,7 +54,9 @@ def test_units_are_hardened(units: Path, service: str, capsys: pytest.CaptureFix
         assert directive in text, directive
     done = subprocess.run(
         ["systemd-analyze", "security", "--offline=yes", str(units / service)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     found = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", done.stdout)
     assert found, done.stdout + done.stderr
@@ -62,14 +70,23 @@ def test_a_credential_unlocks_wrapped_keys(tmp_path: Path) -> None:
     from tests.conftest import run_relay
 
     home = tmp_path / "ag"
-    made = run_relay("agent", "init", "--home", str(home), "--name", "svc",
-                     "--request-out", str(tmp_path / "req"),
-                     env={"RELAY_PASSPHRASE": "credential-passphrase"})
+    made = run_relay(
+        "agent",
+        "init",
+        "--home",
+        str(home),
+        "--name",
+        "svc",
+        "--request-out",
+        str(tmp_path / "req"),
+        env={"RELAY_PASSPHRASE": "credential-passphrase"},
+    )
     assert made.status == 0, made.err
     assert "passphrase_required" in run_relay("agent", "status", "--home", str(home)).err
     creds = tmp_path / "creds"
     creds.mkdir(mode=0o700)
     (creds / "relay-passphrase").write_text("credential-passphrase\n")
-    done = run_relay("agent", "status", "--home", str(home),
-                     env={"CREDENTIALS_DIRECTORY": str(creds)})
+    done = run_relay(
+        "agent", "status", "--home", str(home), env={"CREDENTIALS_DIRECTORY": str(creds)}
+    )
     assert done.status == 0, done.err

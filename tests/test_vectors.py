@@ -83,6 +83,7 @@ def test_vector(name: str) -> None:
         assert [list(r) for r in payload.secrets] == want["secrets"]
         assert [list(r) for r in payload.tombstones] == want["tombstones"]
         assert payload.audit_ack == want["ack"]["audit_seq"]
+        assert [list(r) for r in payload.versions] == want.get("versions", [])
 
 
 def test_every_outcome_is_covered() -> None:

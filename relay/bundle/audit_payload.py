@@ -6,7 +6,8 @@ JSON object (UTF-8), version 1, exactly these members::
     {"v": 1,
      "agent": NAME,                         # must equal the (authenticated) sender
      "head": {"seq": N, "hash": HEX},       # the agent's newest record when it exported
-     "records": [RECORD, ...]}              # docs/audit.md §1, strictly ascending seq, <= head
+     "records": [RECORD, ...],              # docs/audit.md §1, strictly ascending seq, <= head
+     "rotation": [ITEM, ...]}               # optional: relay/bundle/rotation_items.py
 
 An export larger than one bundle is split into several bundles with consecutive ``seq``, each
 holding a run of records and the same ``head``. ``head`` lets the gateway notice records deleted
@@ -18,14 +19,17 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from relay.audit.chain import GENESIS_HASH, AuditRecord, record_from_dict, record_to_dict
+from relay.bundle.rotation_items import RotationItem, decode_rotation_items
 from relay.errors import MALFORMED, BundleRejected
 
 AUDIT_PAYLOAD_VERSION = 1
 PAYLOAD_KEYS = frozenset({"v", "agent", "head", "records"})
+OPTIONAL_KEYS = frozenset({"rotation"})  # rotation items ride with their records
+MAX_ESCROW_BYTES = 1024 * 1024  # the default limits.max_secret_bytes
 HEAD_KEYS = frozenset({"seq", "hash"})
 MAX_SAFE_INTEGER = 2**53 - 1
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -40,6 +44,7 @@ class AuditPayload:
     head_seq: int
     head_hash: str
     records: tuple[AuditRecord, ...]
+    rotation: tuple[RotationItem, ...] = field(default=())
 
     def encode(self) -> bytes:
         """Compact UTF-8 JSON, members sorted (what :func:`payload_frame_size` measures)."""
@@ -59,13 +64,15 @@ def _dump(payload: AuditPayload, records: list[dict[str, Any]]) -> bytes:
         "head": {"seq": payload.head_seq, "hash": payload.head_hash},
         "records": records,
     }
+    if payload.rotation:
+        doc["rotation"] = [item.to_json() for item in payload.rotation]
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
 def decode_audit_payload(data: bytes, max_entries: int) -> AuditPayload:
     """Parse a decrypted audit payload strictly (§9); ``malformed`` on anything unexpected."""
     doc = _load_json(data)
-    if not isinstance(doc, dict) or set(doc) != PAYLOAD_KEYS:
+    if not isinstance(doc, dict) or set(doc) - OPTIONAL_KEYS != PAYLOAD_KEYS:
         raise _malformed("audit payload members are not exactly v, agent, head, records")
     if not _is_int(doc["v"]) or doc["v"] != AUDIT_PAYLOAD_VERSION:
         raise _malformed("audit payload is not v1")
@@ -74,7 +81,12 @@ def decode_audit_payload(data: bytes, max_entries: int) -> AuditPayload:
         raise _malformed("audit payload agent is not an identity name")
     head_seq, head_hash = _head(doc["head"])
     records = _records(doc["records"], max_entries, head_seq)
-    return AuditPayload(agent, head_seq, head_hash, records)
+    rotation: tuple[RotationItem, ...] = ()
+    if "rotation" in doc:
+        rotation = tuple(decode_rotation_items(doc["rotation"], max_entries, MAX_ESCROW_BYTES))
+        if any(item.seq > head_seq for item in rotation):
+            raise _malformed("a rotation item is past the declared head")
+    return AuditPayload(agent, head_seq, head_hash, records, rotation)
 
 
 def _head(head: object) -> tuple[int, str]:

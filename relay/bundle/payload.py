@@ -6,7 +6,9 @@ JSON object (UTF-8), version 1::
      "state": "full",                       # the complete set granted to the recipient
      "secrets": [[PATH, VERSION, VALUE_B64, EXPIRES_OR_NULL], ...],
      "tombstones": [[PATH, VERSION], ...],  # removed at the gateway: delete on arrival
-     "ack": {"audit_seq": N}}               # audit records the gateway holds (return stream)
+     "ack": {"audit_seq": N},               # audit records the gateway holds (return stream)
+     "versions": [[PATH, LABEL, ...], ...], # optional: previous/pending (relay.bundle.versions)
+     "freshness": [[PATTERN, AGE, BOOL]]}   # optional: fail closed (relay.bundle.policy_rows)
 
 Rows are arrays, not objects, to keep 100k-secret bundles compact and quick to parse. ``state``
 ``full`` means: after applying, the recipient holds exactly ``secrets`` (anything else is removed).
@@ -24,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
+from relay.bundle.policy_rows import PolicyRow, decode_policy_rows
+from relay.bundle.versions import VersionRow, decode_version_rows, encode_version_rows
 from relay.errors import MALFORMED, BundleRejected
 from relay.paths import MAX_PATH, is_valid_path
 
@@ -45,17 +49,23 @@ class SecretsPayload:
     secrets: list[SecretRow]
     tombstones: list[TombstoneRow] = field(default_factory=list)
     audit_ack: int = 0
+    versions: list[VersionRow] = field(default_factory=list)  # previous and pending
+    policies: list[PolicyRow] = field(default_factory=list)  # freshness rules per pattern
     values: list[bytes] = field(default_factory=list, compare=False, repr=False)
 
     def encode(self) -> bytes:
-        """The JSON bytes to seal."""
-        doc = {
+        """The JSON bytes to seal (``versions`` only when there are any: v1 bytes unchanged)."""
+        doc: dict[str, Any] = {
             "v": PAYLOAD_VERSION,
             "state": "full",
             "secrets": self.secrets,
             "tombstones": self.tombstones,
             "ack": {"audit_seq": self.audit_ack},
         }
+        if self.versions:
+            doc["versions"] = encode_version_rows(self.versions)
+        if self.policies:
+            doc["freshness"] = [list(row) for row in self.policies]
         return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
@@ -85,7 +95,16 @@ def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int)
     audit_seq = ack.get("audit_seq", 0) if isinstance(ack, dict) else None
     if not _is_int(audit_seq, 0):
         raise _malformed("bad acknowledgement")
-    return SecretsPayload(rows, dead, audit_seq, values)
+    versions: list[VersionRow] = []
+    if "versions" in doc:
+        current = {r[0]: r[1] for r in rows}
+        versions = decode_version_rows(
+            doc["versions"], current, {r[0] for r in dead}, max_b64, max_secret_bytes
+        )
+        if len(rows) + len(dead) + len(versions) > max_entries:
+            raise _malformed(f"more than {max_entries} entries")
+    policies = decode_policy_rows(doc["freshness"], max_entries) if "freshness" in doc else []
+    return SecretsPayload(rows, dead, audit_seq, versions, policies, values)
 
 
 def decode_value(value_b64: str) -> bytes:

@@ -27,6 +27,9 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
+CALLER_UMASK = [0o022]  # the umask relay was started with, for the commands relay runs
+
+
 class LazyGroup(click.Group):
     """A click group whose sub-commands are imported on first use, and which turns every
     error into one line on stderr and an exit status (no traceback ever reaches a user)."""
@@ -70,7 +73,7 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="relay")
 def cli() -> None:
     """relay: store-and-forward secrets across air gaps, diodes and DMZs."""
-    os.umask(0o077)  # every file relay creates is private unless it says otherwise
+    CALLER_UMASK[0] = os.umask(0o077)  # every file relay creates is private unless it says so
 
 
 def main(argv: list[str] | None = None) -> Any:

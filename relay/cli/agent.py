@@ -39,10 +39,15 @@ agent.add_command(config_group("agent"))
 def _register_service_commands() -> None:
     # Light modules: FastAPI, uvicorn and watchdog are imported inside the commands.
     from relay.cli.agent_apps import app
+    from relay.cli.agent_exec import exec_, render
+    from relay.cli.agent_rotation import rotate
     from relay.cli.agent_run import run
 
     agent.add_command(run)
     agent.add_command(app)
+    agent.add_command(exec_)
+    agent.add_command(render)
+    agent.add_command(rotate)
     from relay.cli.backup import add_backup_commands
 
     add_backup_commands(agent, "agent")
@@ -165,12 +170,19 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
 
 @agent.command()
 @home_option
+@click.option(
+    "--version",
+    "label",
+    type=click.Choice(["current", "previous", "pending"]),
+    default="current",
+    help="Which labelled version (default current).",
+)
 @click.argument("path")
-def get(home: Path, path: str) -> None:
+def get(home: Path, path: str, label: str) -> None:
     """Print the value of PATH and a newline (nothing else on stdout)."""
     from inner_agent.get_command import get_value
 
-    value = get_value(home, path)
+    value = get_value(home, path, label)
     out = sys.stdout.buffer
     out.write(value + b"\n")
     out.flush()
@@ -192,30 +204,64 @@ def secret() -> None:
 @home_option
 @json_option
 def secret_list(home: Path, as_json: bool) -> None:
-    """List secrets: path, version, expiry, size; never values."""
+    """List secrets: path, version, expiry, size, previous and pending versions; never values."""
     _, store = _open(home)
     items = store.list_secrets()
+    labelled = store.labelled()
     if as_json:
-        echo_json(
-            [
-                {
-                    "path": s.path,
-                    "version": s.version,
-                    "expires_at": s.expires_at,
-                    "updated_at": s.updated_at,
-                    "size": s.size,
-                    "expired": s.expires_at is not None and s.expires_at <= now(),
-                }
-                for s in items
-            ]
-        )
-        return
-    echo_table(
-        ("PATH", "VERSION", "EXPIRES", "UPDATED", "SIZE"),
-        [
-            (s.path, s.version, format_time(s.expires_at), format_time(s.updated_at), s.size)
+        docs = {
+            s.path: {
+                "path": s.path,
+                "version": s.version,
+                "expires_at": s.expires_at,
+                "updated_at": s.updated_at,
+                "size": s.size,
+                "expired": s.expires_at is not None and s.expires_at <= now(),
+            }
             for s in items
-        ],
+        }
+        for path, labels in labelled.items():
+            doc = docs.setdefault(path, {"path": path, "version": None})
+            doc.update(_label_json(labels))
+        echo_json([docs[path] for path in sorted(docs)])
+        return
+    rows: list[tuple[Any, ...]] = [
+        (
+            s.path,
+            s.version,
+            format_time(s.expires_at),
+            format_time(s.updated_at),
+            s.size,
+            *_label_cells(labelled.get(s.path, {})),
+        )
+        for s in items
+    ]
+    held = {s.path for s in items}
+    rows += [
+        (path, "-", "-", "-", "-", *_label_cells(labels))
+        for path, labels in sorted(labelled.items())
+        if path not in held
+    ]
+    echo_table(("PATH", "VERSION", "EXPIRES", "UPDATED", "SIZE", "PREVIOUS", "PENDING"), rows)
+
+
+def _label_json(labels: dict[str, tuple[int, int | None]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    if "previous" in labels:
+        version, until = labels["previous"]
+        doc["previous"] = {"version": version, "until": until}
+    if "pending" in labels:
+        version, at = labels["pending"]
+        doc["pending"] = {"version": version, "activates_at": at}
+    return doc
+
+
+def _label_cells(labels: dict[str, tuple[int, int | None]]) -> tuple[str, str]:
+    previous = labels.get("previous")
+    pending = labels.get("pending")
+    return (
+        "-" if previous is None else str(previous[0]),
+        "-" if pending is None else f"{pending[0]} at {format_time(pending[1])}",
     )
 
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from relay.cli.demo_consume import show_consumption
+
 
 def _step(text: str) -> None:
     click.secho(f"\n== {text}", bold=True)
@@ -110,6 +112,8 @@ def _loop(root: Path) -> None:
     _step("7. An application reads the secret")
     _run("agent", "get", "--home", ag, "db/plant7/password")
     _run("agent", "status", "--home", ag)
+
+    show_consumption(root, ag, _step, _run)  # 7b. exec and render
 
     _step("8. A tampered bundle is rejected and quarantined; the store is unchanged")
     _run("gateway", "export", "--home", gw, "--to", usb)
@@ -205,6 +209,9 @@ def _service(root: Path, gw: str, ag: str, usb: str) -> None:
             f"version {secret['version']} readable over HTTP "
             f"{time.monotonic() - started:.2f}s after the export: {secret['value']}"
         )
+        from relay.cli.demo_rotation import prestaged_switch
+
+        prestaged_switch(root, gw, usb, url, lambda u: _get_json(u, token), _run, _step)
     finally:
         proc.send_signal(signal.SIGTERM)
         status = proc.wait(timeout=15)

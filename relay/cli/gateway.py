@@ -152,8 +152,18 @@ def secret() -> None:
 )
 @click.option("--ttl", help="Expire the secret this long from now (e.g. 24h).")
 @click.option("--raw", is_flag=True, help="Keep a trailing newline in the value.")
+@click.option(
+    "--activates-at",
+    help="Pre-stage: the version becomes current at this time (RFC 3339 or a duration from now).",
+)
 def secret_put(
-    home: Path, path: str, stdin: str | None, value_file: Path | None, ttl: str | None, raw: bool
+    home: Path,
+    path: str,
+    stdin: str | None,
+    value_file: Path | None,
+    ttl: str | None,
+    raw: bool,
+    activates_at: str | None,
 ) -> None:
     """Store a new version of PATH from --value-file or '-' (stdin)."""
     if stdin not in (None, "-"):
@@ -165,12 +175,9 @@ def secret_put(
     cap = int(opened.config.get("limits.max_secret_bytes"))
     value = read_value(value_file, stdin == "-", raw, cap)
     expires = now() + duration(ttl, "") if ttl else None
-    version = store.put_secret(path, value, expires, now())
-    _audit(opened, store).record("secret.put", path=path, version=version, expires_at=expires)
-    click.echo(
-        f"stored {path} version {version}"
-        + (f", expires {format_time(expires)}" if expires else "")
-    )
+    from relay.cli.gateway_versions import put_labelled
+
+    put_labelled(opened, store, path, value, expires, activates_at)
 
 
 @secret.command("import")
@@ -193,11 +200,12 @@ def secret_import(home: Path, file: Path, ttl: str | None) -> None:
     cap = int(opened.config.get("limits.max_secret_bytes"))
     for path, value in values.items():
         if len(value) > cap:
-            raise UsageError(
-                f"the value of {path} is over limits.max_secret_bytes", code=TOO_LARGE
-            )
+            raise UsageError(f"the value of {path} is over limits.max_secret_bytes", code=TOO_LARGE)
     expires = now() + duration(ttl, "") if ttl else None
     written, same = store.import_secrets(values, expires, now())
+    from outer_gateway.versions import drop_stale_labels
+
+    drop_stale_labels(store)  # a bulk change supersedes staged versions it overtook
     _audit(opened, store).record(
         "secret.imported", file=str(file), count=len(values), written=written
     )
@@ -209,36 +217,11 @@ def secret_import(home: Path, file: Path, ttl: str | None) -> None:
 @json_option
 @click.option("--all", "include_deleted", is_flag=True, help="Include removed secrets.")
 def secret_list(home: Path, as_json: bool, include_deleted: bool) -> None:
-    """List secrets: metadata only, never values."""
-    _, store = _open(home)
-    items = store.list_secrets(include_deleted)
-    if as_json:
-        echo_json(
-            [
-                {
-                    "path": s.path,
-                    "version": s.version,
-                    "expires_at": s.expires_at,
-                    "updated_at": s.updated_at,
-                    "deleted": s.deleted,
-                }
-                for s in items
-            ]
-        )
-        return
-    echo_table(
-        ("PATH", "VERSION", "EXPIRES", "UPDATED", "STATE"),
-        [
-            (
-                s.path,
-                s.version,
-                format_time(s.expires_at),
-                format_time(s.updated_at),
-                "removed" if s.deleted else "active",
-            )
-            for s in items
-        ],
-    )
+    """List secrets: metadata only (with previous and pending versions), never values."""
+    from relay.cli.gateway_versions import list_labelled
+
+    opened, store = _open(home)
+    list_labelled(opened, store, include_deleted, as_json)
 
 
 @secret.command("rm")
@@ -248,6 +231,9 @@ def secret_rm(home: Path, path: str) -> None:
     """Remove PATH; the removal reaches agents as a tombstone in their next bundle."""
     opened, store = _open(home)
     version = store.remove_secret(check_path(path), now())
+    from outer_gateway.versions import drop_versions
+
+    drop_versions(store, path)
     _audit(opened, store).record("secret.removed", path=path, version=version)
     click.echo(f"removed {path} (tombstone version {version})")
 
@@ -330,6 +316,7 @@ def export(
 def _register_more() -> None:
     """Commands kept in their own modules (imported here so ``relay gateway --help`` lists them)."""
     import relay.cli.gateway_audit
+    import relay.cli.gateway_rotation
     import relay.cli.gateway_run  # noqa: F401
     from relay.cli.backup import add_backup_commands
 

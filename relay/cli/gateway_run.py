@@ -54,9 +54,17 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> Non
     audit = _audit(opened, store)
     audit.record("gateway.started", period=period, destination=location)
     click.echo(f"exporting to {location} every {period}s", err=True)
+    from relay.cli.gateway_schedule import ScheduledRotations
+
+    rotations = ScheduledRotations(opened, store)
+    next_export = 0
     while not stop.is_set():
-        _one_period(opened, store, location, identity_file, known_hosts)
-        stop.wait(period)
+        rotations.run_due(now())
+        if now() >= next_export:
+            _one_period(opened, store, location, identity_file, known_hosts)
+            next_export = now() + period
+        stop.wait(rotations.wait(now(), next_export))
+    rotations.close()
     audit.record("gateway.stopped")
 
 

@@ -34,9 +34,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     try:
         return parse_address(text)
     except UsageError:
-        raise UsageError(
-            f"bad listen address {text!r} (use HOST:PORT)", code=BAD_ADDRESS
-        ) from None
+        raise UsageError(f"bad listen address {text!r} (use HOST:PORT)", code=BAD_ADDRESS) from None
 
 
 def parse_send_options(

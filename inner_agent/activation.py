@@ -1,0 +1,50 @@
+"""Pending versions becoming current on the agent's clock, with no new bundle.
+
+Readers already serve a due successor (:mod:`inner_agent.labels`); this switches the stored rows,
+records ``secret.activated`` (audit) and so tells the change hooks, which subscribe to events
+(:func:`inner_agent.events.subscribe`). ``relay agent run`` calls :meth:`ActivationJob.run`
+every second; an import activates what its bundle made due in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from inner_agent import events
+from inner_agent.store import AgentStore, ApplyResult
+from inner_agent.versions import Activation
+
+
+def activation_fields(result: ApplyResult | None) -> Iterator[dict[str, str | int | None]]:
+    """The audit fields of each activation an applied bundle made."""
+    for activation in result.activated if result is not None else ():
+        yield _fields(activation)
+
+
+def _fields(activation: Activation) -> dict[str, str | int | None]:
+    return {
+        "path": activation.path,
+        "version": activation.version,
+        "replaced": activation.replaced,
+        "activates_at": activation.activates_at,
+    }
+
+
+class ActivationJob:
+    """Switch due pending versions in the store and record each switch."""
+
+    def __init__(
+        self, store: AgentStore, clock: Callable[[], float], changed: Callable[[], None]
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.changed = changed
+
+    def run(self) -> list[Activation]:
+        """One pass; ``changed`` is called (drop cached values) when anything switched."""
+        done = self.store.activate_due(int(self.clock()))
+        for activation in done:
+            events.record("secret.activated", **_fields(activation))
+        if done:
+            self.changed()
+        return done
