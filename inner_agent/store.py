@@ -247,15 +247,24 @@ class ReceivingStream:
         bundle_id = received.bundle_id
         payload = received.payload
         # One driver-level read of (path, version); only rows whose version differs are
-        # base64-decoded (already validated, cap included, by the decoder) and written.
+        # written, with the bytes the decoder produced while validating (one decode per value).
         current: dict[str, int] = dict(fetch_all(conn, _VERSIONS))
         seq = header.seq
         get = current.get
-        changed = [
-            (path, version, decode_value(value), expires, now, seq)
-            for path, version, value, expires in payload.secrets
-            if get(path) != version
-        ]
+        if len(payload.values) == len(payload.secrets):
+            changed = [
+                (path, version, raw, expires, now, seq)
+                for (path, version, _, expires), raw in zip(
+                    payload.secrets, payload.values, strict=True
+                )
+                if get(path) != version
+            ]
+        else:  # a payload not made by decode_secrets_payload
+            changed = [
+                (path, version, decode_value(value), expires, now, seq)
+                for path, version, value, expires in payload.secrets
+                if get(path) != version
+            ]
         # New paths are plain INSERTs (cheaper than an upsert), known ones upserts.
         added = [row for row in changed if row[0] not in current]
         updated = [row for row in changed if row[0] in current] if current else []

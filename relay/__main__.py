@@ -1,5 +1,5 @@
 """``python -m relay`` runs the CLI."""
 
-from relay.cli import main
+from relay.entry import main
 
 main()

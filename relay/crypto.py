@@ -18,17 +18,11 @@ from dataclasses import dataclass
 
 import nacl.bindings
 import nacl.exceptions
-import nacl.pwhash
-import nacl.secret
-import nacl.utils
 
 SIGNATURE_BYTES = 64
 KEY_BYTES = 32
 BOX_NONCE_BYTES = 24
 BOX_OVERHEAD = 16
-
-KDF_OPSLIMIT = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
-KDF_MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
 
 
 class CryptoFailure(Exception):
@@ -83,7 +77,7 @@ def generate_keypair() -> KeyPair:
 
 def random_bytes(count: int) -> bytes:
     """``count`` bytes from the CSPRNG."""
-    return bytes(nacl.utils.random(count))
+    return bytes(nacl.bindings.randombytes(count))
 
 
 def key_id(sign_public: bytes, box_public: bytes) -> str:
@@ -160,14 +154,21 @@ class Wrapped:
 
 def wrap(blob: bytes, passphrase: str) -> Wrapped:
     """Encrypt ``blob`` under a key derived from ``passphrase`` (Argon2id, moderate limits)."""
+    import nacl.pwhash  # here, not at the top: `relay agent get` of a plain home never needs it
+    import nacl.secret
+
+    opslimit = nacl.pwhash.argon2id.OPSLIMIT_MODERATE
+    memlimit = nacl.pwhash.argon2id.MEMLIMIT_MODERATE
     salt = random_bytes(nacl.pwhash.argon2id.SALTBYTES)
-    key = _derive(passphrase, salt, KDF_OPSLIMIT, KDF_MEMLIMIT)
+    key = _derive(passphrase, salt, opslimit, memlimit)
     sealed = bytes(nacl.secret.SecretBox(key).encrypt(blob))
-    return Wrapped(salt, KDF_OPSLIMIT, KDF_MEMLIMIT, sealed)
+    return Wrapped(salt, opslimit, memlimit, sealed)
 
 
 def unwrap(wrapped: Wrapped, passphrase: str) -> bytes:
     """Decrypt a :class:`Wrapped` blob; raises :class:`CryptoFailure` on a wrong passphrase."""
+    import nacl.secret
+
     key = _derive(passphrase, wrapped.salt, wrapped.opslimit, wrapped.memlimit)
     try:
         return bytes(nacl.secret.SecretBox(key).decrypt(wrapped.sealed))
@@ -176,6 +177,9 @@ def unwrap(wrapped: Wrapped, passphrase: str) -> bytes:
 
 
 def _derive(passphrase: str, salt: bytes, opslimit: int, memlimit: int) -> bytes:
+    import nacl.pwhash
+    import nacl.secret
+
     return bytes(
         nacl.pwhash.argon2id.kdf(
             nacl.secret.SecretBox.KEY_SIZE,

@@ -13,11 +13,13 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relay.audit.chain import AuditRecord, next_record, record_from_json, record_to_json
 from relay.audit.record import FieldValue
-from relay.audit.sinks import QueuedRecord, SinkCursor
+
+if TYPE_CHECKING:  # the sink stack (sockets, syslog formats) is imported only to deliver
+    from relay.audit.sinks import QueuedRecord, SinkCursor
 
 Execute = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
@@ -70,6 +72,8 @@ def prune_through(execute: Execute, seq: int) -> int:
 def local_source(execute: Execute, name: str) -> Callable[[int, int], Sequence[QueuedRecord]]:
     """A sink source over this side's own log, positions = seq, tagged with ``name``."""
 
+    from relay.audit.sinks import QueuedRecord
+
     def load_after(position: int, limit: int) -> Sequence[QueuedRecord]:
         return [QueuedRecord(r.seq, name, r) for r in records_after(execute, position, limit)]
 
@@ -78,6 +82,7 @@ def local_source(execute: Execute, name: str) -> Callable[[int, int], Sequence[Q
 
 def sink_cursor(execute: Execute, name: str) -> SinkCursor:
     """The persisted delivery position of the sink called ``name`` (0 before its first)."""
+    from relay.audit.sinks import SinkCursor
 
     def load() -> int:
         rows = execute("SELECT position FROM sink_cursors WHERE name = ?", (name,))

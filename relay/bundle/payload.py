@@ -42,13 +42,16 @@ TombstoneRow = tuple[str, int]
 
 @dataclass
 class SecretsPayload:
-    """A decoded secret-stream payload; values stay base64 until a row is really written."""
+    """A decoded secret-stream payload. ``secrets`` keeps the base64 values (as encoded);
+    after :func:`decode_secrets_payload`, ``values`` holds each row's value as bytes, in the
+    same order, decoded once while validating (empty for a payload built to be encoded)."""
 
     secrets: list[SecretRow]
     tombstones: list[TombstoneRow] = field(default_factory=list)
     audit_ack: int = 0
     versions: list[VersionRow] = field(default_factory=list)  # previous and pending
     policies: list[PolicyRow] = field(default_factory=list)  # freshness rules per pattern
+    values: list[bytes] = field(default_factory=list, compare=False, repr=False)
 
     def encode(self) -> bytes:
         """The JSON bytes to seal (``versions`` only when there are any: v1 bytes unchanged)."""
@@ -85,7 +88,7 @@ def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int)
     if len(secrets) + len(tombstones) > max_entries:
         raise _malformed(f"more than {max_entries} entries")
     max_b64 = 4 * ((max_secret_bytes + 2) // 3)
-    rows = _secret_rows(secrets, max_b64, max_secret_bytes)
+    rows, values = _secret_rows(secrets, max_b64, max_secret_bytes)
     dead = [_tombstone_row(row) for row in tombstones]
     if len({r[0] for r in rows} | {r[0] for r in dead}) != len(rows) + len(dead):
         raise _malformed("a path appears twice")
@@ -101,7 +104,7 @@ def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int)
         if len(rows) + len(dead) + len(versions) > max_entries:
             raise _malformed(f"more than {max_entries} entries")
     policies = decode_policy_rows(doc["freshness"], max_entries) if "freshness" in doc else []
-    return SecretsPayload(rows, dead, audit_seq, versions, policies)
+    return SecretsPayload(rows, dead, audit_seq, versions, policies, values)
 
 
 def decode_value(value_b64: str) -> bytes:
@@ -112,11 +115,15 @@ def decode_value(value_b64: str) -> bytes:
         raise _malformed("a value is not valid base64") from None
 
 
-def _secret_rows(secrets: list[Any], max_b64: int, max_bytes: int) -> list[SecretRow]:
+def _secret_rows(
+    secrets: list[Any], max_b64: int, max_bytes: int
+) -> tuple[list[SecretRow], list[bytes]]:
     """Validate every secret row: one inlined pass for well-formed rows (100k-row bundles spend
-    most of their decoding here), :func:`_secret_row` for the exact verdict on any other."""
+    most of their decoding here), :func:`_secret_row` for the exact verdict on any other.
+    Returns the rows and their values as bytes (each decoded once, here)."""
     rows: list[SecretRow] = []
-    append = rows.append
+    values: list[bytes] = []
+    append, keep = rows.append, values.append
     fast_path = _FAST_PATH.fullmatch
     a2b = binascii.a2b_base64
     for row in secrets:
@@ -131,16 +138,19 @@ def _secret_rows(secrets: list[Any], max_b64: int, max_bytes: int) -> list[Secre
                     and 1 <= version <= MAX_INT
                     and type(value) is str
                     and len(value) <= max_b64
-                    and len(a2b(value, strict_mode=True)) <= max_bytes
                     and (expires is None or (type(expires) is int and 0 <= expires <= MAX_INT))
                 )
+                raw = a2b(value, strict_mode=True) if ok else b""
             except (binascii.Error, ValueError):
                 ok = False  # bad base64: _secret_row raises the same error as always
-            if ok:
+            if ok and len(raw) <= max_bytes:
                 append((path, version, value, expires))
+                keep(raw)
                 continue
-        append(_secret_row(row, max_b64, max_bytes))
-    return rows
+        checked = _secret_row(row, max_b64, max_bytes)
+        append(checked)
+        keep(decode_value(checked[2]))
+    return rows, values
 
 
 def _load_json(data: bytes) -> Any:

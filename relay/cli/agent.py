@@ -27,7 +27,6 @@ from relay.home import Home
 if TYPE_CHECKING:
     from inner_agent.importer import Outcome
     from inner_agent.store import AgentStore
-    from relay.audit.record import FieldValue
 
 
 @click.group()
@@ -195,39 +194,19 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
 @click.argument("path")
 def get(home: Path, path: str, label: str) -> None:
     """Print the value of PATH and a newline (nothing else on stdout)."""
-    from inner_agent.audit import AgentAudit
-    from inner_agent.lookup import read_secret
-    from inner_agent.rawdb import raw_connection
-    from relay.errors import SecretError
+    from inner_agent.get_command import get_value
 
-    opened = Home.open(home, "agent")
-    audit = AgentAudit(opened)
-    which: dict[str, str] = {} if label == "current" else {"label": label}
-    with raw_connection(opened) as conn:
-        try:
-            secret = read_secret(conn, path, now(), label)
-        except SecretError as exc:
-            denied: dict[str, FieldValue] = {"path": path, "reason": exc.code, **which, **_who()}
-            audit.record_on(conn, "secret.denied", denied)
-            raise
-        read: dict[str, FieldValue] = {"path": path, "version": secret.version, **which, **_who()}
-        audit.record_on(conn, "secret.read", read)
+    value = get_value(home, path, label)
     out = sys.stdout.buffer
-    out.write(secret.value + b"\n")
+    out.write(value + b"\n")
     out.flush()
 
 
 def _who() -> dict[str, str | int]:
     """Who asked, for the audit record: the local user of this CLI process."""
-    import os
-    import pwd
+    from inner_agent.get_command import who
 
-    uid = os.getuid()
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = str(uid)
-    return {"user": user, "uid": uid, "via": "cli"}
+    return who()
 
 
 @agent.group()
