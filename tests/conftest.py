@@ -127,6 +127,27 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     yield make_pair(tmp_path)
 
 
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL server (dropped after the test), as a
+    SQLAlchemy URL."""
+    import secrets
+
+    import psycopg
+
+    name = f"relay_test_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 # -- the fast tier ---------------------------------------------------------------------------
 # `make test-fast` leaves out tests marked `slow`: those that start a server or a process, or set
 # up a gateway and an agent. Fixtures that do so mark every test using them; a test that does so

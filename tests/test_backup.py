@@ -17,7 +17,6 @@ import pytest
 from relay.backup import SEQ_SAFETY_MARGIN
 from relay.home import Home
 from tests.conftest import Pair, make_pair, run_relay
-from tests.test_gateway_postgres import database  # noqa: F401 - a throwaway database
 
 pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
 

@@ -6,30 +6,14 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from outer_gateway.export import build_bundle
 from outer_gateway.store import GatewayStore
 from relay.home import Home
 from tests.conftest import make_pair, run_relay
-
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    name = f"relay_test_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_gateway_on_postgres_exports_what_the_agent_reads(tmp_path: Path, database: str) -> None:

@@ -26,7 +26,6 @@ from relay.hop import migrations as hop_migrations
 from relay.hop.store import HopStore
 from relay.store_version import backup_path, read_version
 from tests.conftest import run_process, run_relay
-from tests.test_gateway_postgres import database  # noqa: F401 - a throwaway database
 
 pytestmark = pytest.mark.slow  # real processes, servers or stores: seconds each
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from outer_gateway.rotation import rotate_due
 from outer_gateway.rotation_schedule import TABLE, RotationSchedule
@@ -17,20 +15,9 @@ from outer_gateway.store import GatewayStore
 from relay.home import Home
 from tests.conftest import make_pair, run_relay
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DAY = 86400
 
 
-@pytest.fixture
-def database() -> Iterator[str]:
-    name = f"relay_rot_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_rotation_on_postgres(tmp_path: Path, database: str) -> None:
