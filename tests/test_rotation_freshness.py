@@ -14,9 +14,10 @@ from inner_agent.service import AgentService, ApiError
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from relay.bundle.payload import decode_secrets_payload
+from relay.entry import parse_agent_get
 from relay.errors import BundleRejected
 from relay.home import Home
-from tests.conftest import Pair, run_relay
+from tests.conftest import Pair, run_process, run_relay
 
 PATH = "db/plant7/password"
 VALUE = f"PLANTED-fresh-{os.urandom(6).hex()}".encode()
@@ -51,6 +52,45 @@ def test_a_fail_closed_policy_refuses_a_stale_secret(pair: Pair) -> None:
     assert (refused.value.status, refused.value.code) == (410, "stale")
     assert service.read(token, "db/other").value == VALUE  # no policy: still served
     store.close()
+
+
+def _age_the_agent(pair: Pair, seconds: int) -> None:
+    """Make the agent's newest bundle ``seconds`` older (its creation time is what ages)."""
+    store = AgentStore.open(Home.open(pair.ag, "agent"))
+    created = int(store.get_meta("last_bundle_created") or 0)
+    store.set_meta("last_bundle_created", str(created - seconds))
+    store.close()
+
+
+def test_agent_get_fails_closed_as_the_api_does_on_both_paths(pair: Pair) -> None:
+    assert pair.gateway("grant", "plant7", "db/**").status == 0
+    pair.put(PATH, VALUE)
+    pair.put("db/other", VALUE)
+    pair.put("db/local", VALUE)
+    policy = pair.gateway("policy", "set", PATH, "--max-offline-age", "1h", "--fail-closed")
+    assert policy.status == 0, policy.err
+    (bundle,) = pair.export()
+    assert pair.agent("import", str(bundle)).status == 0
+    assert pair.agent("config", "set", "agent.fail_closed", "db/local").status == 0
+    assert pair.agent("config", "set", "agent.max_staleness", "3h").status == 0
+    assert pair.get(PATH).stdout == VALUE + b"\n"  # fresh: served
+    _age_the_agent(pair, 2 * HOUR)
+    fast_args = ["agent", "get", "--home", str(pair.ag), PATH]
+    assert parse_agent_get(fast_args, None) is not None  # the start-up path (relay/entry.py)
+    fast = run_process(*fast_args)
+    via_click = pair.get(PATH)  # the click command
+    for refused in (fast, via_click):
+        assert refused.status == 1, refused.err
+        assert refused.err.startswith("relay: error: stale: "), refused.err
+        assert refused.stdout == b""
+    assert pair.get("db/other").stdout == VALUE + b"\n"  # no policy: still served
+    assert pair.get("db/local").stdout == VALUE + b"\n"  # agent.max_staleness not reached
+    _age_the_agent(pair, 2 * HOUR)  # now 4h: past agent.max_staleness too
+    assert run_process("agent", "get", "--home", str(pair.ag), "db/local").status == 1
+    assert pair.get("db/local").err.startswith("relay: error: stale: ")
+    out = pair.agent("audit", "--json").out
+    denied = [r for r in map(json.loads, out.splitlines()) if r["type"] == "secret.denied"]
+    assert [r["fields"]["reason"] for r in denied] == ["stale"] * 4
 
 
 def test_policies_member_is_strict() -> None:
