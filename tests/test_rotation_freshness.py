@@ -117,7 +117,30 @@ def test_a_bulk_change_supersedes_a_staged_version(pair: Pair) -> None:
     bulk.write_text(json.dumps({PATH: "bulk"}))
     assert pair.gateway("secret", "import", str(bulk)).status == 0
     listed = json.loads(pair.gateway("secret", "list", "--json").out)
-    assert listed[0]["version"] == 2 and "pending" not in listed[0]
+    assert listed[0]["version"] == 3 and "pending" not in listed[0]  # above the staged v2
     (bundle,) = pair.export()
     assert pair.agent("import", str(bundle)).status == 0
     assert pair.get(PATH).stdout == b"bulk\n"
+
+
+def test_a_bulk_import_keeps_the_previous_version_for_the_overlap(pair: Pair) -> None:
+    assert pair.gateway("grant", "plant7", "db/**").status == 0
+    pair.put(PATH, VALUE)
+    pair.put("db/short", VALUE)
+    assert pair.gateway("policy", "set", "db/short", "--overlap", "1s").status == 0
+    bulk = pair.root / "bulk.json"
+    bulk.write_text(json.dumps({PATH: "bulk", "db/short": "bulk", "db/new": "bulk"}))
+    assert pair.gateway("secret", "import", str(bulk)).status == 0
+    listed = {s["path"]: s for s in json.loads(pair.gateway("secret", "list", "--json").out)}
+    assert listed[PATH]["version"] == 2 and listed[PATH]["previous"]["version"] == 1
+    assert listed["db/short"]["previous"]["version"] == 1
+    assert "previous" not in listed["db/new"]
+    (bundle,) = pair.export()
+    assert pair.agent("import", str(bundle)).status == 0
+    assert pair.get(PATH).stdout == b"bulk\n"
+    previous = pair.agent("get", "--version", "previous", PATH)
+    assert previous.stdout == VALUE + b"\n", previous.err
+    overlap_ends = {s["path"]: s["previous"]["until"] for s in listed.values() if "previous" in s}
+    assert overlap_ends["db/short"] < overlap_ends[PATH]  # the policy's 1s, rotation.overlap 1h
+    again = pair.gateway("secret", "import", str(bulk))  # unchanged: no new version
+    assert again.status == 0 and "0 new or changed" in again.out
