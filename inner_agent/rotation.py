@@ -25,6 +25,7 @@ from typing import Any
 from inner_agent.executors import Executor, ExecutorConfig, ExecutorFailed, find_executor
 from inner_agent.rawdb import executor, immediate, raw_connection
 from inner_agent.rotation_outbox import add_item
+from relay import crashpoint
 from relay.audit import log
 from relay.audit.record import FieldValue
 from relay.codes import ROTATION_IN_PROGRESS, ROTATION_TIMEOUT
@@ -122,6 +123,7 @@ def rotate_locally(home: Home, path: str, now: int) -> LocalResult | None:
         runner.apply(value)
     except ExecutorFailed as exc:
         return _fail(home, path, base, exc, now)
+    crashpoint.reached("rotation.executed")  # the device took the value; not committed yet
     version = _commit(home, path, value, now, "applied", f"{runner.kind} executor ok")
     return LocalResult(path, "applied", version)
 
