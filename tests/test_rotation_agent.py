@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from inner_agent.rotation_outbox import outbox
 from relay.home import Home
 from tests.conftest import Pair, run_process, run_relay
@@ -208,3 +210,26 @@ def test_a_gateway_rotation_racing_a_local_one_stays_monotonic(pair: Pair) -> No
     assert listed[0]["version"] == 3
     types = _audit_types(pair, "gateway")
     assert "secret.rotated" in types and "secret.escrowed" in types
+
+
+@pytest.mark.parametrize("length", [2000, 2001], ids=["at-the-cap", "over-the-cap"])
+def test_an_escrow_is_judged_by_the_gateways_configured_secret_cap(pair: Pair, length: int) -> None:
+    # The gateway's limits.max_secret_bytes (2000 here; the fixed cap was 1 MiB) bounds an
+    # escrowed value exactly as it bounds a value in the secret stream.
+    assert pair.gateway("config", "set", "limits.max_secret_bytes", "2000").status == 0
+    device = pair.root / "device-password"
+    _executor(
+        pair, f'kind = "command"\ncommand = ["sh", "-c", "cat > {device}"]\nlength = {length}'
+    )
+    _ready(pair)
+    assert pair.agent("rotate", PATH).status == 0
+    back = _back(pair, deliver=False)
+    imported = pair.gateway("import", str(back))
+    if length == 2000:
+        assert imported.status == 0, imported.err
+        escrow = [r for r in _status(pair) if r["kind"] == "escrow"]
+        assert [e["result"] for e in escrow] == ["recorded"]
+        return
+    assert imported.status != 0
+    assert "malformed" in imported.err, imported.err
+    assert [r for r in _status(pair) if r["kind"] == "escrow"] == []
