@@ -90,8 +90,9 @@ def request_expiring(home: Home, now: int) -> list[str]:
 
 
 def note_applied(home: Home, now: int) -> list[str]:
-    """After an import: answered requests become ``applied`` outcomes; local versions a bundle
-    now carries are confirmed. Returns the paths whose requests were answered."""
+    """After an import: a request is answered once a newer version is current (the import or
+    activation that made it current queued its ``applied``/``activated`` outcome). Returns the
+    paths whose requests were answered."""
     answered = []
     with raw_connection(home) as conn:
         execute = executor(conn)
@@ -103,7 +104,7 @@ def note_applied(home: Home, now: int) -> list[str]:
             )
             for path, base, held in rows:
                 if held > base:
-                    _outcome(execute, path, held, "applied", "new version from the gateway", now)
+                    log.append(execute, "rotation.answered", {"path": path, "version": held})
                     answered.append(path)
                     execute("DELETE FROM rotation_state WHERE path = ?", (path,))
     if answered:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from inner_agent.rotation_outbox import outbox
+from inner_agent.rotation_outbox import outbox, queue
 from relay.home import Home
 from tests.conftest import Pair, run_process, run_relay
 
@@ -233,3 +233,16 @@ def test_an_escrow_is_judged_by_the_gateways_configured_secret_cap(pair: Pair, l
     assert imported.status != 0
     assert "malformed" in imported.err, imported.err
     assert [r for r in _status(pair) if r["kind"] == "escrow"] == []
+
+
+def test_reports_are_kept_per_path_and_a_resent_item_is_taken_once(pair: Pair) -> None:
+    _ready(pair)
+    home = Home.open(pair.ag, "agent")
+    for version in range(2, 32):  # 30 outcomes of one path
+        item = {"kind": "outcome", "path": PATH, "version": version, "status": "applied"}
+        queue(home, "rotation.outcome", {"path": PATH}, {**item, "detail": "x"}, 1)
+    _back(pair)
+    _back(pair)  # not acknowledged yet: the items are sent again with their records
+    rows = [r for r in _status(pair) if r["kind"] == "outcome"]
+    assert sorted(r["version"] for r in rows) == list(range(12, 32))  # the 20 newest
+    assert _audit_types(pair, "gateway").count("rotation.outcome") == 30  # each acted on once
