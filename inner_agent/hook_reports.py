@@ -78,20 +78,22 @@ class HookReporter:
     ) -> None:
         from inner_agent.audit import AgentAudit
         from inner_agent.rawdb import executor, immediate, raw_connection
-        from inner_agent.rotation_outbox import add_item
+        from inner_agent.rotation_outbox import add_items
 
         name = "".join(c if c.isprintable() else "?" for c in hook.name)[:64] or "hook"
         now = int(self.clock())
+        entries = []
+        for path, version in pairs:
+            fields: dict[str, FieldValue] = {
+                "path": path,
+                "version": version,
+                "hook": name,
+                "result": outcome,
+                "exit": status,
+            }
+            entries.append(("rotation.hook", fields, {"kind": "hook", **fields}))
         with raw_connection(self.home) as conn:
             execute = executor(conn)
             with immediate(conn):
-                for path, version in pairs:
-                    fields: dict[str, FieldValue] = {
-                        "path": path,
-                        "version": version,
-                        "hook": name,
-                        "result": outcome,
-                        "exit": status,
-                    }
-                    add_item(execute, "rotation.hook", fields, {"kind": "hook", **fields}, now)
+                add_items(execute, entries, now)
         AgentAudit(self.home).deliver()

@@ -44,6 +44,20 @@ def add_item(
     return made
 
 
+def add_items(
+    execute: Any,
+    entries: Sequence[tuple[str, dict[str, FieldValue], dict[str, Any]]],
+    now: int,
+) -> list[RotationItem]:
+    """:func:`add_item` for many ``(event_type, fields, item)``, the chain's head read once."""
+    records = log.append_many(execute, [(event, fields) for event, fields, _ in entries])
+    made = []
+    for record, (_, _, item) in zip(records, entries, strict=True):
+        made.append(RotationItem(id=new_id(), seq=record.seq, **item))
+        execute(_INSERT, (made[-1].id, record.seq, json.dumps(made[-1].to_json()), now))
+    return made
+
+
 def report_versions(
     execute: Any, reports: Sequence[tuple[str, int, int | None, str]], now: int
 ) -> int:
@@ -52,12 +66,14 @@ def report_versions(
     current; ``activated``: a pre-staged one switched). At most :data:`MAX_REPORTED` per
     transaction; the rest are counted in one ``rotation.outcomes_omitted`` record. Returns how
     many were queued."""
+    entries = []
     for path, version, replaced, status in reports[:MAX_REPORTED]:
         how = "from the gateway" if status == "applied" else "pre-staged, switched on time"
         detail = f"version {version} {how}" + (f", replaced {replaced}" if replaced else "")
         fields: dict[str, FieldValue] = {"path": path, "version": version, "status": status}
-        item = {"kind": "outcome", "path": path, "version": version, "status": status}
-        add_item(execute, "rotation.outcome", fields, {**item, "detail": detail}, now)
+        item = {"kind": "outcome", **fields, "detail": detail}
+        entries.append(("rotation.outcome", fields, item))
+    add_items(execute, entries, now)
     if len(reports) > MAX_REPORTED:
         log.append(execute, "rotation.outcomes_omitted", {"count": len(reports) - MAX_REPORTED})
     return min(len(reports), MAX_REPORTED)
