@@ -30,6 +30,14 @@ def _fields(activation: Activation) -> dict[str, str | int | None]:
     }
 
 
+def switch_due(store: AgentStore, now: int, record: Callable[..., None]) -> list[Activation]:
+    """Switch every due pending version now and ``record`` each switch (``secret.activated``)."""
+    done = store.activate_due(now)
+    for activation in done:
+        record("secret.activated", **_fields(activation))
+    return done
+
+
 class ActivationJob:
     """Switch due pending versions in the store and record each switch."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from inner_agent.rawdb import raw_connection
 from inner_agent.rotation_outbox import outbox, queue
 from relay.home import Home
 from tests.conftest import Pair, run_process, run_relay
@@ -246,3 +247,21 @@ def test_reports_are_kept_per_path_and_a_resent_item_is_taken_once(pair: Pair) -
     rows = [r for r in _status(pair) if r["kind"] == "outcome"]
     assert sorted(r["version"] for r in rows) == list(range(12, 32))  # the 20 newest
     assert _audit_types(pair, "gateway").count("rotation.outcome") == 30  # each acted on once
+
+
+def test_a_switch_with_no_daemon_running_is_reported_by_the_next_audit_export(pair: Pair) -> None:
+    _ready(pair)
+    staged = run_relay(
+        "gateway", "secret", "put", "--home", str(pair.gw), PATH, "-", "--activates-at", "1h",
+        stdin=b"PLANTED-staged",
+    )  # fmt: skip
+    assert staged.status == 0, staged.err
+    _forward(pair)
+    assert pair.get(PATH).stdout == OLD + b"\n"
+    with raw_connection(Home.open(pair.ag, "agent")) as conn:  # the hour has passed
+        conn.execute("UPDATE secret_versions SET at = 1 WHERE label = 'pending'")
+        conn.commit()
+    _back(pair)
+    outcomes = [(r["status"], r["version"]) for r in _status(pair) if r["kind"] == "outcome"]
+    assert outcomes == [("activated", 2)]
+    assert "secret.activated" in _audit_types(pair, "agent")
