@@ -9,6 +9,7 @@ from typing import Any
 
 from inner_agent.audit_split import envelope_overhead, item_weights, split_records
 from inner_agent.rawdb import executor, immediate, raw_connection
+from relay import crashpoint
 from relay.audit import log
 from relay.audit.chain import AuditRecord
 from relay.audit.record import FieldValue
@@ -112,7 +113,12 @@ class AgentAudit:
     def export_bundles(self, gateway: PublicIdentity, now: int) -> list[ExportedAudit]:
         """Sealed audit bundles holding every unacknowledged record (at least once), split so
         each stays under ``limits.max_bundle_bytes`` and ``limits.max_entries``; consecutive
-        ``seq``, the same head in each. At least one bundle, empty when nothing is pending."""
+        ``seq``, the same head in each. At least one bundle, empty when nothing is pending.
+
+        Each bundle's ``audit.exported`` record commits with its seq and seal, before the caller
+        writes any file: a crash in between leaves a record and a spent seq for a file that never
+        appeared (its records go again in the next export), never a written bundle without its
+        record."""
         keys = self.home.secrets.keys
         me = self.home.identity
         config = self.home.config
@@ -120,7 +126,7 @@ class AgentAudit:
         cap = int(config.get("limits.max_bundle_bytes")) - envelope_overhead(me, keys, gateway)
         with raw_connection(self.home) as conn:
             execute = executor(conn)
-            with immediate(conn):
+            with immediate(conn):  # seq, seal and audit.exported commit before any file exists
                 acked = _meta_int(execute, ACKED_KEY)
                 records = log.records_after(execute, acked)
                 top = log.head(execute) or (0, "0" * 64)
@@ -135,22 +141,38 @@ class AgentAudit:
                 ]
                 first_seq = _meta_int(execute, BUNDLE_SEQ_KEY) + 1
                 _set_meta(execute, BUNDLE_SEQ_KEY, first_seq + len(runs) - 1)
-        exported = []
-        for seq, (run, plaintext) in enumerate(zip(runs, plaintexts, strict=True), first_seq):
-            data = seal_bundle(
-                kind="audit",
-                sender=me,
-                keys=keys,
-                recipient=gateway,
-                seq=seq,
-                created=now,
-                expires=now + validity,
-                plaintext=plaintext,
-            )
-            name = f"{me.name}-to-{gateway.name}.audit.{seq:010d}.bundle"
-            first = run[0].seq if run else None
-            last = run[-1].seq if run else None
-            exported.append(ExportedAudit(name, data, seq, len(run), first, last))
+                exported = []
+                for seq, (run, plaintext) in enumerate(
+                    zip(runs, plaintexts, strict=True), first_seq
+                ):
+                    data = seal_bundle(
+                        kind="audit",
+                        sender=me,
+                        keys=keys,
+                        recipient=gateway,
+                        seq=seq,
+                        created=now,
+                        expires=now + validity,
+                        plaintext=plaintext,
+                    )
+                    name = f"{me.name}-to-{gateway.name}.audit.{seq:010d}.bundle"
+                    first = run[0].seq if run else None
+                    last = run[-1].seq if run else None
+                    exported.append(ExportedAudit(name, data, seq, len(run), first, last))
+                    log.append(
+                        execute,
+                        "audit.exported",
+                        {
+                            "file": name,
+                            "bundle_seq": seq,
+                            "records": len(run),
+                            "first_seq": first,
+                            "last_seq": last,
+                        },
+                    )
+                crashpoint.reached("audit_export.sealed")
+            crashpoint.reached("audit_export.committed")
+            self._deliver(execute)
         return exported
 
 

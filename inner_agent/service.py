@@ -278,7 +278,7 @@ class AgentService:
             self.refresh(force=True)
             self.metrics.applied.inc()
             if outcome.recorded:  # committed with the apply: log it, do not chain it twice
-                events.log_event("bundle.applied", dict(fields))
+                events.recorded_with("bundle.applied", **fields)
             else:
                 events.record("bundle.applied", **fields)
             for activated in activation_fields(outcome.result):

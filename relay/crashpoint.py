@@ -6,7 +6,10 @@ one dictionary lookup. Stages: ``export.sealed`` (seq reserved and bundle sealed
 ``export.committed`` (committed, file not written), ``export.written`` (file written),
 ``write.synced`` (temp file synced, not renamed), ``apply.written`` (rows written, not
 committed), ``apply.committed`` (committed, outcome not reported), ``rotation.executed`` (a
-local rotation's executor succeeded, the new value not committed).
+local rotation's executor succeeded, the new value not committed); the agent's audit export:
+``audit_export.sealed`` (seqs reserved, bundles sealed, ``audit.exported`` appended, not
+committed), ``audit_export.committed`` (committed, no file written), ``audit_export.written``
+(a file written).
 """
 
 from __future__ import annotations

@@ -387,6 +387,7 @@ def audit_export(
     """Write sealed audit bundles with every record the gateway has not acknowledged (several
     when they would not fit in one under limits.max_bundle_bytes); prints one path a line."""
     from inner_agent.audit import AgentAudit, trusted_gateway
+    from relay import crashpoint
     from relay.transport import open_destination
 
     opened = Home.open(home, "agent")
@@ -397,15 +398,8 @@ def audit_export(
     written = []
     try:
         for exported in bundles:
-            where = destination.put(exported.name, exported.data)
-            audit_log.record(
-                "audit.exported",
-                file=exported.name,
-                bundle_seq=exported.seq,
-                records=exported.records,
-                first_seq=exported.first,
-                last_seq=exported.last,
-            )
+            where = destination.put(exported.name, exported.data)  # recorded when sealed
+            crashpoint.reached("audit_export.written")
             written.append(
                 {
                     "path": where,
