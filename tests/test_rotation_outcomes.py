@@ -14,8 +14,8 @@ from inner_agent.hook_actions import ActionResult
 from inner_agent.hook_reports import outcome_of, triggering
 from inner_agent.rotation_outbox import outbox
 from relay.home import Home
-from tests.conftest import run_relay
-from tests.consume_kit import PYTHON, launch_agent, planted, prepare_agent, wait_for
+from tests.conftest import run_process, run_relay
+from tests.consume_kit import PYTHON, launch_agent, planted, prepare_agent, publish, wait_for
 
 PATH = "db/web/password"
 
@@ -119,3 +119,35 @@ def test_hook_attempts_map_to_results_and_the_versions_that_set_them_off() -> No
     assert triggering(frozenset({"db/a@2", "db/b@4", "db/c@1"}), last) == [("db/a", 2), ("db/c", 1)]
     many = frozenset(f"db/{i:03d}@1" for i in range(40))
     assert len(triggering(many, None)) == 16
+
+
+@pytest.mark.slow  # kills `relay agent rotate`, then starts `relay agent run`
+def test_a_command_rotation_killed_before_its_commit_resolves_at_the_next_start(
+    tmp_path: Path,
+) -> None:
+    device = tmp_path / "device-password"
+    setter = json.dumps(["sh", "-c", f"cat > {device}"])
+    verify = json.dumps(["sh", "-c", f"cmp -s - {device}"])
+    toml = f"""
+[[rotation.executor]]
+paths = ["db/web/*"]
+kind = "command"
+command = {setter}
+verify = {verify}
+"""
+    pair, inbox, _ = prepare_agent(tmp_path, toml)
+    old = planted("OLD")
+    device.write_bytes(old)
+    publish(pair, {PATH: old})
+    killed = run_process(
+        "agent", "rotate", "--home", str(pair.ag), PATH, env={"RELAY_CRASH_AT": "rotation.executed"}
+    )
+    assert killed.status == -9
+    assert device.read_bytes() != old and pair.get(PATH).stdout == old + b"\n"
+    daemon = launch_agent(pair, inbox)  # its start resolves the candidate by asking `verify`
+    try:
+        wait_for(lambda: ("outcome", "recovered", 2) in _items(pair), what="recovered at start")
+    finally:
+        daemon.stop()
+    assert pair.get(PATH).stdout.strip() == device.read_bytes()
+    assert [kind for kind, _, _ in _items(pair)] == ["escrow", "outcome"]

@@ -363,19 +363,6 @@ def _print_records(agent_name: str, records: list[Any], as_json: bool) -> None:
     )
 
 
-def _switch_due(opened: Home, audit_log: Any) -> None:
-    """Make due pre-staged versions current (their ``activated`` outcomes are queued in the
-    same transaction) and record ``secret.activated``, as ``relay agent run`` does each second."""
-    from inner_agent.activation import switch_due
-    from inner_agent.store import AgentStore
-
-    store = AgentStore.open(opened)
-    try:
-        switch_due(store, now(), audit_log.record)
-    finally:
-        store.close()
-
-
 @audit.command("export")
 @home_option
 @json_option
@@ -386,13 +373,14 @@ def audit_export(
 ) -> None:
     """Write sealed audit bundles with every record the gateway has not acknowledged (several
     when they would not fit in one under limits.max_bundle_bytes); prints one path a line."""
+    from inner_agent.activation import switch_due_in
     from inner_agent.audit import AgentAudit, trusted_gateway
     from relay import crashpoint
     from relay.transport import open_destination
 
     opened = Home.open(home, "agent")
     audit_log = AgentAudit(opened)
-    _switch_due(opened, audit_log)  # so a switch made with no daemon running is reported now
+    switch_due_in(opened, now(), audit_log.record)  # a switch made with no daemon: reported now
     bundles = audit_log.export_bundles(trusted_gateway(opened), now())
     destination = open_destination(to, make_transport_options(opened, identity_file, known_hosts))
     written = []
