@@ -96,6 +96,13 @@ def wait_for(
         observer.join(10)
 
 
+def until_wall_clock(moment: float) -> None:
+    """Let the wall clock pass ``moment``: the one wait on time itself, for a real process that
+    judges a real expiry (no state to wait on; nothing else may use it)."""
+    threading.Event().wait(max(0.0, moment - time.time()))
+    assert time.time() >= moment
+
+
 def all_cmdlines() -> list[bytes]:
     """The argv of every process we can read."""
     found = []
