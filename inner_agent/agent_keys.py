@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore
 from relay import crypto
+from relay.codes import ROTATION_PENDING
 from relay.errors import UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity, identity_of
@@ -39,7 +40,7 @@ def request_rotation(home: Home) -> str:
     if home.read_side_key("next") is not None:
         raise UsageError(
             "a key rotation is already pending: export the audit stream and import a bundle",
-            code="rotation_pending",
+            code=ROTATION_PENDING,
         )
     new = crypto.generate_keypair()
     home.write_side_key("next", new)

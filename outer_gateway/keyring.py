@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from relay import crypto
+from relay.codes import (
+    ALREADY_INITIALIZED,
+    BAD_TRUST_FILE,
+    CERT_INVALID,
+    KEY_ACTIVE,
+    ROOT_REUSED,
+    UNKNOWN_KEY,
+    WRONG_ROOT,
+)
 from relay.errors import CERT_EXPIRED, KEY_REVOKED, BundleRejected, UsageError
 from relay.home import Home
 from relay.trust.documents import (
@@ -97,7 +106,7 @@ def load(home: Home) -> Keyring | None:
             [KeyRecord(**k) for k in doc["keys"]],
         )
     except (OSError, ValueError, KeyError, TypeError, BundleRejected):
-        raise UsageError(f"{path} is damaged", code="bad_trust_file") from None
+        raise UsageError(f"{path} is damaged", code=BAD_TRUST_FILE) from None
 
 
 def save(home: Home, ring: Keyring) -> None:
@@ -118,7 +127,7 @@ def save(home: Home, ring: Keyring) -> None:
 def create(home: Home, root: RootKey, now: int, valid_for: int) -> Keyring:
     """Make ``root`` (version 1) this gateway's root and certify the current online key."""
     if load(home) is not None:
-        raise UsageError("this gateway already has a root", code="already_initialized")
+        raise UsageError("this gateway already has a root", code=ALREADY_INITIALIZED)
     first = sign_root(home.identity.name, 1, root.keys, None)
     ring = Keyring(home.identity.name, [first], 0, _placeholder_cert())
     ring.keys.append(KeyRecord(root_key_id(first.key), "root", "active", version=1))
@@ -150,7 +159,7 @@ def finish_rotation(home: Home, ring: Keyring) -> None:
     if pending is None or crypto.key_id(pending.sign_public, pending.box_public) != (
         ring.cert.key_id
     ):
-        raise UsageError("the signing key has no certificate", code="cert_invalid")
+        raise UsageError("the signing key has no certificate", code=CERT_INVALID)
     home.replace_keys(pending)
     home.remove_side_key("next")
 
@@ -159,7 +168,7 @@ def rotate_root(home: Home, ring: Keyring, old: RootKey, new: RootKey, now: int)
     """Root version n+1 signed by root n; the online key and revocations signed again by it."""
     check_root(ring, old)
     if new.keys.sign_public in {r.key for r in ring.roots}:
-        raise UsageError("the new root key was a root before", code="root_reused")
+        raise UsageError("the new root key was a root before", code=ROOT_REUSED)
     nxt = sign_root(ring.gateway, ring.root.version + 1, new.keys, old.keys)
     ring.roots.append(nxt)
     for record in ring.keys:
@@ -191,11 +200,11 @@ def revoke(home: Home, ring: Keyring, root: RootKey, key_id: str) -> Revocation:
     if key_id == ring.cert.key_id:
         raise UsageError(
             "this is the active signing key: run `relay gateway key rotate` first",
-            code="key_active",
+            code=KEY_ACTIVE,
         )
     records = [k for k in ring.keys if k.key_id == key_id and k.role == SIGNING_ROLE]
     if not records:
-        raise UsageError(f"no signing key {key_id} is known", code="unknown_key")
+        raise UsageError(f"no signing key {key_id} is known", code=UNKNOWN_KEY)
     ring.serial += 1
     rev = sign_revocation(
         root.keys, Revocation(ring.gateway, key_id, ring.serial, ring.root.version, b"")
@@ -217,7 +226,7 @@ def check_not_revoked(ring: Keyring) -> None:
 def check_root(ring: Keyring, root: RootKey) -> None:
     if root.keys.sign_public != ring.root.key:
         raise UsageError(
-            f"this is not the current root key (version {ring.root.version})", code="wrong_root"
+            f"this is not the current root key (version {ring.root.version})", code=WRONG_ROOT
         )
 
 

@@ -76,7 +76,7 @@ def _optional_duration(text: str) -> str:
 
 
 def _not_settable(text: str) -> Any:
-    raise UsageError("edit relay.toml: [[rotation.executor]] tables", code="bad_value")
+    raise UsageError("edit relay.toml: [[rotation.executor]] tables", code=BAD_VALUE)
 
 
 def _bool(text: str) -> bool:

@@ -1,6 +1,7 @@
 """Crash consistency, proven on real processes: the short run of the kill harness.
 
-``relay gateway export``, ``relay agent import`` and ``relay agent run`` are SIGKILLed at random
+``relay gateway export``, ``relay agent import``, ``relay agent run`` and ``relay agent audit
+export`` are SIGKILLed at random
 points while they work on bundles of thousands of secrets, restarted, and after every kill the
 store must hold the old or the new state (never a mix), the audit chains must verify, no gateway
 seq may be used for two bundles, and in the end every bundle is applied exactly once. The long
@@ -20,7 +21,7 @@ from tests.crash.harness import KINDS, run_points, summary
 
 pytestmark = pytest.mark.slow  # real processes
 
-POINTS = 6  # two of each kind
+POINTS = 8  # two of each kind
 SECRETS = 2000
 
 

@@ -21,7 +21,7 @@ from relay.cli.common import (
     transport_options,
     warn_if_unwrapped,
 )
-from relay.codes import BAD_FILE, TOO_LARGE
+from relay.codes import BAD_FILE, NO_DESTINATION, TOO_LARGE
 from relay.home import Home
 from relay.identity import read_identity_file
 from relay.paths import check_path, check_pattern
@@ -333,7 +333,7 @@ def export(
     opened, store = _open(home)
     to = to or str(opened.config.get("export.to"))
     if not to:
-        raise UsageError("pass --to or set export.to", code="no_destination")
+        raise UsageError("pass --to or set export.to", code=NO_DESTINATION)
     validity = duration(valid_for, str(opened.config.get("export.valid_for")))
     options = make_transport_options(opened, identity_file, known_hosts)
     written = dispatch(opened, store, to, options, validity, now, agent)

@@ -22,6 +22,7 @@ from relay.cli.common import (
     now,
 )
 from relay.cli.gateway import agents, gateway
+from relay.codes import NO_ROOT
 from relay.errors import UsageError
 from relay.home import Home
 
@@ -81,7 +82,7 @@ def _ring(opened: Home) -> Keyring:
     ring = load(opened)
     if ring is None:
         raise UsageError(
-            "this gateway has no root yet: run `relay gateway root init`", code="no_root"
+            "this gateway has no root yet: run `relay gateway root init`", code=NO_ROOT
         )
     return ring
 
