@@ -75,11 +75,11 @@ def choose_base(
     when the next bundle must be full (none known, or ``full_every`` bundles since a full one)."""
     t = schema.export_bases
     rows = conn.execute(
-        select(t.c.seq, t.c.bundle_id, t.c.mark, t.c.grants, t.c.full, t.c.acked, t.c.refused)
+        select(t.c.seq, t.c.bundle_id, t.c.mark, t.c.grants, t.c.full_state, t.c.acked, t.c.refused)
         .where(t.c.agent == agent)
         .order_by(t.c.seq)
     ).all()
-    fulls = [r.seq for r in rows if r.full]
+    fulls = [r.seq for r in rows if r.full_state]
     if not fulls or next_seq - fulls[-1] >= full_every:
         return None
     refused = max((r.seq for r in rows if r.refused), default=0)
@@ -143,7 +143,7 @@ def record_export(
             bundle_id=bundle_id,
             mark=mark,
             grants=json.dumps(list(grants)),
-            full=full,
+            full_state=full,
             acked=False,
             refused=False,
             created_at=now,
@@ -154,7 +154,7 @@ def record_export(
     ).first()
     floor = max(int(keep_from.seq) if keep_from else 0, seq - KEEP_UNACKED)
     newest_full = conn.execute(
-        select(t.c.seq).where(t.c.agent == agent, t.c.full.is_(True)).order_by(t.c.seq.desc())
+        select(t.c.seq).where(t.c.agent == agent, t.c.full_state.is_(True)).order_by(t.c.seq.desc())
     ).first()
     spare = int(newest_full.seq) if newest_full else seq
     conn.execute(delete(t).where(t.c.agent == agent, t.c.seq < floor, t.c.seq != spare))

@@ -67,7 +67,7 @@ export_bases = Table(
     Column("bundle_id", String(64), nullable=False, index=True),
     Column("mark", BigInteger, nullable=False),
     Column("grants", Text, nullable=False),  # JSON array of the agent's patterns, sorted
-    Column("full", Boolean, nullable=False),
+    Column("full_state", Boolean, nullable=False),
     Column("acked", Boolean, nullable=False, default=False),
     Column("refused", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),

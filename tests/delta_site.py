@@ -50,9 +50,18 @@ class Site:
         )
 
     @classmethod
-    def copy_of(cls, template_root: Path, root: Path, now: int) -> Site:
+    def copy_of(
+        cls, template_root: Path, root: Path, now: int, store_url: str | None = None
+    ) -> Site:
+        """A copy of the template; with ``store_url`` the gateway's store is that database
+        (PostgreSQL), where the agent is enrolled afresh."""
         shutil.copytree(template_root, root)
-        return cls(root, now)
+        if store_url is not None:
+            Home.open(root / "gw", "gateway").config.set("gateway.store_url", store_url)
+        site = cls(root, now)
+        if store_url is not None:
+            site.store.enroll(site.ag.identity, now)
+        return site
 
     def close(self) -> None:
         self.store.close()

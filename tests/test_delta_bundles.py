@@ -281,3 +281,26 @@ def test_export_rows_are_pruned(site: Site) -> None:
     with site.store.engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT count(*) FROM export_bases").scalar_one()
     assert rows <= KEEP_UNACKED + 1
+
+
+def test_deltas_with_the_gateway_on_postgresql(
+    pair_template: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("database")
+    site = Site.copy_of(pair_template, tmp_path / "pg", int(time.time()), url)
+    try:
+        site.store.grant("plant7", "db/**")
+        site.store.import_secrets({f"db/s{i}": b"v%d" % i for i in range(50)}, None, site.tick())
+        first = site.export()
+        site.apply(first.data)
+        _acknowledge(site)
+        site.store.put_secret("db/s1", b"changed", None, site.tick())
+        site.store.remove_secret("db/s2", site.tick())
+        site.store.grant("plant7", "app/**")
+        site.store.put_secret("app/new", b"new", None, site.tick())
+        delta = site.export()
+        assert (delta.base_seq, delta.secrets, delta.tombstones) == (first.seq, 2, 1)
+        assert site.apply(delta.data).status == "applied"
+        assert site.served() == site.intended()
+    finally:
+        site.close()

@@ -37,7 +37,7 @@ def upgrade() -> None:
             sa.Column("bundle_id", sa.String(64), nullable=False),
             sa.Column("mark", sa.BigInteger, nullable=False),
             sa.Column("grants", sa.Text, nullable=False),
-            sa.Column("full", sa.Boolean, nullable=False),
+            sa.Column("full_state", sa.Boolean, nullable=False),
             sa.Column("acked", sa.Boolean, nullable=False),
             sa.Column("refused", sa.Boolean, nullable=False),
             sa.Column("created_at", sa.BigInteger, nullable=False),
