@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from outer_gateway.delta import Base, choose_base, delta_rows, read_mark, record_export
+from outer_gateway.delta import Base, Row, choose_base, delta_rows, read_mark, record_export
 from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
 from outer_gateway.versions import granted_versions
@@ -17,6 +17,7 @@ from relay.bundle.envelope import BundleBase, parse_envelope
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import bundle_file_name, seal_bundle
 from relay.bundle.versions import VersionRow
+from relay.db import fetch_all
 from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
 from relay.paths import grant_matcher
@@ -152,14 +153,11 @@ def _content(
         if matcher is not None:
             versions = granted_versions(store, matcher.fullmatch, now)
         staged = {row[0] for row in versions if row[1] == "pending"}
-        if base is not None:
-            labelled = {row[0] for row in versions}
-            rows = delta_rows(store, conn, base, patterns, labelled)
-        elif matcher is not None:
-            granted = matcher.fullmatch
-            rows = [r for r in store.all_rows() if granted(r[0]) is not None]
-        else:
-            rows = []
+        rows = _delta(store, conn, base, patterns, versions) if base is not None else None
+    if rows is None:  # full state
+        base = None
+        granted = None if matcher is None else matcher.fullmatch
+        rows = [] if granted is None else [r for r in store.all_rows() if granted(r[0])]
     secrets, tombstones = _split(rows, staged)
     if base is None:
         policies = shipped_policies(store, [row[0] for row in secrets] + list(staged))
@@ -171,8 +169,23 @@ def _content(
     return _Content(payload, base, mark)
 
 
+def _delta(
+    store: GatewayStore,
+    conn: Connection,
+    base: Base,
+    patterns: tuple[str, ...],
+    versions: list[VersionRow],
+) -> list[Row] | None:
+    """The rows of a delta on ``base``, or ``None`` when only full state can say it: a removed
+    path that keeps a pending version (the agent must drop its current row and keep the pending
+    one, and a delta's removal would drop both)."""
+    rows = delta_rows(store, conn, base, patterns, {row[0] for row in versions})
+    staged = {row[0] for row in versions if row[1] == "pending"}
+    return None if any(row[4] and row[0] in staged for row in rows) else rows
+
+
 def _split(
-    rows: list[tuple[str, int, bytes | None, int | None, bool]], staged: set[str]
+    rows: list[Row], staged: set[str]
 ) -> tuple[list[tuple[str, int, str, int | None]], list[tuple[str, int]]]:
     """Live rows as payload secrets (base64 values), removed ones as tombstones (except where a
     pending version brings the path back)."""
@@ -200,7 +213,9 @@ def _delta_policies(
     matcher = grant_matcher(list(patterns))
     if matcher is None:
         return []
-    paths = [p.path for p in store.list_secrets() if matcher.fullmatch(p.path) is not None]
+    with store.engine.connect() as conn:
+        live = fetch_all(conn, "SELECT path FROM secrets WHERE NOT deleted")
+    paths = [path for (path,) in live if matcher.fullmatch(path) is not None]
     return shipped_policies(store, paths + sorted(staged))
 
 

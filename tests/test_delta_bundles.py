@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from outer_gateway.delta import KEEP_UNACKED, choose_base, forget_bases
+from outer_gateway.policies import Policy, set_policy
 from outer_gateway.versions import put_current, stage_pending
 from relay.bundle.envelope import BundleBase, Header, parse_header
 from relay.bundle.payload import SecretsPayload, decode_secrets_payload
@@ -304,3 +305,30 @@ def test_deltas_with_the_gateway_on_postgresql(
         assert site.served() == site.intended()
     finally:
         site.close()
+
+
+def test_freshness_rules_travel_whole_in_deltas(site: Site) -> None:
+    set_policy(site.store, Policy("db/s1*", None, 32, "alnum", None, 3600, True), site.tick())
+    set_policy(site.store, Policy("app/**", None, 32, "alnum", None, 60, True), site.tick())
+    first = site.export()
+    site.apply(first.data)
+    held = site.agent_store.get_meta("policies")
+    assert held is not None and json.loads(held) == [["db/s1*", 3600, True]]
+    _acknowledge(site)
+    site.store.put_secret("db/s02", b"changed", None, site.tick())  # not governed by the rule
+    delta = site.export()
+    assert delta.base_seq == first.seq
+    site.apply(delta.data)
+    assert site.agent_store.get_meta("policies") == held
+
+
+def test_a_removed_path_with_a_pending_version_goes_full(site: Site) -> None:
+    first = site.export()
+    site.apply(first.data)
+    _acknowledge(site)
+    site.store.remove_secret("db/s05", site.tick())
+    stage_pending(site.store, "db/s05", b"back", None, site.now + 10**6, 60, site.tick())
+    bundle = site.export()
+    assert site.apply(bundle.data).status == "applied"
+    assert site.served() == site.intended()
+    assert "db/s05" not in site.served()[0]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from outer_gateway.versions import put_current, stage_pending
@@ -28,11 +28,12 @@ PATTERNS = ("db/**", "app/**", "app/x", "other/*")
 # Weighted: changes, exports, deliveries and acknowledgements interleave often.
 NAMES = (
     ("put",) * 3
-    + ("remove", "bulk", "grant", "revoke", "rotate", "stage")
+    + ("remove", "bulk", "grant", "revoke", "rotate", "stage", "remove_stage")
     + ("export",) * 3
     + ("deliver",) * 4
     + ("audit",) * 2
     + ("ack",) * 3
+    + ("sync",) * 2
     + ("false_ack",)
 )
 OPS = st.tuples(st.sampled_from(NAMES), st.integers(0, 99))
@@ -51,6 +52,8 @@ def pair_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=st.lists(OPS, min_size=20, max_size=60))
+# Found by review, not by the search: a removed path that a pending version brings back.
+@example(ops=[("put", 0), ("export", 50), ("sync", 0), ("remove_stage", 0), ("sync", 0)])
 def test_no_change_is_ever_lost(
     ops: list[tuple[str, int]], pair_template: Path, tmp_path: Path
 ) -> None:
@@ -69,7 +72,7 @@ def test_no_change_is_ever_lost(
 def _step(
     site: Site, op: str, arg: int, bundles: list[tuple[bytes, Served]], acks: list[bytes]
 ) -> None:
-    if op in ("export", "deliver", "audit", "ack", "false_ack"):
+    if op in ("export", "deliver", "audit", "ack", "false_ack", "sync"):
         _stream_step(site, op, arg, bundles, acks)
     elif op in ("grant", "revoke"):
         pattern = PATTERNS[arg % len(PATTERNS)]
@@ -94,7 +97,10 @@ def _change(site: Site, op: str, arg: int) -> None:
         site.store.import_secrets(chosen, None, site.now)
     elif op == "rotate":
         put_current(site.store, path, value, None, site.now, 10**7)
-    else:
+    else:  # stage, or remove and stage (a removed path a pending version brings back)
+        if op == "remove_stage":
+            with contextlib.suppress(SecretError):
+                site.store.remove_secret(path, site.now)
         stage_pending(site.store, path, value, None, site.now + 10**7, 60, site.now)
 
 
@@ -111,6 +117,11 @@ def _stream_step(
         acks.extend(site.audit_bundles())
     elif op == "ack" and acks:
         site.return_audit(acks[_pick(arg, len(acks))])
+    elif op == "sync":  # a working link: the newest bundle, then its acknowledgement, arrive
+        if bundles:
+            _deliver(site, *bundles[-1])
+        for data in site.audit_bundles():
+            site.return_audit(data)
     elif op == "false_ack" and bundles:  # the gateway believes the agent holds a bundle
         with write_transaction(site.store.engine) as conn:
             conn.exec_driver_sql(
