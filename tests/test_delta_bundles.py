@@ -22,6 +22,7 @@ from relay.canonical import canonical_json
 from relay.codes import DELTA_BASE_MISSING
 from relay.db import write_transaction
 from relay.errors import MALFORMED, BundleRejected
+from tests.conftest import run_relay
 from tests.delta_site import Site, template
 
 BASE_ID = "ab" * 32
@@ -332,3 +333,16 @@ def test_a_removed_path_with_a_pending_version_goes_full(site: Site) -> None:
     assert site.apply(bundle.data).status == "applied"
     assert site.served() == site.intended()
     assert "db/s05" not in site.served()[0]
+
+
+def test_gateway_export_full_on_the_command_line(site: Site, tmp_path: Path) -> None:
+    first = site.export()
+    site.apply(first.data)
+    _acknowledge(site)
+    out = str(tmp_path / "out")
+    gw = str(site.root / "gw")
+    delta = run_relay("gateway", "export", "--home", gw, "--to", out, "--json")
+    assert delta.status == 0, delta.err
+    assert [item["base_seq"] for item in json.loads(delta.out)] == [first.seq]
+    full = run_relay("gateway", "export", "--home", gw, "--to", out, "--json", "--full")
+    assert [item["base_seq"] for item in json.loads(full.out)] == [None]
