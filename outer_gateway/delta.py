@@ -45,7 +45,7 @@ class Base:
     seq: int
     bundle_id: str
     mark: int
-    window_grants: tuple[tuple[str, ...], ...]  # the grants of it and every later export
+    window: tuple[tuple[tuple[str, ...], int], ...]  # (grants, mark) of it and every later export
 
 
 def tick(conn: Connection) -> int:
@@ -87,8 +87,8 @@ def choose_base(
     if not acked:
         return None
     base = acked[-1]
-    window = {tuple(json.loads(r.grants)) for r in rows if r.seq >= base.seq} | {grants}
-    return Base(int(base.seq), str(base.bundle_id), int(base.mark), tuple(sorted(window)))
+    window = tuple((tuple(json.loads(r.grants)), int(r.mark)) for r in rows if r.seq >= base.seq)
+    return Base(int(base.seq), str(base.bundle_id), int(base.mark), window)
 
 
 def delta_rows(
@@ -97,27 +97,35 @@ def delta_rows(
     base: Base,
     grants: tuple[str, ...],
     labelled: Iterable[str],
-) -> list[Row]:
-    """The rows a delta on ``base`` carries for an agent with ``grants`` now, sorted by path:
-    every granted row changed since the base's mark; the current rows of the ``labelled`` paths
-    (previous and pending versions need them); and when the grants changed in the window, every
-    row visible now but not in every bundle of the window, and a removal (deleted) for every row
-    visible in some bundle of the window but not now. Only granted paths, and paths the agent
-    was granted in the window, are ever named."""
+) -> list[Row] | None:
+    """The rows a delta on ``base`` carries for an agent with ``grants`` now, sorted by path, or
+    ``None`` when only a full bundle can say it.
+
+    Every granted row changed since the base's mark; the current rows of the ``labelled`` paths
+    (previous and pending versions need them); and when the grants changed in the window (the
+    base and every later export: the states the agent may be in), by path only: every row
+    visible now but not in every export of the window (an upsert), and a removal for every row
+    an export of the window sent (it matched that export's grants and had not changed since its
+    mark) that is not visible now. A path no longer granted that changed after every export that
+    matched it may or may not be at the agent: naming it could tell the agent of a path it was
+    never sent, so the bundle is full instead. Only paths granted now, or sent to the agent in
+    the window, are ever named."""
     granted = _matcher(grants)
     rows = {
         r[0]: r for r in _fetch(conn, f"{_ROWS} WHERE changed > ?", (base.mark,)) if granted(r[0])
     }
     wanted = {path for path in labelled if path not in rows}
-    if base.window_grants != (grants,):  # grants changed since the base: compare paths only
-        others = [_matcher(g) for g in base.window_grants]
-        for path, version in fetch_all(conn, "SELECT path, version FROM secrets"):
-            seen = [m(path) for m in others]
+    if any(window_grants != grants for window_grants, _mark in base.window):
+        window = [(_matcher(g), mark) for g, mark in base.window]
+        for path, version, changed in fetch_all(conn, "SELECT path, version, changed FROM secrets"):
+            marks = [mark for matches, mark in window if matches(path)]
             if granted(path):
-                if not all(seen) and path not in rows:
-                    wanted.add(path)  # visible now, not in every bundle of the window
-            elif any(seen):
-                rows[path] = (path, int(version), None, None, True)  # visible before, not now
+                if len(marks) < len(window) and path not in rows:
+                    wanted.add(path)  # visible now, not in every export of the window
+            elif marks and changed <= max(marks):
+                rows[path] = (path, int(version), None, None, True)  # sent before, not now
+            elif marks:
+                return None  # not granted now, changed since it was last visible: full
     rows.update((r[0], r) for r in _rows_of(conn, sorted(wanted)))
     return [_opened(store, rows[path]) for path in sorted(rows)]
 

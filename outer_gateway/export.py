@@ -176,12 +176,14 @@ def _delta(
     patterns: tuple[str, ...],
     versions: list[VersionRow],
 ) -> list[Row] | None:
-    """The rows of a delta on ``base``, or ``None`` when only full state can say it: a removed
-    path that keeps a pending version (the agent must drop its current row and keep the pending
-    one, and a delta's removal would drop both)."""
+    """The rows of a delta on ``base``, or ``None`` when only full state can say it (see
+    :func:`delta_rows`), or when a removed path keeps a pending version (the agent must drop its
+    current row and keep the pending one, and a delta's removal would drop both)."""
     rows = delta_rows(store, conn, base, patterns, {row[0] for row in versions})
     staged = {row[0] for row in versions if row[1] == "pending"}
-    return None if any(row[4] and row[0] in staged for row in rows) else rows
+    if rows is None or any(row[4] and row[0] in staged for row in rows):
+        return None
+    return rows
 
 
 def _split(

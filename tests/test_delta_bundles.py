@@ -346,3 +346,27 @@ def test_gateway_export_full_on_the_command_line(site: Site, tmp_path: Path) -> 
     assert [item["base_seq"] for item in json.loads(delta.out)] == [first.seq]
     full = run_relay("gateway", "export", "--home", gw, "--to", out, "--json", "--full")
     assert [item["base_seq"] for item in json.loads(full.out)] == [None]
+
+
+def test_a_path_made_after_its_grant_was_revoked_is_never_named(site: Site) -> None:
+    first = site.export()
+    site.apply(first.data)
+    _acknowledge(site)
+    site.store.revoke("plant7", "db/**")
+    site.store.grant("plant7", "db/s0*")
+    removals = site.export()  # db/s1x were sent by the base: removals in a delta
+    assert removals.base_seq == first.seq and removals.tombstones == 10
+    site.store.put_secret("db/new-after-revoke", b"x", None, site.tick())
+    bundle = site.export()  # the base's grants matched it, but it was never sent: full
+    assert bundle.base_seq is None
+    assert b"db/new-after-revoke" not in _plaintext(site, bundle.data)
+    assert site.apply(bundle.data).status == "applied"
+    assert site.served() == site.intended()
+
+
+def _plaintext(site: Site, data: bytes) -> bytes:
+    from relay import crypto
+    from relay.bundle.envelope import parse_envelope
+
+    envelope = parse_envelope(data)
+    return crypto.unseal(site.ag.secrets.keys, site.gw.identity.box_public, envelope.payload)
