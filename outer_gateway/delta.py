@@ -87,7 +87,10 @@ def choose_base(
     if not acked:
         return None
     base = acked[-1]
-    window = tuple((tuple(json.loads(r.grants)), int(r.mark)) for r in rows if r.seq >= base.seq)
+    later = [r for r in rows if r.seq >= base.seq]
+    if len(later) != later[-1].seq - base.seq + 1:
+        return None  # an export since the base is no longer known (pruned): its grants neither
+    window = tuple((tuple(json.loads(r.grants)), int(r.mark)) for r in later)
     return Base(int(base.seq), str(base.bundle_id), int(base.mark), window)
 
 

@@ -278,11 +278,17 @@ def test_a_restored_gateway_forgets_its_bases(site: Site) -> None:
 
 
 def test_export_rows_are_pruned(site: Site) -> None:
-    for _ in range(KEEP_UNACKED + 5):
-        site.export()
+    site.gw.config.set("export.full_every", "1000")
+    first = site.export()
+    site.apply(first.data)
+    _acknowledge(site)
+    for _ in range(KEEP_UNACKED + 2):  # never acknowledged
+        assert site.export().base_seq == first.seq
     with site.store.engine.connect() as conn:
         rows = conn.exec_driver_sql("SELECT count(*) FROM export_bases").scalar_one()
-    assert rows <= KEEP_UNACKED + 1
+    assert rows <= KEEP_UNACKED + 2
+    # The exports right after the base are forgotten (their grants with them): full.
+    assert site.export().base_seq is None
 
 
 def test_deltas_with_the_gateway_on_postgresql(
