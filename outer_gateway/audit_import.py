@@ -18,6 +18,7 @@ from typing import Any
 from outer_gateway.agent_keys import apply_rotation_requests, revoked_cutoff
 from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_merge import merge_incoming
+from outer_gateway.delta import note_agent_records
 from outer_gateway.rotation_inbox import process_inbox, take_items
 from outer_gateway.store import GatewayStore
 from relay import intake
@@ -41,6 +42,7 @@ from relay.quarantine import Quarantine
 from relay.transport import TransportOptions
 
 _log = logging.getLogger("relay.import")
+
 
 @dataclass(frozen=True)
 class AuditOutcome:
@@ -201,6 +203,7 @@ class AuditImporter:
                     ),
                 )
             new_seqs = frozenset(record.seq for record in merged.new)
+            note_agent_records(conn, header.sender, merged.new)  # delta bases (spec §8.3)
             take_items(execute, self.store, header.sender, payload.rotation, self.clock(), new_seqs)
             execute(
                 "INSERT INTO audit_bundles (bundle_id, agent, seq, records, head_seq, imported_at) "

@@ -193,6 +193,7 @@ def after_restore(home: Home, taken_at: int) -> None:
         AgentStore.open(home).close()  # upgrade an older backup's store first
         AgentAudit(home).record("home.restored", **fields)
         return
+    from outer_gateway.delta import forget_bases
     from outer_gateway.store import GatewayStore
     from relay.audit import log
     from relay.db import sa_executor, write_transaction
@@ -203,6 +204,7 @@ def after_restore(home: Home, taken_at: int) -> None:
             conn.exec_driver_sql(
                 f"UPDATE agents SET last_seq = last_seq + {SEQ_SAFETY_MARGIN}"  # noqa: S608
             )
+            forget_bases(conn)  # deltas only on bases acknowledged after the restore
             restored = {**fields, "seq_margin": SEQ_SAFETY_MARGIN}
             log.append(sa_executor(conn), "home.restored", restored)
     finally:
@@ -236,4 +238,3 @@ def read_passphrase(confirm: bool) -> str:
             "the backup passphrase must have 8 characters or more", code=WEAK_PASSPHRASE
         )
     return text
-

@@ -28,6 +28,11 @@ ROTATION = "Rotation"
 # -- bundles: the receive path (docs/spec/bundle-v1.md, Appendix A) ------------------------------
 BAD_SIGNATURE = reason("bad_signature", "signature or payload hash does not verify", area=BUNDLE)
 DECRYPT_FAILED = reason("decrypt_failed", "the sealed payload does not open", area=BUNDLE)
+DELTA_BASE_MISSING = reason(
+    "delta_base_missing",
+    "a delta bundle whose base this agent has not applied: nothing changes, a full bundle repairs",
+    area=BUNDLE,
+)
 DUPLICATE = reason(
     "duplicate", "this exact bundle was applied before: a skip", exit_status=OK_SKIP, area=BUNDLE
 )

@@ -156,6 +156,12 @@ SETTINGS: dict[str, Setting] = {
         GATEWAY, _duration, "90d", "validity of a signing key's certificate (root-signed)"
     ),
     "export.every": Setting(GATEWAY, _duration, "1h", "period of `relay gateway run` exports"),
+    "export.full_every": Setting(
+        GATEWAY,
+        _int,
+        24,
+        "a full bundle after this many to an agent (deltas in between, on acknowledged bases)",
+    ),
     "export.to": Setting(
         GATEWAY, _text, "", "destination of `relay gateway run`: folder, sftp://, udp://"
     ),

@@ -317,16 +317,21 @@ def grants(home: Path, as_json: bool, agent: str | None) -> None:
 @click.option("--to", "to", help="Folder, sftp://… or udp://… destination (default export.to).")
 @click.option("--agent", help="Only this agent (default: every agent with grants).")
 @click.option("--valid-for", help="How long the bundles stay valid (default export.valid_for).")
+@click.option("--full", is_flag=True, help="Full bundles, no deltas (repairs any agent).")
 def export(
     home: Path,
     as_json: bool,
     to: str | None,
     agent: str | None,
     valid_for: str | None,
+    full: bool,
     identity_file: Path | None,
     known_hosts: Path | None,
 ) -> None:
-    """Write one sealed bundle per agent to --to, and print where they went."""
+    """Write one sealed bundle per agent to --to, and print where they went.
+
+    A bundle is a delta on the newest bundle the agent acknowledged, or its full state (no
+    acknowledgement known, every export.full_every bundles, or --full)."""
     from outer_gateway.dispatch import dispatch
     from relay.errors import UsageError
 
@@ -336,7 +341,7 @@ def export(
         raise UsageError("pass --to or set export.to", code=NO_DESTINATION)
     validity = duration(valid_for, str(opened.config.get("export.valid_for")))
     options = make_transport_options(opened, identity_file, known_hosts)
-    written = dispatch(opened, store, to, options, validity, now, agent)
+    written = dispatch(opened, store, to, options, validity, now, agent, full)
     if as_json:
         echo_json(written)
         return
