@@ -207,6 +207,9 @@ SETTINGS: dict[str, Setting] = {
     "agent.clock_skew": Setting(
         AGENT, _duration, "5m", "leeway for bundle expiry and certificate validity"
     ),
+    "hop.clock_skew": Setting(
+        frozenset({"hop"}), _duration, "5m", "leeway for bundle expiry and certificate validity"
+    ),
     "agent.clock_ahead_limit": Setting(
         AGENT, _duration, "30d", "clock past the newest signed bundle time by more: far ahead"
     ),
