@@ -17,6 +17,7 @@ from relay.audit.record import FieldValue
 from relay.home import Home
 
 CONFIG_FILE = "relay.toml"  # relay.config.CONFIG_NAME, without importing the settings' parser
+DEFAULT_CLOCK_SKEW = 300  # agent.clock_skew's default ("5m"), checked by a test
 
 
 def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
@@ -30,7 +31,7 @@ def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
     which: dict[str, FieldValue] = {} if label == "current" else {"label": label}
     with raw_connection(home) as conn:
         try:
-            secret = read_secret(conn, path, int(time.time()), label)
+            secret = read_secret(conn, path, int(time.time()), label, clock_skew(home))
         except SecretError as exc:
             denied = {"path": path, "reason": exc.code, **which, **who()}
             _record(home, conn, "secret.denied", denied)
@@ -38,6 +39,16 @@ def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
         read = {"path": path, "version": secret.version, **which, **who()}
         _record(home, conn, "secret.read", read)
     return secret.value
+
+
+def clock_skew(home: Home) -> int:
+    """``agent.clock_skew`` in seconds; without a settings file its default, without importing
+    the settings' parser (the fast path)."""
+    if not (home.path / CONFIG_FILE).exists():
+        return DEFAULT_CLOCK_SKEW
+    from relay.durations import parse_duration
+
+    return parse_duration(str(home.config.get("agent.clock_skew")))
 
 
 def who() -> dict[str, str | int]:

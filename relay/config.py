@@ -205,7 +205,7 @@ SETTINGS: dict[str, Setting] = {
         AGENT, _optional_duration, "", "age of the newest bundle past which the agent is stale"
     ),
     "agent.clock_skew": Setting(
-        AGENT, _duration, "5m", "leeway for bundle expiry and certificate validity"
+        AGENT, _duration, "5m", "leeway for bundle expiry, certificate validity and activates_at"
     ),
     "hop.clock_skew": Setting(
         frozenset({"hop"}), _duration, "5m", "leeway for bundle expiry and certificate validity"
