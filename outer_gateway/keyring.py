@@ -46,6 +46,7 @@ class KeyRecord:
     not_after: int | None = None
     serial: int | None = None
     version: int | None = None
+    retired_at: int | None = None  # a signing key: when a rotation replaced it
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -129,12 +130,16 @@ def create(home: Home, root: RootKey, now: int, valid_for: int) -> Keyring:
 
 def rotate_signing(home: Home, ring: Keyring, root: RootKey, now: int, valid_for: int) -> str:
     """A new online key pair, certified by ``root``, replacing the current one; its key id."""
+    from outer_gateway.retired_keys import keep
+
     check_root(ring, root)
     new = crypto.generate_keypair()
-    _retire_signing(ring)
+    _retire_signing(ring, now=now)
     _certify(ring, root, new.sign_public, new.box_public, now, valid_for)
     # Crash-safe order: the new key is on disk before anything certifies it, and identity.key
-    # changes last; finish_rotation completes a rotation a crash interrupted.
+    # changes last; finish_rotation completes a rotation a crash interrupted. The old key is
+    # kept (first) to open return-stream bundles still sealed to it (retired_keys).
+    keep(home, home.secrets.keys)
     home.write_side_key("next", new)
     save(home, ring)
     home.replace_keys(new)
@@ -204,6 +209,9 @@ def revoke(home: Home, ring: Keyring, root: RootKey, key_id: str) -> Revocation:
     for record in records:
         record.state = "revoked"
     save(home, ring)
+    from outer_gateway.retired_keys import forget
+
+    forget(home, key_id)  # a revoked key opens nothing any more
     return rev
 
 
@@ -251,12 +259,13 @@ def _certify(
     ring.keys.append(record)
 
 
-def _retire_signing(ring: Keyring, keep_record: bool = False) -> None:
+def _retire_signing(ring: Keyring, keep_record: bool = False, now: int | None = None) -> None:
     if keep_record:
         return
     for record in ring.keys:
         if record.role == SIGNING_ROLE and record.state == "active":
             record.state = "retired"
+            record.retired_at = now
 
 
 def _placeholder_cert() -> Cert:

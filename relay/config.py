@@ -155,6 +155,12 @@ SETTINGS: dict[str, Setting] = {
     "keys.cert_valid_for": Setting(
         GATEWAY, _duration, "90d", "validity of a signing key's certificate (root-signed)"
     ),
+    "keys.retired_open_for": Setting(
+        GATEWAY,
+        _duration,
+        "30d",
+        "how long the return stream sealed to a retired signing key is still opened",
+    ),
     "export.every": Setting(GATEWAY, _duration, "1h", "period of `relay gateway run` exports"),
     "export.to": Setting(
         GATEWAY, _text, "", "destination of `relay gateway run`: folder, sftp://, udp://"
