@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay import crypto
+from relay import crashpoint, crypto
 from relay.errors import CERT_EXPIRED, KEY_REVOKED, BundleRejected, UsageError
 from relay.home import Home
 from relay.trust.documents import (
@@ -141,8 +141,11 @@ def rotate_signing(home: Home, ring: Keyring, root: RootKey, now: int, valid_for
     # kept (first) to open return-stream bundles still sealed to it (retired_keys).
     keep(home, home.secrets.keys)
     home.write_side_key("next", new)
+    crashpoint.reached("key.next_written")
     save(home, ring)
+    crashpoint.reached("key.certified")
     home.replace_keys(new)
+    crashpoint.reached("key.swapped")
     home.remove_side_key("next")
     return ring.cert.key_id
 
@@ -186,7 +189,9 @@ def rotate_root(home: Home, ring: Keyring, old: RootKey, new: RootKey, now: int)
         sign_revocation(new.keys, Revocation(r.gateway, r.key_id, r.serial, nxt.version, b""))
         for r in ring.revocations
     ]
+    crashpoint.reached("root.signed")
     save(home, ring)
+    crashpoint.reached("root.saved")
     return nxt
 
 

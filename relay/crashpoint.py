@@ -6,6 +6,12 @@ one dictionary lookup. Stages: ``export.sealed`` (seq reserved and bundle sealed
 ``export.committed`` (committed, file not written), ``export.written`` (file written),
 ``write.synced`` (temp file synced, not renamed), ``apply.written`` (rows written, not
 committed), ``apply.committed`` (committed, outcome not reported).
+
+Key rotations (``tests/crash/rotations.py``): ``key.next_written`` (gateway: new online key on
+disk, not certified), ``key.certified`` (certified in ``trust.json``, ``identity.key`` not
+switched), ``key.swapped`` (switched, the ``next`` file not removed); ``root.signed`` (new root
+file written and signed by the old, ``trust.json`` not saved), ``root.saved`` (saved, not
+audited); ``agent_key.next_written`` (agent: next key on disk, request not recorded).
 """
 
 from __future__ import annotations
