@@ -174,3 +174,46 @@ def test_a_wrong_pin_changes_nothing(token: Path, tmp_path: Path) -> None:
     result = _relay(bad, "gateway", "key", "rotate", "--home", str(gw), "--root-key", str(root))
     assert result.status != 0 and "bad_passphrase" in result.err
     assert (gw / "trust.json").read_bytes() == before
+
+
+# -- the online key pair in the token (relay/trust/pkcs11_online.py; not wired into the gateway) --
+
+
+def test_hsalsa20_gives_the_nacl_box_key() -> None:
+    import nacl.bindings
+
+    from relay import crypto
+
+    for _ in range(20):
+        secret = crypto.random_bytes(32)
+        peer = nacl.bindings.crypto_scalarmult_base(crypto.random_bytes(32))
+        shared = nacl.bindings.crypto_scalarmult(secret, peer)
+        assert crypto.box_key_from_shared(shared) == nacl.bindings.crypto_box_beforenm(peer, secret)
+
+
+def test_an_online_key_in_the_token_signs_seals_and_opens_as_a_file_key(token: Path) -> None:
+    import pkcs11
+
+    from relay import crypto
+    from relay.trust.pkcs11_online import generate_online
+    from relay.trust.pkcs11_root import TokenKey
+
+    online = generate_online(TokenKey(MODULE, TOKEN, "online-1"), token.read_text())
+    peer = crypto.generate_keypair()  # an agent's key pair, in software
+    message = b"a signed bundle header"
+    crypto.verify(online.sign_public, message, online.sign(message))
+    # the agent seals to the token's key; the token side opens it, and the other way round
+    to_token = crypto.seal(peer, online.box_public, b"audit records")
+    assert online.unseal(peer.box_public, to_token) == b"audit records"
+    from_token = online.seal(peer.box_public, b"secrets payload")
+    assert crypto.unseal(peer, online.box_public, from_token) == b"secrets payload"
+    with pytest.raises(crypto.CryptoFailure):
+        online.unseal(peer.box_public, to_token[:-1] + bytes([to_token[-1] ^ 1]))
+    # neither private key can be read out of the token
+    lib = pkcs11.lib(MODULE)
+    with lib.get_token(token_label=TOKEN).open(user_pin=token.read_text()) as session:
+        for label in ("online-1.sign", "online-1.box"):
+            private = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=label)
+            assert private[pkcs11.Attribute.SENSITIVE] and not private[pkcs11.Attribute.EXTRACTABLE]
+            with pytest.raises(pkcs11.AttributeSensitive):
+                private[pkcs11.Attribute.VALUE]
