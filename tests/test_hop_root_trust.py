@@ -169,6 +169,8 @@ def test_a_hop_follows_key_and_root_rotations_and_honours_a_revocation(
     assert _hop_state(site)[0] == 2
     # after the root rotation the thief's bundle is still refused (now an old root)
     assert site.run_hop(thief_drop).status == 1
+    doctor = run_relay("doctor", "--home", str(site.hop))
+    assert "hq (root)" in doctor.out, doctor.out
 
 
 def test_a_hop_pinned_by_key_before_the_root_keeps_working_and_moves_to_the_root(
