@@ -42,12 +42,16 @@ def _gateway(
 def test_representative_refusals_are_audited_with_their_code(gw: Path, tmp_path: Path) -> None:
     bad_request = tmp_path / "bad.request"
     bad_request.write_text("not an enrollment request\n")
+    bad_values = tmp_path / "values.json"
+    bad_values.write_text('{"db/pw": 1}')
     cases = [
         (("enroll", str(bad_request)), "gateway enroll", "bad_identity"),
         (("policy", "set", "db/*", "--charset", "nope"), "gateway policy set", None),
         (("agents", "revoke", "nobody"), "gateway agents revoke", None),
         (("key", "list"), "gateway key list", "no_root"),
         (("import", str(tmp_path / "nowhere")), "gateway import", None),
+        (("secret", "import", str(bad_values)), "gateway secret import", "bad_file"),
+        (("grant", "nobody", "db/*"), "gateway grant", "unknown_agent"),
     ]
     seen = []
     for args, command, code in cases:

@@ -69,3 +69,22 @@ def test_a_revoked_retired_key_opens_nothing(site: RootedSite) -> None:
     assert site.gw_home.read_side_key(retired_keys.label(old)) is None
     outcome = site.gateway_import(data)
     assert (outcome.status, outcome.code) == ("rejected", "wrong_recipient")
+
+
+def test_a_listed_folder_is_judged_in_full_not_skipped_as_elsewhere(
+    site: RootedSite, tmp_path: Path
+) -> None:
+    """The head names the retired key: the folder import must not skip it as another
+    gateway's bundle before trying the retired key."""
+    from outer_gateway.audit_import import AuditImporter
+
+    old, data = _sealed_to_the_old_key(site)
+    folder = tmp_path / "back"
+    folder.mkdir()
+    (folder / "plant7-to-hq.audit.0000000001.bundle").write_bytes(data)
+    audit = GatewayAudit(site.gw_home, site.gw.engine)
+    importer = AuditImporter(site.gw_home, site.gw, audit, site.gw_clock)
+    (outcome,) = importer.import_location(str(folder))
+    assert (outcome.status, outcome.sealed_to_retired) == ("imported", old)
+    (again,) = importer.import_location(str(folder))  # a verified head: a duplicate now
+    assert again.status == "duplicate"
