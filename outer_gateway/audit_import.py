@@ -19,7 +19,7 @@ from outer_gateway.agent_keys import apply_rotation_requests, revoked_cutoff
 from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_merge import merge_incoming
 from outer_gateway.keyring import load as load_keyring
-from outer_gateway.retired_keys import RetiredKey, open_keys
+from outer_gateway.retired_keys import is_open, open_key
 from outer_gateway.rotation_inbox import process_inbox, take_items
 from outer_gateway.store import GatewayStore
 from relay import intake
@@ -96,7 +96,7 @@ class AuditImporter:
             return None
         header = verdict.head.header
         if verdict.status == "elsewhere":
-            if header.recipient_key in self._retired():
+            if is_open(self.home, load_keyring(self.home), header.recipient_key, self.clock()):
                 return None  # sealed to a retired key still opened: judge it in full
             return AuditOutcome(name, "skipped", WRONG_RECIPIENT, "addressed to another gateway")
         return self._recorded(
@@ -171,10 +171,6 @@ class AuditImporter:
         senders = {a.identity.key_id: a.identity for a in self.store.agents()}
         return Trust(me or self.home.identity, senders)
 
-    def _retired(self) -> dict[str, RetiredKey]:
-        """Retired online keys whose return stream is still opened (outer_gateway/retired_keys)."""
-        return open_keys(self.home, load_keyring(self.home), self.clock())
-
     def _was_imported(self, bundle_id: str) -> bool:
         with self.store.engine.connect() as conn:
             return _AuditStreams(sa_executor(conn)).was_applied(bundle_id)
@@ -183,7 +179,7 @@ class AuditImporter:
         trust, keys, retired = self._trust(), self.home.secrets.keys, None
         recipient = _recipient_key(data)
         if recipient != self.home.identity.key_id:
-            old = self._retired().get(recipient)
+            old = open_key(self.home, load_keyring(self.home), recipient, self.clock())
             if old is not None:  # the pipeline still judges everything, against that key
                 trust, keys, retired = self._trust(old.identity), old.keys, recipient
         with write_transaction(self.store.engine) as conn:

@@ -55,17 +55,46 @@ def open_keys(home: Home, ring: Keyring | None, now: int) -> dict[str, RetiredKe
     """The retired keys still within their window (key id ->); deletes those past it."""
     if ring is None:
         return {}
-    found: dict[str, RetiredKey] = {}
-    span = window(home)
+    found = {}
     for record in ring.keys:
-        if record.role != SIGNING_ROLE or record.state == "active":
-            continue
-        pair = home.read_side_key(label(record.key_id))
-        if pair is None:
-            continue
-        until = (record.retired_at or 0) + span
-        if record.state == "revoked" or record.retired_at is None or now > until:
-            forget(home, record.key_id)
-            continue
-        found[record.key_id] = RetiredKey(identity_of("gateway", ring.gateway, pair), pair, until)
+        if record.role == SIGNING_ROLE and record.state != "active":
+            key = open_key(home, ring, record.key_id, now)
+            if key is not None:
+                found[record.key_id] = key
     return found
+
+
+def open_key(home: Home, ring: Keyring | None, key_id: str, now: int) -> RetiredKey | None:
+    """Retired key ``key_id`` if it is still opened at ``now`` (its file unlocked only then);
+    a key past its window or revoked has its file deleted. ``None`` otherwise."""
+    until = None if ring is None else _open_until(home, ring, key_id)
+    if ring is None or until is None:
+        return None
+    if now > until:
+        forget(home, key_id)
+        return None
+    pair = home.read_side_key(label(key_id))
+    if pair is None or crypto.key_id(pair.sign_public, pair.box_public) != key_id:
+        return None
+    return RetiredKey(identity_of("gateway", ring.gateway, pair), pair, until)
+
+
+def is_open(home: Home, ring: Keyring | None, key_id: str, now: int) -> bool:
+    """Whether bundles sealed to ``key_id`` are still opened (no key file is unlocked)."""
+    until = _open_until(home, ring, key_id)
+    return until is not None and now <= until and home.has_side_key(label(key_id))
+
+
+def _open_until(home: Home, ring: Keyring | None, key_id: str) -> int | None:
+    """End of the window of a retired (not revoked) signing key of the keyring, else None."""
+    if ring is None:
+        return None
+    for record in ring.keys:
+        if record.key_id != key_id or record.role != SIGNING_ROLE:
+            continue
+        if record.state == "revoked":
+            forget(home, key_id)
+            return None
+        if record.state == "retired" and record.retired_at is not None:
+            return record.retired_at + window(home)
+    return None

@@ -208,6 +208,10 @@ class Home:
             return None
         return _unlock(_read_key_file(path)).keys
 
+    def has_side_key(self, label: str) -> bool:
+        """Whether a key pair is kept under ``label`` (nothing is unlocked)."""
+        return self._side_path(label).exists()
+
     def remove_side_key(self, label: str) -> None:
         self._side_path(label).unlink(missing_ok=True)
 
