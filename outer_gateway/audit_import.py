@@ -19,6 +19,7 @@ from outer_gateway.agent_keys import apply_rotation_requests, revoked_cutoff
 from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_merge import merge_incoming
 from outer_gateway.keyring import load as load_keyring
+from outer_gateway.online_key import online_identity, online_keys
 from outer_gateway.retired_keys import is_open, open_key
 from outer_gateway.rotation_inbox import process_inbox, take_items
 from outer_gateway.store import GatewayStore
@@ -169,16 +170,20 @@ class AuditImporter:
 
     def _trust(self, me: PublicIdentity | None = None) -> Trust:
         senders = {a.identity.key_id: a.identity for a in self.store.agents()}
-        return Trust(me or self.home.identity, senders)
+        return Trust(me or online_identity(self.home), senders)
 
     def _was_imported(self, bundle_id: str) -> bool:
         with self.store.engine.connect() as conn:
             return _AuditStreams(sa_executor(conn)).was_applied(bundle_id)
 
     def _import(self, name: str, data: bytes) -> AuditOutcome:
-        trust, keys, retired = self._trust(), self.home.secrets.keys, None
+        me = online_identity(self.home)
         recipient = _recipient_key(data)
-        if recipient != self.home.identity.key_id:
+        trust, retired = self._trust(me), None
+        if recipient == me.key_id:
+            _, keys = online_keys(self.home)  # identity.key's, or a PKCS#11 token's
+        else:
+            keys = self.home.secrets.keys  # fails as wrong_recipient unless a retired key opens
             old = open_key(self.home, load_keyring(self.home), recipient, self.clock())
             if old is not None:  # the pipeline still judges everything, against that key
                 trust, keys, retired = self._trust(old.identity), old.keys, recipient

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from outer_gateway.online_key import online_keys
 from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
 from outer_gateway.versions import granted_versions
@@ -97,11 +98,12 @@ def build_bundle(
             f"the bundle for {name} would be over limits.max_bundle_bytes ({cap})", code=TOO_LARGE
         )
     trust = _trust_section(home, now)
+    sender, keys = online_keys(home)  # identity.key's, or a PKCS#11 token's (online_key.py)
     with store.reserve_seq(name, now) as (conn, seq):
         data = seal_bundle(
             kind="secrets",
-            sender=home.identity,
-            keys=home.secrets.keys,
+            sender=sender,
+            keys=keys,
             recipient=agent.identity,
             seq=seq,
             created=now,

@@ -71,6 +71,37 @@ class KeyPair:
         return "KeyPair(<private>)"
 
 
+class HeldKeyPair(KeyPair):
+    """A key pair whose private halves are held elsewhere (a PKCS#11 token): it signs and gives
+    the box key with a peer on request, and has no seed or secret here (both empty).
+    :func:`sign`, :func:`seal` and :func:`unseal` call it; it is never written to a key file."""
+
+    def __init__(self, sign_public: bytes, box_public: bytes) -> None:
+        super().__init__(b"", b"")
+        object.__setattr__(self, "_publics", (sign_public, box_public))
+
+    @property
+    def sign_public(self) -> bytes:
+        return bytes(self._publics[0])
+
+    @property
+    def box_public(self) -> bytes:
+        return bytes(self._publics[1])
+
+    def held_sign(self, message: bytes) -> bytes:
+        """The Ed25519 signature of ``message``, made where the key is held."""
+        raise NotImplementedError
+
+    def held_box_key(self, peer_box_public: bytes) -> bytes:
+        """The NaCl box key with ``peer_box_public`` (``crypto_box_beforenm``)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return "HeldKeyPair(<held>)"
+
+    _publics: tuple[bytes, bytes]
+
+
 def generate_keypair() -> KeyPair:
     """Fresh keys from the operating system's CSPRNG."""
     return KeyPair(random_bytes(KEY_BYTES), random_bytes(KEY_BYTES))
@@ -97,6 +128,8 @@ def fingerprint(sign_public: bytes, box_public: bytes) -> str:
 
 def sign(keys: KeyPair, message: bytes) -> bytes:
     """The detached Ed25519 signature of ``message``."""
+    if isinstance(keys, HeldKeyPair):
+        return keys.held_sign(message)
     _, secret = nacl.bindings.crypto_sign_seed_keypair(keys.sign_seed)
     signed = nacl.bindings.crypto_sign(message, secret)
     return bytes(signed[:SIGNATURE_BYTES])
@@ -122,6 +155,8 @@ def seal(
 
     ``nonce`` is random unless given (fixed nonces are for test vectors only).
     """
+    if isinstance(keys, HeldKeyPair):
+        return seal_with_box_key(keys.held_box_key(recipient_box_public), plaintext, nonce)
     nonce = nonce if nonce is not None else random_bytes(BOX_NONCE_BYTES)
     ciphertext = nacl.bindings.crypto_box(plaintext, nonce, recipient_box_public, keys.box_secret)
     return nonce + bytes(ciphertext)
@@ -129,6 +164,8 @@ def seal(
 
 def unseal(keys: KeyPair, sender_box_public: bytes, sealed: bytes) -> bytes:
     """Open a NaCl box from the sender; raises :class:`CryptoFailure` on any failure."""
+    if isinstance(keys, HeldKeyPair):
+        return unseal_with_box_key(keys.held_box_key(sender_box_public), sealed)
     if len(sealed) < BOX_NONCE_BYTES + BOX_OVERHEAD:
         raise CryptoFailure
     nonce, ciphertext = sealed[:BOX_NONCE_BYTES], sealed[BOX_NONCE_BYTES:]

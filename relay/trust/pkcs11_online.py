@@ -13,12 +13,12 @@ SoftHSM2 2.6.1 has no ``CKM_EC_MONTGOMERY_KEY_PAIR_GEN`` (0x1056): its X25519 ke
 A token that follows PKCS#11 3.0 to the letter uses the Montgomery mechanism instead; that path
 is not written (no token here to test it on).
 
-Not wired into the gateway yet (``docs/keys.md``): this module is the primitive and its test.
+The gateway uses it through :mod:`outer_gateway.online_key` (``relay gateway key rotate
+--pkcs11-token``, ``docs/keys.md``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from relay import crypto
@@ -28,32 +28,35 @@ from relay.trust.pkcs11_root import ED25519_OID, TokenKey, _point, _session
 X25519_OID = "1.3.101.110"
 
 
-@dataclass(frozen=True)
-class TokenOnlineKey:
-    """The key pair ``key.label`` (``.sign`` and ``.box`` objects) in the token."""
+class TokenOnlineKey(crypto.HeldKeyPair):
+    """The key pair ``key.label`` (``.sign`` and ``.box`` objects) in the token; usable wherever
+    a :class:`relay.crypto.KeyPair` signs and seals (:class:`relay.crypto.HeldKeyPair`)."""
+
+    def __init__(self, key: TokenKey, pin: str, sign_public: bytes, box_public: bytes) -> None:
+        super().__init__(sign_public, box_public)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "_pin", pin)
 
     key: TokenKey
-    pin: str
-    sign_public: bytes
-    box_public: bytes
+    _pin: str
 
     @property
     def key_id(self) -> str:
         return crypto.key_id(self.sign_public, self.box_public)
 
-    def sign(self, message: bytes) -> bytes:
+    def held_sign(self, message: bytes) -> bytes:
         """Ed25519 signature made by the token."""
         import pkcs11
 
-        with _session(self.key, self.pin) as session:
+        with _session(self.key, self._pin) as session:
             private = _private(session, self.key.label + ".sign")
             return bytes(private.sign(message, mechanism=pkcs11.Mechanism.EDDSA))
 
-    def box_key(self, peer_box_public: bytes) -> bytes:
+    def held_box_key(self, peer_box_public: bytes) -> bytes:
         """The NaCl box key with ``peer_box_public`` (what ``crypto_box_beforenm`` gives)."""
         import pkcs11
 
-        with _session(self.key, self.pin) as session:
+        with _session(self.key, self._pin) as session:
             private = _private(session, self.key.label + ".box")
             secret = private.derive_key(
                 pkcs11.KeyType.GENERIC_SECRET,
@@ -66,13 +69,27 @@ class TokenOnlineKey:
             shared = bytes(secret[pkcs11.Attribute.VALUE])
         return crypto.box_key_from_shared(shared)
 
-    def seal(self, recipient_box_public: bytes, plaintext: bytes) -> bytes:
-        """As :func:`relay.crypto.seal` with this key as the sender."""
-        return crypto.seal_with_box_key(self.box_key(recipient_box_public), plaintext)
+    def __repr__(self) -> str:
+        return f"TokenOnlineKey({self.key.token}/{self.key.label})"
 
-    def unseal(self, sender_box_public: bytes, sealed: bytes) -> bytes:
-        """As :func:`relay.crypto.unseal` with this key as the recipient."""
-        return crypto.unseal_with_box_key(self.box_key(sender_box_public), sealed)
+
+def open_online(key: TokenKey, pin: str, sign_public: bytes, box_public: bytes) -> TokenOnlineKey:
+    """The online key ``key`` as recorded (``pkcs11_failed`` if the token holds other keys)."""
+    import pkcs11
+
+    with _session(key, pin) as session:
+        for suffix, expected in ((".sign", sign_public), (".box", box_public)):
+            try:
+                public = session.get_key(
+                    object_class=pkcs11.ObjectClass.PUBLIC_KEY, label=key.label + suffix
+                )
+            except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned):
+                raise UsageError(
+                    f"no single key {key.label + suffix!r} in the token", code="pkcs11_failed"
+                ) from None
+            if _point(public) != expected:
+                raise UsageError("the token's online key is not this one", code="pkcs11_failed")
+    return TokenOnlineKey(key, pin, sign_public, box_public)
 
 
 def generate_online(key: TokenKey, pin: str) -> TokenOnlineKey:
