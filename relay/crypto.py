@@ -96,6 +96,12 @@ class HeldKeyPair(KeyPair):
         """The NaCl box key with ``peer_box_public`` (``crypto_box_beforenm``)."""
         raise NotImplementedError
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HeldKeyPair) and self._publics == other._publics
+
+    def __hash__(self) -> int:
+        return hash(self._publics)
+
     def __repr__(self) -> str:
         return "HeldKeyPair(<held>)"
 
