@@ -77,8 +77,9 @@ class SecretMeta:
 class AgentStore:
     """The SQLCipher store of an agent home."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, skew: int = 0) -> None:
         self.engine = engine
+        self.skew = skew  # agent.clock_skew: the leeway on activates_at
 
     @classmethod
     def open(cls, home: Home) -> AgentStore:
@@ -92,7 +93,9 @@ class AgentStore:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        from inner_agent.get_command import clock_skew
+
+        return cls(engine, clock_skew(home))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -138,7 +141,7 @@ class AgentStore:
         yielded object, then :meth:`ReceivingStream.apply` writes what it received. Leaving the
         block by an exception rolls everything back."""
         with write_transaction(self.engine) as conn:
-            yield ReceivingStream(conn)
+            yield ReceivingStream(conn, self.skew)
 
     def was_applied(self, bundle_id: str) -> bool:
         """Whether this exact signed bundle was applied."""
@@ -185,7 +188,9 @@ class AgentStore:
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             rows = stored_versions(raw, path)
-        return pick(path, rows, -1 if now is None else now, label)
+        if now is None:
+            return pick(path, rows, -1, label)
+        return pick(path, rows, now, label, self.skew)
 
     def labelled(self) -> dict[str, dict[str, tuple[int, int | None]]]:
         """path -> {label: (version, at)} of the previous and pending versions held."""
@@ -200,7 +205,7 @@ class AgentStore:
     def activate_due(self, now: int) -> list[Activation]:
         """Switch every pending version whose time has come (one transaction)."""
         with write_transaction(self.engine) as conn:
-            return activate_due(conn, now)
+            return activate_due(conn, now, self.skew)
 
     def change_marker(self) -> tuple[str, str]:
         """What changes when secrets or apps change (not when audit records are appended):
@@ -233,8 +238,9 @@ class ReceivingStream:
     """The stream state of the store inside one write transaction (a
     :class:`relay.bundle.receive.StreamState`), and the write of one received bundle."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, skew: int = 0) -> None:
         self.conn = conn
+        self.skew = skew
 
     def high_water(self, sender_key: str, kind: str) -> HighWater | None:
         return _high_water(self.conn, sender_key, kind)
@@ -256,7 +262,7 @@ class ReceivingStream:
         apply_versions(conn, payload.versions, now)  # previous and pending (spec §8.1)
         reassert_local(conn)  # a local rotation the bundle does not carry yet stays current
         _report_applied(conn, updated, current, now)  # outcomes for the gateway (rotation)
-        activated = tuple(activate_due(conn, now))
+        activated = tuple(activate_due(conn, now, self.skew))
         stream = received.bundle.stream_key  # the sender key id, or a certified gateway's anchor
         _set_high_water(conn, stream, header.kind, header.seq, bundle_id, now)
         if received.bundle.chain is not None:

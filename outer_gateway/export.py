@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from outer_gateway.delta import Base, Row, choose_base, delta_rows, read_mark, record_export
+from outer_gateway.online_key import online_keys
 from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
 from outer_gateway.versions import granted_versions
@@ -88,11 +89,12 @@ def build_bundle(
         )
     trust = _trust_section(home, now)
     base = content.base
+    sender, keys = online_keys(home)  # identity.key's, or a PKCS#11 token's (online_key.py)
     with store.reserve_seq(name, now) as (conn, seq):
         data = seal_bundle(
             kind="secrets",
-            sender=home.identity,
-            keys=home.secrets.keys,
+            sender=sender,
+            keys=keys,
             recipient=agent.identity,
             seq=seq,
             created=now,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay import crypto
+from relay import crashpoint, crypto
 from relay.codes import (
     ALREADY_INITIALIZED,
     BAD_TRUST_FILE,
@@ -39,6 +39,7 @@ from relay.trust.documents import (
     sign_revocation,
     sign_root,
 )
+from relay.trust.pkcs11_root import TokenKey
 from relay.trust.root_file import RootKey
 
 TRUST_FILE = "trust.json"
@@ -55,6 +56,7 @@ class KeyRecord:
     not_after: int | None = None
     serial: int | None = None
     version: int | None = None
+    retired_at: int | None = None  # a signing key: when a rotation replaced it
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -136,24 +138,79 @@ def create(home: Home, root: RootKey, now: int, valid_for: int) -> Keyring:
     return ring
 
 
-def rotate_signing(home: Home, ring: Keyring, root: RootKey, now: int, valid_for: int) -> str:
-    """A new online key pair, certified by ``root``, replacing the current one; its key id."""
+def rotate_signing(
+    home: Home,
+    ring: Keyring,
+    root: RootKey,
+    now: int,
+    valid_for: int,
+    token: tuple[TokenKey, str] | None = None,
+) -> str:
+    """A new online key pair, certified by ``root``, replacing the current one; its key id.
+    With ``token`` (key reference, PIN) the new pair is made in that PKCS#11 token."""
+    from outer_gateway import online_key
+    from outer_gateway.retired_keys import keep
+
     check_root(ring, root)
+    in_token = home.path.joinpath(online_key.REF_FILE).exists()
+    if token is not None:
+        return _rotate_into_token(home, ring, root, now, valid_for, token, in_token)
     new = crypto.generate_keypair()
-    _retire_signing(ring)
+    _retire_signing(ring, now=now)
     _certify(ring, root, new.sign_public, new.box_public, now, valid_for)
     # Crash-safe order: the new key is on disk before anything certifies it, and identity.key
-    # changes last; finish_rotation completes a rotation a crash interrupted.
+    # changes last; finish_rotation completes a rotation a crash interrupted. The old key is
+    # kept (first) to open return-stream bundles still sealed to it (retired_keys); a key in a
+    # token is not (it cannot be copied).
+    if not in_token:
+        keep(home, home.secrets.keys)
     home.write_side_key("next", new)
+    crashpoint.reached("key.next_written")
     save(home, ring)
+    crashpoint.reached("key.certified")
     home.replace_keys(new)
+    crashpoint.reached("key.swapped")
+    online_key.remove_ref(home, online_key.REF_FILE)
     home.remove_side_key("next")
+    return ring.cert.key_id
+
+
+def _rotate_into_token(
+    home: Home,
+    ring: Keyring,
+    root: RootKey,
+    now: int,
+    valid_for: int,
+    token: tuple[TokenKey, str],
+    in_token: bool,
+) -> str:
+    from outer_gateway import online_key
+    from outer_gateway.retired_keys import keep
+    from relay.trust.pkcs11_online import generate_online
+
+    new = generate_online(*token)  # in the token first: nothing certifies a key that is not
+    online_key.write_ref(home, online_key.NEXT_REF_FILE, new)
+    if not in_token:
+        keep(home, home.secrets.keys)
+    _retire_signing(ring, now=now)
+    _certify(ring, root, new.sign_public, new.box_public, now, valid_for)
+    save(home, ring)
+    crashpoint.reached("key.certified")
+    online_key.promote_next_ref(home)
     return ring.cert.key_id
 
 
 def finish_rotation(home: Home, ring: Keyring) -> None:
     """If a rotation stopped after certifying the new key, switch to it now."""
-    if ring.cert.key_id == home.identity.key_id:
+    from outer_gateway import online_key
+
+    if ring.cert.key_id == online_key.online_identity(home).key_id:
+        return
+    if online_key.ref_key_id(home, online_key.NEXT_REF_FILE) == ring.cert.key_id:
+        online_key.promote_next_ref(home)  # into a token
+        return
+    if ring.cert.key_id == home.identity.key_id:  # back to the file key, the reference left
+        online_key.remove_ref(home, online_key.REF_FILE)
         return
     pending = home.read_side_key("next")
     if pending is None or crypto.key_id(pending.sign_public, pending.box_public) != (
@@ -161,6 +218,7 @@ def finish_rotation(home: Home, ring: Keyring) -> None:
     ):
         raise UsageError("the signing key has no certificate", code=CERT_INVALID)
     home.replace_keys(pending)
+    online_key.remove_ref(home, online_key.REF_FILE)
     home.remove_side_key("next")
 
 
@@ -190,7 +248,9 @@ def rotate_root(home: Home, ring: Keyring, old: RootKey, new: RootKey, now: int)
         sign_revocation(new.keys, Revocation(r.gateway, r.key_id, r.serial, nxt.version, b""))
         for r in ring.revocations
     ]
+    crashpoint.reached("root.signed")
     save(home, ring)
+    crashpoint.reached("root.saved")
     return nxt
 
 
@@ -213,6 +273,9 @@ def revoke(home: Home, ring: Keyring, root: RootKey, key_id: str) -> Revocation:
     for record in records:
         record.state = "revoked"
     save(home, ring)
+    from outer_gateway.retired_keys import forget
+
+    forget(home, key_id)  # a revoked key opens nothing any more
     return rev
 
 
@@ -260,12 +323,13 @@ def _certify(
     ring.keys.append(record)
 
 
-def _retire_signing(ring: Keyring, keep_record: bool = False) -> None:
+def _retire_signing(ring: Keyring, keep_record: bool = False, now: int | None = None) -> None:
     if keep_record:
         return
     for record in ring.keys:
         if record.role == SIGNING_ROLE and record.state == "active":
             record.state = "retired"
+            record.retired_at = now
 
 
 def _placeholder_cert() -> Cert:

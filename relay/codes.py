@@ -220,7 +220,10 @@ ALREADY_INITIALIZED = reason(
     "already_initialized", "the home is already initialised", exit_status=USAGE, area=SETUP
 )
 ALREADY_TRUSTED = reason(
-    "already_trusted", "the agent already trusts a gateway", exit_status=USAGE, area=SETUP
+    "already_trusted",
+    "the agent (or hop) already trusts another gateway (root)",
+    exit_status=USAGE,
+    area=SETUP,
 )
 APP_EXISTS = reason("app_exists", "an app of that name exists", exit_status=USAGE, area=SETUP)
 BAD_ADDRESS = reason("bad_address", "not a HOST:PORT address", exit_status=USAGE, area=SETUP)

@@ -155,6 +155,12 @@ SETTINGS: dict[str, Setting] = {
     "keys.cert_valid_for": Setting(
         GATEWAY, _duration, "90d", "validity of a signing key's certificate (root-signed)"
     ),
+    "keys.retired_open_for": Setting(
+        GATEWAY,
+        _duration,
+        "30d",
+        "how long the return stream sealed to a retired signing key is still opened",
+    ),
     "export.every": Setting(GATEWAY, _duration, "1h", "period of `relay gateway run` exports"),
     "export.full_every": Setting(
         GATEWAY,
@@ -211,7 +217,10 @@ SETTINGS: dict[str, Setting] = {
         AGENT, _optional_duration, "", "age of the newest bundle past which the agent is stale"
     ),
     "agent.clock_skew": Setting(
-        AGENT, _duration, "5m", "leeway for bundle expiry and certificate validity"
+        AGENT, _duration, "5m", "leeway for bundle expiry, certificate validity and activates_at"
+    ),
+    "hop.clock_skew": Setting(
+        frozenset({"hop"}), _duration, "5m", "leeway for bundle expiry and certificate validity"
     ),
     "agent.clock_ahead_limit": Setting(
         AGENT, _duration, "30d", "clock past the newest signed bundle time by more: far ahead"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.crash import rotations
 from tests.crash.harness import KINDS, run_points, summary
 
 pytestmark = pytest.mark.slow  # real processes
@@ -34,3 +35,13 @@ def test_kill_harness_short_run(tmp_path: Path) -> None:
     assert sum(harness.killed.values()) + sum(harness.finished.values()) == POINTS
     assert set(harness.killed) == set(KINDS), f"seed {seed}: every kind was killed at least once"
     assert harness.world.applied == harness.world.exported
+
+
+def test_kill_harness_rotations_short_run(tmp_path: Path) -> None:
+    """One SIGKILL of each key rotation (gateway key, gateway root, agent key) at a named stage;
+    the site keeps receiving after each. The long run is ``make crash``."""
+    seed = int(os.environ.get("RELAY_CRASH_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"rotation crash harness seed {seed} (RELAY_CRASH_SEED={seed} reproduces)")
+    site = rotations.run_points(tmp_path, seed, len(rotations.KINDS), 1, calibrate=False)
+    print(rotations.summary(site, seed))
+    assert set(site.killed) == set(rotations.KINDS), f"seed {seed}: each rotation was killed"

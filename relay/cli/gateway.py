@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from relay.cli.common import (
+    COMMAND_META,
+    HOME_META,
     config_group,
     duration,
     echo_json,
@@ -22,6 +24,7 @@ from relay.cli.common import (
     warn_if_unwrapped,
 )
 from relay.codes import BAD_FILE, NO_DESTINATION, TOO_LARGE
+from relay.errors import RelayError
 from relay.home import Home
 from relay.identity import read_identity_file
 from relay.paths import check_path, check_pattern
@@ -31,7 +34,25 @@ if TYPE_CHECKING:
     from outer_gateway.store import GatewayStore
 
 
-@click.group()
+class _RefusalsAudited(click.Group):
+    """Every gateway command refused with a reason code (a wrong root key, an unknown agent, a
+    bad policy…) is also recorded in the gateway's own audit chain as ``operator.refused``:
+    the command and the code, never the values it was given."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RelayError as exc:
+            home, command = ctx.meta.get(HOME_META), ctx.meta.get(COMMAND_META)
+            if isinstance(home, Path) and isinstance(command, str):
+                from outer_gateway.audit import record_refusal
+
+                # the path from "gateway" on (the program's own name varies)
+                record_refusal(home, command.partition(" ")[2], exc.code)
+            raise
+
+
+@click.group(cls=_RefusalsAudited)
 def gateway() -> None:
     """The outer gateway: secrets, enrolled agents, grants and export."""
 
