@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from relay import crypto
-from relay.codes import PASSPHRASE_REQUIRED
+from relay.codes import BAD_TRUST_FILE, PASSPHRASE_REQUIRED
 from relay.errors import UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity, identity_of
@@ -94,7 +94,7 @@ def read_ref(home: Home, name: str) -> tuple[TokenKey, bytes, bytes] | None:
         if len(sign_public) != crypto.KEY_BYTES or len(box_public) != crypto.KEY_BYTES:
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError):
-        raise UsageError(f"{path} is damaged", code="bad_trust_file") from None
+        raise UsageError(f"{path} is damaged", code=BAD_TRUST_FILE) from None
     return key, sign_public, box_public
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from relay.codes import ALREADY_TRUSTED
 from relay.db import write_transaction
 from relay.errors import UsageError
 from relay.hop.store import certified, gateway_roots, pinned, revoked_keys
@@ -40,7 +41,7 @@ def pin_root(engine: Engine, root: Root, cert: Cert, now: int, replace: bool) ->
             raise UsageError(
                 f"this hop already trusts another root of gateway {root.gateway}; "
                 "pass --replace to change it",
-                code="already_trusted",
+                code=ALREADY_TRUSTED,
             )
         for table in (gateway_roots, revoked_keys, certified):
             conn.execute(delete(table).where(table.c.gateway == root.gateway))

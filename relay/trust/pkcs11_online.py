@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay import crypto
+from relay.codes import ALREADY_EXISTS, PKCS11_FAILED, PKCS11_UNSUPPORTED
 from relay.errors import UsageError
 from relay.trust.pkcs11_root import ED25519_OID, TokenKey, _point, _session
 
@@ -85,10 +86,10 @@ def open_online(key: TokenKey, pin: str, sign_public: bytes, box_public: bytes) 
                 )
             except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned):
                 raise UsageError(
-                    f"no single key {key.label + suffix!r} in the token", code="pkcs11_failed"
+                    f"no single key {key.label + suffix!r} in the token", code=PKCS11_FAILED
                 ) from None
             if _point(public) != expected:
-                raise UsageError("the token's online key is not this one", code="pkcs11_failed")
+                raise UsageError("the token's online key is not this one", code=PKCS11_FAILED)
     return TokenOnlineKey(key, pin, sign_public, box_public)
 
 
@@ -98,7 +99,7 @@ def generate_online(key: TokenKey, pin: str) -> TokenOnlineKey:
 
     with _session(key, pin) as session:
         if list(session.get_objects({pkcs11.Attribute.LABEL: key.label + ".sign"})):
-            raise UsageError(f"the token already holds a key {key.label!r}", code="already_exists")
+            raise UsageError(f"the token already holds a key {key.label!r}", code=ALREADY_EXISTS)
         sign_public = _generate(session, key.label + ".sign", ED25519_OID, derive=False)
         box_public = _generate(session, key.label + ".box", X25519_OID, derive=True)
     return TokenOnlineKey(key, pin, sign_public, box_public)
@@ -122,7 +123,7 @@ def _generate(session: Any, label: str, oid: str, derive: bool) -> bytes:
         )
     except pkcs11.PKCS11Error as exc:
         raise UsageError(
-            f"the token cannot make this key ({type(exc).__name__})", code="pkcs11_unsupported"
+            f"the token cannot make this key ({type(exc).__name__})", code=PKCS11_UNSUPPORTED
         ) from None
     return _point(public)
 
@@ -133,4 +134,4 @@ def _private(session: Any, label: str) -> Any:
     try:
         return session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=label)
     except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned):
-        raise UsageError(f"no single key {label!r} in the token", code="pkcs11_failed") from None
+        raise UsageError(f"no single key {label!r} in the token", code=PKCS11_FAILED) from None
