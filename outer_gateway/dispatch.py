@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from outer_gateway.audit import GatewayAudit
+from outer_gateway.audit import GatewayAudit, lock_audit_chain
 from outer_gateway.audit_import import contiguous_high
 from outer_gateway.export import ExportedBundle, agents_to_export, build_bundle
+from outer_gateway.export_view import ExportView
 from outer_gateway.store import GatewayStore
 from outer_gateway.versions import drop_stale_labels, promote_due
 from relay import crashpoint
@@ -36,22 +37,15 @@ def dispatch(
     (see :func:`build_bundle`): a crash in between leaves a record and a spent seq for a file that
     never appeared (the next export takes the next seq), never a written bundle without its
     record or a seq sealed into two bundles."""
-    audit = GatewayAudit(home, store.engine)
-    drop_stale_labels(store)
-    for promoted in promote_due(store, clock()):
-        audit.record(
-            "secret.activated",
-            path=promoted.path,
-            version=promoted.version,
-            replaced=promoted.replaced,
-        )
+    audit = activate_due_versions(home, store, clock())
+    view = ExportView(store, clock())
     written = []
     destination = open_destination(location, options)
     try:
         for target in agents_to_export(store, only):
             ack = contiguous_high(store, target.identity.name)
             bundle = build_bundle(
-                home, store, target, clock(), validity, ack, _audit_exported(ack)
+                home, store, target, clock(), validity, ack, audit_exported(ack), view
             )
             where = destination.put(bundle.name, bundle.data)
             crashpoint.reached("export.written")
@@ -71,10 +65,26 @@ def dispatch(
     return written
 
 
-def _audit_exported(ack: int) -> Callable[[Connection, ExportedBundle], None]:
+def activate_due_versions(home: Home, store: GatewayStore, now: int) -> GatewayAudit:
+    """Before a pass: forget inconsistent labelled versions and make due pending versions
+    current (each audited); returns the gateway's audit."""
+    audit = GatewayAudit(home, store.engine)
+    drop_stale_labels(store)
+    for promoted in promote_due(store, now):
+        audit.record(
+            "secret.activated",
+            path=promoted.path,
+            version=promoted.version,
+            replaced=promoted.replaced,
+        )
+    return audit
+
+
+def audit_exported(ack: int) -> Callable[[Connection, ExportedBundle], None]:
     """Append ``bundle.exported`` in the transaction that reserves the bundle's seq."""
 
     def record(conn: Connection, bundle: ExportedBundle) -> None:
+        lock_audit_chain(conn)
         log.append(
             sa_executor(conn),
             "bundle.exported",

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from outer_gateway.policies import shipped_policies
+from outer_gateway.export_view import ExportView
 from outer_gateway.store import Agent, GatewayStore
-from outer_gateway.versions import granted_versions
 from relay import crashpoint
 from relay.bundle.envelope import parse_envelope
-from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import bundle_file_name, seal_bundle
-from relay.bundle.versions import VersionRow
 from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
-from relay.paths import grant_matcher
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -61,42 +56,28 @@ def build_bundle(
     valid_for: int,
     audit_ack: int = 0,
     on_sealed: Callable[[Connection, ExportedBundle], None] | None = None,
+    view: ExportView | None = None,
 ) -> ExportedBundle:
     """The full-state secrets bundle for ``agent``: its granted secrets and tombstones.
 
     The seq is reserved, the bundle sealed and ``on_sealed`` run (the export's audit record) in
     one transaction: a seq is committed only together with the one bundle it was sealed into,
-    and always before that bundle is written anywhere."""
+    and always before that bundle is written anywhere. ``view``: the pass's read of the store
+    (:class:`ExportView`), when several bundles are built from one."""
     name = agent.identity.name
     from outer_gateway.agent_keys import check_not_revoked
 
     check_not_revoked(store, name)  # never seal to a revoked agent, whoever asks
-    matcher = grant_matcher([pattern for _, pattern in store.grants(name)])
-    secrets: list[tuple[str, int, str, int | None]] = []
-    tombstones: list[tuple[str, int]] = []
-    versions: list[VersionRow] = []
-    staged: set[str] = set()
-    if matcher is not None:
-        versions = granted_versions(store, matcher.fullmatch, now)
-        staged = {row[0] for row in versions if row[1] == "pending"}
-        granted = matcher.fullmatch
-        b64 = binascii.b2a_base64
-        for path, version, value, expires_at, deleted in store.all_rows():
-            if granted(path) is None:
-                continue
-            if deleted or value is None:
-                if path not in staged:  # a pending version brings a removed path back
-                    tombstones.append((path, version))
-            else:
-                secrets.append((path, version, b64(value, newline=False).decode(), expires_at))
-    policies = shipped_policies(store, [row[0] for row in secrets] + list(staged))
-    plaintext = SecretsPayload(secrets, tombstones, audit_ack, versions, policies).encode()
+    if view is None:
+        view = ExportView(store, now, [name])
+    content = view.payload(name, audit_ack)
+    plaintext = content.plaintext
     cap = int(home.config.get("limits.max_bundle_bytes"))
     if len(plaintext) + ENVELOPE_ALLOWANCE > cap:  # refuse before a seq is spent
         raise UsageError(
             f"the bundle for {name} would be over limits.max_bundle_bytes ({cap})", code=TOO_LARGE
         )
-    trust = _trust_section(home, now)
+    trust = trust_section(home, now)
     with store.reserve_seq(name, now) as (conn, seq):
         data = seal_bundle(
             kind="secrets",
@@ -119,8 +100,8 @@ def build_bundle(
             bundle_file_name(envelope.header),
             data,
             seq,
-            len(secrets),
-            len(tombstones),
+            content.secrets,
+            content.tombstones,
             envelope.bundle_id,
         )
         if on_sealed is not None:
@@ -130,7 +111,7 @@ def build_bundle(
     return bundle
 
 
-def _trust_section(home: Home, now: int) -> dict[str, Any] | None:
+def trust_section(home: Home, now: int) -> dict[str, Any] | None:
     """The certificate chain bundles carry when the gateway has a root (spec §15)."""
     from outer_gateway.keyring import check_not_revoked, finish_rotation, load
 
