@@ -14,6 +14,7 @@ from outer_gateway.store import GatewayStore
 from outer_gateway.versions import drop_stale_labels, promote_due
 from relay import crashpoint
 from relay.audit import log
+from relay.audit.record import FieldValue
 from relay.db import sa_executor
 from relay.home import Home
 from relay.transport import TransportOptions, open_destination
@@ -85,18 +86,19 @@ def audit_exported(ack: int) -> Callable[[Connection, ExportedBundle], None]:
 
     def record(conn: Connection, bundle: ExportedBundle) -> None:
         lock_audit_chain(conn)
-        log.append(
-            sa_executor(conn),
-            "bundle.exported",
-            {
-                "agent_name": bundle.agent,
-                "bundle_seq": bundle.seq,
-                "bundle_hash": bundle.bundle_id,
-                "file": bundle.name,
-                "secrets_count": bundle.secrets,
-                "tombstones": bundle.tombstones,
-                "audit_ack": ack,
-            },
-        )
+        log.append(sa_executor(conn), "bundle.exported", exported_fields(bundle, ack))
 
     return record
+
+
+def exported_fields(bundle: ExportedBundle, ack: int) -> dict[str, FieldValue]:
+    """The fields of a ``bundle.exported`` record."""
+    return {
+        "agent_name": bundle.agent,
+        "bundle_seq": bundle.seq,
+        "bundle_hash": bundle.bundle_id,
+        "file": bundle.name,
+        "secrets_count": bundle.secrets,
+        "tombstones": bundle.tombstones,
+        "audit_ack": ack,
+    }

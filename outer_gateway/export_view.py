@@ -28,6 +28,7 @@ from relay.db import fetch_all
 from relay.paths import _compile
 
 _WILDCARDS = "*?"
+_ALL_ROWS = "SELECT path, version, value, expires_at, deleted FROM secrets"
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,13 @@ class ExportView:
     """What every bundle of one pass is built from, read from the store once."""
 
     def __init__(self, store: GatewayStore, now: int, agents: Iterable[str] | None = None) -> None:
-        rows = sorted(store.all_rows())
-        self.paths = [row[0] for row in rows]
-        # (path, version, base64 value or None, expires_at, deleted)
-        b64 = binascii.b2a_base64
-        self.rows = [
-            (p, v, None if value is None else b64(value, newline=False).decode(), e, d)
-            for p, v, value, e, d in rows
-        ]
+        with store.engine.connect() as conn:
+            # (path, version, stored value or None, expires_at, deleted), sorted by path
+            self.rows = sorted(fetch_all(conn, _ALL_ROWS))
+        self.paths = [row[0] for row in self.rows]
+        self._open = store.codec.open
+        self._plain = store.codec.plain
+        self._encoded: dict[int, str] = {}  # row index -> base64 of the opened value
         self.versions: list[PlainVersion] = version_rows(store, now)
         self.version_paths = sorted({row[0] for row in self.versions})
         self.policies: list[Policy] = list_policies(store)
@@ -77,17 +77,25 @@ class ExportView:
         staged = {row[0] for row in staged_versions if row[1] == "pending"}
         secrets: list[tuple[str, int, str, int | None]] = []
         tombstones: list[tuple[str, int]] = []
-        rows = self.rows
+        rows, encoded = self.rows, self._encoded
         for index in sorted(indexes):
             path, version, value, expires_at, deleted = rows[index]
             if deleted or value is None:
                 if path not in staged:  # a pending version brings a removed path back
-                    tombstones.append((path, version))
-            else:
-                secrets.append((path, version, value, expires_at))
+                    tombstones.append((path, int(version)))
+                continue
+            text = encoded.get(index)
+            if text is None:  # opened and encoded once per pass, by the first agent granted it
+                text = self._encode(value)
+                encoded[index] = text
+            secrets.append((path, int(version), text, expires_at))
         policies = self._shipped_policies([row[0] for row in secrets] + sorted(staged))
         plaintext = SecretsPayload(secrets, tombstones, audit_ack, staged_versions, policies)
         return AgentPayload(plaintext.encode(), len(secrets), len(tombstones))
+
+    def _encode(self, stored: bytes) -> str:
+        value = bytes(stored) if self._plain else self._open(bytes(stored))
+        return binascii.b2a_base64(value, newline=False).decode()
 
     def _versions_for(self, patterns: list[str]) -> list[VersionRow]:
         if not self.versions or not patterns:

@@ -28,15 +28,16 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from outer_gateway.audit import GatewayAudit, lock_audit_chain
-from outer_gateway.dispatch import audit_exported
+from outer_gateway.dispatch import exported_fields
 from outer_gateway.export import ENVELOPE_ALLOWANCE, ExportedBundle, trust_section
 from outer_gateway.export_view import ExportView
 from outer_gateway.store import GatewayStore
 from relay import crashpoint
+from relay.audit import log
 from relay.bundle.envelope import parse_envelope
 from relay.bundle.seal import bundle_file_name, seal_bundle
 from relay.codes import TOO_LARGE
-from relay.db import bulk_execute, fetch_all, write_transaction
+from relay.db import fetch_all, sa_executor, write_transaction
 from relay.home import Home
 from relay.identity import PublicIdentity
 from relay.transport import Destination
@@ -51,8 +52,12 @@ _DUE = (
     "AND NOT EXISTS (SELECT 1 FROM agent_revocations r WHERE r.name = a.name) "
     "ORDER BY name LIMIT ?"
 )
-_CLAIMED = "UPDATE agents SET last_seq = ?, last_export = ?, next_export_at = ? WHERE name = ?"
-_DEFERRED = "UPDATE agents SET next_export_at = ? WHERE name = ?"
+# Under the batch's row locks, so last_seq + 1 is the seq each bundle was sealed with.
+_CLAIMED = (
+    "UPDATE agents SET last_seq = last_seq + 1, last_export = ?, next_export_at = ? "
+    "WHERE name IN ({})"
+)
+_DEFERRED = "UPDATE agents SET next_export_at = ? WHERE name IN ({})"
 
 
 def period_end(now: int, every: int) -> int:
@@ -136,23 +141,27 @@ class ExportPass:
             view = self._view_of_pass()
             acks = audit_marks(conn, [str(r[0]) for r in rows])
             claimed: list[_Claimed] = []
-            updates: list[tuple[Any, ...]] = []
-            deferred: list[tuple[Any, ...]] = []
+            deferred: list[str] = []
             for name, sign_public, box_public, last_seq in rows:
                 identity = PublicIdentity("agent", name, bytes(sign_public), bytes(box_public))
                 ack = acks.get(name, 0)
                 bundle = self._seal(view, identity, int(last_seq) + 1, ack)
                 if bundle is None:
                     report.failed.append((name, TOO_LARGE, "bundle over limits.max_bundle_bytes"))
-                    deferred.append((self.next_at, name))
+                    deferred.append(name)
                     continue
                 claimed.append(_Claimed(bundle, ack))
-                updates.append((bundle.seq, self.now, self.next_at, name))
-            bulk_execute(conn, _CLAIMED, updates)
-            bulk_execute(conn, _DEFERRED, deferred)
+            execute = sa_executor(conn)
+            names = [c.bundle.agent for c in claimed]
+            if names:
+                execute(_CLAIMED.format(_holes(names)), [self.now, self.next_at, *names])
+            if deferred:
+                execute(_DEFERRED.format(_holes(deferred)), [self.next_at, *deferred])
             lock_audit_chain(conn)
-            for item in claimed:
-                audit_exported(item.ack)(conn, item.bundle)
+            log.append_many(
+                execute,
+                [("bundle.exported", exported_fields(c.bundle, c.ack)) for c in claimed],
+            )
             crashpoint.reached("export.sealed")
         crashpoint.reached("export.committed")
         return claimed
@@ -199,6 +208,10 @@ class ExportPass:
         )
 
 
+def _holes(values: list[str]) -> str:
+    return ", ".join("?" * len(values))
+
+
 def _written(
     claimed: list[_Claimed],
     where: list[str],
@@ -236,7 +249,7 @@ def audit_marks(conn: Connection, agents: list[str]) -> dict[str, int]:
     marks = dict.fromkeys(agents, 0)
     if not agents:
         return marks
-    holes = ",".join("?" * len(agents))
+    holes = _holes(agents)
     broken: set[str] = set()
     sql = f"SELECT agent, seq FROM agent_audit WHERE agent IN ({holes}) ORDER BY agent, seq"  # noqa: S608
     for agent, seq in fetch_all(conn, sql, agents):

@@ -248,3 +248,49 @@ def test_a_killed_workers_claims_are_taken_over(tmp_path: Path, database: str, s
     assert Counter(d["agent"] for d in nxt.written) == Counter(dict.fromkeys(everyone, 1))
     seqs = {d["agent"]: d["seq"] for d in nxt.written}
     assert all(seqs[a] == 2 for a in everyone)  # a spent seq is never reused
+
+
+# -- the pieces a pass is built of -----------------------------------------------------------
+
+
+def test_append_many_continues_the_chain_as_append_does() -> None:
+    import sqlite3
+
+    from relay.audit import log
+    from relay.audit.chain import verify_chain
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE audit_log (seq INTEGER PRIMARY KEY, hash, type, time, record)")
+
+    def execute(sql: str, params: object) -> list[tuple[object, ...]]:
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    log.append(execute, "gateway.started", {"period": 60})
+    made = log.append_many(execute, [("bundle.exported", {"bundle_seq": i}) for i in range(250)])
+    log.append(execute, "gateway.stopped", {})
+    assert [r.seq for r in made] == list(range(2, 252))
+    held = log.records_after(execute, 0)
+    assert len(held) == 252 and verify_chain(held).ok
+    assert log.append_many(execute, []) == []
+
+
+def test_files_written_in_a_group_are_whole_private_and_leave_no_temp(tmp_path: Path) -> None:
+    from relay.transport.folder import FolderDestination
+
+    stale = tmp_path / "out" / ".old.bundle.0123456789ab.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"killed writer")
+    os.utime(stale, (0, 0))
+    destination = FolderDestination(tmp_path / "out")
+    items = [(f"f{i:03d}.bundle", os.urandom(i * 37)) for i in range(40)]
+    try:
+        where = destination.put_many(items[:20]) + destination.put_many(items[20:])
+    finally:
+        destination.close()
+    assert where == [str(tmp_path / "out" / name) for name, _ in items]
+    for name, data in items:
+        path = tmp_path / "out" / name
+        assert path.read_bytes() == data and path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [n for n, _ in items]
+    with pytest.raises(ValueError, match="unsafe"):
+        FolderDestination(tmp_path / "out").put_many([("../x", b"")])

@@ -74,11 +74,19 @@ def write_many_atomic(
     ensure_private_dir(folder)
     temps = [folder / f".{name}.{secrets.token_hex(6)}.tmp" for name, _ in items]
     try:
-        if pool is None:
-            with sync_pool() as own:
-                list(own.map(_write_synced, temps, [data for _, data in items]))
-        else:
-            list(pool.map(_write_synced, temps, [data for _, data in items]))
+        # Written here; only the fsyncs go to the threads (each releases the GIL once).
+        fds: list[int] = []
+        try:
+            for temp, (_, data) in zip(temps, items, strict=True):
+                fds.append(_write_unsynced(temp, data))
+            if pool is None:
+                with sync_pool() as own:
+                    list(own.map(os.fsync, fds))
+            else:
+                list(pool.map(os.fsync, fds))
+        finally:
+            for fd in fds:
+                os.close(fd)
         finals = []
         for temp, (name, _) in zip(temps, items, strict=True):
             crashpoint.reached("write.synced")
@@ -102,12 +110,17 @@ def sync_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=_SYNC_WORKERS, thread_name_prefix="relay-fsync")
 
 
-def _write_synced(temp: Path, data: bytes) -> None:
+def _write_unsynced(temp: Path, data: bytes) -> int:
+    """Create ``temp`` with ``data``; returns its open descriptor (the caller syncs and closes)."""
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def sweep_stale_temps(folder: Path, now: float | None = None) -> list[str]:
