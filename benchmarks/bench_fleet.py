@@ -25,6 +25,7 @@ run alone, for ``farm-bench`` or a profiler:
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -67,10 +68,13 @@ def reset_schedule(home_path: Path) -> Path:
 
 def one_pass(home_path: Path, workers: int) -> tuple[float, Counter[str]]:
     """Seconds for ``workers`` ``relay gateway run --once`` processes started together to
-    finish, and how many bundles each agent got (from the files written)."""
+    finish, and how many bundles each agent got (from the files written). Prints the workers'
+    CPU seconds (user + system): on a shared machine the wall time also counts waiting for a
+    core."""
     out = reset_schedule(home_path)
     env = {k: v for k, v in os.environ.items() if k not in ("RELAY_PASSPHRASE", "RELAY_HOME")}
     argv = [*relay_argv(), "gateway", "run", "--once", "--home", str(home_path)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     procs = [
         subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -78,6 +82,9 @@ def one_pass(home_path: Path, workers: int) -> tuple[float, Counter[str]]:
     ]
     codes = [proc.wait() for proc in procs]
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(f"    {workers} process(es): {elapsed:.2f} s wall, {cpu:.2f} s CPU", flush=True)
     if any(codes):
         raise RuntimeError(f"relay gateway run --once exited with {codes}")
     return elapsed, bundles_per_agent(out)
@@ -210,4 +217,6 @@ def _cli(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_cli(sys.argv[1:]) if len(sys.argv) > 1 else main())  # type: ignore[func-returns-value]
+    if len(sys.argv) > 1:
+        sys.exit(_cli(sys.argv[1:]))
+    main()
