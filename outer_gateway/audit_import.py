@@ -42,7 +42,6 @@ from relay.transport import TransportOptions
 
 _log = logging.getLogger("relay.import")
 
-
 @dataclass(frozen=True)
 class AuditOutcome:
     """What happened to one audit bundle."""
