@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from relay.audit import log
 from relay.audit.chain import AuditRecord, record_from_json
@@ -26,6 +26,7 @@ from relay.home import Home
 
 RECEIVED_PREFIX = "agents:"
 _log = logging.getLogger("relay.audit")
+_AUDIT_CHAIN_LOCK = 0x72656C6179_01  # pg_advisory_xact_lock key of the gateway's own chain
 
 
 class GatewayAudit:
@@ -38,6 +39,7 @@ class GatewayAudit:
     def record(self, event_type: str, **fields: FieldValue) -> AuditRecord:
         """Append one record to the gateway's own chain, then catch the sinks up."""
         with write_transaction(self.engine) as conn:
+            lock_audit_chain(conn)
             record = log.append(sa_executor(conn), event_type, fields)
         self.deliver()
         return record
@@ -79,6 +81,14 @@ class GatewayAudit:
 
     def _sinks(self) -> list[AuditSink]:
         return sinks_for(self.home.config)
+
+
+def lock_audit_chain(conn: Connection) -> None:
+    """Hold the gateway's audit chain until the transaction ends, before appending to it: on
+    PostgreSQL several gateway processes append to one chain, and each record links to the one
+    before (SQLite has one writer at a time already)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_AUDIT_CHAIN_LOCK})")
 
 
 def _received_source(execute: log.Execute) -> Any:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from outer_gateway.audit import GatewayAudit
+from outer_gateway.audit import GatewayAudit, lock_audit_chain
 from outer_gateway.audit_import import contiguous_high
-from outer_gateway.export import ExportedBundle, agents_to_export, build_bundle
+from outer_gateway.export import ExportedBundle, agents_to_export, build_bundle, view_once
 from outer_gateway.store import GatewayStore
 from outer_gateway.versions import drop_stale_labels, promote_due
 from relay import crashpoint
 from relay.audit import log
+from relay.audit.record import FieldValue
 from relay.db import sa_executor
 from relay.home import Home
 from relay.transport import TransportOptions, open_destination
@@ -37,22 +38,15 @@ def dispatch(
     (see :func:`build_bundle`): a crash in between leaves a record and a spent seq for a file that
     never appeared (the next export takes the next seq), never a written bundle without its
     record or a seq sealed into two bundles. ``full``: full bundles, no deltas (spec §8.3)."""
-    audit = GatewayAudit(home, store.engine)
-    drop_stale_labels(store)
-    for promoted in promote_due(store, clock()):
-        audit.record(
-            "secret.activated",
-            path=promoted.path,
-            version=promoted.version,
-            replaced=promoted.replaced,
-        )
+    audit = activate_due_versions(home, store, clock())
+    view_of = view_once(store, clock())
     written = []
     destination = open_destination(location, options)
     try:
         for target in agents_to_export(store, only):
             ack = contiguous_high(store, target.identity.name)
             bundle = build_bundle(
-                home, store, target, clock(), validity, ack, _audit_exported(ack), full
+                home, store, target, clock(), validity, ack, audit_exported(ack), full, view_of
             )
             where = destination.put(bundle.name, bundle.data)
             crashpoint.reached("export.written")
@@ -73,23 +67,40 @@ def dispatch(
     return written
 
 
-def _audit_exported(ack: int) -> Callable[[Connection, ExportedBundle], None]:
+def activate_due_versions(home: Home, store: GatewayStore, now: int) -> GatewayAudit:
+    """Before a pass: forget inconsistent labelled versions and make due pending versions
+    current (each audited); returns the gateway's audit."""
+    audit = GatewayAudit(home, store.engine)
+    drop_stale_labels(store)
+    for promoted in promote_due(store, now):
+        audit.record(
+            "secret.activated",
+            path=promoted.path,
+            version=promoted.version,
+            replaced=promoted.replaced,
+        )
+    return audit
+
+
+def audit_exported(ack: int) -> Callable[[Connection, ExportedBundle], None]:
     """Append ``bundle.exported`` in the transaction that reserves the bundle's seq."""
 
     def record(conn: Connection, bundle: ExportedBundle) -> None:
-        log.append(
-            sa_executor(conn),
-            "bundle.exported",
-            {
-                "agent_name": bundle.agent,
-                "bundle_seq": bundle.seq,
-                "bundle_hash": bundle.bundle_id,
-                "file": bundle.name,
-                "secrets_count": bundle.secrets,
-                "tombstones": bundle.tombstones,
-                "audit_ack": ack,
-                "base_seq": bundle.base_seq,
-            },
-        )
+        lock_audit_chain(conn)
+        log.append(sa_executor(conn), "bundle.exported", exported_fields(bundle, ack))
 
     return record
+
+
+def exported_fields(bundle: ExportedBundle, ack: int) -> dict[str, FieldValue]:
+    """The fields of a ``bundle.exported`` record."""
+    return {
+        "agent_name": bundle.agent,
+        "bundle_seq": bundle.seq,
+        "bundle_hash": bundle.bundle_id,
+        "file": bundle.name,
+        "secrets_count": bundle.secrets,
+        "tombstones": bundle.tombstones,
+        "audit_ack": ack,
+        "base_seq": bundle.base_seq,
+    }

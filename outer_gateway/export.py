@@ -1,5 +1,9 @@
 """Export: build one sealed, signed secrets bundle per agent from the gateway's store: a delta
-on the newest bundle the agent acknowledged, or its full state (spec §8.3)."""
+on the newest bundle the agent acknowledged, or its full state (spec §8.3).
+
+The full state comes from an :class:`~outer_gateway.export_view.ExportView` (one read of the
+store for a whole pass, ``relay gateway run``), made only when a full bundle is needed; a delta
+reads only the rows changed since its base (:mod:`outer_gateway.delta`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from outer_gateway.delta import Base, Row, choose_base, delta_rows, read_mark, record_export
+from outer_gateway.export_view import ExportView
 from outer_gateway.online_key import online_keys
 from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 # Prefix, header (under 1 KiB with our names), signature, nonce and MAC around the plaintext.
 ENVELOPE_ALLOWANCE = 2048
 
+ViewOf = Callable[[], ExportView]
+
 
 @dataclass(frozen=True)
 class ExportedBundle:
@@ -42,6 +49,18 @@ class ExportedBundle:
     tombstones: int
     bundle_id: str = ""
     base_seq: int | None = None  # a delta's base (spec §8.3); None for a full bundle
+
+
+@dataclass(frozen=True)
+class Content:
+    """What one agent's bundle carries, before it is sealed."""
+
+    plaintext: bytes
+    secrets: int
+    tombstones: int
+    base: Base | None  # None: full state
+    mark: int  # the change clock, read before any row the plaintext holds
+    patterns: tuple[str, ...]  # the agent's grants
 
 
 def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
@@ -58,6 +77,50 @@ def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
     ]
 
 
+def view_once(store: GatewayStore, now: int, agents: list[str] | None = None) -> ViewOf:
+    """An :class:`ExportView` made at its first use and kept for the pass (a pass of deltas
+    never reads the whole store)."""
+    made: list[ExportView] = []
+
+    def view() -> ExportView:
+        if not made:
+            made.append(ExportView(store, now, agents))
+        return made[0]
+
+    return view
+
+
+def agent_content(
+    home: Home,
+    store: GatewayStore,
+    conn: Connection,
+    name: str,
+    next_seq: int,
+    now: int,
+    audit_ack: int,
+    view_of: ViewOf,
+    full: bool = False,
+) -> Content:
+    """A delta on the newest base ``name`` acknowledged when one allows it (never with
+    ``full``), else its full state from the pass's view. ``conn`` reads the export bases."""
+    patterns = _patterns(conn, name)
+    if not full and patterns:
+        full_every = int(home.config.get("export.full_every"))
+        base = choose_base(conn, name, next_seq, patterns, full_every)
+        if base is not None:
+            mark = read_mark(conn)
+            payload = _delta_payload(store, conn, base, patterns, now, audit_ack)
+            if payload is not None:
+                secrets, tombstones = len(payload.secrets), len(payload.tombstones)
+                return Content(payload.encode(), secrets, tombstones, base, mark, patterns)
+    view = view_of()
+    full_state = view.payload(name, audit_ack)
+    granted = tuple(sorted(set(view.grants.get(name, []))))  # what the view's payload granted
+    return Content(
+        full_state.plaintext, full_state.secrets, full_state.tombstones, None, view.mark, granted
+    )
+
+
 def build_bundle(
     home: Home,
     store: GatewayStore,
@@ -67,10 +130,12 @@ def build_bundle(
     audit_ack: int = 0,
     on_sealed: Callable[[Connection, ExportedBundle], None] | None = None,
     full: bool = False,
+    view_of: ViewOf | None = None,
 ) -> ExportedBundle:
     """The secrets bundle for ``agent``: a delta on the newest bundle it acknowledged (spec
     §8.3, :mod:`outer_gateway.delta`), or its full granted state with tombstones when no base
-    is known, every ``export.full_every`` bundles, or when ``full`` asks for it.
+    is known, every ``export.full_every`` bundles, or when ``full`` asks for it. ``view_of``:
+    the pass's read of the store, when several bundles are built from one.
 
     The seq is reserved, the bundle sealed, remembered as a possible base and ``on_sealed`` run
     (the export's audit record) in one transaction: a seq is committed only together with the
@@ -79,46 +144,26 @@ def build_bundle(
     from outer_gateway.agent_keys import check_not_revoked
 
     check_not_revoked(store, name)  # never seal to a revoked agent, whoever asks
-    patterns = tuple(sorted({pattern for _, pattern in store.grants(name)}))
-    content = _content(home, store, agent, patterns, now, full, audit_ack)
-    plaintext = content.payload.encode()
+    if view_of is None:
+        view_of = view_once(store, now, [name])
+    with store.engine.connect() as conn:
+        content = agent_content(
+            home, store, conn, name, agent.last_seq + 1, now, audit_ack, view_of, full
+        )
     cap = int(home.config.get("limits.max_bundle_bytes"))
-    if len(plaintext) + ENVELOPE_ALLOWANCE > cap:  # refuse before a seq is spent
+    if len(content.plaintext) + ENVELOPE_ALLOWANCE > cap:  # refuse before a seq is spent
         raise UsageError(
             f"the bundle for {name} would be over limits.max_bundle_bytes ({cap})", code=TOO_LARGE
         )
-    trust = _trust_section(home, now)
-    base = content.base
+    trust = trust_section(home, now)
     sender, keys = online_keys(home)  # identity.key's, or a PKCS#11 token's (online_key.py)
     with store.reserve_seq(name, now) as (conn, seq):
-        data = seal_bundle(
-            kind="secrets",
-            sender=sender,
-            keys=keys,
-            recipient=agent.identity,
-            seq=seq,
-            created=now,
-            expires=now + valid_for,
-            plaintext=plaintext,
-            trust=trust,
-            base=None if base is None else BundleBase(base.bundle_id, base.seq),
-        )
-        if len(data) > cap:  # never written, so the seq is not spent (rolled back)
+        bundle = seal_content(sender, keys, agent.identity, content, seq, now, valid_for, trust)
+        if len(bundle.data) > cap:  # never written, so the seq is not spent (rolled back)
             raise UsageError(
                 f"the bundle for {name} is over limits.max_bundle_bytes", code=TOO_LARGE
             )
-        envelope = parse_envelope(data)
-        bundle = ExportedBundle(
-            name,
-            bundle_file_name(envelope.header),
-            data,
-            seq,
-            len(content.payload.secrets),
-            len(content.payload.tombstones),
-            envelope.bundle_id,
-            None if base is None else base.seq,
-        )
-        record_export(conn, name, seq, bundle.bundle_id, content.mark, patterns, base is None, now)
+        remember(conn, bundle, content, now)
         if on_sealed is not None:
             on_sealed(conn, bundle)
         crashpoint.reached("export.sealed")
@@ -126,49 +171,83 @@ def build_bundle(
     return bundle
 
 
-@dataclass(frozen=True)
-class _Content:
-    payload: SecretsPayload
-    base: Base | None
-    mark: int  # the change clock, read before any row
+def seal_content(
+    sender: Any,
+    keys: Any,
+    recipient: Any,
+    content: Content,
+    seq: int,
+    now: int,
+    valid_for: int,
+    trust: dict[str, Any] | None,
+) -> ExportedBundle:
+    """Seal ``content`` to ``recipient`` as bundle ``seq`` (its base, if a delta, signed in the
+    header)."""
+    base = content.base
+    data = seal_bundle(
+        kind="secrets",
+        sender=sender,
+        keys=keys,
+        recipient=recipient,
+        seq=seq,
+        created=now,
+        expires=now + valid_for,
+        plaintext=content.plaintext,
+        trust=trust,
+        base=None if base is None else BundleBase(base.bundle_id, base.seq),
+    )
+    envelope = parse_envelope(data)
+    return ExportedBundle(
+        recipient.name,
+        bundle_file_name(envelope.header),
+        data,
+        seq,
+        content.secrets,
+        content.tombstones,
+        envelope.bundle_id,
+        None if base is None else base.seq,
+    )
 
 
-def _content(
-    home: Home,
+def remember(conn: Connection, bundle: ExportedBundle, content: Content, now: int) -> None:
+    """Record ``bundle`` as a possible base of later deltas (in its seq's transaction)."""
+    record_export(
+        conn,
+        bundle.agent,
+        bundle.seq,
+        bundle.bundle_id,
+        content.mark,
+        content.patterns,
+        content.base is None,
+        now,
+    )
+
+
+def _patterns(conn: Connection, name: str) -> tuple[str, ...]:
+    rows = fetch_all(conn, "SELECT pattern FROM grants WHERE agent = ?", (name,))
+    return tuple(sorted({str(pattern) for (pattern,) in rows}))
+
+
+def _delta_payload(
     store: GatewayStore,
-    agent: Agent,
+    conn: Connection,
+    base: Base,
     patterns: tuple[str, ...],
     now: int,
-    full: bool,
-    audit_ack: int = 0,
-) -> _Content:
-    """What the bundle for ``agent`` carries: a delta when an acknowledged base allows it."""
+    audit_ack: int,
+) -> SecretsPayload | None:
+    """The delta payload on ``base``, or ``None`` when only full state can say it."""
     matcher = grant_matcher(list(patterns))
-    full_every = int(home.config.get("export.full_every"))
-    with store.engine.connect() as conn:
-        mark = read_mark(conn)
-        base = None
-        if not full and matcher is not None:
-            next_seq = agent.last_seq + 1
-            base = choose_base(conn, agent.identity.name, next_seq, patterns, full_every)
-        versions: list[VersionRow] = []
-        if matcher is not None:
-            versions = granted_versions(store, matcher.fullmatch, now)
-        staged = {row[0] for row in versions if row[1] == "pending"}
-        rows = _delta(store, conn, base, patterns, versions) if base is not None else None
-    if rows is None:  # full state
-        base = None
-        granted = None if matcher is None else matcher.fullmatch
-        rows = [] if granted is None else [r for r in store.all_rows() if granted(r[0])]
+    if matcher is None:
+        return None
+    versions: list[VersionRow] = granted_versions(store, matcher.fullmatch, now)
+    staged = {row[0] for row in versions if row[1] == "pending"}
+    rows = _delta(store, conn, base, patterns, versions)
+    if rows is None:
+        return None
     secrets, tombstones = _split(rows, staged)
-    if base is None:
-        policies = shipped_policies(store, [row[0] for row in secrets] + list(staged))
-    else:
-        policies = _delta_policies(store, patterns, staged)
-    payload = SecretsPayload(
-        secrets, tombstones, audit_ack, versions, policies, delta=base is not None
-    )
-    return _Content(payload, base, mark)
+    policies = _delta_policies(store, patterns, staged)
+    return SecretsPayload(secrets, tombstones, audit_ack, versions, policies, delta=True)
 
 
 def _delta(
@@ -223,7 +302,7 @@ def _delta_policies(
     return shipped_policies(store, paths + sorted(staged))
 
 
-def _trust_section(home: Home, now: int) -> dict[str, Any] | None:
+def trust_section(home: Home, now: int) -> dict[str, Any] | None:
     """The certificate chain bundles carry when the gateway has a root (spec §15)."""
     from outer_gateway.keyring import check_not_revoked, finish_rotation, load
 

@@ -29,6 +29,9 @@ agents = Table(
     Column("enrolled_at", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False, default=0),
     Column("last_export", BigInteger),
+    # Start of the period from which ``relay gateway run`` exports to it again (NULL: due now);
+    # claimed per batch with FOR UPDATE SKIP LOCKED on PostgreSQL (outer_gateway/fleet.py).
+    Column("next_export_at", BigInteger),
 )
 
 # The current version of each secret; a removed secret stays as a tombstone (deleted, no value).

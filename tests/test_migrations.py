@@ -71,16 +71,11 @@ def raw(home: Home, path: Path | None = None) -> Any:
     return conn
 
 
-# Columns later migrations added to v1 tables (not v1 columns): (side, table) -> names.
-ADDED_COLUMNS = {("gateway", "secrets"): {"changed"}}  # 0005: delta bundles
-
-
-def v1_rows(conn: Any, side: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every v1 table, in the v1 columns, sorted."""
+def v1_rows(conn: Any, side: str, v1: Any = None) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every v1 table, in the v1 columns (those of the store ``v1``), sorted."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for table in V1_TABLES[side]:
-        added = ADDED_COLUMNS.get((side, table), set())
-        columns = [c[1] for c in conn.execute(f"PRAGMA table_info({table})") if c[1] not in added]
+        columns = [c[1] for c in (v1 or conn).execute(f"PRAGMA table_info({table})")]
         query = f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - fixed names
         rows[table] = sorted(conn.execute(query).fetchall())
         assert rows[table] or table in ("sink_cursors", "meta"), table
@@ -142,9 +137,9 @@ def test_gateway_store_migrates_with_alembic_and_loses_nothing(tmp_path: Path) -
     assert after.execute("SELECT version_num FROM alembic_version").fetchall() == [
         (gateway_migrations.HEAD,)
     ]
-    assert v1_rows(after, "gateway") == before
     assert after.execute("SELECT DISTINCT changed FROM secrets").fetchall() == [(0,)]
     kept = raw(home, backup_path(home.store_path, gateway_migrations.BASELINE))
+    assert v1_rows(after, "gateway", kept) == before
     assert v1_rows(kept, "gateway") == before
     listed = run_relay("gateway", "secret", "list", "--home", str(home.path))
     assert listed.status == 0, listed.err
@@ -295,6 +290,7 @@ def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureR
         with engine.begin() as conn:
             conn.execute(text("DROP INDEX audit_bundles_agent_head"))  # added by 0002
             conn.execute(text("DROP TABLE agent_revocations"))  # added by 0004
+            conn.execute(text("ALTER TABLE agents DROP COLUMN next_export_at"))  # added by 0006
         key = os.urandom(32)
         found = gateway_migrations.prepare_store(engine, None, key, gateway_schema.metadata)
         assert found == gateway_migrations.BASELINE
@@ -302,6 +298,8 @@ def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureR
             assert gateway_migrations.stored_revision(conn) == gateway_migrations.HEAD
             indexes = {i["name"] for i in inspect(conn).get_indexes("audit_bundles")}
             tables = set(inspect(conn).get_table_names())
+            agent_columns = {c["name"] for c in inspect(conn).get_columns("agents")}
+        assert "next_export_at" in agent_columns
         assert "audit_bundles_agent_head" in indexes
         assert "agent_revocations" in tables
         with engine.begin() as conn:

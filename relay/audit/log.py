@@ -42,22 +42,25 @@ def append(execute: Execute, event_type: str, fields: Mapping[str, FieldValue]) 
 
 
 def append_many(
-    execute: Execute, events: Sequence[tuple[str, Mapping[str, FieldValue]]]
+    execute: Execute, records: Sequence[tuple[str, Mapping[str, FieldValue]]]
 ) -> list[AuditRecord]:
-    """Append ``(event_type, fields)`` records in order, reading the newest held once (many
-    records in one transaction: a bulk change's reports)."""
+    """:func:`append` for several records (``(event_type, fields)`` in order): one read of the
+    newest record and one multi-row insert per hundred, in the caller's write transaction."""
     rows = execute("SELECT record FROM audit_log ORDER BY seq DESC LIMIT 1", ())
     prev = record_from_json(rows[0][0]) if rows else None
-    made = []
-    for event_type, fields in events:
+    made: list[AuditRecord] = []
+    for event_type, fields in records:
         prev = next_record(
             prev, SESSION_ID, event_type, fields, datetime.now(UTC), time.monotonic_ns()
         )
-        execute(
-            "INSERT INTO audit_log (seq, hash, type, time, record) VALUES (?, ?, ?, ?, ?)",
-            (prev.seq, prev.hash, prev.type, prev.time, record_to_json(prev)),
-        )
         made.append(prev)
+    for start in range(0, len(made), 100):
+        chunk = made[start : start + 100]
+        holes = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+        params = [
+            value for r in chunk for value in (r.seq, r.hash, r.type, r.time, record_to_json(r))
+        ]
+        execute(f"INSERT INTO audit_log (seq, hash, type, time, record) VALUES {holes}", params)  # noqa: S608
     return made
 
 

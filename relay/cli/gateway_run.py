@@ -25,14 +25,22 @@ if TYPE_CHECKING:
 @gateway.command()
 @home_option
 @transport_options
-def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> None:
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one period's pass (import, then export to the agents due) and exit.",
+)
+def run(home: Path, identity_file: Path | None, known_hosts: Path | None, once: bool) -> None:
     """Export on a schedule (export.every to export.to) until SIGTERM or SIGINT.
 
     Every period first imports the agents' audit bundles from import.from (if set), so the
     acknowledgements are fresh, then sends each agent its full current state, even when nothing
     changed: the bundle is also the heartbeat, so a lost bundle costs one period and a silent
-    link shows as staleness. Under systemd (``Type=notify``) it says ``READY=1`` when it starts,
-    ``STATUS=``/``RELAY_PERIOD=N`` after each period and ``STOPPING=1``.
+    link shows as staleness. Periods are aligned on the epoch; each agent is exported once per
+    period, and several processes sharing one PostgreSQL store divide the agents between them.
+    With --once: one pass, for a cron job or a timer. Under systemd (``Type=notify``) it says
+    ``READY=1`` when it starts, ``STATUS=``/``RELAY_PERIOD=N`` after each period and
+    ``STOPPING=1``.
     """
     import signal
     import threading
@@ -54,20 +62,25 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> Non
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if once:
+        _one_period(opened, store, location, identity_file, known_hosts, period)
+        return
     audit = _audit(opened, store)
     audit.record("gateway.started", period=period, destination=location)
     click.echo(f"exporting to {location} every {period}s", err=True)
     from relay.cli.gateway_schedule import ScheduledRotations
 
     rotations = ScheduledRotations(opened, store)
+    from outer_gateway.fleet import period_end
+
     next_export = 0
     periods = 0
     notifier.send(READY="1", STATUS=f"exporting to {location} every {period}s")
     while not stop.is_set():
         rotations.run_due(now())
         if now() >= next_export:
-            _one_period(opened, store, location, identity_file, known_hosts)
-            next_export = now() + period
+            _one_period(opened, store, location, identity_file, known_hosts, period)
+            next_export = period_end(now(), period)
             periods += 1
             notifier.send(STATUS=f"period {periods} done", RELAY_PERIOD=str(periods))
         stop.wait(rotations.wait(now(), next_export))
@@ -82,11 +95,15 @@ def _one_period(
     location: str,
     identity_file: Path | None,
     known_hosts: Path | None,
+    period: int,
 ) -> None:
-    """One pass of ``relay gateway run``: import the return stream, then export."""
+    """One pass of ``relay gateway run``: import the return stream, then export to the agents
+    due in this period (:mod:`outer_gateway.fleet`)."""
     from outer_gateway.audit_import import AuditImporter
-    from outer_gateway.dispatch import dispatch
+    from outer_gateway.dispatch import activate_due_versions
+    from outer_gateway.fleet import ExportPass
     from relay.errors import RelayError
+    from relay.transport import open_destination
 
     config = opened.config
     delete_after = bool(config.get("import.delete_after"))
@@ -104,7 +121,16 @@ def _one_period(
             click.echo(f"relay: error: {source}: {exc.diagnostics()}", err=True)
     validity = duration(None, str(config.get("export.valid_for")))
     try:
-        for item in dispatch(opened, store, location, options, validity, now):
-            click.echo(f"exported {item['path']} (seq {item['seq']})", err=True)
+        activate_due_versions(opened, store, now())
+        destination = open_destination(location, options)
+        try:
+            report = ExportPass(opened, store, now(), period, validity).run(
+                destination,
+                lambda item: click.echo(f"exported {item['path']} (seq {item['seq']})", err=True),
+            )
+        finally:
+            destination.close()
+        for agent, code, message in report.failed:
+            click.echo(f"relay: error: {agent}: {code}: {message}", err=True)
     except RelayError as exc:
         click.echo(f"relay: error: {exc.diagnostics()} (retrying next period)", err=True)

@@ -1,0 +1,222 @@
+"""A fleet: one ``relay gateway run`` pass for 10,000 agents of 100 secrets each (issue #14).
+
+Rows of the table (figures only; nothing here asserts a time):
+
+- SQLCipher, one ``relay gateway run --once`` process: the pass's wall time against the
+  target of 30 s on 2 cores;
+- PostgreSQL, two ``relay gateway run --once`` processes sharing the database against one
+  process on the same database, run in turn (A B A B ...): the throughput ratio (target >= 1.6x),
+  and a check that every agent got exactly one bundle in each run (none twice, none skipped).
+
+The fleet is built with bulk inserts (not 10,000 enrolments): agents ``a00000``…, each granted
+``common/**`` (40 secrets shared by all), ``region/rNN/**`` (30, shared by 100 agents),
+``site/gNNNN/*`` and ``site/gNNNN/db-*`` (20, shared by 10; the second pattern overlaps the
+first) and ``agent/aNNNNN/**`` (10 of its own): 100 secrets each from five overlapping grants,
+123,040 secrets in the store.
+
+``python -m benchmarks.bench_fleet`` runs it all. ``RELAY_BENCH_FLEET_AGENTS`` (default 10000)
+and ``RELAY_BENCH_FLEET_RUNS`` (default 3) scale it down for a quick look. The pieces can be
+run alone, for ``farm-bench`` or a profiler:
+``python -m benchmarks.bench_fleet build HOME [STORE_URL]`` and
+``python -m benchmarks.bench_fleet pass HOME WORKERS`` (reset the schedule, then WORKERS
+``relay gateway run --once`` processes at once; exit status 1 unless every agent got one bundle).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench_bundle import relay_argv
+from tests.fleet_kit import build_fleet
+
+AGENTS_ENV = "RELAY_BENCH_FLEET_AGENTS"
+RUNS_ENV = "RELAY_BENCH_FLEET_RUNS"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def reset_schedule(home_path: Path) -> Path:
+    """Every agent due again, and a new, empty destination folder (returned): the state before
+    a pass. The folders of earlier passes are kept until the benchmark ends: deleting 10,000
+    files just before creating 10,000 more makes ext4 search for inodes that were not freed
+    recently, which would be measured as the pass's system time."""
+    from outer_gateway.store import GatewayStore
+    from relay.db import write_transaction
+    from relay.home import Home
+
+    home = Home.open(home_path, "gateway")
+    runs = len(list(home_path.glob("out-*")))
+    out = home_path / f"out-{runs + 1}"
+    home.config.set("export.to", str(out))
+    home.config.save()
+    store = GatewayStore.open(home)
+    try:
+        with write_transaction(store.engine) as conn:
+            conn.exec_driver_sql("UPDATE agents SET next_export_at = NULL")
+    finally:
+        store.close()
+    return out
+
+
+def one_pass(home_path: Path, workers: int) -> tuple[float, Counter[str]]:
+    """Seconds for ``workers`` ``relay gateway run --once`` processes started together to
+    finish, and how many bundles each agent got (from the files written). Prints the workers'
+    CPU seconds (user + system): on a shared machine the wall time also counts waiting for a
+    core."""
+    out = reset_schedule(home_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_PASSPHRASE", "RELAY_HOME")}
+    argv = [*relay_argv(), "gateway", "run", "--once", "--home", str(home_path)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
+    codes = [proc.wait() for proc in procs]
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    print(f"    {workers} process(es): {elapsed:.2f} s wall, {cpu:.2f} s CPU", flush=True)
+    if any(codes):
+        raise RuntimeError(f"relay gateway run --once exited with {codes}")
+    return elapsed, bundles_per_agent(out)
+
+
+def bundles_per_agent(folder: Path) -> Counter[str]:
+    """agent name -> number of bundle files for it in ``folder``."""
+    return Counter(p.name.split("-to-", 1)[1].split(".", 1)[0] for p in folder.glob("*.bundle"))
+
+
+def exactly_once(counts: Counter[str], agents: int) -> bool:
+    """Every agent of the fleet got one bundle, none two."""
+    return len(counts) == agents and set(counts.values()) == {1}
+
+
+# -- the database ----------------------------------------------------------------------------
+
+
+def create_database() -> str | None:
+    """A fresh database on the local PostgreSQL server, as a SQLAlchemy URL; None if none."""
+    try:
+        import psycopg
+
+        name = f"relay_bench_{os.getpid()}"
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except Exception as exc:  # a benchmark reports why it could not run
+        print(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+        return None
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def _settings() -> tuple[int, int]:
+    return int(os.environ.get(AGENTS_ENV, "10000")), int(os.environ.get(RUNS_ENV, "3"))
+
+
+def sqlcipher_row(folder: Path, agents: int, runs: int) -> dict[str, Any]:
+    home = folder / "sqlcipher"
+    started = time.perf_counter()
+    build_fleet(home, agents)
+    print(f"SQLCipher fleet of {agents} agents built in {time.perf_counter() - started:.1f} s")
+    times = []
+    for _ in range(runs):
+        elapsed, counts = one_pass(home, 1)
+        times.append(elapsed)
+        print(
+            f"  SQLCipher pass, 1 process: {elapsed:.2f} s, exactly once: "
+            f"{exactly_once(counts, agents)}"
+        )
+    return {"median": statistics.median(times), "times": times}
+
+
+def postgres_rows(folder: Path, agents: int, runs: int) -> dict[str, Any] | None:
+    url = create_database()
+    if url is None:
+        return None
+    home = folder / "postgres"
+    try:
+        started = time.perf_counter()
+        build_fleet(home, agents, url)
+        print(f"PostgreSQL fleet of {agents} agents built in {time.perf_counter() - started:.1f} s")
+        pairs, once = [], True
+        for _ in range(runs):
+            two, counts_two = one_pass(home, 2)
+            one, counts_one = one_pass(home, 1)
+            ok = exactly_once(counts_two, agents) and exactly_once(counts_one, agents)
+            once = once and ok
+            pairs.append((two, one))
+            print(
+                f"  PostgreSQL pass: 2 processes {two:.2f} s, 1 process {one:.2f} s, "
+                f"throughput {one / two:.2f}x, exactly once: {ok}"
+            )
+        return {
+            "two": statistics.median(p[0] for p in pairs),
+            "one": statistics.median(p[1] for p in pairs),
+            "ratio": statistics.median(p[1] / p[0] for p in pairs),
+            "once": once,
+        }
+    finally:
+        drop_database(url)
+
+
+def main() -> None:
+    agents, runs = _settings()
+    with tempfile.TemporaryDirectory(prefix="relay-bench-fleet-") as tmp:
+        folder = Path(tmp)
+        lite = sqlcipher_row(folder, agents, runs)
+        pg = postgres_rows(folder, agents, runs)
+    print("\n| measure | relay | reference | ratio | target | verdict |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    verdict = "met" if lite["median"] <= 30 else "NOT met"
+    print(
+        f"| `gateway run` pass, {agents} agents x 100 secrets, SQLCipher, 2 cores | "
+        f"{lite['median']:.2f} s | - | - | <= 30 s | {verdict} |"
+    )
+    if pg is None:
+        print("| the same on PostgreSQL, 2 processes | not measured (no PostgreSQL) | | | | ? |")
+        return
+    met = pg["ratio"] >= 1.6 and pg["once"]
+    print(
+        f"| the same on PostgreSQL, 2 `gateway run` processes | {pg['two']:.2f} s | "
+        f"1 process {pg['one']:.2f} s | {pg['ratio']:.2f}x throughput | >= 1.6x, each agent "
+        f"once ({'yes' if pg['once'] else 'NO'}) | {'met' if met else 'NOT met'} |"
+    )
+
+
+def _cli(argv: list[str]) -> int:
+    if argv[0] == "build":
+        build_fleet(Path(argv[1]), _settings()[0], argv[2] if len(argv) > 2 else "")
+        return 0
+    if argv[0] == "pass":
+        elapsed, counts = one_pass(Path(argv[1]), int(argv[2]))
+        ok = exactly_once(counts, _settings()[0])
+        print(f"{elapsed:.3f} s, {sum(counts.values())} bundles, exactly once: {ok}")
+        return 0 if ok else 1
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        sys.exit(_cli(sys.argv[1:]))
+    main()

@@ -1,0 +1,266 @@
+"""Scheduled export passes (``relay gateway run``): every agent once per period, the work
+divided among the gateway processes that share one store (ADR 0016).
+
+Time is cut into periods of ``export.every`` seconds, aligned on the epoch. An agent is *due*
+when its ``next_export_at`` is unset or has come. A pass claims due agents in batches: in one
+write transaction it selects a batch (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so another
+process takes the next batch instead of waiting; SQLite has one writer at a time), reserves each
+agent's next seq, seals each bundle, appends each ``bundle.exported`` record, and sets
+``next_export_at`` to the start of the next period; then it commits, and only then writes the
+files. So:
+
+- an agent is exported at most once per period, by whichever process claimed it;
+- a process killed before its commit holds no claim (the transaction is rolled back and its
+  row locks released): another process's pass, or the next one, takes those agents;
+- a process killed after its commit leaves spent seqs and their records for files that never
+  appeared (as ``relay gateway export`` does, docs/crash-consistency.md): those agents are due
+  again in the next period, whoever runs it.
+
+Every full bundle of a pass is built from one read of the store (:class:`ExportView`); a delta
+reads only the rows changed since its base (:mod:`outer_gateway.delta`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from outer_gateway.audit import GatewayAudit, lock_audit_chain
+from outer_gateway.dispatch import exported_fields
+from outer_gateway.export import (
+    ENVELOPE_ALLOWANCE,
+    ExportedBundle,
+    ViewOf,
+    agent_content,
+    remember,
+    seal_content,
+    trust_section,
+)
+from outer_gateway.export_view import ExportView
+from outer_gateway.online_key import online_keys
+from outer_gateway.store import GatewayStore
+from relay import crashpoint
+from relay.audit import log
+from relay.codes import TOO_LARGE
+from relay.db import fetch_all, sa_executor, write_transaction
+from relay.home import Home
+from relay.identity import PublicIdentity
+from relay.transport import Destination
+
+CLAIM_BATCH = 100
+
+# Due agents with a grant and not revoked, after a name (a pass walks the names in order).
+_DUE = (
+    "SELECT name, sign_public, box_public, last_seq FROM agents a "
+    "WHERE (next_export_at IS NULL OR next_export_at <= ?) AND name > ? "
+    "AND EXISTS (SELECT 1 FROM grants g WHERE g.agent = a.name) "
+    "AND NOT EXISTS (SELECT 1 FROM agent_revocations r WHERE r.name = a.name) "
+    "ORDER BY name LIMIT ?"
+)
+# Under the batch's row locks, so last_seq + 1 is the seq each bundle was sealed with.
+_CLAIMED = (
+    "UPDATE agents SET last_seq = last_seq + 1, last_export = ?, next_export_at = ? "
+    "WHERE name IN ({})"
+)
+_DEFERRED = "UPDATE agents SET next_export_at = ? WHERE name IN ({})"
+
+
+def period_end(now: int, every: int) -> int:
+    """The start of the period after the one ``now`` is in (periods aligned on the epoch)."""
+    return (now // every + 1) * every
+
+
+@dataclass
+class PassReport:
+    """What one pass did: one dict per bundle written, and the agents it could not export."""
+
+    written: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (agent, code, message)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    bundle: ExportedBundle
+    ack: int
+
+
+class ExportPass:
+    """One period's pass over the due agents, by one process (see the module's docstring)."""
+
+    def __init__(
+        self,
+        home: Home,
+        store: GatewayStore,
+        now: int,
+        every: int,
+        valid_for: int,
+        batch: int = CLAIM_BATCH,
+    ) -> None:
+        self.home, self.store, self.now = home, store, now
+        self.next_at = period_end(now, every)
+        self.valid_for, self.batch = valid_for, batch
+        self.cap = int(home.config.get("limits.max_bundle_bytes"))
+        self._view: ExportView | None = None
+        self._trust: dict[str, Any] | None = None
+        self._trusted = False
+        self._keys: tuple[Any, Any] | None = None
+        self._after, self._rescanned = "", False
+
+    def run(
+        self, destination: Destination, on_written: Callable[[dict[str, Any]], None]
+    ) -> PassReport:
+        """Claim, seal and commit a batch, write its files; until no agent is due. A batch's
+        files are written (by one writer thread) while the next batch is claimed and sealed."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        report = PassReport()
+        audit = GatewayAudit(self.home, self.store.engine)
+        writing: tuple[list[_Claimed], Future[list[str]]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-export") as writer:
+            try:
+                while (claimed := self.claim_batch(report)) is not None:
+                    if writing is not None:
+                        _written(writing[0], writing[1].result(), report, on_written)
+                        audit.deliver()
+                    writing = (claimed, writer.submit(_put_all, destination, claimed))
+                if writing is not None:
+                    _written(writing[0], writing[1].result(), report, on_written)
+                    audit.deliver()
+            finally:
+                if writing is not None:
+                    writing[1].cancel()
+        return report
+
+    def claim_batch(self, report: PassReport) -> list[_Claimed] | None:
+        """Claim up to ``batch`` due agents and commit their seqs, records and next period;
+        returns the sealed bundles (not yet written), or ``None`` when no agent is due.
+
+        The pass walks the names in order; at the end it looks once more from the start, for
+        agents another process had claimed and then let go (killed before its commit)."""
+        with write_transaction(self.store.engine) as conn:
+            rows = fetch_all(conn, self._due_sql(conn), (self.now, self._after, self.batch))
+            if not rows and self._after and not self._rescanned:
+                self._after, self._rescanned = "", True
+                rows = fetch_all(conn, self._due_sql(conn), (self.now, "", self.batch))
+            if not rows:
+                return None
+            self._after = str(rows[-1][0])
+            acks = audit_marks(conn, [str(r[0]) for r in rows])
+            claimed: list[_Claimed] = []
+            deferred: list[str] = []
+            for name, sign_public, box_public, last_seq in rows:
+                identity = PublicIdentity("agent", name, bytes(sign_public), bytes(box_public))
+                ack = acks.get(name, 0)
+                bundle = self._seal(conn, self._view_of_pass, identity, int(last_seq) + 1, ack)
+                if bundle is None:
+                    report.failed.append((name, TOO_LARGE, "bundle over limits.max_bundle_bytes"))
+                    deferred.append(name)
+                    continue
+                claimed.append(_Claimed(bundle, ack))
+            execute = sa_executor(conn)
+            names = [c.bundle.agent for c in claimed]
+            if names:
+                execute(_CLAIMED.format(_holes(names)), [self.now, self.next_at, *names])
+            if deferred:
+                execute(_DEFERRED.format(_holes(deferred)), [self.next_at, *deferred])
+            lock_audit_chain(conn)
+            log.append_many(
+                execute,
+                [("bundle.exported", exported_fields(c.bundle, c.ack)) for c in claimed],
+            )
+            crashpoint.reached("export.sealed")
+        crashpoint.reached("export.committed")
+        return claimed
+
+    def _due_sql(self, conn: Connection) -> str:
+        if conn.dialect.name == "postgresql":
+            return _DUE + " FOR UPDATE SKIP LOCKED"
+        return _DUE
+
+    def _view_of_pass(self) -> ExportView:
+        if self._view is None:  # read only when a full bundle is due
+            self._view = ExportView(self.store, self.now)
+        return self._view
+
+    def _trust_of_pass(self) -> dict[str, Any] | None:
+        if not self._trusted:  # read once, by a process that has work
+            self._trust, self._trusted = trust_section(self.home, self.now), True
+        return self._trust
+
+    def _seal(
+        self, conn: Connection, view_of: ViewOf, agent: PublicIdentity, seq: int, ack: int
+    ) -> ExportedBundle | None:
+        """The agent's bundle (a delta when an acknowledged base allows it), recorded as a
+        possible base in the claim's transaction; ``None`` when it is over the size cap."""
+        home, now = self.home, self.now
+        content = agent_content(home, self.store, conn, agent.name, seq, now, ack, view_of)
+        if len(content.plaintext) + ENVELOPE_ALLOWANCE > self.cap:
+            return None
+        if self._keys is None:
+            self._keys = online_keys(home)  # identity.key's, or a PKCS#11 token's
+        sender, keys = self._keys
+        bundle = seal_content(
+            sender, keys, agent, content, seq, now, self.valid_for, self._trust_of_pass()
+        )
+        if len(bundle.data) > self.cap:
+            return None
+        remember(conn, bundle, content, now)
+        return bundle
+
+
+def _holes(values: list[str]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _written(
+    claimed: list[_Claimed],
+    where: list[str],
+    report: PassReport,
+    on_written: Callable[[dict[str, Any]], None],
+) -> None:
+    for item, path in zip(claimed, where, strict=True):
+        bundle = item.bundle
+        crashpoint.reached("export.written")
+        done = {
+            "agent": bundle.agent,
+            "path": path,
+            "seq": bundle.seq,
+            "secrets": bundle.secrets,
+            "tombstones": bundle.tombstones,
+            "base_seq": bundle.base_seq,
+            "bytes": len(bundle.data),
+        }
+        report.written.append(done)
+        on_written(done)
+
+
+def _put_all(destination: Destination, claimed: list[_Claimed]) -> list[str]:
+    """Write the batch's files: together when the destination can (a folder syncs them as a
+    group), else one by one."""
+    items = [(c.bundle.name, c.bundle.data) for c in claimed]
+    put_many = getattr(destination, "put_many", None)
+    if put_many is not None:
+        return list(put_many(items))
+    return [destination.put(name, data) for name, data in items]
+
+
+def audit_marks(conn: Connection, agents: list[str]) -> dict[str, int]:
+    """Each agent's acknowledgement mark (as :func:`outer_gateway.audit_import.contiguous_high`),
+    in one query for the batch."""
+    marks = dict.fromkeys(agents, 0)
+    if not agents:
+        return marks
+    holes = _holes(agents)
+    broken: set[str] = set()
+    sql = f"SELECT agent, seq FROM agent_audit WHERE agent IN ({holes}) ORDER BY agent, seq"  # noqa: S608
+    for agent, seq in fetch_all(conn, sql, agents):
+        if agent in broken:
+            continue
+        if int(seq) == marks[agent] + 1:
+            marks[agent] = int(seq)
+        else:
+            broken.add(agent)
+    return marks
