@@ -96,11 +96,31 @@ def wait_for(
         observer.join(10)
 
 
-def until_wall_clock(moment: float) -> None:
-    """Let the wall clock pass ``moment``: the one wait on time itself, for a real process that
-    judges a real expiry (no state to wait on; nothing else may use it)."""
-    threading.Event().wait(max(0.0, moment - time.time()))
-    assert time.time() >= moment
+FAKETIME_LIBRARY = "faketime/libfaketime.so.1"  # Debian: /usr/lib/<multiarch>/faketime/
+
+
+def clock_past(moment: float, env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default :func:`relay_env`) for a relay process whose clock reads at least
+    ``moment`` + 1 s from its start: libfaketime preloaded with an offset (the product has no
+    clock override of its own). Monotonic time stays real. Fails, not skips, without
+    libfaketime: ``scripts/test-deps`` installs it."""
+    import math
+
+    import pytest
+
+    found = sorted(Path("/usr/lib").glob(f"*/{FAKETIME_LIBRARY}"))
+    found += [p for p in (Path("/usr/lib") / FAKETIME_LIBRARY,) if p.exists()]
+    if not found:
+        pytest.fail(
+            "libfaketime is missing: run scripts/test-deps as root (apt-get install libfaketime)",
+            pytrace=False,
+        )
+    library = str(found[0])
+    offset = max(0, math.ceil(moment - time.time())) + 1
+    faked = dict(relay_env() if env is None else env)
+    preload = " ".join(x for x in (library, faked.get("LD_PRELOAD", "")) if x)
+    faked.update(LD_PRELOAD=preload, FAKETIME=f"+{offset}", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    return faked
 
 
 def all_cmdlines() -> list[bytes]:

@@ -16,13 +16,13 @@ from tests.conftest import run_process
 from tests.consume_kit import (
     PYTHON,
     audit_records,
+    clock_past,
     every_file_bytes,
     fields_of,
     loaded_pair,
     planted,
     relay_env,
     spawn,
-    until_wall_clock,
 )
 
 pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
@@ -104,7 +104,7 @@ def test_env_file_template(tmp_path: Path) -> None:
 
 
 def refused(
-    pair_home: Path, tmp_path: Path, path: str
+    pair_home: Path, tmp_path: Path, path: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[bytes], Path]:
     marker = tmp_path / "ran"
     proc = subprocess.run(
@@ -117,7 +117,7 @@ def refused(
             str(marker),
         ],
         capture_output=True,
-        env=relay_env(),
+        env=env or relay_env(),
         timeout=60,
         check=False,
     )
@@ -135,11 +135,12 @@ def test_missing_secret_stops_before_cmd(tmp_path: Path) -> None:
 
 
 def test_expired_secret_stops_before_cmd(tmp_path: Path) -> None:
-    pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1s")
-    listed = json.loads(pair.agent("secret", "list", "--json").out)
-    expires = listed[0]["expires_at"]
-    until_wall_clock(expires + 1)
+    pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1h")
     proc, marker = refused(pair.ag, tmp_path, "db/web/temp")
+    assert proc.returncode == 0, proc.stderr  # valid now: only the expiry refuses it below
+    marker.unlink()
+    expires = json.loads(pair.agent("secret", "list", "--json").out)[0]["expires_at"]
+    proc, marker = refused(pair.ag, tmp_path, "db/web/temp", clock_past(expires))
     assert proc.returncode == 1
     assert proc.stderr.decode().startswith("relay: error: expired: ")
     assert not marker.exists()
@@ -147,15 +148,18 @@ def test_expired_secret_stops_before_cmd(tmp_path: Path) -> None:
 
 def test_stale_fail_closed_secret_stops_before_cmd(tmp_path: Path) -> None:
     pair = loaded_pair(tmp_path, {"db/web/critical": planted(), "db/web/relaxed": planted()})
-    assert pair.agent("config", "set", "agent.max_staleness", "1s").status == 0
+    assert pair.agent("config", "set", "agent.max_staleness", "1h").status == 0
     assert pair.agent("config", "set", "agent.fail_closed", "db/web/critical").status == 0
-    imported = int(pair.agent("status", "--json").out.split('"last_import": ')[1].split(",")[0])
-    until_wall_clock(imported + 2.5)
     proc, marker = refused(pair.ag, tmp_path, "db/web/critical")
+    assert proc.returncode == 0, proc.stderr  # fresh now: only staleness refuses it below
+    marker.unlink()
+    imported = json.loads(pair.agent("status", "--json").out)["last_import"]
+    stale = clock_past(imported + 3600)
+    proc, marker = refused(pair.ag, tmp_path, "db/web/critical", stale)
     assert proc.returncode == 1
     assert proc.stderr.decode().startswith("relay: error: stale: ")
     assert not marker.exists()
-    proc, marker = refused(pair.ag, tmp_path, "db/web/relaxed")
+    proc, marker = refused(pair.ag, tmp_path, "db/web/relaxed", stale)
     assert proc.returncode == 0, proc.stderr
     assert marker.exists()
 
