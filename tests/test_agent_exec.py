@@ -73,6 +73,24 @@ def test_exec_replaces_relay_so_signal_death_is_cmds(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == -signal.SIGUSR2
 
 
+def test_cmd_in_place_of_relay_is_the_main_process_and_keeps_notify_socket(
+    tmp_path: Path,
+) -> None:
+    pair = loaded_pair(tmp_path, {"db/web/password": planted()})
+    proc = spawn(
+        *exec_args(pair.ag, "P=db/web/password"),
+        PYTHON,
+        "-c",
+        "import os; print(os.getpid(), os.environ.get('NOTIFY_SOCKET'))",
+        env=relay_env(NOTIFY_SOCKET="@relay-test-manager"),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    # same pid: CMD is the service now, so it keeps the manager's socket (ADR 0021)
+    assert out.decode().split() == [str(proc.pid), "@relay-test-manager"]
+
+
 def test_env_file_template(tmp_path: Path) -> None:
     user, password = planted("U"), planted("P")
     pair = loaded_pair(tmp_path, {"db/web/user": user, "db/web/password": password})
