@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import RELAY, Pair, make_pair, run_relay
+from tests.file_events import wait_for  # noqa: F401 - re-exported for the consumption tests
 
 
 def planted(tag: str = "V") -> bytes:
@@ -61,39 +60,6 @@ def audit_records(pair: Pair, event_type: str | None = None) -> list[dict[str, A
 def fields_of(doc: dict[str, Any]) -> dict[str, Any]:
     """The event fields of an audit JSON document (wherever the format nests them)."""
     return dict(doc.get("fields", doc))
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout: float = 30.0, what: str = "", *, watch: Path
-) -> Any:
-    """``condition()`` once it is truthy: checked now and again at each change of a file under
-    ``watch`` (inotify, through watchdog, recursively), so no sleep paces the wait."""
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers import Observer
-
-    changed = threading.Event()
-
-    class Changed(FileSystemEventHandler):
-        def on_any_event(self, event: FileSystemEvent) -> None:
-            if event.event_type not in ("opened", "closed_no_write"):  # our own reads
-                changed.set()
-
-    observer = Observer()
-    observer.schedule(Changed(), str(watch), recursive=True)
-    observer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            changed.clear()  # before the check: a change during it wakes the next wait
-            value = condition()
-            if value:
-                return value
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {what or condition}"
-            changed.wait(left)
-    finally:
-        observer.stop()
-        observer.join(10)
 
 
 FAKETIME_LIBRARY = "faketime/libfaketime.so.1"  # Debian: /usr/lib/<multiarch>/faketime/
