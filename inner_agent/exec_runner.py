@@ -7,7 +7,8 @@ terminal sends to its foreground group reach CMD directly and are not sent twice
 ends relay with the same status (a death by signal is re-raised), and a new version of a secret
 CMD uses restarts it: the stop signal, a grace period, then SIGKILL. Restarts are debounced
 (versions must hold still for ``debounce`` seconds) and rate limited (at most ``max_restarts``
-per ``window``); each one is audited with paths and versions, never values.
+per ``window``); each one is audited with paths and versions, never values, and told to a
+service manager that asks (``NOTIFY_SOCKET``, :mod:`inner_agent.exec_status`).
 
 :class:`ExecChild` runs the same supervision in a thread for ``[[exec]]`` in ``relay agent
 run``, where a child that exits is restarted too (crash loops are held back by the same limit).
@@ -28,9 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inner_agent.exec_env import Resolved, child_environment, find_command, resolve
+from inner_agent.exec_status import SupervisionStatus
 from inner_agent.secret_source import SecretSource
 from relay.codes import RATE_LIMIT
 from relay.errors import RelayError
+from relay.sdnotify import Notifier
 
 FORWARDED = (
     signal.SIGHUP,
@@ -210,7 +213,9 @@ def _unblock() -> None:
 
 
 def run_foreground(spec: ExecSpec, source: SecretSource, record: Record, umask: int = 0o022) -> int:
-    """Supervise CMD until it exits; returns its exit status (negative: killed by that signal)."""
+    """Supervise CMD until it exits; returns its exit status (negative: killed by that signal).
+    With ``NOTIFY_SOCKET`` set, relay tells the manager what it does and CMD does not inherit
+    the variable (:mod:`inner_agent.exec_status`)."""
     waited = {*FORWARDED, signal.SIGCHLD}
 
     def in_child() -> None:  # between fork and exec: the caller's umask, no blocked signals
@@ -218,16 +223,19 @@ def run_foreground(spec: ExecSpec, source: SecretSource, record: Record, umask: 
         _unblock()
 
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
-    supervisor = Supervisor(spec, source, record, os.environ, preexec=in_child)
+    status = SupervisionStatus(Notifier.from_environ(), record)  # before os.environ is copied
+    supervisor = Supervisor(spec, source, status.record, os.environ, preexec=in_child)
     try:
         supervisor.start()
     except BaseException:
         _unblock()
         raise
-    return _supervise_loop(supervisor, waited)
+    return _supervise_loop(supervisor, waited, status)
 
 
-def _supervise_loop(supervisor: Supervisor, waited: set[signal.Signals]) -> int:
+def _supervise_loop(
+    supervisor: Supervisor, waited: set[signal.Signals], status: SupervisionStatus
+) -> int:
     """Forward signals, restart on change; after a forwarded stop (TERM or INT) CMD gets
     ``grace`` seconds before SIGKILL."""
     spec = supervisor.spec
@@ -242,16 +250,18 @@ def _supervise_loop(supervisor: Supervisor, waited: set[signal.Signals]) -> int:
         if info is not None and info.si_signo != signal.SIGCHLD:
             if kill_at is None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 kill_at = time.monotonic() + spec.grace
+                status.stopping()
             if info.si_code != SI_KERNEL:
                 with contextlib.suppress(ProcessLookupError):
                     child.send_signal(info.si_signo)
-        status = child.poll()
-        if status is not None:
-            supervisor.record("exec.exited", command=spec.label, status=status)
+        exit_status = child.poll()
+        if exit_status is not None:
+            supervisor.record("exec.exited", command=spec.label, status=exit_status)
             _unblock()
-            return status
+            return exit_status
         if kill_at is None:
             _restart_if_due(supervisor)
+            status.checked()
         elif time.monotonic() >= kill_at:
             child.kill()
             supervisor.record("exec.killed", command=spec.label, pid=child.pid, grace=spec.grace)

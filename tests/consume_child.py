@@ -66,7 +66,7 @@ def mode_signals() -> None:
     with target.open("a") as handle:
         handle.write("ready\n")
     while True:
-        time.sleep(0.1)
+        signal.pause()  # the handlers do the work
 
 
 def mode_serve() -> None:
@@ -77,7 +77,7 @@ def mode_serve() -> None:
     with target.open("a") as handle:
         handle.write(f"{os.getpid()} {hashlib.sha256(value).hexdigest()}\n")
     while True:
-        time.sleep(0.1)
+        signal.pause()  # until a signal ends it
 
 
 def mode_hook() -> None:
@@ -101,21 +101,13 @@ def mode_flood() -> None:
 
 def mode_legacy() -> None:
     conf, pidfile, log = (Path(a) for a in sys.argv[2:5])
-    loads = []
-
-    def load(*_: object) -> None:
-        loads.append(1)
-
-    signal.signal(signal.SIGHUP, load)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})  # taken by sigwait, not lost
     pidfile.write_text(f"{os.getpid()}\n")
-    load()
-    while True:
-        if loads:
-            loads.clear()
-            digest = hashlib.sha256(conf.read_bytes()).hexdigest() if conf.exists() else "-"
-            with log.open("a") as handle:
-                handle.write(digest + "\n")
-        time.sleep(0.05)
+    while True:  # load at start, then once per SIGHUP (several pending make one, as usual)
+        digest = hashlib.sha256(conf.read_bytes()).hexdigest() if conf.exists() else "-"
+        with log.open("a") as handle:
+            handle.write(digest + "\n")
+        signal.sigwait({signal.SIGHUP})
 
 
 def mode_hang() -> None:

@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import RELAY, Pair, make_pair, run_relay
+from tests.file_events import wait_for  # noqa: F401 - re-exported for the consumption tests
 
 
 def planted(tag: str = "V") -> bytes:
@@ -63,44 +62,31 @@ def fields_of(doc: dict[str, Any]) -> dict[str, Any]:
     return dict(doc.get("fields", doc))
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float = 30.0, what: str = "", *, watch: Path
-) -> Any:
-    """``condition()`` once it is truthy: checked now and again at each change of a file under
-    ``watch`` (inotify, through watchdog, recursively), so no sleep paces the wait."""
-    from watchdog.events import FileSystemEvent, FileSystemEventHandler
-    from watchdog.observers import Observer
-
-    changed = threading.Event()
-
-    class Changed(FileSystemEventHandler):
-        def on_any_event(self, event: FileSystemEvent) -> None:
-            if event.event_type not in ("opened", "closed_no_write"):  # our own reads
-                changed.set()
-
-    observer = Observer()
-    observer.schedule(Changed(), str(watch), recursive=True)
-    observer.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            changed.clear()  # before the check: a change during it wakes the next wait
-            value = condition()
-            if value:
-                return value
-            left = deadline - time.monotonic()
-            assert left > 0, f"timed out waiting for {what or condition}"
-            changed.wait(left)
-    finally:
-        observer.stop()
-        observer.join(10)
+FAKETIME_LIBRARY = "faketime/libfaketime.so.1"  # Debian: /usr/lib/<multiarch>/faketime/
 
 
-def until_wall_clock(moment: float) -> None:
-    """Let the wall clock pass ``moment``: the one wait on time itself, for a real process that
-    judges a real expiry (no state to wait on; nothing else may use it)."""
-    threading.Event().wait(max(0.0, moment - time.time()))
-    assert time.time() >= moment
+def clock_past(moment: float, env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default :func:`relay_env`) for a relay process whose clock reads at least
+    ``moment`` + 1 s from its start: libfaketime preloaded with an offset (the product has no
+    clock override of its own). Monotonic time stays real. Fails, not skips, without
+    libfaketime: ``scripts/test-deps`` installs it."""
+    import math
+
+    import pytest
+
+    found = sorted(Path("/usr/lib").glob(f"*/{FAKETIME_LIBRARY}"))
+    found += [p for p in (Path("/usr/lib") / FAKETIME_LIBRARY,) if p.exists()]
+    if not found:
+        pytest.fail(
+            "libfaketime is missing: run scripts/test-deps as root (apt-get install libfaketime)",
+            pytrace=False,
+        )
+    library = str(found[0])
+    offset = max(0, math.ceil(moment - time.time())) + 1
+    faked = dict(relay_env() if env is None else env)
+    preload = " ".join(x for x in (library, faked.get("LD_PRELOAD", "")) if x)
+    faked.update(LD_PRELOAD=preload, FAKETIME=f"+{offset}", FAKETIME_DONT_FAKE_MONOTONIC="1")
+    return faked
 
 
 def all_cmdlines() -> list[bytes]:

@@ -136,15 +136,23 @@ class RsyslogServer:
         return [r.raw for r in self.received()]
 
     def wait_for(self, ready: Callable[[list[str]], bool], timeout: float = 10.0) -> list[str]:
-        """Poll :meth:`messages` until ``ready(messages)``; ``AssertionError`` on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.messages()
-            if ready(got):
-                return got
-            if time.monotonic() > deadline:
-                raise AssertionError(f"rsyslog did not receive what was expected; got {got!r}")
-            time.sleep(0.02)
+        """:meth:`messages` once ``ready(messages)``, re-read at each write rsyslogd makes in its
+        directory (inotify, no polling); ``AssertionError`` on timeout."""
+        from tests.file_events import wait_for
+
+        got: list[str] = []
+
+        def arrived() -> bool:
+            got[:] = self.messages()
+            return ready(got)
+
+        try:
+            wait_for(arrived, timeout, watch=self.directory, recursive=False)
+        except AssertionError:
+            raise AssertionError(
+                f"rsyslog did not receive what was expected; got {got!r}"
+            ) from None
+        return got
 
     def wait_for_count(self, count: int, timeout: float = 10.0) -> list[str]:
         """Wait until at least ``count`` messages arrived; returns them all."""

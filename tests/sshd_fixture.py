@@ -37,12 +37,12 @@ import ctypes
 import ctypes.util
 import getpass
 import os
+import select
 import shutil
 import signal
 import socket
 import struct
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,10 +170,11 @@ class SshServer:
         self.process = None
 
     def kill_sessions(self) -> None:
-        """Kill the per-connection sshd processes only: live transfers break, sshd listens on."""
+        """Kill the per-connection sshd processes only: live transfers break, sshd listens on.
+        Returns once they are gone (a pidfd each, readable at exit): their sockets are closed."""
         if self.process is None:
             return
-        _kill(_descendants(self.process.pid))
+        _kill_and_wait(_descendants(self.process.pid))
 
     def restart(self) -> None:
         self.stop()
@@ -220,22 +221,53 @@ class SshServer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def _wait_listening(self, before: int) -> None:
-        if self.process is None:
+        """Until sshd logs that it listens (one more time than ``before``): re-read at each write
+        to its log (inotify, no polling)."""
+        from tests.file_events import wait_for
+
+        process = self.process
+        if process is None:
             raise RuntimeError("sshd was not started")
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sshd exited early: {self._log_text()[-2000:]}")
-            if self._log_text().count("Server listening on") > before:
-                return
-            time.sleep(0.01)
-        raise RuntimeError(f"sshd did not start within {START_TIMEOUT} s")
+
+        def listening_or_exited() -> bool:
+            return (
+                process.poll() is not None or self._log_text().count("Server listening on") > before
+            )
+
+        with contextlib.suppress(AssertionError):  # timed out: told below
+            wait_for(
+                listening_or_exited, START_TIMEOUT, watch=self.log_path.parent, recursive=False
+            )
+        if process.poll() is not None:
+            raise RuntimeError(f"sshd exited early: {self._log_text()[-2000:]}")
+        if self._log_text().count("Server listening on") <= before:
+            raise RuntimeError(f"sshd did not start within {START_TIMEOUT} s")
 
 
 def _kill(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _kill_and_wait(pids: list[int], timeout: float = 10.0) -> None:
+    """SIGKILL ``pids`` and block until each has exited (pidfd readable; not our children, so
+    no waitpid). A process exits only after its files are closed."""
+    fds = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            fds.append(os.pidfd_open(pid))
+    try:
+        for fd in fds:
+            with contextlib.suppress(ProcessLookupError):  # gone already
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+        for fd in fds:
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                raise RuntimeError(f"an sshd session survived SIGKILL for {timeout} s")
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _descendants(root: int) -> list[int]:

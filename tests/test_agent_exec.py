@@ -16,13 +16,13 @@ from tests.conftest import run_process
 from tests.consume_kit import (
     PYTHON,
     audit_records,
+    clock_past,
     every_file_bytes,
     fields_of,
     loaded_pair,
     planted,
     relay_env,
     spawn,
-    until_wall_clock,
 )
 
 pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
@@ -73,6 +73,24 @@ def test_exec_replaces_relay_so_signal_death_is_cmds(tmp_path: Path) -> None:
     assert proc.wait(timeout=60) == -signal.SIGUSR2
 
 
+def test_cmd_in_place_of_relay_is_the_main_process_and_keeps_notify_socket(
+    tmp_path: Path,
+) -> None:
+    pair = loaded_pair(tmp_path, {"db/web/password": planted()})
+    proc = spawn(
+        *exec_args(pair.ag, "P=db/web/password"),
+        PYTHON,
+        "-c",
+        "import os; print(os.getpid(), os.environ.get('NOTIFY_SOCKET'))",
+        env=relay_env(NOTIFY_SOCKET="@relay-test-manager"),
+        stdout=subprocess.PIPE,
+    )
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    # same pid: CMD is the service now, so it keeps the manager's socket (ADR 0021)
+    assert out.decode().split() == [str(proc.pid), "@relay-test-manager"]
+
+
 def test_env_file_template(tmp_path: Path) -> None:
     user, password = planted("U"), planted("P")
     pair = loaded_pair(tmp_path, {"db/web/user": user, "db/web/password": password})
@@ -104,7 +122,7 @@ def test_env_file_template(tmp_path: Path) -> None:
 
 
 def refused(
-    pair_home: Path, tmp_path: Path, path: str
+    pair_home: Path, tmp_path: Path, path: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[bytes], Path]:
     marker = tmp_path / "ran"
     proc = subprocess.run(
@@ -117,7 +135,7 @@ def refused(
             str(marker),
         ],
         capture_output=True,
-        env=relay_env(),
+        env=env or relay_env(),
         timeout=60,
         check=False,
     )
@@ -135,11 +153,12 @@ def test_missing_secret_stops_before_cmd(tmp_path: Path) -> None:
 
 
 def test_expired_secret_stops_before_cmd(tmp_path: Path) -> None:
-    pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1s")
-    listed = json.loads(pair.agent("secret", "list", "--json").out)
-    expires = listed[0]["expires_at"]
-    until_wall_clock(expires + 1)
+    pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1h")
     proc, marker = refused(pair.ag, tmp_path, "db/web/temp")
+    assert proc.returncode == 0, proc.stderr  # valid now: only the expiry refuses it below
+    marker.unlink()
+    expires = json.loads(pair.agent("secret", "list", "--json").out)[0]["expires_at"]
+    proc, marker = refused(pair.ag, tmp_path, "db/web/temp", clock_past(expires))
     assert proc.returncode == 1
     assert proc.stderr.decode().startswith("relay: error: expired: ")
     assert not marker.exists()
@@ -147,15 +166,18 @@ def test_expired_secret_stops_before_cmd(tmp_path: Path) -> None:
 
 def test_stale_fail_closed_secret_stops_before_cmd(tmp_path: Path) -> None:
     pair = loaded_pair(tmp_path, {"db/web/critical": planted(), "db/web/relaxed": planted()})
-    assert pair.agent("config", "set", "agent.max_staleness", "1s").status == 0
+    assert pair.agent("config", "set", "agent.max_staleness", "1h").status == 0
     assert pair.agent("config", "set", "agent.fail_closed", "db/web/critical").status == 0
-    imported = int(pair.agent("status", "--json").out.split('"last_import": ')[1].split(",")[0])
-    until_wall_clock(imported + 2.5)
     proc, marker = refused(pair.ag, tmp_path, "db/web/critical")
+    assert proc.returncode == 0, proc.stderr  # fresh now: only staleness refuses it below
+    marker.unlink()
+    imported = json.loads(pair.agent("status", "--json").out)["last_import"]
+    stale = clock_past(imported + 3600)
+    proc, marker = refused(pair.ag, tmp_path, "db/web/critical", stale)
     assert proc.returncode == 1
     assert proc.stderr.decode().startswith("relay: error: stale: ")
     assert not marker.exists()
-    proc, marker = refused(pair.ag, tmp_path, "db/web/relaxed")
+    proc, marker = refused(pair.ag, tmp_path, "db/web/relaxed", stale)
     assert proc.returncode == 0, proc.stderr
     assert marker.exists()
 

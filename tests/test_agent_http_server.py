@@ -29,8 +29,7 @@ class Busy:
 
         if scope["path"] == "/busy":
             self.entered.release()
-            while not self.release.is_set():
-                await asyncio.sleep(0.01)
+            await asyncio.to_thread(self.release.wait)  # blocks a worker thread, not the loop
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -42,11 +41,18 @@ def served() -> Iterator[tuple[AgentServer, Busy, str]]:
     server.config.http.max_connections = LIMIT  # type: ignore[union-attr]  # this server only
     sock = bind_tcp("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    started = threading.Event()
+    startup = server.startup
+
+    async def startup_then_say_so(sockets: list[socket.socket] | None = None) -> None:
+        await startup(sockets)
+        started.set()
+
+    server.startup = startup_then_say_so  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        while not server.started:
-            threading.Event().wait(0.01)
+        assert started.wait(30), "the server did not start"
         yield server, app, url
     finally:
         app.release.set()

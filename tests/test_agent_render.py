@@ -17,20 +17,22 @@ from tests.conftest import Pair, Result, run_process
 from tests.consume_kit import (
     PYTHON,
     audit_records,
+    clock_past,
     fields_of,
     loaded_pair,
     planted,
     publish,
     relay_env,
-    until_wall_clock,
 )
 
 pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
 
 
-def render(home: Path, template: Path, out: Path, *extra: str) -> Result:
+def render(
+    home: Path, template: Path, out: Path, *extra: str, env: dict[str, str] | None = None
+) -> Result:
     return run_process(
-        "agent", "render", "--home", str(home), str(template), "--out", str(out), *extra
+        "agent", "render", "--home", str(home), str(template), "--out", str(out), *extra, env=env
     )
 
 
@@ -110,16 +112,16 @@ def test_refused_templates_write_nothing_and_keep_the_old_file(
 
 
 def test_expired_path_keeps_the_old_file(tmp_path: Path) -> None:
-    pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1s")
+    pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1h")
     expires = json.loads(pair.agent("secret", "list", "--json").out)[0]["expires_at"]
-    until_wall_clock(expires + 1)
     source = tmp_path / "t.tmpl"
     source.write_text('{{ secret("db/web/temp") }}')
     out = tmp_path / "app.conf"
     out.write_text("old\n")
-    result = render(pair.ag, source, out)
+    result = render(pair.ag, source, out, env=clock_past(expires))
     assert result.err.startswith("relay: error: expired: ")
     assert out.read_text() == "old\n"
+    assert render(pair.ag, source, out).status == 0  # valid now: only the expiry refused it
 
 
 def test_unwritable_folder_is_write_failed(tmp_path: Path) -> None:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import hashlib
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from inner_agent.exec_runner import RestartLimiter
+from tests.agent_daemon import Notifications
 from tests.consume_kit import (
     PYTHON,
     audit_records,
@@ -22,6 +22,7 @@ from tests.consume_kit import (
     planted,
     prepare_agent,
     publish,
+    relay_env,
     spawn,
     wait_for,
 )
@@ -211,26 +212,44 @@ def test_a_missing_command_in_supervised_mode(tmp_path: Path) -> None:
     assert proc.stderr.decode().startswith("relay: error: command_not_found: ")
 
 
+def _checks(messages: list[dict[str, str]]) -> int:
+    return max((int(m["RELAY_CHECK"]) for m in messages if "RELAY_CHECK" in m), default=0)
+
+
+def _failures(messages: list[dict[str, str]]) -> int:
+    return sum(m.get("RELAY_EVENT", "").startswith("exec.restart_failed ") for m in messages)
+
+
 def test_a_secret_gone_keeps_cmd_running_and_is_reported_once(tmp_path: Path) -> None:
     pair = loaded_pair(tmp_path, {"db/web/password": planted(), "db/web/other": planted()})
     state = tmp_path / "served"
+    notified = Notifications(tmp_path / "exec.notify")
     proc = spawn(
-        *supervise(pair.ag, "--debounce", "100ms"), PYTHON, CHILD, "serve", "P", str(state)
+        *supervise(pair.ag, "--debounce", "100ms"),
+        PYTHON,
+        CHILD,
+        "serve",
+        "P",
+        str(state),
+        env=relay_env(NOTIFY_SOCKET=str(notified.path)),
     )
     try:
+        assert notified.wait_for(lambda ms: any(m.get("READY") == "1" for m in ms), 60), "ready"
         wait_for(lambda: served(state), what="first child", watch=tmp_path)
+        ((child_pid, _),) = served(state)
+        # relay speaks for the service; CMD, restarted at will, must not (ADR 0021)
+        assert b"NOTIFY_SOCKET=" not in Path(f"/proc/{child_pid}/environ").read_bytes()
         assert pair.gateway("revoke", "plant7", "**").status == 0
         assert pair.gateway("grant", "plant7", "db/web/other").status == 0
         publish(pair, {})
-        wait_for(
-            lambda: audit_records(pair, "exec.restart_failed"),
-            what="refused restart",
-            watch=tmp_path,
-        )
+        assert notified.wait_for(_failures, timeout=60), "no refused restart"
         denied = len(audit_records(pair, "secret.denied"))
-        time.sleep(1.0)  # ten polls: the same refusal is neither retried nor reported again
+        after = _checks(notified.messages) + 11  # ten whole checks after the refusing one
+        assert notified.wait_for(lambda ms: _checks(ms) >= after, timeout=60), "checks stopped"
+        # those ten checks saw the same refusal: neither retried nor reported again
         assert len(audit_records(pair, "exec.restart_failed")) == 1
         assert len(audit_records(pair, "secret.denied")) == denied
+        assert _failures(notified.messages) == 1
         assert len(served(state)) == 1
         assert proc.poll() is None  # CMD keeps running with what it had
         reason = fields_of(audit_records(pair, "exec.restart_failed")[0])["reason"]
@@ -238,3 +257,6 @@ def test_a_secret_gone_keeps_cmd_running_and_is_reported_once(tmp_path: Path) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+        notified.close()
+    assert notified.messages[-1].get("RELAY_EVENT", "").startswith("exec.exited ")
+    assert any(m.get("STOPPING") == "1" for m in notified.messages)

@@ -1,5 +1,6 @@
 """The service manager's notification protocol over a real unix datagram socket:
-``relay.sdnotify`` and what the agent service sends through it (``inner_agent.service_status``)."""
+``relay.sdnotify`` and what the agent service (``inner_agent.service_status``) and the exec
+supervisor (``inner_agent.exec_status``) send through it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from inner_agent.exec_status import SupervisionStatus
 from inner_agent.service_status import ServiceStatus
 from relay.sdnotify import ENV, MAX_MESSAGE, Notifier, encode, socket_address
 
@@ -86,3 +88,32 @@ def test_the_service_says_ready_each_pass_each_event_and_stopping(manager: socke
     assert received(manager) == {"RELAY_AUDITED": "5"}
     status.stopping()
     assert received(manager) == {"STOPPING": "1", "STATUS": "stopping"}
+
+
+def test_the_supervisor_audits_then_says_ready_each_check_and_stopping_once(
+    manager: socket.socket,
+) -> None:
+    audited: list[tuple[str, dict[str, object]]] = []
+    status = SupervisionStatus(
+        Notifier(manager.getsockname()), lambda kind, **fields: audited.append((kind, fields))
+    )
+    status.record("exec.started", command="app", pid=41, versions="db/pw@1")
+    assert audited == [("exec.started", {"command": "app", "pid": 41, "versions": "db/pw@1"})]
+    assert received(manager)["RELAY_EVENT"] == (
+        'exec.started {"command": "app", "pid": 41, "versions": "db/pw@1"}'
+    )
+    assert received(manager) == {"READY": "1", "STATUS": "running app (pid 41)"}
+    status.checked()
+    status.checked()
+    assert received(manager) == {"RELAY_CHECK": "1"}
+    assert received(manager) == {"RELAY_CHECK": "2"}
+    status.record("exec.started", command="app", pid=42, versions="db/pw@2")  # a restart
+    assert received(manager)["RELAY_EVENT"].startswith("exec.started ")
+    status.stopping()  # a forwarded SIGTERM
+    assert received(manager) == {"STOPPING": "1", "STATUS": "stopping"}
+    status.record("exec.exited", command="app", status=0)
+    assert received(manager)["RELAY_EVENT"] == 'exec.exited {"command": "app", "status": 0}'
+    manager.settimeout(0)
+    with pytest.raises(BlockingIOError):  # no second READY=1 above, no second STOPPING=1 here
+        manager.recv(65536)
+    assert [kind for kind, _ in audited] == ["exec.started", "exec.started", "exec.exited"]

@@ -80,8 +80,7 @@ class KillOnFirstChunk:
             def advance(self, done: int) -> None:
                 if not outer.fired:
                     outer.fired = True
-                    outer.server.kill_sessions()
-                    time.sleep(0.2)  # let the kernel tear the TCP connection down
+                    outer.server.kill_sessions()  # returns once their sockets are closed
 
         return _Killer()
 
