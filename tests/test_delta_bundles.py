@@ -376,3 +376,37 @@ def _plaintext(site: Site, data: bytes) -> bytes:
 
     envelope = parse_envelope(data)
     return crypto.unseal(site.ag.secrets.keys, site.gw.identity.box_public, envelope.payload)
+
+
+def test_the_scheduled_pass_sends_deltas_on_acknowledged_bases(site: Site, tmp_path: Path) -> None:
+    """``relay gateway run``'s batched pass (outer_gateway/fleet.py) chooses, seals and records
+    bases as ``gateway export`` does: full first, a delta after the acknowledgement."""
+    from outer_gateway.fleet import ExportPass
+    from relay.transport import TransportOptions, open_destination
+
+    every = 60
+
+    def scheduled_pass() -> tuple[dict[str, object], bytes]:
+        site.now += every  # the next period, on both sides' clock
+        out = tmp_path / f"at-{site.now}"
+        destination = open_destination(str(out), TransportOptions())
+        try:
+            report = ExportPass(site.gw, site.store, site.tick(), every, 10**7)
+            written = report.run(destination, lambda _: None).written
+        finally:
+            destination.close()
+        assert [w["agent"] for w in written] == ["plant7"]
+        (bundle,) = out.glob("*.bundle")
+        return written[0], bundle.read_bytes()
+
+    first, data = scheduled_pass()
+    assert first["base_seq"] is None and first["secrets"] == 20
+    assert site.apply(data).status == "applied"
+    _acknowledge(site)
+    site.store.put_secret("db/s07", b"changed by the schedule", None, site.tick())
+    second, data = scheduled_pass()
+    assert (second["base_seq"], second["secrets"], second["tombstones"]) == (first["seq"], 1, 0)
+    outcome = site.apply(data)
+    assert outcome.status == "applied", outcome
+    assert outcome.result is not None and outcome.result.written == 1
+    assert site.served() == site.intended()
