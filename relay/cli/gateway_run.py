@@ -34,8 +34,9 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None, once: 
     """Export on a schedule (export.every to export.to) until SIGTERM or SIGINT.
 
     Every period first imports the agents' audit bundles from import.from (if set), so the
-    acknowledgements are fresh, then sends each agent its full current state, even when nothing
-    changed: the bundle is also the heartbeat, so a lost bundle costs one period and a silent
+    acknowledgements are fresh, then sends each agent a bundle, even when nothing changed (a
+    delta on the newest bundle it acknowledged, or its full state): the bundle is also the
+    heartbeat, so a lost bundle costs one period and a silent
     link shows as staleness. Periods are aligned on the epoch; each agent is exported once per
     period, and several processes sharing one PostgreSQL store divide the agents between them.
     With --once: one pass, for a cron job or a timer. Under systemd (``Type=notify``) it says
