@@ -5,35 +5,38 @@ pipeline (:mod:`relay.bundle.receive`) reads the stream state and
 :meth:`ReceivingStream.apply` writes the bundle with its high-water mark: all of it or nothing.
 The store judges nothing itself. An import that changes 1%
 of the secrets writes about 1% of the rows (rows whose version did not change are left alone).
+
+What a running agent does while idle (reads for the API, health and freshness, the activation of
+pending versions every second) goes through raw SQLCipher connections; SQLAlchemy is imported and
+its engine made only when something writes through it (an import, ``trust``, ``app add``) or a new
+store needs its tables (docs/adr/0018-lean-agent.md).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection, Engine
-
-from inner_agent import schema
 from inner_agent.labels import CURRENT
 from inner_agent.lookup import Secret, pick, stored_versions
-from inner_agent.rotation import reassert_local
-from inner_agent.time_floor import raise_floor
-from inner_agent.trust_store import remember_chain
-from inner_agent.versions import Activation, activate_due, apply_versions
-from relay.bundle.payload import SecretsPayload, decode_value
-from relay.bundle.receive import Received
+from inner_agent.versions import Activation, activate_due
 from relay.bundle.verify import HighWater
 from relay.codes import ALREADY_TRUSTED
-from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
+from relay.db import bulk_execute, fetch_all, sqlcipher_connect, write_transaction
 from relay.errors import UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity
-from relay.pinned import pinned_by_key_id
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from relay.bundle.payload import SecretsPayload
+    from relay.bundle.receive import Received
 
 _UPSERT = (
     "INSERT INTO secrets (path, version, value, expires_at, updated_at, bundle_seq) "
@@ -75,30 +78,81 @@ class SecretMeta:
 class AgentStore:
     """The SQLCipher store of an agent home."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, path: Path, key: bytes) -> None:
+        self.path = path
+        self._key = key
+        self._engine: Engine | None = None
+        self._idle: list[Any] = []  # raw connections not in use
+        self._lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def open(cls, home: Home) -> AgentStore:
         from inner_agent.migrations import STEPS
-        from relay.store_version import prepare_engine
+        from relay.store_version import FRESH, ensure_current
 
-        key = home.secrets.store_key
-        engine = sqlcipher_engine(home.store_path, key)
+        store = cls(home.store_path, home.secrets.store_key)
         try:
-            prepare_engine(engine, home.store_path, key, STEPS, schema.metadata)
+            with store.raw() as conn:
+                found = ensure_current(conn, store.path, store._key, STEPS)
+            if found == FRESH:
+                from inner_agent import schema
+                from relay.store_version import prepare_engine
+
+                prepare_engine(store.engine, store.path, store._key, STEPS, schema.metadata)
         except BaseException:
-            engine.dispose()
+            store.close()
             raise
-        return cls(engine)
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine on the store, made (and SQLAlchemy imported) at first use."""
+        with self._lock:
+            if self._engine is None:
+                from relay.db import sqlcipher_engine
+
+                self._engine = sqlcipher_engine(self.path, self._key)
+            return self._engine
+
+    @contextmanager
+    def raw(self) -> Iterator[Any]:
+        """A raw SQLCipher connection of this store (autocommit: statements outside
+        :func:`inner_agent.rawdb.immediate` are their own transactions), returned to a small
+        pool afterwards. One thread at a time uses it."""
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = sqlcipher_connect(self.path, self._key)
+        try:
+            yield conn
+        except BaseException:
+            conn.close()  # an interrupted statement or transaction: do not reuse
+            raise
+        with self._lock:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        conn.close()  # the store was closed while this connection was in use
 
     def close(self) -> None:
-        self.engine.dispose()
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            engine, self._engine = self._engine, None
+        for conn in idle:
+            conn.close()
+        if engine is not None:
+            engine.dispose()
 
     # -- trust -------------------------------------------------------------------------------
 
     def trust(self, gateway: PublicIdentity, now: int, replace: bool = False) -> bool:
         """Pin ``gateway``; True if it was new. Another pinned gateway needs ``replace``."""
+        from sqlalchemy import delete, insert, select
+
+        from inner_agent import schema
+
         with write_transaction(self.engine) as conn:
             rows = conn.execute(select(schema.trusted.c.key_id)).scalars().all()
             if gateway.key_id in rows:
@@ -124,6 +178,11 @@ class AgentStore:
         return True
 
     def trusted_senders(self) -> dict[str, PublicIdentity]:
+        from sqlalchemy import select
+
+        from inner_agent import schema
+        from relay.pinned import pinned_by_key_id
+
         with self.engine.connect() as conn:
             rows = conn.execute(select(schema.trusted)).all()
         return pinned_by_key_id(rows)
@@ -150,6 +209,10 @@ class AgentStore:
     # -- reading -----------------------------------------------------------------------------
 
     def list_secrets(self) -> list[SecretMeta]:
+        from sqlalchemy import select
+
+        from inner_agent import schema
+
         t = schema.secrets
         query = select(t.c.path, t.c.version, t.c.expires_at, t.c.updated_at, t.c.value).order_by(
             t.c.path
@@ -161,34 +224,36 @@ class AgentStore:
             ]
 
     def count_secrets(self) -> int:
-        from sqlalchemy import func
-
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(schema.secrets)).scalar_one())
+        with self.raw() as conn:
+            return int(conn.execute("SELECT count(*) FROM secrets").fetchone()[0])
 
     def set_meta(self, key: str, value: str) -> None:
         with write_transaction(self.engine) as conn:
             _set_meta(conn, key, value)
 
     def get_meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(
-                select(schema.meta.c.value).where(schema.meta.c.key == key)
-            ).scalar_one_or_none()
-        return None if value is None else str(value)
+        with self.raw() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def time_floor(self) -> int | None:
+        """The persisted time floor (:mod:`inner_agent.time_floor`), or ``None``."""
+        from inner_agent.time_floor import FLOOR_KEY
+
+        held = self.get_meta(FLOOR_KEY)
+        return None if held is None else int(held)
 
     def get_secret(self, path: str, now: int | None = None, label: str = CURRENT) -> Secret | None:
         """The ``label`` version of ``path`` at ``now`` (expired or not), or ``None``.
         Without ``now`` a pending version is never current (the stored rows as they are)."""
-        with self.engine.connect() as conn:
-            raw = conn.connection.driver_connection
-            rows = stored_versions(raw, path)
+        with self.raw() as conn:
+            rows = stored_versions(conn, path)
         return pick(path, rows, -1 if now is None else now, label)
 
     def labelled(self) -> dict[str, dict[str, tuple[int, int | None]]]:
         """path -> {label: (version, at)} of the previous and pending versions held."""
         out: dict[str, dict[str, tuple[int, int | None]]] = {}
-        with self.engine.connect() as conn:
+        with self.raw() as conn:
             for path, label, version, at in fetch_all(
                 conn, "SELECT path, label, version, at FROM secret_versions"
             ):
@@ -197,31 +262,36 @@ class AgentStore:
 
     def activate_due(self, now: int) -> list[Activation]:
         """Switch every pending version whose time has come (one transaction)."""
-        with write_transaction(self.engine) as conn:
+        from inner_agent.rawdb import immediate
+
+        with self.raw() as conn, immediate(conn):
             return activate_due(conn, now)
 
     def change_marker(self) -> tuple[str, str]:
         """What changes when secrets or apps change (not when audit records are appended):
         the applied bundle of each stream and the registered client ids."""
-        from sqlalchemy import func
-
-        streams = select(func.group_concat(schema.streams.c.bundle_id)).scalar_subquery()
-        apps = select(func.group_concat(schema.apps.c.client_id)).scalar_subquery()
-        with self.engine.connect() as conn:
-            row = conn.execute(select(streams, apps)).one()
+        with self.raw() as conn:
+            row = conn.execute(
+                "SELECT (SELECT group_concat(bundle_id) FROM streams), "
+                "(SELECT group_concat(client_id) FROM apps)"
+            ).fetchone()
         return (str(row[0] or ""), str(row[1] or ""))
 
     def count_expiring(self, now: int, within: int) -> int:
         """How many secrets expire in ``[now, now + within)``."""
-        from sqlalchemy import func
-
-        t = schema.secrets
-        query = select(func.count()).where(t.c.expires_at >= now, t.c.expires_at < now + within)
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+        with self.raw() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM secrets WHERE expires_at >= ? AND expires_at < ?",
+                (now, now + within),
+            ).fetchone()
+        return int(row[0])
 
     def iter_values(self) -> Iterator[tuple[str, bytes]]:
         """Every (path, value): only for tests and exports that need them, never logged."""
+        from sqlalchemy import select
+
+        from inner_agent import schema
+
         with self.engine.connect() as conn:
             for row in conn.execute(select(schema.secrets.c.path, schema.secrets.c.value)):
                 yield row.path, bytes(row.value)
@@ -242,6 +312,15 @@ class ReceivingStream:
 
     def apply(self, received: Received[SecretsPayload], now: int) -> ApplyResult:
         """Write a received secrets bundle and its high-water mark (same transaction)."""
+        from sqlalchemy import insert
+
+        from inner_agent import schema
+        from inner_agent.rotation import reassert_local
+        from inner_agent.time_floor import raise_floor
+        from inner_agent.trust_store import remember_chain
+        from inner_agent.versions import apply_versions
+        from relay.bundle.payload import decode_value
+
         conn = self.conn
         header = received.bundle.envelope.header
         bundle_id = received.bundle_id
@@ -309,11 +388,19 @@ class ReceivingStream:
 
 
 def _was_applied(conn: Connection, bundle_id: str) -> bool:
+    from sqlalchemy import select
+
+    from inner_agent import schema
+
     t = schema.applied
     return conn.execute(select(t.c.seq).where(t.c.bundle_id == bundle_id)).first() is not None
 
 
 def _high_water(conn: Connection, sender_key: str, kind: str) -> HighWater | None:
+    from sqlalchemy import select
+
+    from inner_agent import schema
+
     t = schema.streams
     row = conn.execute(
         select(t.c.seq, t.c.bundle_id).where(t.c.sender_key == sender_key, t.c.kind == kind)
@@ -324,6 +411,10 @@ def _high_water(conn: Connection, sender_key: str, kind: str) -> HighWater | Non
 def _set_high_water(
     conn: Connection, sender_key: str, kind: str, seq: int, bundle_id: str, now: int
 ) -> None:
+    from sqlalchemy import insert, update
+
+    from inner_agent import schema
+
     t = schema.streams
     values: dict[str, Any] = {"seq": seq, "bundle_id": bundle_id, "applied_at": now}
     done = conn.execute(
@@ -334,6 +425,10 @@ def _set_high_water(
 
 
 def _set_meta(conn: Connection, key: str, value: str) -> None:
+    from sqlalchemy import insert, update
+
+    from inner_agent import schema
+
     done = conn.execute(update(schema.meta).where(schema.meta.c.key == key).values(value=value))
     if done.rowcount == 0:
         conn.execute(insert(schema.meta).values(key=key, value=value))

@@ -3,16 +3,20 @@ raised in the apply transaction of every bundle, never lowered."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING
 
-from inner_agent import schema
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
 
 FLOOR_KEY = "time_floor"
 
 
 def raise_floor(conn: Connection, created: int) -> None:
     """Raise the floor to ``created`` (the applied bundle's signed creation time) if higher."""
+    from sqlalchemy import insert, select, update
+
+    from inner_agent import schema
+
     t = schema.meta
     held = conn.execute(select(t.c.value).where(t.c.key == FLOOR_KEY)).scalar_one_or_none()
     if held is None:
@@ -23,6 +27,10 @@ def raise_floor(conn: Connection, created: int) -> None:
 
 def read_floor(engine: Engine) -> int | None:
     """The floor, or ``None`` before the first applied bundle."""
+    from sqlalchemy import select
+
+    from inner_agent import schema
+
     t = schema.meta
     with engine.connect() as conn:
         held = conn.execute(select(t.c.value).where(t.c.key == FLOOR_KEY)).scalar_one_or_none()

@@ -1,7 +1,9 @@
 """``relay agent run``, idle, holds only what serving needs: neither FastAPI nor pydantic (the API
-runs on Starlette and serves a generated OpenAPI document), nor the pieces that a configured
-feature would load (the diode receiver, the SFTP stack, templates). Imports are most of the idle
-daemon's memory (docs/adr/0018-lean-agent.md); this test names modules, not megabytes."""
+runs on Starlette and serves a generated OpenAPI document), nor SQLAlchemy (idle reads and the
+activation job use raw SQLCipher connections; the engine is made when something writes through
+it), nor the pieces that a configured feature would load (the diode receiver, the SFTP stack,
+templates). Imports are most of the idle daemon's memory (docs/adr/0018-lean-agent.md); this test
+names modules, not megabytes."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from tests.conftest import make_pair
 
 # What an idle agent (an inbox, the TCP API, no diode, no [[hooks]] or [[exec]]) must not import.
 FORBIDDEN = (
+    "sqlalchemy",
+    "alembic",
     "fastapi",
     "pydantic",
     "pydantic_core",
@@ -30,8 +34,9 @@ FORBIDDEN = (
     "relay.diode.receiver",
 )
 
-# Runs `relay agent run` in this interpreter; once the API has answered a health request, it
-# records the loaded modules and stops the agent as an operator would (SIGTERM).
+# Runs `relay agent run` in this interpreter; once the API has answered a health request and a
+# token request (with credentials of no app), it records the loaded modules and stops the agent
+# as an operator would (SIGTERM).
 PROBE = """
 import http.client, json, logging, os, re, signal, sys, threading
 from relay.entry import main
@@ -52,9 +57,15 @@ def watch():
     listening.wait()
     conn = http.client.HTTPConnection(where["host"], where["port"], timeout=60)
     conn.request("GET", "/v1/health")
-    status = conn.getresponse().status
+    health = conn.getresponse()
+    health.read()
+    body = "grant_type=client_credentials&client_id=app-000000000000000000000000&client_secret=x"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    conn.request("POST", "/v1/oauth2/token", body=body, headers=form)
+    token = conn.getresponse()
+    token.read()
     with open(sys.argv[1], "w") as f:
-        json.dump({"status": status, "modules": sorted(sys.modules)}, f)
+        json.dump({"status": [health.status, token.status], "modules": sorted(sys.modules)}, f)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -69,7 +80,7 @@ def test_the_served_document_is_the_generated_one() -> None:
 
 
 @pytest.mark.slow
-def test_an_idle_agent_imports_neither_fastapi_nor_pydantic(tmp_path: Path) -> None:
+def test_an_idle_agent_imports_neither_sqlalchemy_nor_fastapi(tmp_path: Path) -> None:
     pair = make_pair(tmp_path)
     inbox = tmp_path / "inbox"
     inbox.mkdir(mode=0o700)
@@ -87,7 +98,7 @@ def test_an_idle_agent_imports_neither_fastapi_nor_pydantic(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(report.read_text())
-    assert seen["status"] == 200
+    assert seen["status"] == [200, 401]
     loaded = set(seen["modules"])
     assert "starlette" in loaded  # the probe saw a serving agent
     heavy = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN)
