@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inner_agent.activation import activation_fields
 from inner_agent.agent_keys import keys_for, own_keys, promote
@@ -45,7 +45,7 @@ from relay.transport import Pending, Source, TransportOptions
 from relay.trust.clock import judge_time
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+    pass
 
 _log = logging.getLogger("relay.import")
 
@@ -196,9 +196,7 @@ class AgentImporter:
         return outcome
 
     def _trust(self, me: PublicIdentity | None = None) -> Trust:
-        from inner_agent.trust_store import root_state
-
-        root = root_state(self.store.engine)  # a pinned gateway root (spec §15), or None
+        root = self.store.root_state()  # a pinned gateway root (spec §15), or None
         senders = self.store.trusted_senders()
         return Trust(me or self.home.identity, senders, root, self.skew)
 
@@ -246,13 +244,13 @@ class AgentImporter:
         )
 
 
-def _audit_applied(conn: Connection, name: str, bundle_id: str, result: ApplyResult) -> None:
+def _audit_applied(conn: Any, name: str, bundle_id: str, result: ApplyResult) -> None:
     """Append ``bundle.applied`` inside the apply transaction, so a crash can never leave an
     applied bundle without its record, or a record without the bundle (spec §10.2)."""
-    from relay.db import sa_executor
+    from inner_agent.rawdb import executor
 
     outcome = Outcome(name, "applied", None, "", result.seq, result, None, bundle_id)
-    log.append(sa_executor(conn), "bundle.applied", outcome.audit_fields())
+    log.append(executor(conn), "bundle.applied", outcome.audit_fields())
 
 
 # Codes only reached once the signature verified: the bundle id then names an authentic bundle.

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from relay.bundle.payload import SecretsPayload
     from relay.bundle.receive import Received
+    from relay.trust.chain import RootState
 
 _UPSERT = (
     "INSERT INTO secrets (path, version, value, expires_at, updated_at, bundle_seq) "
@@ -50,6 +51,14 @@ _INSERT = (
 )
 _DELETE = "DELETE FROM secrets WHERE path = ?"
 _VERSIONS = "SELECT path, version FROM secrets"
+_APPLIED = (
+    "INSERT INTO applied (bundle_id, sender_key, kind, seq, applied_at) VALUES (?, ?, ?, ?, ?)"
+)
+_HIGH_WATER = (
+    "INSERT INTO streams (sender_key, kind, seq, bundle_id, applied_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (sender_key, kind) DO UPDATE SET seq = excluded.seq, "
+    "bundle_id = excluded.bundle_id, applied_at = excluded.applied_at"
+)
 
 
 @dataclass(frozen=True)
@@ -178,32 +187,39 @@ class AgentStore:
         return True
 
     def trusted_senders(self) -> dict[str, PublicIdentity]:
-        from sqlalchemy import select
+        with self.raw() as conn:
+            rows = conn.execute(
+                "SELECT key_id, role, name, sign_public, box_public FROM trusted"
+            ).fetchall()
+        return {r[0]: PublicIdentity(r[1], r[2], bytes(r[3]), bytes(r[4])) for r in rows}
 
-        from inner_agent import schema
-        from relay.pinned import pinned_by_key_id
+    def root_state(self) -> RootState | None:
+        """The pinned gateway root (spec §15), or ``None`` (:mod:`inner_agent.trust_store`)."""
+        from inner_agent.trust_store import root_state_on
 
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(schema.trusted)).all()
-        return pinned_by_key_id(rows)
+        with self.raw() as conn:
+            return root_state_on(conn)
 
     # -- applying bundles --------------------------------------------------------------------
 
     @contextmanager
     def receiving(self) -> Iterator[ReceivingStream]:
-        """One write transaction: the receive pipeline reads the stream state through the
-        yielded object, then :meth:`ReceivingStream.apply` writes what it received. Leaving the
-        block by an exception rolls everything back."""
-        with write_transaction(self.engine) as conn:
+        """One write transaction (``BEGIN IMMEDIATE`` on a raw connection): the receive
+        pipeline reads the stream state through the yielded object, then
+        :meth:`ReceivingStream.apply` writes what it received. Leaving the block by an exception
+        rolls everything back."""
+        from inner_agent.rawdb import immediate
+
+        with self.raw() as conn, immediate(conn):
             yield ReceivingStream(conn)
 
     def was_applied(self, bundle_id: str) -> bool:
         """Whether this exact signed bundle was applied."""
-        with self.engine.connect() as conn:
+        with self.raw() as conn:
             return _was_applied(conn, bundle_id)
 
     def high_water(self, sender_key: str, kind: str) -> HighWater | None:
-        with self.engine.connect() as conn:
+        with self.raw() as conn:
             return _high_water(conn, sender_key, kind)
 
     # -- reading -----------------------------------------------------------------------------
@@ -299,9 +315,11 @@ class AgentStore:
 
 class ReceivingStream:
     """The stream state of the store inside one write transaction (a
-    :class:`relay.bundle.receive.StreamState`), and the write of one received bundle."""
+    :class:`relay.bundle.receive.StreamState`), and the write of one received bundle. ``conn``
+    is a raw SQLCipher connection (plain SQL through :func:`relay.db.fetch_all` and
+    :func:`relay.db.bulk_execute`, which also take a SQLAlchemy connection)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
 
     def high_water(self, sender_key: str, kind: str) -> HighWater | None:
@@ -312,9 +330,6 @@ class ReceivingStream:
 
     def apply(self, received: Received[SecretsPayload], now: int) -> ApplyResult:
         """Write a received secrets bundle and its high-water mark (same transaction)."""
-        from sqlalchemy import insert
-
-        from inner_agent import schema
         from inner_agent.rotation import reassert_local
         from inner_agent.time_floor import raise_floor
         from inner_agent.trust_store import remember_chain
@@ -365,15 +380,7 @@ class ReceivingStream:
         if received.bundle.chain is not None:
             remember_chain(conn, received.bundle.chain, now)
         raise_floor(conn, header.created)
-        conn.execute(
-            insert(schema.applied).values(
-                bundle_id=bundle_id,
-                sender_key=stream,
-                kind=header.kind,
-                seq=header.seq,
-                applied_at=now,
-            )
-        )
+        bulk_execute(conn, _APPLIED, [(bundle_id, stream, header.kind, header.seq, now)])
         _set_meta(conn, "policies", json.dumps(payload.policies))  # freshness rules (§8.2)
         _set_meta(conn, "last_import", str(now))
         _set_meta(conn, "last_bundle_created", str(header.created))
@@ -387,48 +394,26 @@ class ReceivingStream:
         )
 
 
-def _was_applied(conn: Connection, bundle_id: str) -> bool:
-    from sqlalchemy import select
-
-    from inner_agent import schema
-
-    t = schema.applied
-    return conn.execute(select(t.c.seq).where(t.c.bundle_id == bundle_id)).first() is not None
+def _was_applied(conn: Connection | Any, bundle_id: str) -> bool:
+    return bool(fetch_all(conn, "SELECT seq FROM applied WHERE bundle_id = ?", (bundle_id,)))
 
 
-def _high_water(conn: Connection, sender_key: str, kind: str) -> HighWater | None:
-    from sqlalchemy import select
-
-    from inner_agent import schema
-
-    t = schema.streams
-    row = conn.execute(
-        select(t.c.seq, t.c.bundle_id).where(t.c.sender_key == sender_key, t.c.kind == kind)
-    ).first()
-    return None if row is None else HighWater(row.seq, row.bundle_id)
+def _high_water(conn: Connection | Any, sender_key: str, kind: str) -> HighWater | None:
+    rows = fetch_all(
+        conn,
+        "SELECT seq, bundle_id FROM streams WHERE sender_key = ? AND kind = ?",
+        (sender_key, kind),
+    )
+    return None if not rows else HighWater(int(rows[0][0]), str(rows[0][1]))
 
 
 def _set_high_water(
-    conn: Connection, sender_key: str, kind: str, seq: int, bundle_id: str, now: int
+    conn: Connection | Any, sender_key: str, kind: str, seq: int, bundle_id: str, now: int
 ) -> None:
-    from sqlalchemy import insert, update
-
-    from inner_agent import schema
-
-    t = schema.streams
-    values: dict[str, Any] = {"seq": seq, "bundle_id": bundle_id, "applied_at": now}
-    done = conn.execute(
-        update(t).where(t.c.sender_key == sender_key, t.c.kind == kind).values(**values)
-    )
-    if done.rowcount == 0:
-        conn.execute(insert(t).values(sender_key=sender_key, kind=kind, **values))
+    bulk_execute(conn, _HIGH_WATER, [(sender_key, kind, seq, bundle_id, now)])
 
 
-def _set_meta(conn: Connection, key: str, value: str) -> None:
-    from sqlalchemy import insert, update
+def _set_meta(conn: Connection | Any, key: str, value: str) -> None:
+    from inner_agent.trust_store import SET_META
 
-    from inner_agent import schema
-
-    done = conn.execute(update(schema.meta).where(schema.meta.c.key == key).values(value=value))
-    if done.rowcount == 0:
-        conn.execute(insert(schema.meta).values(key=key, value=value))
+    bulk_execute(conn, SET_META, [(key, value)])

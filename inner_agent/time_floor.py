@@ -3,7 +3,7 @@ raised in the apply transaction of every bundle, never lowered."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -11,18 +11,20 @@ if TYPE_CHECKING:
 FLOOR_KEY = "time_floor"
 
 
-def raise_floor(conn: Connection, created: int) -> None:
-    """Raise the floor to ``created`` (the applied bundle's signed creation time) if higher."""
-    from sqlalchemy import insert, select, update
+def raise_floor(conn: Connection | Any, created: int) -> None:
+    """Raise the floor to ``created`` (the applied bundle's signed creation time) if higher.
+    ``conn``: the apply transaction's connection, SQLAlchemy or raw."""
+    from relay.db import bulk_execute, fetch_all
 
-    from inner_agent import schema
+    held = fetch_all(conn, "SELECT value FROM meta WHERE key = ?", (FLOOR_KEY,))
+    if not held or created > int(held[0][0]):
+        bulk_execute(conn, _SET, [(FLOOR_KEY, str(created))])
 
-    t = schema.meta
-    held = conn.execute(select(t.c.value).where(t.c.key == FLOOR_KEY)).scalar_one_or_none()
-    if held is None:
-        conn.execute(insert(t).values(key=FLOOR_KEY, value=str(created)))
-    elif created > int(held):
-        conn.execute(update(t).where(t.c.key == FLOOR_KEY).values(value=str(created)))
+
+_SET = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
 
 
 def read_floor(engine: Engine) -> int | None:

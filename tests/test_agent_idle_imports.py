@@ -1,7 +1,7 @@
-"""``relay agent run``, idle, holds only what serving needs: neither FastAPI nor pydantic (the API
-runs on Starlette and serves a generated OpenAPI document), nor SQLAlchemy (idle reads and the
-activation job use raw SQLCipher connections; the engine is made when something writes through
-it), nor the pieces that a configured feature would load (the diode receiver, the SFTP stack,
+"""``relay agent run``, idle, holds only what serving and importing need: neither FastAPI nor
+pydantic (the API runs on Starlette and serves a generated OpenAPI document), nor SQLAlchemy
+(reads, the activation job and the receive transaction use raw SQLCipher connections; the engine
+is made only for the CLI's writers), nor the pieces that a configured feature would load (the diode receiver, the SFTP stack,
 templates). Imports are most of the idle daemon's memory (docs/adr/0018-lean-agent.md); this test
 names modules, not megabytes."""
 
@@ -34,27 +34,33 @@ FORBIDDEN = (
     "relay.diode.receiver",
 )
 
-# Runs `relay agent run` in this interpreter; once the API has answered a health request and a
-# token request (with credentials of no app), it records the loaded modules and stops the agent
-# as an operator would (SIGTERM).
+# Runs `relay agent run` in this interpreter; once the agent has applied the bundle waiting in
+# its inbox and the API has answered a health request and a token request (with credentials of
+# no app), it records the loaded modules and stops the agent as an operator would (SIGTERM).
 PROBE = """
 import http.client, json, logging, os, re, signal, sys, threading
 from relay.entry import main
 
 listening = threading.Event()
+applied = threading.Event()
 where = {}
 
 class Listening(logging.Handler):
     def emit(self, record):
-        found = re.search(r"api listening on http://([0-9.]+):([0-9]+)", record.getMessage())
+        message = record.getMessage()
+        found = re.search(r"api listening on http://([0-9.]+):([0-9]+)", message)
         if found:
             where["host"], where["port"] = found.group(1), int(found.group(2))
             listening.set()
+        if message.startswith("event bundle.applied"):
+            applied.set()
 
-logging.getLogger("relay.agent").addHandler(Listening())
+for name in ("relay.agent", "relay.events"):
+    logging.getLogger(name).addHandler(Listening())
 
 def watch():
     listening.wait()
+    applied.wait()
     conn = http.client.HTTPConnection(where["host"], where["port"], timeout=60)
     conn.request("GET", "/v1/health")
     health = conn.getresponse()
@@ -80,10 +86,16 @@ def test_the_served_document_is_the_generated_one() -> None:
 
 
 @pytest.mark.slow
-def test_an_idle_agent_imports_neither_sqlalchemy_nor_fastapi(tmp_path: Path) -> None:
+def test_an_agent_that_applied_a_bundle_imports_neither_sqlalchemy_nor_fastapi(
+    tmp_path: Path,
+) -> None:
     pair = make_pair(tmp_path)
+    pair.put("db/web/password", b"idle-probe-value")
+    assert pair.gateway("grant", "plant7", "db/**").status == 0
+    (bundle,) = pair.export()
     inbox = tmp_path / "inbox"
     inbox.mkdir(mode=0o700)
+    (inbox / bundle.name).write_bytes(bundle.read_bytes())
     for key, value in (("agent.inbox", str(inbox)), ("api.listen", "127.0.0.1:0")):
         assert pair.agent("config", "set", key, value).status == 0
     report = tmp_path / "modules.json"
