@@ -242,9 +242,9 @@ def idle_rss(folder: Path) -> tuple[float, float]:
         gw.close()
         ag.close()
     env = _env(folder)
+    home = str(folder / "agent")
     subprocess.run(
-        [*relay_argv(), "agent", "config", "set", "--home", str(folder / "agent")]
-        + ["agent.inbox", str(inbox)],
+        [*relay_argv(), "agent", "config", "set", "--home", home, "agent.inbox", str(inbox)],
         env=env,
         check=True,
         capture_output=True,
