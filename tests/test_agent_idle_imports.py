@@ -1,9 +1,9 @@
 """``relay agent run``, idle, holds only what serving and importing need: neither FastAPI nor
 pydantic (the API runs on Starlette and serves a generated OpenAPI document), nor SQLAlchemy
 (reads, the activation job and the receive transaction use raw SQLCipher connections; the engine
-is made only for the CLI's writers), nor the pieces that a configured feature would load (the diode receiver, the SFTP stack,
-templates). Imports are most of the idle daemon's memory (docs/adr/0018-lean-agent.md); this test
-names modules, not megabytes."""
+is made only for the CLI's writers), nor the pieces that a configured feature would load (the
+diode receiver, the SFTP stack, templates). Imports are most of the idle daemon's memory
+(docs/adr/0018-lean-agent.md); this test names modules, not megabytes."""
 
 from __future__ import annotations
 
