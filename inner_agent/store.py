@@ -374,6 +374,7 @@ class ReceivingStream:
         bulk_execute(conn, _DELETE, gone)
         apply_versions(conn, payload.versions, now)  # previous and pending (spec §8.1)
         reassert_local(conn)  # a local rotation the bundle does not carry yet stays current
+        _report_applied(conn, updated, current, now)  # outcomes for the gateway (rotation)
         activated = tuple(activate_due(conn, now))
         stream = received.bundle.stream_key  # the sender key id, or a certified gateway's anchor
         _set_high_water(conn, stream, header.kind, header.seq, bundle_id, now)
@@ -392,6 +393,19 @@ class ReceivingStream:
             payload.audit_ack,
             activated,
         )
+
+
+def _report_applied(
+    conn: Any, updated: list[tuple[Any, ...]], held: dict[str, int], now: int
+) -> None:
+    """Queue an ``applied`` outcome for each path this bundle moved to a newer version
+    (``conn``: the receive transaction's raw connection)."""
+    reports = [(r[0], int(r[1]), held[r[0]], "applied") for r in updated if r[1] > held[r[0]]]
+    if reports:
+        from inner_agent.rawdb import executor
+        from inner_agent.rotation_outbox import report_versions
+
+        report_versions(executor(conn), reports, now)
 
 
 def _was_applied(conn: Connection | Any, bundle_id: str) -> bool:

@@ -164,9 +164,17 @@ def fetch_all(
     return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), tuple(params))]
 
 
-def sa_executor(conn: Connection) -> Any:
+def sa_executor(conn: Connection | Any) -> Any:
     """``execute(sql, params) -> rows`` over a SQLAlchemy connection, ``?`` placeholders on every
-    dialect (the shape :mod:`relay.audit.log` works with)."""
+    dialect (the shape :mod:`relay.audit.log` works with); over a raw SQLCipher connection (the
+    agent's receive transaction) the driver's own ``execute``."""
+    if getattr(conn, "dialect", None) is None:
+        raw: Any = conn
+
+        def execute_raw(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            return list(raw.execute(sql, tuple(params)).fetchall())
+
+        return execute_raw
     sqlite = conn.dialect.name == "sqlite"
 
     def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
