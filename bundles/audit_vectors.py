@@ -22,6 +22,7 @@ from typing import Any
 
 from make_vectors import AGENT, CREATED, EXPIRES, GATEWAY, NOW, OTHER_AGENT, Party, Recipe
 
+from relay import frozen
 from relay.audit.chain import GENESIS_HASH, AuditRecord, next_record, record_to_dict
 from relay.audit.record import compute_hash
 from relay.bundle.audit_payload import AuditPayload
@@ -51,8 +52,8 @@ HEAD6 = {"seq": 6, "hash": SIX[-1].hash}
 
 
 def _rehash(record: AuditRecord, **changes: Any) -> AuditRecord:
-    forged = dataclasses.replace(record, **changes)
-    return dataclasses.replace(forged, hash=compute_hash(forged))
+    forged = frozen.replace(record, **changes)
+    return frozen.replace(forged, hash=compute_hash(forged))
 
 
 def _doc(chain: list[AuditRecord], **changes: Any) -> dict[str, Any]:
@@ -226,7 +227,7 @@ def _malformed_cases() -> list[tuple[str, bytes, str]]:
 def _broken_vectors() -> list[AuditVector]:
     conflict = _rehash(SIX[1], fields={"n": 99})
     conflict_next = _rehash(SIX[2], prev_hash=conflict.hash)
-    unhashed = dataclasses.replace(SIX[2], fields={"n": 99})
+    unhashed = frozen.replace(SIX[2], fields={"n": 99})
     stray = _rehash(SIX[2], prev_hash="ab" * 32)
     cases = [
         ("conflict", [conflict, conflict_next], HEAD6, "record 2 differs from the held one"),

@@ -1,27 +1,29 @@
-"""The local HTTP API (FastAPI): OAuth 2.0 client-credentials tokens and secret reads.
+"""The local HTTP API (Starlette): OAuth 2.0 client-credentials tokens and secret reads.
 
 Endpoints: ``POST /v1/oauth2/token``, ``GET /v1/secrets/{path}``, ``GET /v1/health``,
 ``GET /metrics`` and the schema at ``/openapi.json``. Errors are ``{"error": CODE, "message": …}``.
 Every response says ``Cache-Control: no-store``. The token endpoint takes ``client_secret_basic``
 and ``client_secret_post`` (:mod:`inner_agent.client_auth`); the served document states every
-constraint (:mod:`inner_agent.api_schema`). Request bodies are capped before the app sees
-them (413 ``too_large``); headers are capped here (400 ``headers_too_large``) and, when they
-trickle in, by the HTTP parser (400 ``bad_request``).
+constraint (:mod:`inner_agent.api_schema` builds it with FastAPI from the response models; the
+service serves the generated copy, :mod:`inner_agent.api_document`, so that neither FastAPI nor
+pydantic is loaded by a running agent: see docs/adr/0018-lean-agent.md). Request bodies are
+capped before the app sees them (413 ``too_large``); headers are capped here (400
+``headers_too_large``) and, when they trickle in, by the HTTP parser (400 ``bad_request``).
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from inner_agent.api_schema import install_schema
 from inner_agent.client_auth import parse_token_request
 from inner_agent.lookup import Secret
 from inner_agent.metrics import CONTENT_TYPE
@@ -48,44 +50,6 @@ CHALLENGES = {
     INVALID_CLIENT: 'Basic realm="relay"',
     UNAUTHORIZED: 'Bearer realm="relay"',
 }
-
-
-class TokenResponse(BaseModel):
-    """An OAuth 2.0 access token response."""
-
-    access_token: str
-    token_type: str
-    expires_in: int
-
-
-class SecretResponse(BaseModel):
-    """A secret. ``encoding`` is ``utf-8`` (``value`` is the text) or ``base64`` (``value`` is
-    the base64 of bytes that are not UTF-8)."""
-
-    path: str
-    value: str
-    encoding: str
-    version: int
-    expires_at: int | None
-
-
-class HealthResponse(BaseModel):
-    """The service's state: freshness and counts."""
-
-    status: str
-    stale: bool
-    last_import: int | None
-    seconds_since_fresh_bundle: float | None
-    max_staleness: int | None
-    secrets: int
-    secrets_expiring_24h: int
-
-
-class ErrorResponse(BaseModel):
-    """Every error: a stable code and a human message (never a secret)."""
-
-    error: str
-    message: str
 
 
 def error_response(
@@ -128,32 +92,7 @@ def _bearer(request: Request) -> str | None:
 
 def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
     """The ASGI application serving ``service``."""
-    app = FastAPI(
-        title="relay agent API",
-        version="1",
-        docs_url=None,
-        redoc_url=None,
-        description="Local API of the relay inner agent: tokens and secret reads.",
-    )
-    errors: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        headers = _error_headers(exc.status, exc.code)
-        return error_response(exc.status, exc.code, exc.message, headers)
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, BAD_REQUEST)
-        given = {k.lower(): v for k, v in (exc.headers or {}).items()}
-        allow = {"allow": given["allow"]} if "allow" in given else {}  # RFC 9110 §15.5.6
-        return error_response(exc.status_code, code, str(exc.detail), allow)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, BAD_REQUEST, "the request is not valid")
-
-    @app.post("/v1/oauth2/token", response_model=TokenResponse, responses=errors)
     async def token(request: Request) -> Response:
         """OAuth 2.0 client credentials grant: ``client_secret_basic`` (HTTP Basic) or
         ``client_secret_post`` (form or JSON body); errors as in RFC 6749 §5.2."""
@@ -169,34 +108,70 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
         }
         return JSONResponse(body, headers=NO_STORE)
 
-    @app.get("/v1/secrets/{path:path}", response_model=SecretResponse, responses=errors)
-    async def read_secret(path: str, request: Request, version: str = "current") -> Response:
+    async def read_secret(request: Request) -> Response:
         """The value of the secret at ``path`` (needs ``Authorization: Bearer TOKEN``);
         ``?version=previous|pending`` for the other labelled versions."""
+        path: str = request.path_params["path"]
+        version = request.query_params.get("version", "current")
         token = _bearer(request)
         if _encoded_separator(request.scope.get("raw_path", b"")):
             service.refuse_encoded_path(token, path)
         secret = service.read(token, path, version)
         return JSONResponse(secret_body(secret), headers=NO_STORE)
 
-    @app.get("/v1/health", response_model=HealthResponse)
-    async def health() -> Response:
+    async def health(_: Request) -> Response:
         """Last import, secret count and staleness."""
         return JSONResponse(service.health(), headers=NO_STORE)
 
-    @app.get("/metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(_: Request) -> Response:
         """Prometheus text exposition."""
         return Response(service.metrics.render(), media_type=CONTENT_TYPE, headers=NO_STORE)
 
+    async def constant(_: Request) -> Response:
+        return JSONResponse({"value": "constant"}, headers=NO_STORE)
+
+    routes = [
+        _only("/v1/oauth2/token", token, "POST"),
+        _only("/v1/secrets/{path:path}", read_secret, "GET"),
+        _only("/v1/health", health, "GET"),
+        _only("/metrics", metrics, "GET"),
+        Route("/openapi.json", _openapi, methods=["GET", "HEAD"]),
+    ]
     if bench:
-
-        @app.get("/v1/_bench/constant", include_in_schema=False)
-        async def constant() -> Response:
-            return JSONResponse({"value": "constant"}, headers=NO_STORE)
-
-    install_schema(app)
+        routes.append(_only("/v1/_bench/constant", constant, "GET"))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+    )
     return Guard(app, service)
+
+
+def _only(path: str, endpoint: Callable[[Request], Awaitable[Response]], method: str) -> Route:
+    """A route for exactly ``method`` (Starlette adds HEAD to GET routes; the API never did)."""
+    route = Route(path, endpoint, methods=[method])
+    route.methods = {method}
+    return route
+
+
+async def _openapi(_: Request) -> Response:
+    """The document, as generated (``python -m inner_agent.api_schema``)."""
+    from inner_agent.api_document import DOCUMENT
+
+    return Response(DOCUMENT, media_type="application/json")
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
+    headers = _error_headers(exc.status, exc.code)
+    return error_response(exc.status, exc.code, exc.message, headers)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, BAD_REQUEST)
+    given = {k.lower(): v for k, v in (exc.headers or {}).items()}
+    allow = {"allow": given["allow"]} if "allow" in given else {}  # RFC 9110 §15.5.6
+    return error_response(exc.status_code, code, str(exc.detail), allow)
 
 
 def _encoded_separator(raw_path: bytes) -> bool:
@@ -210,7 +185,6 @@ class Guard:
     def __init__(self, app: ASGIApp, service: AgentService) -> None:
         self.app = app
         self.service = service
-        self.fastapi = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -1,18 +1,31 @@
 """The OpenAPI document of the local API, stating every constraint the server enforces.
 
-FastAPI describes the routes and the response models; this module adds what it cannot see
-because the handlers check it themselves (so that refusals are audited and answered with relay's
-reason codes rather than a framework's): the secret path pattern, the token request bodies and
-both client authentication methods, and every error status each operation can answer, all with
-the one error schema. ``tests/test_agent_openapi.py`` runs a schema-driven fuzzer over it.
+FastAPI describes the routes (:func:`describing_app`, a twin of :func:`inner_agent.api.create_app`
+that serves nothing) and the response models; this module adds what it cannot see because the
+handlers check it themselves (so that refusals are audited and answered with relay's reason
+codes rather than a framework's): the secret path pattern, the token request bodies and both
+client authentication methods, and every error status each operation can answer, all with the
+one error schema. ``tests/test_agent_openapi.py`` runs a schema-driven fuzzer over it.
+
+The running agent does not import this module (nor FastAPI and pydantic): it serves the
+generated copy in :mod:`inner_agent.api_document`. After changing the API or this module run
+``python -m inner_agent.api_schema`` to regenerate it; ``tests/test_agent_api_document.py``
+fails while the copy differs from what this module builds.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+DOCUMENT_MODULE = Path(__file__).with_name("api_document.py")
 
 # One segment: A-Z a-z 0-9 . _ -, but not "." or ".." (relay.paths.is_valid_path).
 _SEGMENT = r"(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\.\.[A-Za-z0-9._-]+)"
@@ -65,16 +78,109 @@ _SECURITY = {
 }
 
 
-def install_schema(app: FastAPI) -> None:
-    """Serve the completed document at ``/openapi.json`` (built once, on first request)."""
-    built: dict[str, Any] = {}
+class TokenResponse(BaseModel):
+    """An OAuth 2.0 access token response."""
 
-    def openapi() -> dict[str, Any]:
-        if not built:
-            built.update(build_document(app))
-        return built
+    access_token: str
+    token_type: str
+    expires_in: int
 
-    app.openapi = openapi  # type: ignore[method-assign]
+
+class SecretResponse(BaseModel):
+    """A secret. ``encoding`` is ``utf-8`` (``value`` is the text) or ``base64`` (``value`` is
+    the base64 of bytes that are not UTF-8)."""
+
+    path: str
+    value: str
+    encoding: str
+    version: int
+    expires_at: int | None
+
+
+class HealthResponse(BaseModel):
+    """The service's state: freshness and counts."""
+
+    status: str
+    stale: bool
+    last_import: int | None
+    seconds_since_fresh_bundle: float | None
+    max_staleness: int | None
+    secrets: int
+    secrets_expiring_24h: int
+
+
+class ErrorResponse(BaseModel):
+    """Every error: a stable code and a human message (never a secret)."""
+
+    error: str
+    message: str
+
+
+def describing_app() -> FastAPI:
+    """The routes of :func:`inner_agent.api.create_app`, as FastAPI sees them: for the document
+    only (the handlers here answer nothing)."""
+    app = FastAPI(
+        title="relay agent API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        description="Local API of the relay inner agent: tokens and secret reads.",
+    )
+    errors: dict[int | str, dict[str, Any]] = {400: {"model": ErrorResponse}}
+
+    @app.post("/v1/oauth2/token", response_model=TokenResponse, responses=errors)
+    async def token(request: Request) -> Response:
+        """OAuth 2.0 client credentials grant: ``client_secret_basic`` (HTTP Basic) or
+        ``client_secret_post`` (form or JSON body); errors as in RFC 6749 §5.2."""
+        raise NotImplementedError
+
+    @app.get("/v1/secrets/{path:path}", response_model=SecretResponse, responses=errors)
+    async def read_secret(path: str, request: Request, version: str = "current") -> Response:
+        """The value of the secret at ``path`` (needs ``Authorization: Bearer TOKEN``);
+        ``?version=previous|pending`` for the other labelled versions."""
+        raise NotImplementedError
+
+    @app.get("/v1/health", response_model=HealthResponse)
+    async def health() -> Response:
+        """Last import, secret count and staleness."""
+        raise NotImplementedError
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text exposition."""
+        raise NotImplementedError
+
+    return app
+
+
+def render_document() -> str:
+    """The served document, encoded as FastAPI's ``/openapi.json`` route encodes it."""
+    return json.dumps(
+        build_document(describing_app()),
+        ensure_ascii=False,
+        allow_nan=False,
+        indent=None,
+        separators=(",", ":"),
+    )
+
+
+def document_module(document: str) -> str:
+    """The source of :mod:`inner_agent.api_document` for ``document``."""
+    lines, line = [], b""
+    for byte in document.encode("utf-8"):
+        piece = bytes([byte])
+        if len(repr(line + piece)) > 88:
+            lines.append(line)
+            line = b""
+        line += piece
+    lines.append(line)
+    body = "".join(f"    {chunk!r}\n" for chunk in lines)
+    return (
+        '"""The OpenAPI document the agent serves at ``/openapi.json``: GENERATED by\n'
+        "``python -m inner_agent.api_schema`` (do not edit; see that module).\n"
+        '"""\n\n'
+        f"DOCUMENT = (\n{body})\n"
+    )
 
 
 def build_document(app: FastAPI) -> dict[str, Any]:
@@ -144,3 +250,8 @@ def _secret_operation(operation: dict[str, Any]) -> None:
         "pattern": PATH_PATTERN,
     }
     operation["security"] = [{"bearerAuth": []}]
+
+
+if __name__ == "__main__":
+    DOCUMENT_MODULE.write_text(document_module(render_document()))
+    sys.stdout.write(f"wrote {DOCUMENT_MODULE}\n")

@@ -17,9 +17,6 @@ import secrets
 from dataclasses import dataclass
 from functools import cached_property
 
-from sqlalchemy import delete, insert, select
-
-from inner_agent import schema
 from inner_agent.store import AgentStore
 from relay.codes import APP_EXISTS, NOT_FOUND, USAGE_CODE
 from relay.db import write_transaction
@@ -80,6 +77,10 @@ def add_app(store: AgentStore, name: str, patterns: list[str], now: int) -> Cred
     for pattern in patterns:
         check_pattern(pattern)
     creds = Credentials(f"app-{secrets.token_hex(12)}", SECRET_PREFIX + secrets.token_urlsafe(32))
+    from sqlalchemy import insert, select
+
+    from inner_agent import schema
+
     t = schema.apps
     with write_transaction(store.engine) as conn:
         if conn.execute(select(t.c.name).where(t.c.name == name)).first() is not None:
@@ -99,6 +100,10 @@ def add_app(store: AgentStore, name: str, patterns: list[str], now: int) -> Cred
 def remove_app(store: AgentStore, name: str) -> str:
     """Remove ``name`` and return its client_id; ``not_found`` if there is none. Its tokens stop
     working at once."""
+    from sqlalchemy import delete, select
+
+    from inner_agent import schema
+
     t = schema.apps
     with write_transaction(store.engine) as conn:
         client_id = conn.execute(select(t.c.client_id).where(t.c.name == name)).scalar()
@@ -110,26 +115,23 @@ def remove_app(store: AgentStore, name: str) -> str:
 
 def list_apps(store: AgentStore) -> list[App]:
     """Every registered app, by name."""
-    t = schema.apps
-    query = select(t.c.name, t.c.client_id, t.c.patterns, t.c.created_at).order_by(t.c.name)
-    with store.engine.connect() as conn:
-        return [
-            App(r.name, r.client_id, tuple(json.loads(r.patterns)), r.created_at)
-            for r in conn.execute(query)
-        ]
+    with store.raw() as conn:
+        rows = conn.execute(
+            "SELECT name, client_id, patterns, created_at FROM apps ORDER BY name"
+        ).fetchall()
+    return [App(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
 
 
 def authenticate(store: AgentStore, client_id: str, client_secret: str) -> App | None:
     """The app whose credentials these are, or ``None``; compares in constant time and does the
     same work for an unknown ``client_id``."""
-    t = schema.apps
-    with store.engine.connect() as conn:
+    with store.raw() as conn:
         row = conn.execute(
-            select(t.c.name, t.c.client_id, t.c.secret_sha256, t.c.patterns, t.c.created_at).where(
-                t.c.client_id == client_id
-            )
-        ).first()
-    expected = bytes(row.secret_sha256) if row is not None else _DUMMY_HASH
+            "SELECT name, client_id, secret_sha256, patterns, created_at FROM apps "
+            "WHERE client_id = ?",
+            (client_id,),
+        ).fetchone()
+    expected = bytes(row[2]) if row is not None else _DUMMY_HASH
     if not hmac.compare_digest(expected, hash_secret(client_secret)) or row is None:
         return None
-    return App(row.name, row.client_id, tuple(json.loads(row.patterns)), row.created_at)
+    return App(row[0], row[1], tuple(json.loads(row[3])), row[4])

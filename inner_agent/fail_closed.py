@@ -18,16 +18,16 @@ is stale wherever a limit applies.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from relay.bundle.policy_rows import PolicyRow, governing
+from relay.frozen import frozen
 from relay.paths import matches_any
 
 _META = "SELECT value FROM meta WHERE key = ?"
 
 
-@dataclass(frozen=True)
+@frozen
 class FreshnessRules:
     """What decides whether a path fails closed now (no I/O: the caller gathers it)."""
 

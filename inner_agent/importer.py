@@ -13,21 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from inner_agent.activation import activation_fields
 from inner_agent.agent_keys import keys_for, own_keys, promote
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore, ApplyResult
-from inner_agent.time_floor import read_floor
-from inner_agent.trust_store import root_state
 from relay import crashpoint, intake
 from relay.audit import log
 from relay.bundle.envelope import parse_head
 from relay.bundle.limits import Limits
 from relay.bundle.receive import judge_head, receive_secrets
 from relay.bundle.verify import Trust
-from relay.db import sa_executor
 from relay.durations import parse_duration
 from relay.errors import (
     DECRYPT_FAILED,
@@ -49,7 +46,7 @@ from relay.transport import Pending, Source, TransportOptions
 from relay.trust.clock import judge_time
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
+    pass
 
 _log = logging.getLogger("relay.import")
 
@@ -106,7 +103,7 @@ class AgentImporter:
     def judged_time(self) -> int:
         """The time bundles are judged at: never before the persisted time floor. A clock behind
         the floor or far ahead of it is recorded in the audit (once per state change)."""
-        floor = read_floor(self.store.engine)
+        floor = self.store.time_floor()
         judged = judge_time(int(self.clock()), floor, self.skew, self.ahead_limit)
         state = (judged.behind, judged.ahead)
         if state != self._clock_reported and self.audit is not None:
@@ -200,7 +197,7 @@ class AgentImporter:
         return outcome
 
     def _trust(self, me: PublicIdentity | None = None) -> Trust:
-        root = root_state(self.store.engine)  # a pinned gateway root (spec §15), or None
+        root = self.store.root_state()  # a pinned gateway root (spec §15), or None
         senders = self.store.trusted_senders()
         return Trust(me or self.home.identity, senders, root, self.skew)
 
@@ -248,11 +245,13 @@ class AgentImporter:
         )
 
 
-def _audit_applied(conn: Connection, name: str, bundle_id: str, result: ApplyResult) -> None:
+def _audit_applied(conn: Any, name: str, bundle_id: str, result: ApplyResult) -> None:
     """Append ``bundle.applied`` inside the apply transaction, so a crash can never leave an
     applied bundle without its record, or a record without the bundle (spec §10.2)."""
+    from inner_agent.rawdb import executor
+
     outcome = Outcome(name, "applied", None, "", result.seq, result, None, bundle_id)
-    log.append(sa_executor(conn), "bundle.applied", outcome.audit_fields())
+    log.append(executor(conn), "bundle.applied", outcome.audit_fields())
 
 
 # Codes only reached once the signature verified: the bundle id then names an authentic bundle.

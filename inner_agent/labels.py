@@ -8,7 +8,7 @@ new bundle, and a successor that arrives after its activation time is current at
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from relay.frozen import frozen
 
 CURRENT = "current"
 PREVIOUS = "previous"
@@ -16,7 +16,7 @@ PENDING = "pending"
 LABELS = (CURRENT, PREVIOUS, PENDING)
 
 
-@dataclass(frozen=True)
+@frozen
 class StoredVersion:
     """One stored row: the current one (``at``/``overlap`` unused), previous or pending."""
 
@@ -31,7 +31,7 @@ class StoredVersion:
         return f"StoredVersion({self.label}, version={self.version}, value=<hidden>)"
 
 
-@dataclass(frozen=True)
+@frozen
 class Resolved:
     """What each label means now, and when that changes next (a pending activation)."""
 

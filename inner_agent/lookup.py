@@ -8,12 +8,12 @@ Labels (current, previous, pending) are resolved with the caller's clock by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from inner_agent.labels import CURRENT, StoredVersion, resolve
 from relay.codes import NOT_FOUND
 from relay.errors import EXPIRED, SecretError
+from relay.frozen import frozen
 
 _READ = (
     "SELECT 'current', value, version, expires_at, NULL, NULL FROM secrets WHERE path = ? "
@@ -25,7 +25,7 @@ _READ_CURRENT_ONLY = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Secret:
     """A secret value with its metadata. Never log or print ``value`` except to its reader."""
 

@@ -349,9 +349,7 @@ class AgentService:
 
     def judge_clock(self) -> TimeJudgement:
         """The clock against the persisted time floor (``relay.trust.clock``)."""
-        from inner_agent.time_floor import read_floor
-
-        floor = read_floor(self.store.engine)
+        floor = self.store.time_floor()
         skew, ahead = self.settings.clock_skew, self.settings.clock_ahead_limit
         return judge_time(int(self.clock()), floor, skew, ahead)
 

@@ -5,20 +5,25 @@
 - :func:`remember_chain`: inside the apply transaction, the roots and revocations a verified
   bundle taught, and its certified key as the gateway's current online identity (the key the
   return stream is sealed to).
+
+The SQL is plain (``?`` placeholders through :func:`relay.db.fetch_all` and
+:func:`relay.db.bulk_execute`), so each function runs on a SQLAlchemy connection or on the raw
+SQLCipher connection of the agent's receive transaction (docs/adr/0018-lean-agent.md).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING, Any
 
-from inner_agent import schema
 from relay.codes import ALREADY_TRUSTED
-from relay.db import write_transaction
+from relay.db import bulk_execute, fetch_all, write_transaction
 from relay.errors import UsageError
 from relay.identity import PublicIdentity
 from relay.trust.chain import ChainResult, RootState
 from relay.trust.documents import Cert, Root, root_key_id
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
 
 ANCHOR_KEY = "root_anchor"
 CERT_SERIAL_KEY = "cert_serial"
@@ -32,21 +37,17 @@ def pin_root(
         pinned = _roots(conn)
         if pinned and pinned[-1][1] == root.key:
             return False
-        trusted = conn.execute(select(schema.trusted.c.key_id)).first()
-        if (pinned or trusted is not None) and not replace:
+        trusted = fetch_all(conn, "SELECT key_id FROM trusted")
+        if (pinned or trusted) and not replace:
             raise UsageError(
                 "this agent already trusts another gateway; pass --replace to change it",
                 code=ALREADY_TRUSTED,
             )
         # A re-pin (the visit after a stolen root) starts a new stream: whoever held the old
         # root may have pushed the old stream's high-water mark out of reach.
-        for table in (schema.gateway_roots, schema.revoked_keys, schema.trusted):
-            conn.execute(delete(table))
-        conn.execute(
-            insert(schema.gateway_roots).values(
-                version=root.version, gateway=root.gateway, root_key=root.key, accepted_at=now
-            )
-        )
+        for table in ("gateway_roots", "revoked_keys", "trusted"):
+            bulk_execute(conn, f"DELETE FROM {table}", [()])  # noqa: S608 - fixed names
+        _add_root(conn, root, now)
         _set_meta(conn, ANCHOR_KEY, root_key_id(root.key))
         _pin_signer(conn, signer, cert.serial, now)
     return True
@@ -55,74 +56,81 @@ def pin_root(
 def root_state(engine: Engine) -> RootState | None:
     """The pinned root state, or ``None`` when this agent pins a gateway key directly."""
     with engine.connect() as conn:
-        roots = _roots(conn)
-        if not roots:
-            return None
-        t = schema.revoked_keys
-        revoked = {str(r[0]): int(r[1]) for r in conn.execute(select(t.c.key_id, t.c.serial))}
-        anchor = _get_meta(conn, ANCHOR_KEY) or ""
-        gateway = (
-            conn.execute(
-                select(schema.gateway_roots.c.gateway).order_by(
-                    schema.gateway_roots.c.version.desc()
-                )
-            )
-            .scalars()
-            .first()
-        )
+        return root_state_on(conn)
+
+
+def root_state_on(conn: Connection | Any) -> RootState | None:
+    """:func:`root_state` on an open connection (SQLAlchemy or raw)."""
+    roots = _roots(conn)
+    if not roots:
+        return None
+    revoked = {str(r[0]): int(r[1]) for r in fetch_all(conn, _REVOKED)}
+    anchor = _get_meta(conn, ANCHOR_KEY) or ""
+    newest = fetch_all(conn, "SELECT gateway FROM gateway_roots ORDER BY version DESC LIMIT 1")
     version, key = roots[-1]
-    return RootState(str(gateway), version, key, frozenset(k for _, k in roots), revoked, anchor)
+    known = frozenset(k for _, k in roots)
+    return RootState(str(newest[0][0]), version, key, known, revoked, anchor)
 
 
-def remember_chain(conn: Connection, chain: ChainResult, now: int) -> None:
+_REVOKED = "SELECT key_id, serial FROM revoked_keys"
+
+
+def remember_chain(conn: Connection | Any, chain: ChainResult, now: int) -> None:
     """Persist what a verified, applied bundle's chain taught (same transaction as the apply)."""
     for root in chain.new_roots:
-        conn.execute(
-            insert(schema.gateway_roots).values(
-                version=root.version, gateway=root.gateway, root_key=root.key, accepted_at=now
-            )
-        )
-    t = schema.revoked_keys
-    held = {str(r[0]): int(r[1]) for r in conn.execute(select(t.c.key_id, t.c.serial))}
+        _add_root(conn, root, now)
+    held = {str(r[0]): int(r[1]) for r in fetch_all(conn, _REVOKED)}
     for key_id, serial in chain.revoked.items():
         if key_id not in held:
-            conn.execute(insert(t).values(key_id=key_id, serial=serial, received_at=now))
+            bulk_execute(
+                conn,
+                "INSERT INTO revoked_keys (key_id, serial, received_at) VALUES (?, ?, ?)",
+                [(key_id, serial, now)],
+            )
         elif serial > held[key_id]:
-            conn.execute(update(t).where(t.c.key_id == key_id).values(serial=serial))
+            bulk_execute(
+                conn, "UPDATE revoked_keys SET serial = ? WHERE key_id = ?", [(serial, key_id)]
+            )
     current = int(_get_meta(conn, CERT_SERIAL_KEY) or 0)
     if chain.cert.serial > current:
-        conn.execute(delete(schema.trusted))
+        bulk_execute(conn, "DELETE FROM trusted", [()])
         _pin_signer(conn, chain.signer, chain.cert.serial, now)
 
 
-def _pin_signer(conn: Connection, signer: PublicIdentity, serial: int, now: int) -> None:
-    conn.execute(
-        insert(schema.trusted).values(
-            key_id=signer.key_id,
-            role=signer.role,
-            name=signer.name,
-            sign_public=signer.sign_public,
-            box_public=signer.box_public,
-            added_at=now,
-        )
+def _add_root(conn: Connection | Any, root: Root, now: int) -> None:
+    bulk_execute(
+        conn,
+        "INSERT INTO gateway_roots (version, gateway, root_key, accepted_at) VALUES (?, ?, ?, ?)",
+        [(root.version, root.gateway, root.key, now)],
+    )
+
+
+def _pin_signer(conn: Connection | Any, signer: PublicIdentity, serial: int, now: int) -> None:
+    bulk_execute(
+        conn,
+        "INSERT INTO trusted (key_id, role, name, sign_public, box_public, added_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(signer.key_id, signer.role, signer.name, signer.sign_public, signer.box_public, now)],
     )
     _set_meta(conn, CERT_SERIAL_KEY, str(serial))
 
 
-def _roots(conn: Connection) -> list[tuple[int, bytes]]:
-    t = schema.gateway_roots
-    rows = conn.execute(select(t.c.version, t.c.root_key).order_by(t.c.version)).all()
-    return [(int(r.version), bytes(r.root_key)) for r in rows]
+def _roots(conn: Connection | Any) -> list[tuple[int, bytes]]:
+    rows = fetch_all(conn, "SELECT version, root_key FROM gateway_roots ORDER BY version")
+    return [(int(r[0]), bytes(r[1])) for r in rows]
 
 
-def _get_meta(conn: Connection, key: str) -> str | None:
-    value = conn.execute(
-        select(schema.meta.c.value).where(schema.meta.c.key == key)
-    ).scalar_one_or_none()
-    return None if value is None else str(value)
+def _get_meta(conn: Connection | Any, key: str) -> str | None:
+    rows = fetch_all(conn, "SELECT value FROM meta WHERE key = ?", (key,))
+    return None if not rows else str(rows[0][0])
 
 
-def _set_meta(conn: Connection, key: str, value: str) -> None:
-    done = conn.execute(update(schema.meta).where(schema.meta.c.key == key).values(value=value))
-    if done.rowcount == 0:
-        conn.execute(insert(schema.meta).values(key=key, value=value))
+def _set_meta(conn: Connection | Any, key: str, value: str) -> None:
+    bulk_execute(conn, SET_META, [(key, value)])
+
+
+# One statement for "set this meta key" (SQLite's upsert), on either kind of connection.
+SET_META = (
+    "INSERT INTO meta (key, value) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)

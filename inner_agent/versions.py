@@ -9,12 +9,14 @@ The store keeps no history: a version no label needs is deleted (pruned).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any
 
 from relay.bundle.payload import decode_value
 from relay.bundle.versions import VersionRow
 from relay.db import bulk_execute, fetch_all
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 _HELD = "SELECT path, label, version, at, overlap, expires_at FROM secret_versions"
 _UPSERT = (
@@ -65,7 +67,7 @@ def apply_versions(conn: Connection, rows: list[VersionRow], now: int) -> int:
     return len(changed) + len(gone)
 
 
-def activate_due(conn: Connection, now: int, skew: int = 0) -> list[Activation]:
+def activate_due(conn: Connection | Any, now: int, skew: int = 0) -> list[Activation]:
     """Make every pending version whose ``activates_at`` has come (give or take ``skew``, as
     :func:`inner_agent.labels.resolve` judges it) current; the version it replaces becomes
     previous (for its overlap), and an ``activated`` outcome is queued for the gateway. Then
@@ -94,7 +96,7 @@ def activate_due(conn: Connection, now: int, skew: int = 0) -> list[Activation]:
     return done
 
 
-def next_activation(conn: Connection) -> int | None:
+def next_activation(conn: Connection | Any) -> int | None:
     """The earliest ``activates_at`` of a pending version, if any."""
     rows = fetch_all(conn, "SELECT min(at) FROM secret_versions WHERE label = 'pending'")
     return None if not rows or rows[0][0] is None else int(rows[0][0])

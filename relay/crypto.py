@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from dataclasses import dataclass
 
 import nacl.bindings
 import nacl.exceptions
+
+from relay.frozen import frozen
 
 SIGNATURE_BYTES = 64
 KEY_BYTES = 32
@@ -51,7 +52,7 @@ def unb64(text: str, length: int | None = None) -> bytes:
 # -- keys ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class KeyPair:
     """One identity's private keys: an Ed25519 seed and an X25519 secret key (32 bytes each)."""
 
@@ -245,7 +246,7 @@ def unseal_with_box_key(box_key: bytes, sealed: bytes) -> bytes:
 # -- passphrase wrapping ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Wrapped:
     """A blob wrapped under a passphrase with Argon2id."""
 

@@ -25,6 +25,42 @@ BUSY_TIMEOUT_MS = 15000
 SYNCHRONOUS = "FULL"
 
 
+def _pragmas() -> tuple[str, ...]:
+    return (
+        f"busy_timeout = {BUSY_TIMEOUT_MS}",
+        "journal_mode = WAL",
+        f"synchronous = {SYNCHRONOUS}",
+        "secure_delete = ON",
+        "foreign_keys = ON",
+    )
+
+
+def sqlcipher_connect(path: Path, key: bytes) -> Any:
+    """A raw ``sqlcipher3`` connection to ``path`` (created 0600 if missing) with the pragmas of
+    :func:`sqlcipher_engine`, in autocommit mode (``BEGIN`` is ours to issue), usable from any
+    thread (one at a time). ``bad_store`` when the key does not open it."""
+    import sqlcipher3
+
+    if not path.exists():
+        path.touch(mode=0o600)
+    conn = sqlcipher3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master")
+        except sqlcipher3.DatabaseError:
+            raise UsageError(
+                f"{path} cannot be opened with this home's key (wrong key or not a relay store)",
+                code=BAD_STORE,
+            ) from None
+        for pragma in _pragmas():
+            conn.execute(f"PRAGMA {pragma}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def sqlcipher_engine(path: Path, key: bytes) -> Engine:
     """An engine on the SQLCipher file ``path``, created 0600 if missing."""
     from sqlalchemy import URL, create_engine, event
@@ -38,13 +74,7 @@ def sqlcipher_engine(path: Path, key: bytes) -> Engine:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-        for pragma in (
-            f"busy_timeout = {BUSY_TIMEOUT_MS}",
-            "journal_mode = WAL",
-            f"synchronous = {SYNCHRONOUS}",
-            "secure_delete = ON",
-            "foreign_keys = ON",
-        ):
+        for pragma in _pragmas():
             dbapi_conn.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")
@@ -86,42 +116,65 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def bulk_execute(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+def _sqlite_driver(conn: Any) -> Any:
+    """The DB-API connection under ``conn`` when it is SQLite: ``conn`` itself when it is
+    already one (a raw ``sqlcipher3`` connection); ``None`` for another database."""
+    dialect = getattr(conn, "dialect", None)
+    if dialect is None:
+        return conn
+    if dialect.name != "sqlite":
+        return None
+    raw = conn.connection.driver_connection
+    assert raw is not None  # noqa: S101 - an open connection always has one
+    return raw
+
+
+def bulk_execute(conn: Connection | Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run one parameterised statement for many rows, as close to the driver as possible.
 
-    ``sql`` uses ``?`` placeholders. On SQLite this is the driver's own ``executemany`` in the
-    current transaction (several times faster than the generic path); elsewhere the placeholders
-    become the driver's paramstyle and SQLAlchemy's ``exec_driver_sql`` batches them.
+    ``conn`` is a SQLAlchemy connection or a raw SQLCipher one. ``sql`` uses ``?`` placeholders.
+    On SQLite this is the driver's own ``executemany`` in the current transaction (several times
+    faster than the generic path); elsewhere the placeholders become the driver's paramstyle and
+    SQLAlchemy's ``exec_driver_sql`` batches them.
     """
     if not rows:
         return
-    if conn.dialect.name == "sqlite":
-        raw = conn.connection.driver_connection
-        assert raw is not None  # noqa: S101 - an open connection always has one
+    raw = _sqlite_driver(conn)
+    if raw is not None:
         raw.executemany(sql, rows)
         return
     conn.exec_driver_sql(sql.replace("?", "%s"), [tuple(r) for r in rows])
 
 
-def fetch_all(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+def fetch_all(
+    conn: Connection | Any, sql: str, params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
     """All rows of one query as plain tuples, as close to the driver as possible.
 
-    ``sql`` uses ``?`` placeholders. On SQLite this is the driver's own cursor and ``fetchall``
-    in the current transaction: no per-row result processing, which costs several times the read
-    itself on 100k rows. Values come back as the driver gives them (a boolean column is 0 or 1).
+    ``conn`` is a SQLAlchemy connection or a raw SQLCipher one. ``sql`` uses ``?``
+    placeholders. On SQLite this is the driver's own cursor and ``fetchall`` in the current
+    transaction: no per-row result processing, which costs several times the read itself on
+    100k rows. Values come back as the driver gives them (a boolean column is 0 or 1).
     Elsewhere the placeholders become the driver's paramstyle and SQLAlchemy runs the statement.
     """
-    if conn.dialect.name == "sqlite":
-        raw = conn.connection.driver_connection
-        assert raw is not None  # noqa: S101 - an open connection always has one
+    raw = _sqlite_driver(conn)
+    if raw is not None:
         rows: list[tuple[Any, ...]] = raw.execute(sql, tuple(params)).fetchall()
         return rows
     return [tuple(r) for r in conn.exec_driver_sql(sql.replace("?", "%s"), tuple(params))]
 
 
-def sa_executor(conn: Connection) -> Any:
+def sa_executor(conn: Connection | Any) -> Any:
     """``execute(sql, params) -> rows`` over a SQLAlchemy connection, ``?`` placeholders on every
-    dialect (the shape :mod:`relay.audit.log` works with)."""
+    dialect (the shape :mod:`relay.audit.log` works with); over a raw SQLCipher connection (the
+    agent's receive transaction) the driver's own ``execute``."""
+    if getattr(conn, "dialect", None) is None:
+        raw: Any = conn
+
+        def execute_raw(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            return list(raw.execute(sql, tuple(params)).fetchall())
+
+        return execute_raw
     sqlite = conn.dialect.name == "sqlite"
 
     def execute(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

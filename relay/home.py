@@ -18,7 +18,6 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ from relay.codes import (
     WRONG_HOME,
 )
 from relay.errors import UsageError
+from relay.frozen import frozen
 from relay.identity import ROLES, PublicIdentity, check_name, identity_of
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def _passphrase_from(path: Path, source: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
+@frozen
 class Secrets:
     """What the key file protects."""
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from relay import crypto
 from relay.canonical import canonical_json
 from relay.codes import BAD_IDENTITY, BAD_NAME
 from relay.errors import UsageError
+from relay.frozen import frozen
 
 ROLES = ("gateway", "agent", "hop")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -42,7 +42,7 @@ def check_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
+@frozen
 class PublicIdentity:
     """The public half of an identity."""
 

@@ -23,7 +23,8 @@ operator's request is invalid (nothing changed), 3 moving bytes failed (worth a 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from relay.frozen import frozen
 
 OK_SKIP = 0
 REFUSED = 1
@@ -33,7 +34,7 @@ TRANSPORT = 3
 _CODE = re.compile(r"[a-z][a-z0-9_]{1,39}")
 
 
-@dataclass(frozen=True)
+@frozen
 class Reason:
     """One registered reason code."""
 

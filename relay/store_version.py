@@ -29,12 +29,12 @@ import fcntl
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from relay.codes import STORE_TOO_NEW
 from relay.errors import UsageError
+from relay.frozen import frozen
 
 if TYPE_CHECKING:
     from sqlalchemy import MetaData
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 FRESH = 0  # no tables yet: the owner creates the current schema
 
 
-@dataclass(frozen=True)
+@frozen
 class Step:
     """One schema change: it turns a store of version ``version - 1`` into ``version``.
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from relay import crypto
@@ -14,6 +13,7 @@ from relay.bundle.audit_payload import AuditPayload
 from relay.bundle.envelope import Header
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import seal_bundle, sign_header
+from relay.frozen import replace
 from relay.home import Home
 
 

@@ -3,7 +3,6 @@ in ``test_audit_merge.py``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay import frozen
 from relay.audit.chain import (
     GENESIS_HASH,
     AuditRecord,
@@ -45,8 +45,8 @@ def make_chain(n: int, session: str = "s1", start: AuditRecord | None = None) ->
 
 def rehash(record: AuditRecord, **changes: object) -> AuditRecord:
     """A forged copy: content changed and the hash recomputed, as an attacker with the log would."""
-    forged = dataclasses.replace(record, **changes)  # type: ignore[arg-type]
-    return dataclasses.replace(forged, hash=compute_hash(forged))
+    forged = frozen.replace(record, **changes)  # type: ignore[arg-type]
+    return frozen.replace(forged, hash=compute_hash(forged))
 
 
 def rechain(records: list[AuditRecord]) -> list[AuditRecord]:
@@ -278,7 +278,7 @@ def test_gap_filled_later_is_no_longer_reported() -> None:
 
 def test_edited_field_without_rehash_is_hash_mismatch() -> None:
     chain = make_chain(6)
-    chain[3] = dataclasses.replace(chain[3], fields={"path": "db/other"})
+    chain[3] = frozen.replace(chain[3], fields={"path": "db/other"})
     report = verify_chain(chain)
     assert report.breaks == (ChainBreak(4, "hash_mismatch"),)
 
@@ -292,7 +292,7 @@ def test_edited_field_with_rehash_breaks_the_next_link() -> None:
 def test_swapped_pair_is_a_break() -> None:
     chain = make_chain(6)
     a, b = chain[2], chain[3]
-    swapped = [*chain[:2], dataclasses.replace(b, seq=3), dataclasses.replace(a, seq=4), *chain[4:]]
+    swapped = [*chain[:2], frozen.replace(b, seq=3), frozen.replace(a, seq=4), *chain[4:]]
     kinds = {(x.seq, x.kind) for x in verify_chain(swapped).breaks}
     assert (3, "hash_mismatch") in kinds
     assert (4, "hash_mismatch") in kinds

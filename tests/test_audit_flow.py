@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from inner_agent.audit import AgentAudit
 from relay.audit.record import compute_hash
+from relay.frozen import replace
 from relay.home import Home
 from tests.conftest import Pair
 from tests.forge import forge_audit, rehash

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterable
 
@@ -11,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outer_gateway.audit_merge import Held, merge_incoming
+from relay import frozen
 from relay.audit.chain import AuditRecord
 from relay.bundle.audit_payload import AuditPayload
 from relay.errors import BundleRejected
@@ -64,7 +64,7 @@ def test_a_split_export_merges_in_any_order(cuts: list[int], rnd: object) -> Non
 
 
 def test_a_record_that_does_not_hash_is_broken() -> None:
-    bad = dataclasses.replace(CHAIN[4], fields={"path": "db/cover"})
+    bad = frozen.replace(CHAIN[4], fields={"path": "db/cover"})
     broken(payload([bad]), held(CHAIN[:4]), "does not hash")
 
 

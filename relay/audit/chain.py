@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -39,6 +38,7 @@ from relay.audit.record import (
     record_to_dict,
     record_to_json,
 )
+from relay.frozen import frozen
 
 __all__ = [
     "GENESIS_HASH",
@@ -95,7 +95,7 @@ def same_record(a: AuditRecord, b: AuditRecord) -> bool:
     return a.hash == b.hash and hash_body(a) == hash_body(b)
 
 
-@dataclass(frozen=True)
+@frozen
 class ChainBreak:
     """A place where the chain does not hold. ``kind``:
 
@@ -109,7 +109,7 @@ class ChainBreak:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class ChainReport:
     """What :func:`verify_chain` found.
 

@@ -21,12 +21,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
 from relay.errors import MALFORMED, BundleRejected
+from relay.frozen import frozen
 
 FieldValue = str | int | float | bool | None
 
@@ -53,7 +53,7 @@ _CANONICAL = json.JSONEncoder(
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class AuditRecord:
     """One audit fact. Build with :func:`relay.audit.chain.next_record`, never by hand."""
 
