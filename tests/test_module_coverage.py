@@ -36,7 +36,6 @@ INDIRECT_ONLY = frozenset(
         "outer_gateway.dispatch",
         "outer_gateway.secret_files",
         "relay.audit.tables",
-        "relay.diode.receiver",
         "relay.hop.forward",
         "relay.netaddr",
         "relay.pinned",
