@@ -21,7 +21,7 @@ from relay.diode.fec import (
     DEFAULT_OVERHEAD,
     Geometry,
     choose_geometry,
-    encode_parity,
+    encode_parity_round,
     stripe_blocks,
 )
 from relay.diode.manifest import encode_object
@@ -36,6 +36,7 @@ SOL_UDP = 17
 UDP_SEGMENT = 103
 GSO_AVAILABLE = sys.platform.startswith("linux")
 GSO_MAX_SEGMENTS = 32
+PARITY_KEPT = 256 << 20  # parity bytes kept across carousel passes (else encoded each pass)
 MAX_UDP_PAYLOAD = 65507
 _GSO_REFUSED = (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EMSGSIZE)
 
@@ -95,42 +96,70 @@ def send_files(files: Sequence[OutgoingFile], host: str, port: int, options: Sen
         raise ValueError("repeat must be at least 1")
     address = _resolve(host, port)
     prepared = [(secrets.token_bytes(8), encode_object(f.name, f.data)) for f in files]
+    geometries = [choose_geometry(len(obj), options.overhead) for _, obj in prepared]
+    parity_bytes = sum((g.m - g.k) * g.stripes * g.block_size for g in geometries)
+    keep = options.repeat > 1 and parity_bytes <= PARITY_KEPT
     bucket = TokenBucket(options.rate)
     sent = 0
-    with socket.socket(address[0], socket.SOCK_DGRAM) as sock:
+    with (
+        socket.socket(address[0], socket.SOCK_DGRAM) as sock,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="diode-fec") as pool,
+    ):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         link = _Link(sock, address[1], bucket)
-        for _ in range(options.repeat):
-            for transfer, obj in prepared:
-                sent += _send_object(
-                    link, obj, choose_geometry(len(obj), options.overhead), transfer
-                )
+        kept: dict[int, _Parity] = {}
+        try:
+            for _ in range(options.repeat):
+                for number, ((transfer, obj), geo) in enumerate(
+                    zip(prepared, geometries, strict=True)
+                ):
+                    parity = kept.get(number) or _Parity(pool, obj, geo)
+                    if keep:
+                        kept[number] = parity
+                    sent += _send_object(link, parity, transfer)
+        finally:
+            for parity in kept.values():
+                parity.cancel()
     return sent
 
 
-def _send_object(link: _Link, obj: bytes, geo: Geometry, transfer: bytes) -> int:
-    """One pass over one object in round order (:func:`relay.diode.fec.interleaved_packets`).
+class _Parity:
+    """The data blocks of one object and its parity, encoded round by round in a helper thread
+    (zfec releases the GIL) from the moment this is made; kept across carousel passes when
+    there is room (``PARITY_KEPT``), so a file is encoded once."""
 
-    Parity is encoded ahead, stripe by stripe, in a helper thread while the data rounds go out
-    (zfec releases the GIL), and datagrams leave in batches of distinct stripes.
-    """
-    data = stripe_blocks(obj, geo)
+    def __init__(self, pool: ThreadPoolExecutor, obj: bytes, geo: Geometry) -> None:
+        self.geo = geo
+        self.data = [tuple(blocks) for blocks in stripe_blocks(obj, geo)]
+        self.rounds = [
+            pool.submit(encode_parity_round, geo, self.data, index) for index in range(geo.k, geo.m)
+        ]
+
+    def block(self, stripe: int, index: int) -> bytes | memoryview:
+        if index < self.geo.k:
+            return self.data[stripe][index]
+        return self.rounds[index - self.geo.k].result()[stripe]
+
+    def cancel(self) -> None:
+        for future in self.rounds:
+            future.cancel()
+
+
+def _send_object(link: _Link, parity: _Parity, transfer: bytes) -> int:
+    """One pass over one object in round order (:func:`relay.diode.fec.interleaved_packets`),
+    in batches of distinct stripes."""
+    geo = parity.geo
     writer = PacketWriter(transfer, geo.k, geo.m, geo.block_size, geo.total_len)
     link.start(geo.block_size + HEADER_SIZE, batch_limit(geo.stripes))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diode-fec") as pool:
-        try:
-            parity = [pool.submit(encode_parity, geo, blocks) for blocks in data]
-            for index in range(geo.m):
-                for number in range(geo.stripes):
-                    if index < geo.k:
-                        block: bytes | memoryview = data[number][index]
-                    else:
-                        block = parity[number].result()[index - geo.k]
-                    link.add(writer.header(number, index, block), block)
-            link.flush()
-        finally:
-            for future in parity:
-                future.cancel()
+    try:
+        for index in range(geo.m):
+            for number in range(geo.stripes):
+                block = parity.block(number, index)
+                link.add(writer.header(number, index, block), block)
+        link.flush()
+    except BaseException:
+        parity.cancel()
+        raise
     return geo.wire_blocks
 
 
