@@ -36,6 +36,7 @@ SOL_UDP = 17
 UDP_SEGMENT = 103
 GSO_AVAILABLE = sys.platform.startswith("linux")
 GSO_MAX_SEGMENTS = 32
+ENCODERS = 2  # helper threads encoding parity rounds (zfec releases the GIL)
 PARITY_KEPT = 256 << 20  # parity bytes kept across carousel passes (else encoded each pass)
 MAX_UDP_PAYLOAD = 65507
 _GSO_REFUSED = (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EMSGSIZE)
@@ -103,7 +104,7 @@ def send_files(files: Sequence[OutgoingFile], host: str, port: int, options: Sen
     sent = 0
     with (
         socket.socket(address[0], socket.SOCK_DGRAM) as sock,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="diode-fec") as pool,
+        ThreadPoolExecutor(max_workers=ENCODERS, thread_name_prefix="diode-fec") as pool,
     ):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         link = _Link(sock, address[1], bucket)
