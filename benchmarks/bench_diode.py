@@ -291,8 +291,8 @@ def _other_core_busy() -> Iterator[str]:
 def goodput_rows(source: Path, work: Path) -> None:
     """Relay next to udpcast, run by run in turn (A B A B ...), quiet then with a core busy."""
     print(
-        f"{'loss':>5}  {'load':<6} {'relay diode --fec-overhead ' + str(OVERHEAD):<30}"
-        f"{'udpcast --async --fec ' + UDPCAST_FEC:<30}relay/udpcast"
+        f"{'loss':>5}  {'load':<6} {'relay --fec-overhead ' + str(OVERHEAD):<30}"
+        f"{'udpcast --fec ' + UDPCAST_FEC:<30}relay/udpcast"
     )
     for load in ("quiet", "busy"):
         with contextlib.ExitStack() as stack:
