@@ -130,7 +130,13 @@ ROTATION_ITEMS = (
     RotationItem(
         "0" * 31 + "3", 5, "outcome", "db/hist/svc", version=5, status="applied", detail="ok"
     ),
+    RotationItem(
+        "0" * 31 + "4", 6, "hook", "db/hist/svc", version=5, hook="reload", result="failed", exit=3
+    ),
 )
+
+
+HOOK_AT_3 = ROTATION_ITEMS[3].to_json() | {"seq": 3}
 
 
 def _ok_vectors() -> list[AuditVector]:
@@ -193,6 +199,21 @@ def _malformed_cases() -> list[tuple[str, bytes, str]]:
             "rotation-past-head",
             _text(_doc(three, rotation=[ROTATION_ITEMS[0].to_json() | {"seq": 7}])),
             "a rotation item whose record is past the head",
+        ),
+        (
+            "rotation-hook-bad-result",
+            _text(_doc(three, rotation=[HOOK_AT_3 | {"result": "great"}])),
+            "a hook item whose result is not ok, failed or timeout",
+        ),
+        (
+            "rotation-hook-bad-exit",
+            _text(_doc(three, rotation=[HOOK_AT_3 | {"exit": 256}])),
+            "a hook item whose exit status is above 255",
+        ),
+        (
+            "rotation-hook-output",
+            _text(_doc(three, rotation=[HOOK_AT_3 | {"output": "x"}])),
+            "a hook item with a member besides the eight (no output ever travels)",
         ),
         (
             "rotation-unknown-kind",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from inner_agent import events
 from inner_agent.store import AgentStore, ApplyResult
 from inner_agent.versions import Activation
+from relay.home import Home
 
 
 def activation_fields(result: ApplyResult | None) -> Iterator[dict[str, str | int | None]]:
@@ -28,6 +29,24 @@ def _fields(activation: Activation) -> dict[str, str | int | None]:
         "replaced": activation.replaced,
         "activates_at": activation.activates_at,
     }
+
+
+def switch_due(store: AgentStore, now: int, record: Callable[..., object]) -> list[Activation]:
+    """Switch every due pending version now and ``record`` each switch (``secret.activated``)."""
+    done = store.activate_due(now)
+    for activation in done:
+        record("secret.activated", **_fields(activation))
+    return done
+
+
+def switch_due_in(home: Home, now: int, record: Callable[..., object]) -> list[Activation]:
+    """:func:`switch_due` on the store of ``home`` (``relay agent audit export`` runs it, so a
+    switch made while no ``relay agent run`` was running is reported in that export)."""
+    store = AgentStore.open(home)
+    try:
+        return switch_due(store, now, record)
+    finally:
+        store.close()
 
 
 class ActivationJob:

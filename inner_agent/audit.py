@@ -7,15 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from inner_agent.audit_split import envelope_overhead, split_records
+from inner_agent.audit_split import envelope_overhead, item_weights, split_records
 from inner_agent.rawdb import executor, immediate, raw_connection
+from relay import crashpoint
 from relay.audit import log
 from relay.audit.chain import AuditRecord
 from relay.audit.record import FieldValue
 from relay.audit.sinks import AuditSink, Delivery, deliver_all, report_failures, sinks_for
 from relay.bundle.audit_payload import AuditPayload, payload_frame_size
 from relay.bundle.seal import seal_bundle
-from relay.codes import NOT_TRUSTED
+from relay.codes import NOT_TRUSTED, TOO_LARGE
 from relay.durations import parse_duration
 from relay.errors import UsageError
 from relay.home import Home
@@ -112,7 +113,12 @@ class AgentAudit:
     def export_bundles(self, gateway: PublicIdentity, now: int) -> list[ExportedAudit]:
         """Sealed audit bundles holding every unacknowledged record (at least once), split so
         each stays under ``limits.max_bundle_bytes`` and ``limits.max_entries``; consecutive
-        ``seq``, the same head in each. At least one bundle, empty when nothing is pending."""
+        ``seq``, the same head in each. At least one bundle, empty when nothing is pending.
+
+        Each bundle's ``audit.exported`` record commits with its seq and seal, before the caller
+        writes any file: a crash in between leaves a record and a spent seq for a file that never
+        appeared (its records go again in the next export), never a written bundle without its
+        record."""
         keys = self.home.secrets.keys
         me = self.home.identity
         config = self.home.config
@@ -120,33 +126,53 @@ class AgentAudit:
         cap = int(config.get("limits.max_bundle_bytes")) - envelope_overhead(me, keys, gateway)
         with raw_connection(self.home) as conn:
             execute = executor(conn)
-            with immediate(conn):
+            with immediate(conn):  # seq, seal and audit.exported commit before any file exists
                 acked = _meta_int(execute, ACKED_KEY)
                 records = log.records_after(execute, acked)
                 top = log.head(execute) or (0, "0" * 64)
                 frame = payload_frame_size(me.name, top[0], top[1])
-                runs = split_records(records, frame, cap, int(config.get("limits.max_entries")))
+                items = _rotation_items(execute, acked)
+                weights = item_weights(items, records)  # items ride with their records
+                entries = int(config.get("limits.max_entries"))
+                runs = split_records(records, frame, cap, entries, weights)
+                plaintexts = [
+                    _plaintext(me.name, top, run, items, i == len(runs) - 1, cap)
+                    for i, run in enumerate(runs)
+                ]
                 first_seq = _meta_int(execute, BUNDLE_SEQ_KEY) + 1
                 _set_meta(execute, BUNDLE_SEQ_KEY, first_seq + len(runs) - 1)
-                items = _rotation_items(execute, acked)
-        exported = []
-        for seq, run in enumerate(runs, start=first_seq):
-            riding = _riding_with(items, run, last_run=seq == first_seq + len(runs) - 1)
-            payload = AuditPayload(me.name, top[0], top[1], run, riding)
-            data = seal_bundle(
-                kind="audit",
-                sender=me,
-                keys=keys,
-                recipient=gateway,
-                seq=seq,
-                created=now,
-                expires=now + validity,
-                plaintext=payload.encode(),
-            )
-            name = f"{me.name}-to-{gateway.name}.audit.{seq:010d}.bundle"
-            first = run[0].seq if run else None
-            last = run[-1].seq if run else None
-            exported.append(ExportedAudit(name, data, seq, len(run), first, last))
+                exported = []
+                for seq, (run, plaintext) in enumerate(
+                    zip(runs, plaintexts, strict=True), first_seq
+                ):
+                    data = seal_bundle(
+                        kind="audit",
+                        sender=me,
+                        keys=keys,
+                        recipient=gateway,
+                        seq=seq,
+                        created=now,
+                        expires=now + validity,
+                        plaintext=plaintext,
+                    )
+                    name = f"{me.name}-to-{gateway.name}.audit.{seq:010d}.bundle"
+                    first = run[0].seq if run else None
+                    last = run[-1].seq if run else None
+                    exported.append(ExportedAudit(name, data, seq, len(run), first, last))
+                    log.append(
+                        execute,
+                        "audit.exported",
+                        {
+                            "file": name,
+                            "bundle_seq": seq,
+                            "records": len(run),
+                            "first_seq": first,
+                            "last_seq": last,
+                        },
+                    )
+                crashpoint.reached("audit_export.sealed")
+            crashpoint.reached("audit_export.committed")
+            self._deliver(execute)
         return exported
 
 
@@ -171,6 +197,21 @@ def _rotation_items(execute: Any, acked: int) -> Any:
         if "rotation_outbox" not in str(exc):
             raise
         return ()
+
+
+def _plaintext(
+    agent: str, top: tuple[int, str], run: Any, items: Any, last_run: bool, cap: int
+) -> bytes:
+    """One part's payload; never over ``cap`` (the split accounts for every byte, this is the
+    last guard, before any bundle seq is spent)."""
+    riding = _riding_with(items, run, last_run)
+    plaintext = AuditPayload(agent, top[0], top[1], run, riding).encode()
+    if len(plaintext) > cap:
+        raise UsageError(
+            "an audit part with its rotation items is over limits.max_bundle_bytes",
+            code=TOO_LARGE,
+        )
+    return plaintext
 
 
 def _riding_with(items: Any, run: Any, last_run: bool) -> Any:

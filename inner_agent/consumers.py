@@ -11,6 +11,7 @@ from typing import Any
 from inner_agent import events
 from inner_agent.consume_config import ExecTable, read_tables
 from inner_agent.exec_runner import ExecChild, ExecSpec, Supervisor
+from inner_agent.hook_reports import HookReporter
 from inner_agent.hooks import STATE_FILE, HookRunner, HookState
 from inner_agent.secret_source import StoreSource
 from relay.config import CONFIG_NAME
@@ -28,7 +29,12 @@ class Consumers:
             source = StoreSource(home, _auditor("hook"))
             state = HookState(home.path / STATE_FILE)
             self.hooks = HookRunner(
-                hooks, state, lambda: store_versions(home), source, events.record
+                hooks,
+                state,
+                lambda: store_versions(home),
+                source,
+                events.record,
+                report=HookReporter(home),
             )
         self.children = [ExecChild(_supervisor(home, table)) for table in tables]
 

@@ -5,6 +5,12 @@ worker thread is the only importer (imports are serialised, each one transaction
 observer wakes the worker on file events; an APScheduler thread rescans (missed events, media
 mounted later), re-arms watches and checks freshness. SIGTERM or SIGINT stops the server, lets a
 running import finish (or roll back with the process), and exits 0.
+
+Under a service manager (``NOTIFY_SOCKET`` set, systemd ``Type=notify``) it speaks the
+notification protocol (:mod:`relay.sdnotify`): ``READY=1`` once the API sockets are bound and the
+inbox is watched (with ``RELAY_LISTEN=`` the API's addresses), ``STATUS=`` after each inbox pass
+(``RELAY_SCAN=`` counts them) and each event (``RELAY_EVENT=TYPE JSON``, the audit's facts, never
+a value), and ``STOPPING=1``. Tests wait on these instead of polling.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
 from inner_agent.service import AgentService
 from inner_agent.service_config import ServiceSettings
+from inner_agent.service_status import ServiceStatus
 from inner_agent.store import AgentStore
 from relay.codes import NOT_CONFIGURED
 from relay.home import Home
+from relay.sdnotify import Notifier
 
 BENCH_ENV = "RELAY_API_BENCH"
 STOP_JOIN_SECONDS = 2.0  # for the import in progress; the observer and audit get 1 s each
@@ -136,10 +144,11 @@ def run_agent(home: Home) -> int:
     stopping = _StopFlag()
     stopping.install()
     harden_process()
+    notifier = Notifier.from_environ()
     try:
         store = AgentStore.open(home)
         try:
-            return _serve(home, store, settings, stopping)
+            return _serve(home, store, settings, stopping, notifier)
         finally:
             store.close()
     except _StoppedEarly:
@@ -147,22 +156,37 @@ def run_agent(home: Home) -> int:
         return 0
 
 
-def _serve(home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag) -> int:
-    """Connect the events hook to the audit chain for the life of the service."""
+def _serve(
+    home: Home,
+    store: AgentStore,
+    settings: ServiceSettings,
+    stopping: _StopFlag,
+    notifier: Notifier,
+) -> int:
+    """Connect the events hook to the audit chain (and the notifier) for the life of the
+    service."""
     from inner_agent.audit_writer import AuditWriter
 
     audit = AuditWriter(home)
     audit.start()
     events.set_sink(audit.sink)
+    status = ServiceStatus(notifier)
+    events.subscribe(status.event)
     try:
-        return _serve_with(home, store, settings, stopping, audit)
+        return _serve_with(home, store, settings, stopping, audit, status)
     finally:
+        events.unsubscribe(status.event)
         audit.stop(1.0)
         events.set_sink(None)
 
 
 def _serve_with(
-    home: Home, store: AgentStore, settings: ServiceSettings, stopping: _StopFlag, audit: Any
+    home: Home,
+    store: AgentStore,
+    settings: ServiceSettings,
+    stopping: _StopFlag,
+    audit: Any,
+    status: ServiceStatus,
 ) -> int:
     from inner_agent.api import create_app
     from inner_agent.consumers import Consumers
@@ -178,7 +202,8 @@ def _serve_with(
         importer.limits.max_bundle_bytes,
         consume=_diode_folders(home, settings),
     )
-    worker = InboxWorker(inbox, float(settings.rescan_every), service.scan_failed, service.scan_ok)
+    scan_ok = status.after_scan(service.scan_ok)
+    worker = InboxWorker(inbox, float(settings.rescan_every), service.scan_failed, scan_ok)
     watches = Watches(settings.inbox, worker.poke)
     sockets = []
     if settings.listen is not None:
@@ -205,10 +230,12 @@ def _serve_with(
     )
     service.check_freshness()
     consumers.start()
+    status.ready([describe(sock) for sock in sockets])
     try:
         if not stopping.requested:
             server.run(sockets=sockets)
     finally:
+        status.stopping()
         consumers.stop()
         scheduler.shutdown(wait=False)
         if diode is not None:

@@ -72,6 +72,19 @@ def record(event_type: str, **fields: Scalar) -> None:
         sink = _sink
         listeners = list(_subscribers)
     sink(event_type, dict(fields))
+    _tell(listeners, event_type, fields)
+
+
+def recorded_with(event_type: str, **fields: Scalar) -> None:
+    """An event already chained in the transaction it reports (an applied bundle): logged and
+    told to the listeners, not recorded a second time."""
+    log_event(event_type, dict(fields))
+    with _lock:
+        listeners = list(_subscribers)
+    _tell(listeners, event_type, fields)
+
+
+def _tell(listeners: list[Sink], event_type: str, fields: dict[str, Scalar]) -> None:
     for listener in listeners:
         try:
             listener(event_type, dict(fields))

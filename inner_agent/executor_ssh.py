@@ -32,7 +32,7 @@ class SshExecutor:
         self.identity_file = Path(_text(options, "identity_file"))
         self.known_hosts = Path(_text(options, "known_hosts"))
         self.command = _text(options, "command")
-        self.verify = options.get("verify")
+        self.verify = _text(options, "verify") if "verify" in options else None
 
     def apply(self, value: bytes) -> None:
         status = self._run(self.command, value)
@@ -42,7 +42,7 @@ class SshExecutor:
             )
 
     def works(self, value: bytes) -> bool | None:
-        if not isinstance(self.verify, str) or not self.verify:
+        if self.verify is None:
             return None
         try:
             return self._run(self.verify, value) == 0

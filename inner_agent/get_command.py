@@ -24,13 +24,17 @@ def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
     ``home_path``, its read audited (a denial is audited too, then raised as ``SecretError``)."""
     from inner_agent.lookup import read_secret
     from inner_agent.rawdb import raw_connection
+    from relay.codes import STALE
     from relay.errors import SecretError
 
     home = Home.open(home_path, "agent")
     which: dict[str, FieldValue] = {} if label == "current" else {"label": label}
     with raw_connection(home) as conn:
         try:
-            secret = read_secret(conn, path, int(time.time()), label)
+            now = int(time.time())
+            if _fails_closed(home, conn, path, now):
+                raise SecretError(f"the agent is stale and {path!r} fails closed", code=STALE)
+            secret = read_secret(conn, path, now, label)
         except SecretError as exc:
             denied = {"path": path, "reason": exc.code, **which, **who()}
             _record(home, conn, "secret.denied", denied)
@@ -38,6 +42,22 @@ def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
         read = {"path": path, "version": secret.version, **which, **who()}
         _record(home, conn, "secret.read", read)
     return secret.value
+
+
+def _fails_closed(home: Home, conn: Any, path: str, now: int) -> bool:
+    """The local API's rule (:mod:`inner_agent.fail_closed`); settings are read only when the
+    home has a settings file (without one, only the gateway's shipped rules apply)."""
+    from inner_agent.fail_closed import rules_on
+
+    fail_closed: tuple[str, ...] = ()
+    max_staleness = None
+    if (home.path / CONFIG_FILE).exists():
+        from relay.durations import parse_duration
+
+        staleness = str(home.config.get("agent.max_staleness"))
+        max_staleness = parse_duration(staleness) if staleness else None
+        fail_closed = tuple(str(p) for p in home.config.get("agent.fail_closed"))
+    return rules_on(conn, fail_closed, max_staleness).fails_closed(path, now)
 
 
 def who() -> dict[str, str | int]:

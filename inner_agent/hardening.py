@@ -4,7 +4,6 @@ by other processes of the same user. See docs/memory-protection.md for what this
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import resource
 
@@ -34,9 +33,10 @@ def is_dumpable() -> bool:
 
 
 def _prctl(option: int, arg: int) -> int:
-    name = ctypes.util.find_library("c")
+    # The process's own symbols (libc is linked in): ctypes.util.find_library would run
+    # `ldconfig -p` in a child process on every call.
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-    except OSError:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
         return -1
-    return int(libc.prctl(option, arg, 0, 0, 0))
+    return int(prctl(option, arg, 0, 0, 0))

@@ -14,7 +14,9 @@ A failed attempt (non-zero exit, time limit, refused secret, missing pid file…
 ``hook.failed`` with a reason code and retried after ``backoff``, doubled each time, up to
 ``retries`` more times (then ``hook.gave_up``; the next change or start tries again). Nothing a
 hook does can stop the agent. Audit records carry the hook's name, action, changed paths and
-versions, durations and output sizes: never values and never the output itself.
+versions, durations and output sizes: never values and never the output itself. Each attempt
+also travels back to the gateway (``report``: :mod:`inner_agent.hook_reports`), tied to the
+``path@version`` that set it off, for ``relay gateway rotation status``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from inner_agent.hook_actions import (
     send_signal,
     template_text,
 )
+from inner_agent.hook_reports import Report
 from inner_agent.secret_source import SecretSource
 from relay.errors import RelayError
 from relay.paths import matches_any
@@ -91,10 +94,12 @@ class HookRunner(threading.Thread):
         record: Record,
         poll: float = POLL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        report: Report | None = None,
     ) -> None:
         super().__init__(name="relay-hooks", daemon=True)
         self.hooks, self.state, self.versions = hooks, state, versions
         self.source, self.record, self.poll, self.clock = source, record, poll, clock
+        self.report = report  # each attempt travels back (inner_agent/hook_reports.py)
         self.debounce = max((h.debounce for h in hooks), default=0.0)
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -177,6 +182,8 @@ class HookRunner(threading.Thread):
             self.state.set(hook.name, matching)  # nothing to act on yet
             return
         result, acted = self._act(hook, matching, last)
+        if self.report is not None:
+            self.report(hook, matching, last, result)
         if not result.ok:
             self._failed(hook, matching, result.reason or "failed", result)
             return

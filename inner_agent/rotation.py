@@ -25,6 +25,7 @@ from typing import Any
 from inner_agent.executors import Executor, ExecutorConfig, ExecutorFailed, find_executor
 from inner_agent.rawdb import executor, immediate, raw_connection
 from inner_agent.rotation_outbox import add_item
+from relay import crashpoint
 from relay.audit import log
 from relay.audit.record import FieldValue
 from relay.codes import ROTATION_IN_PROGRESS, ROTATION_TIMEOUT
@@ -89,8 +90,9 @@ def request_expiring(home: Home, now: int) -> list[str]:
 
 
 def note_applied(home: Home, now: int) -> list[str]:
-    """After an import: answered requests become ``applied`` outcomes; local versions a bundle
-    now carries are confirmed. Returns the paths whose requests were answered."""
+    """After an import: a request is answered once a newer version is current (the import or
+    activation that made it current queued its ``applied``/``activated`` outcome). Returns the
+    paths whose requests were answered."""
     answered = []
     with raw_connection(home) as conn:
         execute = executor(conn)
@@ -102,7 +104,7 @@ def note_applied(home: Home, now: int) -> list[str]:
             )
             for path, base, held in rows:
                 if held > base:
-                    _outcome(execute, path, held, "applied", "new version from the gateway", now)
+                    log.append(execute, "rotation.answered", {"path": path, "version": held})
                     answered.append(path)
                     execute("DELETE FROM rotation_state WHERE path = ?", (path,))
     if answered:
@@ -122,6 +124,7 @@ def rotate_locally(home: Home, path: str, now: int) -> LocalResult | None:
         runner.apply(value)
     except ExecutorFailed as exc:
         return _fail(home, path, base, exc, now)
+    crashpoint.reached("rotation.executed")  # the device took the value; not committed yet
     version = _commit(home, path, value, now, "applied", f"{runner.kind} executor ok")
     return LocalResult(path, "applied", version)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from inner_agent.audit import AgentAudit
@@ -21,6 +22,7 @@ from relay.home import Home
 
 _INSERT = "INSERT INTO rotation_outbox (id, seq, body, created_at) VALUES (?, ?, ?, ?)"
 MAX_ITEMS = 1_000_000
+MAX_REPORTED = 1000  # version outcomes per transaction (a bulk change reports its first 1000)
 
 
 def new_id() -> str:
@@ -40,6 +42,41 @@ def add_item(
     made = RotationItem(id=new_id(), seq=record.seq, **item)
     execute(_INSERT, (made.id, made.seq, json.dumps(made.to_json()), now))
     return made
+
+
+def add_items(
+    execute: Any,
+    entries: Sequence[tuple[str, dict[str, FieldValue], dict[str, Any]]],
+    now: int,
+) -> list[RotationItem]:
+    """:func:`add_item` for many ``(event_type, fields, item)``, the chain's head read once."""
+    records = log.append_many(execute, [(event, fields) for event, fields, _ in entries])
+    made = []
+    for record, (_, _, item) in zip(records, entries, strict=True):
+        made.append(RotationItem(id=new_id(), seq=record.seq, **item))
+        execute(_INSERT, (made[-1].id, record.seq, json.dumps(made[-1].to_json()), now))
+    return made
+
+
+def report_versions(
+    execute: Any, reports: Sequence[tuple[str, int, int | None, str]], now: int
+) -> int:
+    """On the caller's write transaction (an import, an activation): an ``outcome`` item for each
+    ``(path, version, replaced, status)`` (``applied``: a new version from the gateway became
+    current; ``activated``: a pre-staged one switched). At most :data:`MAX_REPORTED` per
+    transaction; the rest are counted in one ``rotation.outcomes_omitted`` record. Returns how
+    many were queued."""
+    entries = []
+    for path, version, replaced, status in reports[:MAX_REPORTED]:
+        how = "from the gateway" if status == "applied" else "pre-staged, switched on time"
+        detail = f"version {version} {how}" + (f", replaced {replaced}" if replaced else "")
+        fields: dict[str, FieldValue] = {"path": path, "version": version, "status": status}
+        item = {"kind": "outcome", **fields, "detail": detail}
+        entries.append(("rotation.outcome", fields, item))
+    add_items(execute, entries, now)
+    if len(reports) > MAX_REPORTED:
+        log.append(execute, "rotation.outcomes_omitted", {"count": len(reports) - MAX_REPORTED})
+    return min(len(reports), MAX_REPORTED)
 
 
 def queue(

@@ -4,7 +4,7 @@ Both sources answer the same two questions: the values of a set of paths (all of
 first refusal as a :class:`~relay.errors.SecretError` carrying its reason code), and the current
 versions of a set of paths (for change detection; no value is read). The store source applies the
 same refusals as the API: ``not_found`` (not granted to this agent), ``expired``, and ``stale``
-for a ``agent.fail_closed`` path while the agent is past ``agent.max_staleness``. Every read and
+for a path that fails closed (:mod:`inner_agent.fail_closed`). Every read and
 every refusal is audited (path, version, reason; never a value).
 """
 
@@ -14,12 +14,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from inner_agent.fail_closed import rules_on
 from inner_agent.lookup import Secret, read_secret
 from relay.codes import UNREACHABLE
 from relay.durations import parse_duration
 from relay.errors import SecretError
 from relay.home import Home
-from relay.paths import check_path, matches_any
+from relay.paths import check_path
 
 STALE = "stale"
 FORBIDDEN = "forbidden"
@@ -71,10 +72,10 @@ class StoreSource:
         found: dict[str, Secret] = {}
         with raw_connection(self.home) as conn:
             now = int(self.clock())
-            stale = self._is_stale(conn, now)
+            rules = rules_on(conn, tuple(self.fail_closed), self.max_staleness)
             for path in wanted:
                 try:
-                    if stale and matches_any(self.fail_closed, path):
+                    if rules.fails_closed(path, now):
                         raise SecretError(
                             f"the agent is stale and {path!r} fails closed", code=STALE
                         )
@@ -92,17 +93,6 @@ class StoreSource:
         wanted = list(dict.fromkeys(paths))
         with raw_connection(self.home) as conn:
             return {path: _version(conn, path) for path in wanted}
-
-    def _is_stale(self, conn: Any, now: int) -> bool:
-        if self.max_staleness is None or not self.fail_closed:
-            return False
-        fresh = None
-        for key in ("last_bundle_created", "last_import"):
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[0]:
-                fresh = int(row[0])
-                break
-        return fresh is None or now - fresh > self.max_staleness
 
 
 class ApiSource:

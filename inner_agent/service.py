@@ -18,6 +18,7 @@ from inner_agent import denials, events
 from inner_agent.activation import activation_fields
 from inner_agent.apps import App, authenticate, list_apps, looks_like_client_id
 from inner_agent.cache import SecretCache
+from inner_agent.fail_closed import FreshnessRules
 from inner_agent.importer import Outcome
 from inner_agent.intake_health import IntakeHealth, RejectionBudget
 from inner_agent.labels import CURRENT, LABELS
@@ -26,10 +27,10 @@ from inner_agent.metrics import AgentMetrics, Snapshot
 from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
-from relay.bundle.policy_rows import PolicyRow, governing
+from relay.bundle.policy_rows import PolicyRow
 from relay.codes import BAD_VERSION, INVALID_CLIENT, UNAUTHORIZED
 from relay.errors import ApiError
-from relay.paths import is_valid_path, matches_any
+from relay.paths import is_valid_path
 from relay.trust.clock import TimeJudgement, judge_time
 
 __all__ = ["AgentService", "ApiError", "IssuedToken", "StoreWatch"]
@@ -212,15 +213,14 @@ class AgentService:
         self._deny(app, path[:256], 400, "bad_path", "encoded separators are not allowed in paths")
 
     def _fails_closed(self, path: str, now: float) -> bool:
-        patterns = self.settings.fail_closed
-        if patterns and matches_any(list(patterns), path) and self.is_stale(now):
-            return True
-        rule = governing(self._policies, path)  # shipped by the gateway (policy set)
-        if rule is None or not rule[2]:
-            return False
-        limit = rule[1] if rule[1] is not None else self.settings.max_staleness
-        age = self.seconds_since_fresh(now)
-        return limit is not None and (age is None or age > limit)
+        """The rule every reader applies (:mod:`inner_agent.fail_closed`)."""
+        rules = FreshnessRules(
+            self.settings.fail_closed,
+            self.settings.max_staleness,
+            tuple(self._policies),
+            self._last_fresh,
+        )
+        return rules.fails_closed(path, now)
 
     def _lookup(self, path: str, now: int, label: str) -> Secret | None:
         if label != CURRENT:  # previous and pending are rare reads: never cached
@@ -278,7 +278,7 @@ class AgentService:
             self.refresh(force=True)
             self.metrics.applied.inc()
             if outcome.recorded:  # committed with the apply: log it, do not chain it twice
-                events.log_event("bundle.applied", dict(fields))
+                events.recorded_with("bundle.applied", **fields)
             else:
                 events.record("bundle.applied", **fields)
             for activated in activation_fields(outcome.result):

@@ -29,7 +29,7 @@ from relay.bundle.payload import SecretsPayload, decode_value
 from relay.bundle.receive import Received
 from relay.bundle.verify import HighWater
 from relay.codes import ALREADY_TRUSTED
-from relay.db import bulk_execute, fetch_all, sqlcipher_engine, write_transaction
+from relay.db import bulk_execute, fetch_all, sa_executor, sqlcipher_engine, write_transaction
 from relay.errors import UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity
@@ -280,6 +280,7 @@ class ReceivingStream:
         bulk_execute(conn, _DELETE, gone)
         apply_versions(conn, payload.versions, now)  # previous and pending (spec §8.1)
         reassert_local(conn)  # a local rotation the bundle does not carry yet stays current
+        _report_applied(conn, updated, current, now)  # outcomes for the gateway (rotation)
         activated = tuple(activate_due(conn, now))
         stream = received.bundle.stream_key  # the sender key id, or a certified gateway's anchor
         _set_high_water(conn, stream, header.kind, header.seq, bundle_id, now)
@@ -306,6 +307,17 @@ class ReceivingStream:
             payload.audit_ack,
             activated,
         )
+
+
+def _report_applied(
+    conn: Connection, updated: list[tuple[Any, ...]], held: dict[str, int], now: int
+) -> None:
+    """Queue an ``applied`` outcome for each path this bundle moved to a newer version."""
+    reports = [(r[0], int(r[1]), held[r[0]], "applied") for r in updated if r[1] > held[r[0]]]
+    if reports:
+        from inner_agent.rotation_outbox import report_versions
+
+        report_versions(sa_executor(conn), reports, now)
 
 
 def _was_applied(conn: Connection, bundle_id: str) -> bool:

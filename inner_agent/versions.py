@@ -67,7 +67,8 @@ def apply_versions(conn: Connection, rows: list[VersionRow], now: int) -> int:
 
 def activate_due(conn: Connection, now: int) -> list[Activation]:
     """Make every pending version whose ``activates_at`` has come current; the version it
-    replaces becomes previous (for its overlap). Then prune what no label needs."""
+    replaces becomes previous (for its overlap), and an ``activated`` outcome is queued for the
+    gateway. Then prune what no label needs."""
     done = []
     for path, version, value, expires, at, overlap in fetch_all(conn, _DUE, (now,)):
         old = fetch_all(conn, _CURRENT, (path,))
@@ -83,6 +84,12 @@ def activate_due(conn: Connection, now: int) -> list[Activation]:
             done.append(Activation(path, int(version), replaced, int(at)))
         bulk_execute(conn, _DELETE, [(path, "pending")])
     bulk_execute(conn, _PRUNE, [(now,)])
+    if done:  # each switch travels back as an outcome (inner_agent/rotation_outbox.py)
+        from inner_agent.rotation_outbox import report_versions
+        from relay.db import sa_executor
+
+        reports = [(a.path, a.version, a.replaced, "activated") for a in done]
+        report_versions(sa_executor(conn), reports, now)
     return done
 
 

@@ -200,7 +200,8 @@ class AuditImporter:
                         record_to_json(record),
                     ),
                 )
-            take_items(execute, self.store, header.sender, payload.rotation, self.clock())
+            new_seqs = frozenset(record.seq for record in merged.new)
+            take_items(execute, self.store, header.sender, payload.rotation, self.clock(), new_seqs)
             execute(
                 "INSERT INTO audit_bundles (bundle_id, agent, seq, records, head_seq, imported_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from outer_gateway import schema
 from outer_gateway.audit import GatewayAudit
@@ -29,9 +29,11 @@ from relay.home import Home
 T = schema.rotation_inbox
 _INSERT = (
     "INSERT INTO rotation_inbox (agent, id, seq, kind, path, reason, version, base, value, "
-    "status, detail, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (agent, id) DO NOTHING"
+    "status, detail, hook, exit_status, received_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent, id) DO NOTHING"
 )
+REPORTS = ("outcome", "hook")  # what agents report (kept per path, newest first)
+KEEP_PER_PATH = 20
 
 
 @dataclass(frozen=True)
@@ -52,22 +54,35 @@ class InboxRow:
     processed_at: int | None
     result: str | None
     result_version: int | None
+    hook: str | None = None
+    exit_status: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def take_items(
-    execute: Any, store: GatewayStore, agent: str, items: tuple[RotationItem, ...], now: int
+    execute: Any,
+    store: GatewayStore,
+    agent: str,
+    items: tuple[RotationItem, ...],
+    now: int,
+    new_records: frozenset[int] | None = None,
 ) -> None:
-    """Hold ``items`` (an id seen before is ignored), on the import's transaction."""
+    """Hold ``items`` (an id seen before is ignored), on the import's transaction. With
+    ``new_records`` (the seqs of the records this import stores), an item whose record was held
+    already is skipped: it came with that record before (an item travels with its record), so a
+    report pruned since (:data:`KEEP_PER_PATH`) is not taken again."""
     seal = store.codec.seal
     for i in items:
+        if new_records is not None and i.seq not in new_records:
+            continue
         value = None if i.value is None else seal(i.value)
+        status = i.result if i.kind == "hook" else i.status
         execute(
             _INSERT,
             (agent, i.id, i.seq, i.kind, i.path, i.reason, i.version, i.base, value,
-             i.status, i.detail, now),
+             status, i.detail, i.hook, i.exit, now),
         )  # fmt: skip
 
 
@@ -85,7 +100,24 @@ def process_inbox(home: Home, store: GatewayStore, now: int) -> int:
                 .where(T.c.agent == row.agent, T.c.id == row.id)
                 .values(processed_at=now, result=result, result_version=version, value=None)
             )
+    _keep_newest_reports(store, {(r.agent, r.path) for r in rows if r.kind in REPORTS})
     return len(rows)
+
+
+def _keep_newest_reports(store: GatewayStore, paths: set[tuple[str, str]]) -> None:
+    """Keep the :data:`KEEP_PER_PATH` newest processed reports (outcomes and hook runs) of each
+    agent's path: an agent can send many, the status needs the latest."""
+    for agent, path in sorted(paths):
+        where = (T.c.agent == agent, T.c.path == path, T.c.kind.in_(REPORTS))
+        with write_transaction(store.engine) as conn:
+            old = conn.execute(
+                select(T.c.id)
+                .where(*where, T.c.processed_at.is_not(None))
+                .order_by(T.c.seq.desc())
+                .offset(KEEP_PER_PATH)
+            ).all()
+            if old:
+                conn.execute(delete(T).where(*where, T.c.id.in_([r.id for r in old])))
 
 
 def _act(home: Home, store: GatewayStore, row: Any, now: int) -> tuple[str, int | None]:
@@ -115,6 +147,17 @@ def _act(home: Home, store: GatewayStore, row: Any, now: int) -> tuple[str, int 
             replaced=written.replaced,
         )
         return "recorded", written.version
+    if row.kind == "hook":
+        audit.record(
+            "rotation.hook",
+            agent_name=row.agent,
+            path=row.path,
+            version=row.version,
+            hook=row.hook,
+            result=row.status,
+            exit=row.exit_status,
+        )
+        return "kept", row.version
     audit.record(
         "rotation.outcome",
         agent_name=row.agent,

@@ -122,4 +122,6 @@ rotation_inbox = Table(
     Column("processed_at", BigInteger),
     Column("result", String(32)),  # what the gateway did: rotated, recorded, not_found, kept
     Column("result_version", Integer),
+    Column("hook", String(64)),  # hook items: the hook's name (status holds ok/failed/timeout)
+    Column("exit_status", Integer),  # hook items: a command's exit status
 )

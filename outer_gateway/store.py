@@ -6,7 +6,7 @@ through :func:`relay.db.bulk_execute`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -195,9 +195,15 @@ class GatewayStore:
         return int(row[0])
 
     def import_secrets(
-        self, values: dict[str, bytes], expires_at: int | None, now: int
+        self,
+        values: dict[str, bytes],
+        expires_at: int | None,
+        now: int,
+        overlap: Callable[[str], int] | None = None,
     ) -> tuple[int, int]:
-        """Bulk put; a path whose value is unchanged keeps its version. Returns (written, same)."""
+        """Bulk put; a path whose value is unchanged keeps its version. Returns (written, same).
+        With ``overlap`` (seconds per path) a change versions as ``secret put`` does
+        (:func:`outer_gateway.versions.label_bulk_change`)."""
         plain, seal, open_value = self.codec.plain, self.codec.seal, self.codec.open
         with write_transaction(self.engine) as conn:
             # One driver-level read of the table, without per-row result objects:
@@ -216,6 +222,10 @@ class GatewayStore:
                 version = (old[1] if old else 0) + 1
                 stored = value if plain else seal(value)
                 rows.append((path, version, stored, expires_at, now, False))
+            if overlap is not None:
+                from outer_gateway.versions import label_bulk_change
+
+                rows = label_bulk_change(conn, rows, current, now, overlap)
             bulk_execute(conn, _UPSERT, rows)
         return len(rows), len(values) - len(rows)
 

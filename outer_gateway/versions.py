@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from outer_gateway import schema
 from outer_gateway.store import GatewayStore
 from relay.bundle.versions import PENDING, PREVIOUS, VersionRow
-from relay.db import write_transaction
+from relay.db import bulk_execute, fetch_all, write_transaction
 
 S = schema.secrets
 V = schema.secret_versions
@@ -139,6 +139,51 @@ def to_payload_row(row: PlainVersion) -> VersionRow:
     path, label, version, value, expires, at, overlap = row
     encoded = binascii.b2a_base64(value, newline=False).decode()
     return (path, label, version, encoded, expires, at, overlap if label == PENDING else None)
+
+
+_PENDING = "SELECT path, version FROM secret_versions WHERE label = 'pending'"
+_DROP_LABEL = "DELETE FROM secret_versions WHERE path = ? AND label = ?"
+_KEEP_PREVIOUS = (
+    "INSERT INTO secret_versions (path, label, version, value, expires_at, at, overlap, "
+    "created_at) VALUES (?, 'previous', ?, ?, ?, ?, NULL, ?)"
+)
+StoredRow = tuple[str, int, bytes, int | None, int, bool]
+
+
+def label_bulk_change(
+    conn: Connection,
+    rows: list[StoredRow],
+    held: dict[str, tuple[Any, ...]],
+    now: int,
+    overlap: Callable[[str], int],
+) -> list[StoredRow]:
+    """Inside a bulk import's transaction: version ``rows`` (path, version, stored value,
+    expires_at, updated_at, deleted) as :func:`put_current` does. Each is numbered above the
+    current and any pending version of its path, the live value it replaces stays previous for
+    ``overlap(path)`` seconds (0: not kept), and a pending version is superseded (dropped).
+    ``held`` maps a path to its current row (path, version, value, deleted, expires_at).
+    Returns the renumbered rows."""
+    if not rows:
+        return rows
+    pending = {str(p): int(v) for p, v in fetch_all(conn, _PENDING)}
+    out: list[StoredRow] = []
+    dropped: list[tuple[str, str]] = []
+    kept: list[tuple[str, int, bytes, int | None, int, int]] = []
+    for path, numbered, stored, expires, updated, deleted in rows:
+        version = numbered
+        if path in pending:
+            version = max(numbered, pending[path] + 1)
+            dropped.append((path, PENDING))
+        old = held.get(path)
+        if old is not None and not old[3] and old[2] is not None:
+            dropped.append((path, PREVIOUS))
+            seconds = overlap(path)
+            if seconds > 0:
+                kept.append((path, int(old[1]), bytes(old[2]), old[4], now + seconds, now))
+        out.append((path, version, stored, expires, updated, deleted))
+    bulk_execute(conn, _DROP_LABEL, dropped)
+    bulk_execute(conn, _KEEP_PREVIOUS, kept)
+    return out
 
 
 def drop_stale_labels(store: GatewayStore) -> int:

@@ -5,7 +5,11 @@ flushed, no handler runs: the same as a kill from outside at that instant). Unse
 one dictionary lookup. Stages: ``export.sealed`` (seq reserved and bundle sealed, not committed),
 ``export.committed`` (committed, file not written), ``export.written`` (file written),
 ``write.synced`` (temp file synced, not renamed), ``apply.written`` (rows written, not
-committed), ``apply.committed`` (committed, outcome not reported).
+committed), ``apply.committed`` (committed, outcome not reported), ``rotation.executed`` (a
+local rotation's executor succeeded, the new value not committed); the agent's audit export:
+``audit_export.sealed`` (seqs reserved, bundles sealed, ``audit.exported`` appended, not
+committed), ``audit_export.committed`` (committed, no file written), ``audit_export.written``
+(a file written).
 """
 
 from __future__ import annotations

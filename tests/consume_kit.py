@@ -123,17 +123,8 @@ def launch_agent(
     apps: dict[str, dict[str, str]] | None = None,
 ) -> Any:
     """``relay agent run`` on ``pair`` as a real process (a :class:`tests.agent_daemon.Daemon`)."""
-    from tests.agent_daemon import Daemon
+    from tests.agent_daemon import spawn_agent
 
-    log_path = pair.root / log_name
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*RELAY, "agent", "run", "--home", str(pair.ag)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=relay_env(**(env or {})),
-        )
-    daemon = Daemon(pair, inbox, proc, log_path, apps=apps or {})
+    daemon = spawn_agent(pair, inbox, pair.root / log_name, relay_env(**(env or {})), apps or {})
     daemon.wait_listening()
     return daemon

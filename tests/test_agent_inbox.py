@@ -63,9 +63,10 @@ def test_slow_copy_is_applied_once_and_never_quarantined(agent: Daemon) -> None:
             out.write(piece)
             out.flush()
             os.fsync(out.fileno())
-            time.sleep(0.8 if index == 3 else 0.2)  # one pause long enough to be looked at
+            # an inbox pass after each piece; two after the fourth: one began with it in place
+            agent.wait_scans(2 if index == 3 else 1)
     wait_value(agent, "db/slow", value, within=2.0)
-    time.sleep(1.5)  # a rescan or two
+    agent.wait_scans(2)  # a rescan or two
     applied = [e for e in agent.events("bundle.applied") if e["file"] == target.name]
     assert len(applied) == 1
     assert not [e for e in agent.events("bundle.rejected") if e["file"] == target.name]
@@ -77,12 +78,9 @@ def test_a_partial_file_that_disappears_leaves_nothing(agent: Daemon) -> None:
     data = agent.publish({"db/yanked": value}).read_bytes()
     target = agent.inbox / "yanked.bundle"
     target.write_bytes(data[: len(data) // 2])
-    deadline = time.monotonic() + 10
-    while "waiting for the rest of yanked.bundle" not in agent.log():
-        assert time.monotonic() < deadline, agent.log()
-        time.sleep(0.05)
+    agent.wait_log("waiting for the rest of yanked.bundle")
     target.unlink()
-    time.sleep(1.5)
+    agent.wait_scans(2)
     assert not [e for e in agent.events("bundle.rejected") if e["file"] == target.name]
     assert not [e for e in agent.events("bundle.applied") if e["file"] == target.name]
     assert quarantined(agent) == []
@@ -94,6 +92,7 @@ def test_links_fifos_and_devices_are_refused_unread(agent: Daemon, tmp_path: Pat
     sensitive = tmp_path / "shadow"
     marker = planted("sensitive")
     sensitive.write_bytes(marker)
+    before = agent.notified_events("bundle.rejected")
     (agent.inbox / "link.bundle").symlink_to(sensitive)
     (agent.inbox / "dangling.bundle").symlink_to(tmp_path / "nowhere")
     os.mkfifo(agent.inbox / "pipe.bundle")
@@ -105,12 +104,8 @@ def test_links_fifos_and_devices_are_refused_unread(agent: Daemon, tmp_path: Pat
         pass  # no CAP_MKNOD here: links and FIFOs still cover the path
     (agent.inbox / "dir.bundle").mkdir()
     names.append("dir.bundle")
-    for name in names:
-        deadline = time.monotonic() + 10
-        while not [e for e in agent.events("bundle.rejected") if e["file"] == name]:
-            assert time.monotonic() < deadline, f"{name}: {agent.log()}"
-            time.sleep(0.05)
-    time.sleep(2.5)  # two rescans: still one rejection per file
+    agent.wait_event("bundle.rejected", before + len(names))
+    agent.wait_scans(2)  # two more passes: still one rejection per file
     for name in names:
         rejected = [e for e in agent.events("bundle.rejected") if e["file"] == name]
         assert len(rejected) == 1
@@ -132,9 +127,8 @@ def test_links_fifos_and_devices_are_refused_unread(agent: Daemon, tmp_path: Pat
 def test_a_folder_that_appears_later_is_watched(agent: Daemon) -> None:
     later = agent.inbox.parent / "mounted-later"
     assert not later.exists()
-    time.sleep(0.5)
     later.mkdir(mode=0o700)
-    time.sleep(1.5)  # the rescan job re-arms the watches
+    agent.wait_scans(2)  # the rescan job re-arms the watches, then pokes a pass
     value = planted("later")
     bundle = agent.publish({"db/later": value})
     temp = later / f".{bundle.name}.part"
@@ -150,23 +144,28 @@ def test_bundle_dropped_during_a_request_storm_is_never_torn(agent: Daemon) -> N
     token = agent.token()
     seen: list[list[tuple[int, str]]] = [[] for _ in range(4)]
     stop = threading.Event()
+    progress = threading.Condition()
 
     def hammer(out: list[tuple[int, str]]) -> None:
         with httpx.Client(base_url=agent.url, timeout=10) as client:
             while not stop.is_set():
                 r = client.get("/v1/secrets/db/storm", headers={"Authorization": f"Bearer {token}"})
-                out.append((r.status_code, r.json().get("value", r.text)))
+                with progress:
+                    out.append((r.status_code, r.json().get("value", r.text)))
+                    progress.notify_all()
+
+    def after_new(results: list[tuple[int, str]]) -> int:
+        values = [v for _, v in results]
+        return len(values) - values.index(new.decode()) if new.decode() in values else 0
 
     threads = [threading.Thread(target=hammer, args=(s,)) for s in seen]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    with progress:  # every thread is reading before the new bundle lands
+        assert progress.wait_for(lambda: all(len(s) >= 3 for s in seen), 30), agent.log()
     agent.drop(agent.publish({"db/storm": new}))
-    deadline = time.monotonic() + 5
-    while not all(any(v == new.decode() for _, v in s) for s in seen):
-        assert time.monotonic() < deadline, agent.log()
-        time.sleep(0.05)
-    time.sleep(0.2)
+    with progress:  # every thread saw the new value, and kept reading it for a while
+        assert progress.wait_for(lambda: all(after_new(s) >= 5 for s in seen), 30), agent.log()
     stop.set()
     for t in threads:
         t.join()

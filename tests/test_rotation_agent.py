@@ -8,7 +8,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from inner_agent.rotation_outbox import outbox
+import pytest
+
+from inner_agent.rawdb import raw_connection
+from inner_agent.rotation_outbox import outbox, queue
 from relay.home import Home
 from tests.conftest import Pair, run_process, run_relay
 
@@ -208,3 +211,57 @@ def test_a_gateway_rotation_racing_a_local_one_stays_monotonic(pair: Pair) -> No
     assert listed[0]["version"] == 3
     types = _audit_types(pair, "gateway")
     assert "secret.rotated" in types and "secret.escrowed" in types
+
+
+@pytest.mark.parametrize("length", [2000, 2001], ids=["at-the-cap", "over-the-cap"])
+def test_an_escrow_is_judged_by_the_gateways_configured_secret_cap(pair: Pair, length: int) -> None:
+    # The gateway's limits.max_secret_bytes (2000 here; the fixed cap was 1 MiB) bounds an
+    # escrowed value exactly as it bounds a value in the secret stream.
+    assert pair.gateway("config", "set", "limits.max_secret_bytes", "2000").status == 0
+    device = pair.root / "device-password"
+    _executor(
+        pair, f'kind = "command"\ncommand = ["sh", "-c", "cat > {device}"]\nlength = {length}'
+    )
+    _ready(pair)
+    assert pair.agent("rotate", PATH).status == 0
+    back = _back(pair, deliver=False)
+    imported = pair.gateway("import", str(back))
+    if length == 2000:
+        assert imported.status == 0, imported.err
+        escrow = [r for r in _status(pair) if r["kind"] == "escrow"]
+        assert [e["result"] for e in escrow] == ["recorded"]
+        return
+    assert imported.status != 0
+    assert "malformed" in imported.err, imported.err
+    assert [r for r in _status(pair) if r["kind"] == "escrow"] == []
+
+
+def test_reports_are_kept_per_path_and_a_resent_item_is_taken_once(pair: Pair) -> None:
+    _ready(pair)
+    home = Home.open(pair.ag, "agent")
+    for version in range(2, 32):  # 30 outcomes of one path
+        item = {"kind": "outcome", "path": PATH, "version": version, "status": "applied"}
+        queue(home, "rotation.outcome", {"path": PATH}, {**item, "detail": "x"}, 1)
+    _back(pair)
+    _back(pair)  # not acknowledged yet: the items are sent again with their records
+    rows = [r for r in _status(pair) if r["kind"] == "outcome"]
+    assert sorted(r["version"] for r in rows) == list(range(12, 32))  # the 20 newest
+    assert _audit_types(pair, "gateway").count("rotation.outcome") == 30  # each acted on once
+
+
+def test_a_switch_with_no_daemon_running_is_reported_by_the_next_audit_export(pair: Pair) -> None:
+    _ready(pair)
+    staged = run_relay(
+        "gateway", "secret", "put", "--home", str(pair.gw), PATH, "-", "--activates-at", "1h",
+        stdin=b"PLANTED-staged",
+    )  # fmt: skip
+    assert staged.status == 0, staged.err
+    _forward(pair)
+    assert pair.get(PATH).stdout == OLD + b"\n"
+    with raw_connection(Home.open(pair.ag, "agent")) as conn:  # the hour has passed
+        conn.execute("UPDATE secret_versions SET at = 1 WHERE label = 'pending'")
+        conn.commit()
+    _back(pair)
+    outcomes = [(r["status"], r["version"]) for r in _status(pair) if r["kind"] == "outcome"]
+    assert outcomes == [("activated", 2)]
+    assert "secret.activated" in _audit_types(pair, "agent")

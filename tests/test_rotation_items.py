@@ -68,3 +68,26 @@ def test_ids_are_unique_and_values_capped() -> None:
         decode_rotation_items([big], 10, 64)
     with pytest.raises(BundleRejected):
         decode_rotation_items(json.loads('{"a": 1}'), 10, 64)
+
+
+HOOK = RotationItem(
+    ID.replace("0", "3"), 6, "hook", "db/a", version=5, hook="reload", result="ok", exit=0
+)
+
+
+def test_hook_items_round_trip_and_are_strict() -> None:
+    assert decode_rotation_items([HOOK.to_json()], 10, 64) == [HOOK]
+    timeout = HOOK.to_json() | {"result": "timeout", "exit": None}
+    assert decode_rotation_items([timeout], 10, 64)[0].exit is None
+    for bad in (
+        {"hook": ""},
+        {"hook": "x" * 65},
+        {"hook": "a\nb"},
+        {"result": "hook_ok"},
+        {"exit": -1},
+        {"exit": True},
+        {"version": None},
+        {"output": "PLANTED"},
+    ):
+        with pytest.raises(BundleRejected):
+            decode_rotation_items([HOOK.to_json() | bad], 10, 64)

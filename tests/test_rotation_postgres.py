@@ -18,8 +18,6 @@ from tests.conftest import make_pair, run_relay
 DAY = 86400
 
 
-
-
 def test_rotation_on_postgres(tmp_path: Path, database: str) -> None:
     pair = make_pair(tmp_path)
     assert pair.gateway("config", "set", "gateway.store_url", database).status == 0
@@ -57,3 +55,29 @@ def test_rotation_on_postgres(tmp_path: Path, database: str) -> None:
     assert [(j[0], int(j[1])) for j in jobs] == [("rotate:db/**", t0 + 2 * DAY)]
     assert [s.version for s in store.list_secrets()] == [4]
     store.close()
+
+
+def test_reports_and_bulk_versions_on_postgres(tmp_path: Path, database: str) -> None:
+    from inner_agent.rotation_outbox import queue
+
+    pair = make_pair(tmp_path)
+    assert pair.gateway("config", "set", "gateway.store_url", database).status == 0
+    assert pair.gateway("enroll", str(pair.root / "ag.request")).status == 0
+    assert pair.gateway("grant", "plant7", "db/**").status == 0
+    pair.put("db/pw", b"PLANTED-pg-first")
+    bulk = pair.root / "bulk.json"
+    bulk.write_text(json.dumps({"db/pw": "PLANTED-pg-bulk"}))
+    assert pair.gateway("secret", "import", str(bulk)).status == 0
+    listed = json.loads(pair.gateway("secret", "list", "--json").out)
+    assert listed[0]["version"] == 2 and listed[0]["previous"]["version"] == 1
+    agent = Home.open(pair.ag, "agent")
+    for version in range(1, 26):
+        fields = {"path": "db/pw", "version": version, "hook": "reload", "result": "ok", "exit": 0}
+        queue(agent, "rotation.hook", fields, {"kind": "hook", **fields}, 1)
+    back = pair.root / "back"
+    assert pair.agent("audit", "export", "--to", str(back)).status == 0
+    imported = pair.gateway("import", str(back))
+    assert imported.status == 0, imported.err
+    rows = json.loads(pair.gateway("rotation", "status", "--json").out)
+    assert sorted(r["version"] for r in rows) == list(range(6, 26))  # the 20 newest
+    assert {(r["hook"], r["status"], r["exit_status"]) for r in rows} == {("reload", "ok", 0)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inner_agent import executor_ssh, executors, rotation, versions
+from inner_agent.fail_closed import FreshnessRules
 from inner_agent.labels import PENDING, PREVIOUS, StoredVersion, resolve
 from outer_gateway import rotation_inbox
 from outer_gateway.policies import Policy, policy_for
@@ -41,6 +42,19 @@ def test_most_specific_policy_wins() -> None:
     narrow = Policy("db/plant7/*", None, 32, "alnum", 60, 3600, True)
     assert policy_for([broad, narrow], "db/plant7/pw") == narrow
     assert policy_rows.governing([("db/**", None, True)], "db/a") == ("db/**", None, True)
+
+
+def test_fail_closed_rules_judge_age_against_the_governing_rule() -> None:
+    shipped = (("db/**", None, True), ("db/plant7/*", 3600, True), ("db/open/*", 60, False))
+    rules = FreshnessRules(("tls/*",), 7200, shipped, fresh=1000.0)
+    assert not rules.fails_closed("db/plant7/pw", 1000 + 3600)  # the limit itself is still fresh
+    assert rules.fails_closed("db/plant7/pw", 1000 + 3601)
+    assert not rules.fails_closed("db/x", 1000 + 7200)  # no age: agent.max_staleness
+    assert rules.fails_closed("db/x", 1000 + 7201)
+    assert not rules.fails_closed("db/open/pw", 10**9)  # the most specific rule stays open
+    assert rules.fails_closed("tls/key", 1000 + 7201) and not rules.fails_closed("app/x", 10**9)
+    never = FreshnessRules((), None, shipped, fresh=None)
+    assert never.fails_closed("db/plant7/pw", 0) and not never.fails_closed("db/x", 0)
 
 
 def test_modules_expose_their_entry_points() -> None:

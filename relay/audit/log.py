@@ -41,6 +41,26 @@ def append(execute: Execute, event_type: str, fields: Mapping[str, FieldValue]) 
     return record
 
 
+def append_many(
+    execute: Execute, events: Sequence[tuple[str, Mapping[str, FieldValue]]]
+) -> list[AuditRecord]:
+    """Append ``(event_type, fields)`` records in order, reading the newest held once (many
+    records in one transaction: a bulk change's reports)."""
+    rows = execute("SELECT record FROM audit_log ORDER BY seq DESC LIMIT 1", ())
+    prev = record_from_json(rows[0][0]) if rows else None
+    made = []
+    for event_type, fields in events:
+        prev = next_record(
+            prev, SESSION_ID, event_type, fields, datetime.now(UTC), time.monotonic_ns()
+        )
+        execute(
+            "INSERT INTO audit_log (seq, hash, type, time, record) VALUES (?, ?, ?, ?, ?)",
+            (prev.seq, prev.hash, prev.type, prev.time, record_to_json(prev)),
+        )
+        made.append(prev)
+    return made
+
+
 def records_after(execute: Execute, seq: int, limit: int | None = None) -> list[AuditRecord]:
     """Held records with a seq above ``seq``, ascending."""
     sql = "SELECT record FROM audit_log WHERE seq > ? ORDER BY seq"

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relay.audit.chain import GENESIS_HASH, AuditRecord, record_from_dict, record_to_dict
+from relay.bundle.limits import DEFAULT_MAX_SECRET_BYTES
 from relay.bundle.rotation_items import RotationItem, decode_rotation_items
 from relay.errors import MALFORMED, BundleRejected
 
 AUDIT_PAYLOAD_VERSION = 1
 PAYLOAD_KEYS = frozenset({"v", "agent", "head", "records"})
 OPTIONAL_KEYS = frozenset({"rotation"})  # rotation items ride with their records
-MAX_ESCROW_BYTES = 1024 * 1024  # the default limits.max_secret_bytes
 HEAD_KEYS = frozenset({"seq", "hash"})
 MAX_SAFE_INTEGER = 2**53 - 1
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
@@ -69,8 +69,12 @@ def _dump(payload: AuditPayload, records: list[dict[str, Any]]) -> bytes:
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
-def decode_audit_payload(data: bytes, max_entries: int) -> AuditPayload:
-    """Parse a decrypted audit payload strictly (§9); ``malformed`` on anything unexpected."""
+def decode_audit_payload(
+    data: bytes, max_entries: int, max_secret_bytes: int = DEFAULT_MAX_SECRET_BYTES
+) -> AuditPayload:
+    """Parse a decrypted audit payload strictly (§9); ``malformed`` on anything unexpected. An
+    escrowed value may be at most ``max_secret_bytes`` (the receiver's
+    ``limits.max_secret_bytes``, as for a value in the secret stream)."""
     doc = _load_json(data)
     if not isinstance(doc, dict) or set(doc) - OPTIONAL_KEYS != PAYLOAD_KEYS:
         raise _malformed("audit payload members are not exactly v, agent, head, records")
@@ -83,7 +87,7 @@ def decode_audit_payload(data: bytes, max_entries: int) -> AuditPayload:
     records = _records(doc["records"], max_entries, head_seq)
     rotation: tuple[RotationItem, ...] = ()
     if "rotation" in doc:
-        rotation = tuple(decode_rotation_items(doc["rotation"], max_entries, MAX_ESCROW_BYTES))
+        rotation = tuple(decode_rotation_items(doc["rotation"], max_entries, max_secret_bytes))
         if any(item.seq > head_seq for item in rotation):
             raise _malformed("a rotation item is past the declared head")
     return AuditPayload(agent, head_seq, head_hash, records, rotation)

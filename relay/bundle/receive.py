@@ -155,7 +155,9 @@ def receive_audit(
         if streams.was_applied(bundle.bundle_id):
             seq = bundle.envelope.header.seq
             raise BundleDuplicate(f"audit bundle seq {seq} was already imported")
-        payload = decode_audit_payload(open_payload(bundle, keys), limits.max_entries)
+        payload = decode_audit_payload(
+            open_payload(bundle, keys), limits.max_entries, limits.max_secret_bytes
+        )
         if payload.agent != bundle.sender.name:
             raise BundleRejected("audit payload names another agent", code=MALFORMED)
         return Received(bundle, payload)

@@ -10,15 +10,21 @@ and an item seen twice is recognised by its ``id``::
       {"id": HEX32, "seq": N, "kind": "escrow",  "path": P, "version": V, "base": B,
        "value": VALUE_B64},
       {"id": HEX32, "seq": N, "kind": "outcome", "path": P, "version": V_OR_NULL,
-       "status": STATUS, "detail": TEXT}]
+       "status": STATUS, "detail": TEXT},
+      {"id": HEX32, "seq": N, "kind": "hook", "path": P, "version": V, "hook": NAME,
+       "result": "ok"|"failed"|"timeout", "exit": STATUS_OR_NULL}]
 
 - ``request``: rotate ``path`` at the gateway; the next forward bundle carries the new version.
 - ``escrow``: the agent rotated ``path`` itself (a local executor) from version ``base`` to the
   new value; the gateway records it as a new version (the vault side's truth). The value is
   inside the sealed payload only, never in an audit record.
-- ``outcome``: what happened on the isolated side (``applied``, ``activated``, ``failed``,
-  ``timeout``, ``recovered``, ``abandoned``, ``hook_ok``, ``hook_failed``), for
-  ``relay gateway rotation status``.
+- ``outcome``: what happened on the isolated side (``applied``: a new version from the gateway
+  or a local executor is current; ``activated``: a pre-staged version switched on the agent's
+  clock; ``failed``, ``timeout``, ``recovered``, ``abandoned``: a local executor's result;
+  ``hook_ok``, ``hook_failed``: reserved), for ``relay gateway rotation status``.
+- ``hook``: a change hook ran because ``path`` changed to ``version``: the hook's name (1-64
+  printable characters), its ``result`` and, for a command that exited, its ``exit`` status
+  (0-255; ``null`` otherwise). Never the hook's output.
 
 Pure: dicts in, validated items out, ``malformed`` otherwise (unknown members are refused).
 """
@@ -33,7 +39,7 @@ from typing import Any
 from relay.errors import MALFORMED, BundleRejected
 from relay.paths import is_valid_path
 
-KINDS = ("request", "escrow", "outcome")
+KINDS = ("request", "escrow", "outcome", "hook")
 REASONS = ("manual", "expiry")
 STATUSES = (
     "applied",
@@ -45,13 +51,16 @@ STATUSES = (
     "hook_ok",
     "hook_failed",
 )
+HOOK_RESULTS = ("ok", "failed", "timeout")
 MAX_DETAIL = 200
+MAX_HOOK_NAME = 64
 MAX_INT = 2**53 - 1
 _ID = re.compile(r"[0-9a-f]{32}")
 _MEMBERS = {
     "request": {"id", "seq", "kind", "path", "reason"},
     "escrow": {"id", "seq", "kind", "path", "version", "base", "value"},
     "outcome": {"id", "seq", "kind", "path", "version", "status", "detail"},
+    "hook": {"id", "seq", "kind", "path", "version", "hook", "result", "exit"},
 }
 
 
@@ -69,6 +78,9 @@ class RotationItem:
     value: bytes | None = None
     status: str | None = None
     detail: str | None = None
+    hook: str | None = None
+    result: str | None = None
+    exit: int | None = None
 
     def __repr__(self) -> str:
         return f"RotationItem({self.kind}, {self.path!r}, id={self.id}, value=<hidden>)"
@@ -84,6 +96,8 @@ class RotationItem:
                 base=self.base,
                 value=binascii.b2a_base64(self.value, newline=False).decode(),
             )
+        elif self.kind == "hook":
+            doc.update(version=self.version, hook=self.hook, result=self.result, exit=self.exit)
         else:
             doc.update(version=self.version, status=self.status, detail=self.detail)
         return doc
@@ -116,6 +130,8 @@ def _item(doc: Any, max_secret_bytes: int) -> RotationItem:
         return RotationItem(ident, seq, kind, path, reason=doc["reason"])
     if kind == "escrow":
         return _escrow(doc, ident, seq, path, max_secret_bytes)
+    if kind == "hook":
+        return _hook(doc, ident, seq, path)
     version, status, detail = doc["version"], doc["status"], doc["detail"]
     if version is not None and not _is_int(version, 1):
         raise _malformed("a rotation outcome has a bad version")
@@ -139,6 +155,21 @@ def _escrow(doc: dict[str, Any], ident: str, seq: int, path: str, cap: int) -> R
     if len(decoded) > cap:
         raise _malformed("a rotation escrow value is over the size cap")
     return RotationItem(ident, seq, "escrow", path, version=version, base=base, value=decoded)
+
+
+def _hook(doc: dict[str, Any], ident: str, seq: int, path: str) -> RotationItem:
+    version, name, result, status = doc["version"], doc["hook"], doc["result"], doc["exit"]
+    if not _is_int(version, 1):
+        raise _malformed("a rotation hook item has a bad version")
+    if not (isinstance(name, str) and 0 < len(name) <= MAX_HOOK_NAME and name.isprintable()):
+        raise _malformed("a rotation hook item has a bad hook name")
+    if result not in HOOK_RESULTS:
+        raise _malformed("a rotation hook item has an unknown result")
+    if status is not None and not (type(status) is int and 0 <= status <= 255):
+        raise _malformed("a rotation hook item has a bad exit status")
+    return RotationItem(
+        ident, seq, "hook", path, version=version, hook=name, result=result, exit=status
+    )
 
 
 def _is_int(value: object, low: int) -> bool:

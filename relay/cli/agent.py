@@ -373,25 +373,21 @@ def audit_export(
 ) -> None:
     """Write sealed audit bundles with every record the gateway has not acknowledged (several
     when they would not fit in one under limits.max_bundle_bytes); prints one path a line."""
+    from inner_agent.activation import switch_due_in
     from inner_agent.audit import AgentAudit, trusted_gateway
+    from relay import crashpoint
     from relay.transport import open_destination
 
     opened = Home.open(home, "agent")
     audit_log = AgentAudit(opened)
+    switch_due_in(opened, now(), audit_log.record)  # a switch made with no daemon: reported now
     bundles = audit_log.export_bundles(trusted_gateway(opened), now())
     destination = open_destination(to, make_transport_options(opened, identity_file, known_hosts))
     written = []
     try:
         for exported in bundles:
-            where = destination.put(exported.name, exported.data)
-            audit_log.record(
-                "audit.exported",
-                file=exported.name,
-                bundle_seq=exported.seq,
-                records=exported.records,
-                first_seq=exported.first,
-                last_seq=exported.last,
-            )
+            where = destination.put(exported.name, exported.data)  # recorded when sealed
+            crashpoint.reached("audit_export.written")
             written.append(
                 {
                     "path": where,

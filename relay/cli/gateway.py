@@ -226,10 +226,19 @@ def secret_import(home: Path, file: Path, ttl: str | None) -> None:
         if len(value) > cap:
             raise UsageError(f"the value of {path} is over limits.max_secret_bytes", code=TOO_LARGE)
     expires = now() + duration(ttl, "") if ttl else None
-    written, same = store.import_secrets(values, expires, now())
+    from outer_gateway.policies import list_policies, policy_for
+    from outer_gateway.rotation import overlap_of
     from outer_gateway.versions import drop_stale_labels
 
-    drop_stale_labels(store)  # a bulk change supersedes staged versions it overtook
+    policies = list_policies(store)
+    default = overlap_of(opened, None)
+
+    def overlap(path: str) -> int:  # as `secret put`: the path's policy, or rotation.overlap
+        policy = policy_for(policies, path) if policies else None
+        return default if policy is None else overlap_of(opened, policy)
+
+    written, same = store.import_secrets(values, expires, now(), overlap)
+    drop_stale_labels(store)  # labels a concurrent change made inconsistent
     _audit(opened, store).record(
         "secret.imported", file=str(file), count=len(values), written=written
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -157,12 +158,22 @@ def rotation_status(home: Path, as_json: bool, agent_name: str | None) -> None:
                 r.agent,
                 r.kind,
                 r.path,
-                r.status
-                or r.reason
-                or (f"v{r.version} from v{r.base}" if r.base is not None else "-"),
+                _agent_says(r),
                 r.result or "pending",
                 "-" if r.result_version is None else r.result_version,
             )
             for r in rows
         ],
     )
+
+
+def _agent_says(row: Any) -> str:
+    """What the agent reported, in a few words (never a value, never hook output)."""
+    if row.kind == "hook":
+        status = "" if row.exit_status is None else f" exit {row.exit_status}"
+        return f"hook {row.hook} {row.status}{status} (v{row.version})"
+    if row.kind == "outcome" and row.version is not None:
+        return f"{row.status} v{row.version}"
+    if row.status or row.reason:
+        return str(row.status or row.reason)
+    return f"v{row.version} from v{row.base}" if row.base is not None else "-"

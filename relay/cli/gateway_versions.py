@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 
 
 def overlap_for(home: Home, store: GatewayStore, path: str) -> int:
-    """How long a replaced version of ``path`` stays previous (``rotation.overlap``)."""
-    from relay.durations import parse_duration
+    """How long a replaced version of ``path`` stays previous: its policy's ``--overlap``, or
+    ``rotation.overlap`` (docs/rotation.md)."""
+    from outer_gateway.policies import list_policies, policy_for
+    from outer_gateway.rotation import overlap_of
 
-    return parse_duration(str(home.config.get("rotation.overlap")))
+    return overlap_of(home, policy_for(list_policies(store), path))
 
 
 def put_labelled(

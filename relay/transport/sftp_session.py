@@ -142,7 +142,7 @@ def load_identity(path: Path) -> PKey:
 
     try:
         return PKey.from_path(path)
-    except PasswordRequiredException:
+    except (PasswordRequiredException, TypeError):  # TypeError: an encrypted PEM key
         problem = "is passphrase-protected; give relay an unencrypted key readable only by it"
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror})"
