@@ -125,7 +125,7 @@ def send_files(files: Sequence[OutgoingFile], host: str, port: int, options: Sen
 
 
 class _Parity:
-    """The data blocks of one object and its parity, encoded round by round in a helper thread
+    """The data blocks of one object and its parity, encoded round by round in helper threads
     (zfec releases the GIL) from the moment this is made; kept across carousel passes when
     there is room (``PARITY_KEPT``), so a file is encoded once."""
 
