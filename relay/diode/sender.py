@@ -6,11 +6,13 @@ the blocks of every pass it hears. Nothing comes back: the sender cannot know wh
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +39,7 @@ UDP_SEGMENT = 103
 GSO_AVAILABLE = sys.platform.startswith("linux")
 GSO_MAX_SEGMENTS = 32
 ENCODERS = 2  # helper threads encoding parity rounds (zfec releases the GIL)
+ENCODER_NICENESS = 5  # added to the encoder threads' nice value
 PARITY_KEPT = 256 << 20  # parity bytes kept across carousel passes (else encoded each pass)
 MAX_UDP_PAYLOAD = 65507
 _GSO_REFUSED = (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EMSGSIZE)
@@ -104,7 +107,7 @@ def send_files(files: Sequence[OutgoingFile], host: str, port: int, options: Sen
     sent = 0
     with (
         socket.socket(address[0], socket.SOCK_DGRAM) as sock,
-        ThreadPoolExecutor(max_workers=ENCODERS, thread_name_prefix="diode-fec") as pool,
+        ThreadPoolExecutor(ENCODERS, "diode-fec", _yield_to_the_sender) as pool,
     ):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         link = _Link(sock, address[1], bucket)
@@ -122,6 +125,14 @@ def send_files(files: Sequence[OutgoingFile], host: str, port: int, options: Sen
             for parity in kept.values():
                 parity.cancel()
     return sent
+
+
+def _yield_to_the_sender() -> None:
+    """Run an encoder thread at a lower priority (Linux: nice applies per thread) so that, when
+    cores are short, the thread sending datagrams (and a receiver on the same host) go first;
+    the encoders take what is left, and the data rounds need no parity."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ENCODER_NICENESS)
 
 
 class _Parity:
