@@ -53,6 +53,10 @@ CHUNK = 1024 * 1024
 # OpenSSH offers 32 KiB packets, so 32 KiB of data plus the request header would take two.
 WRITE_REQUEST = 32768 - 128
 BUNDLE_MODE = 0o640
+# Downloads: 64 KiB per read request, the most every OpenSSH sftp-server has answered in full
+# (newer ones answer up to 255 KiB; a server that answers less is still read correctly: paramiko
+# falls back to plain reads for the rest). Half the requests, answers and packets of 32 KiB.
+READ_REQUEST = 64 * 1024
 
 
 class _SftpEndpoint:
@@ -221,6 +225,7 @@ class SftpSource(_SftpEndpoint):
             try:
                 # fstat of the open handle and the first reads (sized by the lstat, capped) go
                 # out together: one round trip, and the reads are only kept if fstat agrees.
+                handle.MAX_REQUEST_SIZE = READ_REQUEST
                 fstat = sftp._async_request(type(None), CMD_FSTAT, handle.handle)  # type: ignore[attr-defined]
                 _contain_prefetch_errors(handle)
                 handle.prefetch(min(listed, max_bytes + 1))

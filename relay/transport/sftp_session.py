@@ -41,9 +41,10 @@ if TYPE_CHECKING:
     from paramiko.sftp_client import SFTPClient
     from paramiko.transport import Transport
 
-# Downloads: a 32 KiB read answer plus its header fits one SSH packet of 64 KiB (paramiko's default
-# of 32 KiB splits each in two). Windows larger than 2 MiB made paramiko slower, not faster.
-RECEIVE_PACKET = 64 * 1024
+# Downloads: a 64 KiB read answer (relay.transport.sftp.READ_REQUEST) plus its header fits one SSH
+# packet of 128 KiB (paramiko's default of 32 KiB splits each in three). Windows larger than 2 MiB
+# made paramiko slower, not faster.
+RECEIVE_PACKET = 128 * 1024
 RECEIVE_WINDOW = 2 * 1024 * 1024
 
 
