@@ -49,8 +49,10 @@ bench: $(STAMP)
 # CRASH_SEED=N replays a run; a failure prints its seed.
 CRASH_POINTS ?= 210
 CRASH_JOBS ?= 2
+CRASH_ROTATION_POINTS ?= 30
 crash: $(STAMP)
 	$(BIN)/python -m tests.crash.harness --points $(CRASH_POINTS) --jobs $(CRASH_JOBS) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
+	$(BIN)/python -m tests.crash.rotations --points $(CRASH_ROTATION_POINTS) $(if $(CRASH_SEED),--seed $(CRASH_SEED))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

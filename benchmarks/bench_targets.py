@@ -6,7 +6,9 @@
   import of it (in process), against the chain a user could script instead: ``age`` encryption
   and ``minisign`` signature of a JSON file on one side, verify + decrypt + Python ``sqlite3``
   insert on the other (installed from Debian's packages with apt-get when missing and root).
-- the same with 1% of the values changed (the chain must redo everything).
+- the same with 1% of the values changed (the chain must redo everything): relay sends a delta
+  bundle on the acknowledged one (spec §8.3). Measured under ``farm-bench`` (relay and the chain
+  in turn, medians, ratio pair by pair), one round per process (``benchmarks/delta_round.py``).
 - ``relay agent run`` resident memory (VmRSS) when idle, with 10,000 secrets.
 - a plot (PNG) of time against number of secrets, relay against the chain.
 
@@ -315,7 +317,11 @@ def main() -> None:
                 rows.append(
                     _ratio_row(f"{n} secrets, first export + import", t_first, t_chain, 2.5)
                 )
-                rows.append(_ratio_row(f"{n} secrets, 1% changed", t_delta, t_chain2, 0.25))
+                rows.append(
+                    _delta_row(n, folder / "delta", t_delta, t_chain2)
+                    if why_not is None
+                    else _ratio_row(f"{n} secrets, 1% changed", t_delta, None, 0.25)
+                )
         if why_not is not None:
             print(f"reference chain not measured: {why_not}")
         rss = idle_rss(folder / "rss")
@@ -336,6 +342,60 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | --- | --- |")
     for row in rows:
         print(row.line())
+
+
+DELTA_RUNS = 7
+FARM = ("farm-bench", "--warmup", "1", "--timeout", "900")
+
+
+def _delta_row(n: int, folder: Path, in_process: float, chain: float | None) -> Target:
+    """The 1%-changed row from farm-bench (relay's delta round against the chain, in turn); the
+    in-process figures of this run if farm-bench is missing."""
+    measure = f"{n} secrets, 1% changed, export + import"
+    figures = farm_delta(n, folder)
+    if isinstance(figures, str):
+        print(f"farm-bench not used ({figures}): in-process figures")
+        return _ratio_row(measure, in_process, chain, 0.25)
+    relay, reference, pairwise = figures
+    return Target(
+        f"{measure} (farm-bench)", relay, reference, "s", "<= 0.25x", pairwise <= 0.25, pairwise
+    )
+
+
+def farm_delta(n: int, folder: Path) -> tuple[float, float, float] | str:
+    """Medians of relay's delta round and the chain's round, and the median pairwise ratio,
+    as each process reports its work (``seconds S``), run in turn by farm-bench."""
+    if shutil.which("farm-bench") is None:
+        return "farm-bench is not installed"
+    root = Path(__file__).resolve().parent.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    module = [sys.executable, "-m", "benchmarks.delta_round"]
+    subprocess.run([*module, "prepare", str(folder), str(n)], cwd=root, check=True)
+    out_a, out_b = folder / "relay.out", folder / "chain.out"
+    run_a = f"exec {' '.join(module)} relay {folder} >> {out_a} 2>&1"
+    run_b = f"exec {' '.join(module)} chain {folder} >> {out_b} 2>&1"
+    report = subprocess.run(
+        [*FARM, "-n", str(DELTA_RUNS), "--vs", f"sh -c '{run_b}'", "--", "sh", "-c", run_a],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(report.stdout.rstrip())
+    relay, chain = _reported(out_a)[1:], _reported(out_b)[1:]  # the first is the warm-up's
+    if not relay or len(relay) != len(chain):
+        return f"farm-bench runs incomplete: {report.stderr.strip()[-200:]}"
+    pairwise = statistics.median(a / b for a, b in zip(relay, chain, strict=True))
+    print(f"1% changed, per process: relay {relay}, chain {chain}")
+    return statistics.median(relay), statistics.median(chain), pairwise
+
+
+def _reported(path: Path) -> list[float]:
+    """The ``seconds S`` lines a round printed, in order."""
+    if not path.exists():
+        return []
+    found = re.findall(r"^seconds (\d+\.\d+)$", path.read_text(), flags=re.MULTILINE)
+    return [float(value) for value in found]
 
 
 def _ratio_row(measure: str, relay: float, chain: float | None, limit: float) -> Target:

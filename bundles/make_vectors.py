@@ -11,7 +11,8 @@ Output:
   ``step`` that decides it (``verify``, ``sequence``, ``decrypt``, ``payload``; none for ``ok``),
   a note, and for ``ok`` the decoded payload.
 - ``vectors/keys.json``: the trust context: seeds and public keys, ``now``, the limits, the kinds
-  the verifier accepts, and the stream state (high-water mark and the applied bundle ids).
+  the verifier accepts, and the stream state (high-water mark, the applied bundle ids and the seq
+  each was applied under, which a delta's base is judged against).
 - ``vectors/audit/``: the audit payload vectors (§9), made by ``audit_vectors.py``.
 
 Usage: ``python bundles/make_vectors.py [--out DIR]``. Without ``--out`` it also runs
@@ -30,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from relay import crypto
-from relay.bundle.envelope import MAGIC, SIGNING_CONTEXT, Header, parse_envelope, signed_prefix
+from relay.bundle.envelope import (
+    MAGIC,
+    SIGNING_CONTEXT,
+    BundleBase,
+    Header,
+    parse_envelope,
+    signed_prefix,
+)
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import sign_header
 from relay.canonical import canonical_json
@@ -109,6 +117,8 @@ def _payload_json(payload: SecretsPayload) -> dict[str, Any]:
     }
     if payload.versions:
         doc["versions"] = [list(row) for row in payload.versions]
+    if payload.delta:
+        doc["state"] = "delta"
     return doc
 
 
@@ -150,6 +160,7 @@ class Recipe:
     created: int = CREATED
     expires: int = EXPIRES
     plaintext: bytes = field(default_factory=DEFAULT_PAYLOAD.encode)
+    base: BundleBase | None = None  # a delta's base (spec §8.3)
 
     def nonce(self) -> bytes:
         return hashlib.sha256(f"relay-vectors-v1/nonce/{self.name}".encode()).digest()[:24]
@@ -171,6 +182,7 @@ class Recipe:
             expires=self.expires,
             payload_len=len(payload),
             payload_sha256=crypto.sha256(payload).hex(),
+            base=self.base,
         )
 
     def build(self) -> bytes:
@@ -550,6 +562,83 @@ def _stream_vectors() -> tuple[list[Vector], bytes, bytes]:
     return vectors, latest, old
 
 
+def _delta_vectors(latest: bytes, old: bytes) -> list[Vector]:
+    """Delta bundles (spec §8.3): the base is the high-water bundle (seq 5) or an older applied
+    one (seq 3); anything else is ``delta_base_missing``, judged at the sequence step."""
+    latest_base = BundleBase(parse_envelope(latest).bundle_id, HIGH_WATER_SEQ)
+    old_base = BundleBase(parse_envelope(old).bundle_id, 3)
+    unknown = BundleBase(hashlib.sha256(b"relay-vectors-v1/never-applied").hexdigest(), 4)
+    delta = SecretsPayload(
+        [("db/plant7/password", 5, "ZGVsdGE=", None)], [("app/token", 14)], 42, delta=True
+    )
+    full = DEFAULT_PAYLOAD.encode()
+
+    def recipe(name: str, base: BundleBase | None, **more: Any) -> Recipe:
+        return Recipe(name, base=base, plaintext=more.pop("plaintext", delta.encode()), **more)
+
+    bad_base = recipe("malformed-header-base-bad-id", latest_base)
+    return [
+        Vector(
+            "ok-delta",
+            recipe("ok-delta", latest_base).build(),
+            "ok",
+            None,
+            "a delta on the high-water bundle: one upsert, one removal",
+            delta,
+        ),
+        Vector(
+            "ok-delta-older-base",
+            recipe("ok-delta-older-base", old_base, seq=7).build(),
+            "ok",
+            None,
+            "a delta on an older applied bundle of the stream (deltas are cumulative)",
+            delta,
+        ),
+        Vector(
+            "delta-base-missing",
+            recipe("delta-base-missing", unknown).build(),
+            "delta_base_missing",
+            "sequence",
+            "the base was never applied",
+        ),
+        Vector(
+            "delta-base-wrong-seq",
+            recipe("delta-base-wrong-seq", BundleBase(latest_base.id, 4)).build(),
+            "delta_base_missing",
+            "sequence",
+            "the applied high-water bundle named under another seq",
+        ),
+        Vector(
+            "rollback-delta",
+            recipe("rollback-delta", old_base, seq=4).build(),
+            "rollback",
+            "sequence",
+            "a delta is judged for rollback before its base",
+        ),
+        Vector(
+            "malformed-header-base-not-older",
+            recipe("malformed-header-base-not-older", BundleBase(latest_base.id, 6)).build(),
+            "malformed",
+            "verify",
+            "base seq equal to the bundle's seq",
+        ),
+        Vector(
+            "malformed-header-base-bad-id",
+            _raw_header(bad_base, {"base": {"id": "x" * 64, "seq": 5}}),
+            "malformed",
+            "verify",
+            "base id is not 64 lower-case hex digits",
+        ),
+        Vector(
+            "malformed-payload-full-with-base",
+            recipe("malformed-payload-full-with-base", latest_base, plaintext=full).build(),
+            "malformed",
+            "payload",
+            "a full-state payload in a bundle with a base",
+        ),
+    ]
+
+
 def _decrypt_vectors() -> list[Vector]:
     garbage = Recipe("decrypt-failed-garbage")
     junk = hashlib.sha512(b"relay-vectors-v1/junk").digest()[:60]
@@ -592,7 +681,7 @@ def _payload_vectors() -> list[Vector]:
     many = [[f"s{i}", 1, "YQ==", None] for i in range(LIMITS["max_entries"] + 1)]
     cases: list[tuple[str, bytes, str]] = [
         ("not-json", b"\x00not json", "decrypts to bytes that are not JSON"),
-        ("not-full-state", doc(state="delta"), "state is not full"),
+        ("not-full-state", doc(state="delta"), "state delta in a bundle without a base"),
         ("bad-version", doc(v=2), "payload v is 2"),
         (
             "duplicate-path",
@@ -681,6 +770,7 @@ def build_vectors() -> tuple[list[Vector], dict[str, Any]]:
         + _authentication_vectors()
         + _judgement_vectors()
         + stream
+        + _delta_vectors(latest, old)
         + _decrypt_vectors()
         + _payload_vectors()
     )
@@ -696,6 +786,7 @@ def build_vectors() -> tuple[list[Vector], dict[str, Any]]:
         "stream": {
             "high_water": {"seq": HIGH_WATER_SEQ, "bundle_id": latest_id},
             "applied": sorted([latest_id, parse_envelope(old).bundle_id]),
+            "applied_seq": {latest_id: HIGH_WATER_SEQ, parse_envelope(old).bundle_id: 3},
         },
         "signing_context_hex": SIGNING_CONTEXT.hex(),
         "example_signed_prefix_hex": signed_prefix(parse_envelope(latest).header).hex(),

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from inner_agent.audit import AgentAudit
 from inner_agent.store import AgentStore
-from relay import crypto
+from relay import crashpoint, crypto
+from relay.codes import ROTATION_PENDING
 from relay.errors import UsageError
 from relay.home import Home
 from relay.identity import PublicIdentity, identity_of
@@ -35,17 +36,37 @@ class OwnKey:
 
 
 def request_rotation(home: Home) -> str:
-    """Make the next key and queue the request in the return stream; the new key id."""
-    if home.read_side_key("next") is not None:
+    """Make the next key and queue the request in the return stream; the new key id.
+
+    The key is on disk before the request names it (a request for a key the agent lost would
+    cut the site off). A next key whose request a crash kept from being recorded is requested
+    now, rather than refused as pending for ever."""
+    new = home.read_side_key("next")
+    if new is not None and new.sign_public == home.identity.sign_public:
+        home.remove_side_key("next")  # a switch a crash interrupted after the swap
+        new = None
+    if new is not None and _requested(home, new):
         raise UsageError(
             "a key rotation is already pending: export the audit stream and import a bundle",
-            code="rotation_pending",
+            code=ROTATION_PENDING,
         )
-    new = crypto.generate_keypair()
-    home.write_side_key("next", new)
+    if new is None:
+        new = crypto.generate_keypair()
+        home.write_side_key("next", new)
+    crashpoint.reached("agent_key.next_written")
     fields = request_fields(home.identity, new)
     AgentAudit(home).record(REQUEST_TYPE, **fields)
     return fields["new_key_id"]
+
+
+def _requested(home: Home, new: crypto.KeyPair) -> bool:
+    """Whether the audit still holds the request for ``new`` (a request already acknowledged
+    and pruned is then requested again: the gateway refuses that one as replayed)."""
+    key_id = crypto.key_id(new.sign_public, new.box_public)
+    return any(
+        r.type == REQUEST_TYPE and r.fields.get("new_key_id") == key_id
+        for r in AgentAudit(home).records()
+    )
 
 
 def own_keys(home: Home, store: AgentStore, now: int) -> list[OwnKey]:

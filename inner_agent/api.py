@@ -26,6 +26,17 @@ from inner_agent.client_auth import parse_token_request
 from inner_agent.lookup import Secret
 from inner_agent.metrics import CONTENT_TYPE
 from inner_agent.service import AgentService, ApiError
+from relay.codes import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    HEADERS_TOO_LARGE,
+    INVALID_CLIENT,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    TOO_LARGE,
+    UID_NOT_ALLOWED,
+    UNAUTHORIZED,
+)
 
 MAX_BODY_BYTES = 8 * 1024
 MAX_HEADER_BYTES = 16 * 1024
@@ -34,8 +45,8 @@ NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 RETRY_AFTER = "60"  # seconds; the failed-authentication window
 # RFC 6749 §5.2 (client authentication) and RFC 6750 §3 (bearer tokens)
 CHALLENGES = {
-    "invalid_client": 'Basic realm="relay"',
-    "unauthorized": 'Bearer realm="relay"',
+    INVALID_CLIENT: 'Basic realm="relay"',
+    UNAUTHORIZED: 'Bearer realm="relay"',
 }
 
 
@@ -90,7 +101,7 @@ def error_response(
 
 def _error_headers(status: int, code: str) -> dict[str, str]:
     if status == 401:
-        return {"www-authenticate": CHALLENGES.get(code, CHALLENGES["unauthorized"])}
+        return {"www-authenticate": CHALLENGES.get(code, CHALLENGES[UNAUTHORIZED])}
     return {"retry-after": RETRY_AFTER} if status == 429 else {}
 
 
@@ -133,14 +144,14 @@ def create_app(service: AgentService, bench: bool = False) -> ASGIApp:
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        code = {404: NOT_FOUND, 405: METHOD_NOT_ALLOWED}.get(exc.status_code, BAD_REQUEST)
         given = {k.lower(): v for k, v in (exc.headers or {}).items()}
         allow = {"allow": given["allow"]} if "allow" in given else {}  # RFC 9110 §15.5.6
         return error_response(exc.status_code, code, str(exc.detail), allow)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, "bad_request", "the request is not valid")
+        return error_response(400, BAD_REQUEST, "the request is not valid")
 
     @app.post("/v1/oauth2/token", response_model=TokenResponse, responses=errors)
     async def token(request: Request) -> Response:
@@ -210,15 +221,15 @@ class Guard:
         uid = scope.get(PEER_UID_KEY)
         if uid is not None and allowed and uid not in allowed:
             self.service.denials.note(
-                "secret.denied", "uid_not_allowed", app=None, path=None, uid=uid
+                "secret.denied", UID_NOT_ALLOWED, app=None, path=None, uid=uid
             )
-            await error_response(403, "forbidden", f"uid {uid} may not use this socket")(
+            await error_response(403, FORBIDDEN, f"uid {uid} may not use this socket")(
                 scope, receive, counted
             )
             return
         if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
             await error_response(
-                400, "headers_too_large", f"request headers are capped at {MAX_HEADER_BYTES} bytes"
+                400, HEADERS_TOO_LARGE, f"request headers are capped at {MAX_HEADER_BYTES} bytes"
             )(scope, receive, counted)
             return
         try:
@@ -227,7 +238,7 @@ class Guard:
             return
         if body is None:
             await error_response(
-                413, "too_large", f"request bodies are capped at {MAX_BODY_BYTES}"
+                413, TOO_LARGE, f"request bodies are capped at {MAX_BODY_BYTES}"
             )(scope, receive, counted)
             return
         await self.app(scope, _replay(body, receive), counted)

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,8 +36,9 @@ _ACK = "\x00ack"  # internal queue marker, never an event type
 class AuditWriter:
     """Owns the audit-writing thread of ``relay agent run``."""
 
-    def __init__(self, home: Home) -> None:
+    def __init__(self, home: Home, written: Callable[[int], None] = lambda _count: None) -> None:
         self.home = home
+        self.written = written  # told how many records each committed batch held
         self.audit = AgentAudit(home)
         self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(MAX_QUEUE)
         self._thread = threading.Thread(target=self._run, name="relay-audit", daemon=True)
@@ -99,7 +101,8 @@ class AuditWriter:
         records = [(t, f) for t, f in items if t != _ACK]
         if records:
             with immediate(conn):
-                _append_all(execute, records)
+                appended = _append_all(execute, records)
+            self.written(appended)
             if self._has_sinks:
                 self.audit.deliver()
         for event_type, mark in items:
@@ -107,11 +110,13 @@ class AuditWriter:
                 self.audit.acknowledge(int(mark))
 
 
-def _append_all(execute: Any, records: list[tuple[str, Any]]) -> None:
+def _append_all(execute: Any, records: list[tuple[str, Any]]) -> int:
     """:func:`relay.audit.log.append` for many records in one transaction: the previous record
-    is read once, then chained in memory (same records, without re-reading each one back)."""
+    is read once, then chained in memory (same records, without re-reading each one back).
+    Returns how many were appended."""
     rows = execute("SELECT record FROM audit_log ORDER BY seq DESC LIMIT 1", ())
     prev = record_from_json(rows[0][0]) if rows else None
+    appended = 0
     for event_type, fields in records:
         try:
             record = next_record(
@@ -125,3 +130,5 @@ def _append_all(execute: Any, records: list[tuple[str, Any]]) -> None:
             (record.seq, record.hash, record.type, record.time, record_to_json(record)),
         )
         prev = record
+        appended += 1
+    return appended

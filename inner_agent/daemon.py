@@ -9,8 +9,9 @@ running import finish (or roll back with the process), and exits 0.
 Under a service manager (``NOTIFY_SOCKET`` set, systemd ``Type=notify``) it speaks the
 notification protocol (:mod:`relay.sdnotify`): ``READY=1`` once the API sockets are bound and the
 inbox is watched (with ``RELAY_LISTEN=`` the API's addresses), ``STATUS=`` after each inbox pass
-(``RELAY_SCAN=`` counts them) and each event (``RELAY_EVENT=TYPE JSON``, the audit's facts, never
-a value), and ``STOPPING=1``. Tests wait on these instead of polling.
+(``RELAY_SCAN=`` counts them), each event (``RELAY_EVENT=TYPE JSON``, the audit's facts, never
+a value) and each batch committed to the audit chain (``RELAY_AUDITED=``), and ``STOPPING=1``.
+Tests wait on these instead of polling.
 """
 
 from __future__ import annotations
@@ -167,10 +168,10 @@ def _serve(
     service."""
     from inner_agent.audit_writer import AuditWriter
 
-    audit = AuditWriter(home)
+    status = ServiceStatus(notifier)
+    audit = AuditWriter(home, status.audit_written)
     audit.start()
     events.set_sink(audit.sink)
-    status = ServiceStatus(notifier)
     events.subscribe(status.event)
     try:
         return _serve_with(home, store, settings, stopping, audit, status)

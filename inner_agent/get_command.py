@@ -17,6 +17,7 @@ from relay.audit.record import FieldValue
 from relay.home import Home
 
 CONFIG_FILE = "relay.toml"  # relay.config.CONFIG_NAME, without importing the settings' parser
+DEFAULT_CLOCK_SKEW = 300  # agent.clock_skew's default ("5m"), checked by a test
 
 
 def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
@@ -34,7 +35,7 @@ def get_value(home_path: Path, path: str, label: str = "current") -> bytes:
             now = int(time.time())
             if _fails_closed(home, conn, path, now):
                 raise SecretError(f"the agent is stale and {path!r} fails closed", code=STALE)
-            secret = read_secret(conn, path, now, label)
+            secret = read_secret(conn, path, now, label, clock_skew(home))
         except SecretError as exc:
             denied = {"path": path, "reason": exc.code, **which, **who()}
             _record(home, conn, "secret.denied", denied)
@@ -58,6 +59,16 @@ def _fails_closed(home: Home, conn: Any, path: str, now: int) -> bool:
         max_staleness = parse_duration(staleness) if staleness else None
         fail_closed = tuple(str(p) for p in home.config.get("agent.fail_closed"))
     return rules_on(conn, fail_closed, max_staleness).fails_closed(path, now)
+
+
+def clock_skew(home: Home) -> int:
+    """``agent.clock_skew`` in seconds; without a settings file its default, without importing
+    the settings' parser (the fast path)."""
+    if not (home.path / CONFIG_FILE).exists():
+        return DEFAULT_CLOCK_SKEW
+    from relay.durations import parse_duration
+
+    return parse_duration(str(home.config.get("agent.clock_skew")))
 
 
 def who() -> dict[str, str | int]:

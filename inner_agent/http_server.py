@@ -29,7 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from inner_agent.api import MAX_HEADER_BYTES, PEER_UID_KEY, error_response
-from relay.codes import LISTEN_FAILED, OVERLOADED, REQUEST_TIMEOUT
+from relay.codes import BAD_REQUEST, LISTEN_FAILED, OVERLOADED, REQUEST_TIMEOUT
 from relay.errors import UsageError
 
 UNKNOWN_UID = -1  # never in api.allowed_uids: an allow-list then refuses the peer
@@ -150,7 +150,7 @@ class PeerAwareH11(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         message = "invalid or oversized HTTP request"
-        self._answer(_json_error(400, b"Bad Request", "bad_request", message))
+        self._answer(_json_error(400, b"Bad Request", BAD_REQUEST, message))
 
 
 class AgentServer(uvicorn.Server):

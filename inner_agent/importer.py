@@ -31,6 +31,7 @@ from relay.db import sa_executor
 from relay.durations import parse_duration
 from relay.errors import (
     DECRYPT_FAILED,
+    DELTA_BASE_MISSING,
     DUPLICATE,
     EXPIRED,
     MALFORMED,
@@ -255,7 +256,9 @@ def _audit_applied(conn: Connection, name: str, bundle_id: str, result: ApplyRes
 
 
 # Codes only reached once the signature verified: the bundle id then names an authentic bundle.
-AFTER_AUTHENTICATION = frozenset({WRONG_RECIPIENT, EXPIRED, ROLLBACK, DECRYPT_FAILED})
+AFTER_AUTHENTICATION = frozenset(
+    {WRONG_RECIPIENT, EXPIRED, ROLLBACK, DELTA_BASE_MISSING, DECRYPT_FAILED}
+)
 
 
 def _bundle_id(data: bytes) -> str | None:

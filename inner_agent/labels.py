@@ -39,12 +39,16 @@ class Resolved:
     switch_at: int | None
 
 
-def resolve(rows: list[StoredVersion], now: int) -> Resolved:
-    """The effective current, previous and pending versions of one path at ``now``."""
+def resolve(rows: list[StoredVersion], now: int, skew: int = 0) -> Resolved:
+    """The effective current, previous and pending versions of one path at ``now``.
+
+    ``activates_at`` is judged with ``skew`` seconds of leeway (``agent.clock_skew``), as a
+    certificate's ``not_before`` is: a pending version is current once ``now + skew >=
+    activates_at``, so a clock up to ``skew`` behind the gateway's still switches on time."""
     stored = {row.label: row for row in rows}
     current, previous, pending = stored.get(CURRENT), stored.get(PREVIOUS), stored.get(PENDING)
     out: dict[str, StoredVersion] = {}
-    if pending is not None and pending.at is not None and now >= pending.at:
+    if pending is not None and pending.at is not None and now + skew >= pending.at:
         out[CURRENT] = pending
         if current is not None and (pending.overlap is None or now < pending.at + pending.overlap):
             out[PREVIOUS] = current
@@ -55,7 +59,8 @@ def resolve(rows: list[StoredVersion], now: int) -> Resolved:
         out[PREVIOUS] = previous
     if pending is not None:
         out[PENDING] = pending
-    return Resolved(out, None if pending is None else pending.at)
+    switch_at = None if pending is None or pending.at is None else pending.at - skew
+    return Resolved(out, switch_at)
 
 
 def check_label(label: str) -> str:

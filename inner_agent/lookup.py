@@ -50,9 +50,12 @@ def stored_versions(conn: Any, path: str) -> list[StoredVersion]:
     return [StoredVersion(r[0], bytes(r[1]), int(r[2]), r[3], r[4], r[5]) for r in rows]
 
 
-def pick(path: str, rows: list[StoredVersion], now: int, label: str = CURRENT) -> Secret | None:
-    """The version ``label`` means at ``now`` (expired or not), or ``None``."""
-    resolved = resolve(rows, now)
+def pick(
+    path: str, rows: list[StoredVersion], now: int, label: str = CURRENT, skew: int = 0
+) -> Secret | None:
+    """The version ``label`` means at ``now`` (expired or not), or ``None``; ``skew``: the
+    leeway on ``activates_at`` (:func:`inner_agent.labels.resolve`)."""
+    resolved = resolve(rows, now, skew)
     row = resolved.by_label.get(label)
     if row is None:
         return None
@@ -60,10 +63,12 @@ def pick(path: str, rows: list[StoredVersion], now: int, label: str = CURRENT) -
     return Secret(path, row.value, row.version, row.expires_at, switch_at)
 
 
-def read_secret(conn: Any, path: str, now: int, label: str = CURRENT) -> Secret:
+def read_secret(
+    conn: Any, path: str, now: int, label: str = CURRENT, skew: int = 0
+) -> Secret:
     """The ``label`` version (default current) of ``path`` on a raw store connection
     (:mod:`inner_agent.rawdb`); ``not_found`` or ``expired`` (``SecretError``) otherwise."""
-    secret = pick(path, stored_versions(conn, path), now, label)
+    secret = pick(path, stored_versions(conn, path), now, label, skew)
     if secret is None:
         what = "" if label == CURRENT else f" (version {label})"
         raise SecretError(f"no secret {path!r}{what} is granted to this agent", code=NOT_FOUND)

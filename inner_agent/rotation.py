@@ -28,7 +28,7 @@ from inner_agent.rotation_outbox import add_item
 from relay import crashpoint
 from relay.audit import log
 from relay.audit.record import FieldValue
-from relay.codes import ROTATION_IN_PROGRESS, ROTATION_TIMEOUT
+from relay.codes import NOT_FOUND, ROTATION_IN_PROGRESS, ROTATION_TIMEOUT
 from relay.errors import RelayError, SecretError, UsageError
 from relay.generate import generate
 from relay.home import Home
@@ -53,7 +53,7 @@ def request_rotation(home: Home, path: str, reason: str, now: int) -> str | None
         with immediate(conn):
             current = _current(execute, path)
             if current is None:
-                raise SecretError(f"no secret {path!r} on this agent", code="not_found")
+                raise SecretError(f"no secret {path!r} on this agent", code=NOT_FOUND)
             if _state(execute, path) is not None:
                 return None
             item = add_item(
@@ -207,7 +207,7 @@ def _stage_candidate(home: Home, path: str, kind: str, value: bytes, now: int) -
         with immediate(conn):
             current = _current(execute, path)
             if current is None:
-                raise SecretError(f"no secret {path!r} on this agent", code="not_found")
+                raise SecretError(f"no secret {path!r} on this agent", code=NOT_FOUND)
             busy = _state(execute, path) == "candidate"
             if busy:
                 log.append(

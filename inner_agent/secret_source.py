@@ -64,6 +64,7 @@ class StoreSource:
         staleness = str(home.config.get("agent.max_staleness"))
         self.max_staleness = parse_duration(staleness) if staleness else None
         self.fail_closed = [str(p) for p in home.config.get("agent.fail_closed")]
+        self.skew = parse_duration(str(home.config.get("agent.clock_skew")))
 
     def read_all(self, paths: Iterable[str]) -> dict[str, Secret]:
         from inner_agent.rawdb import raw_connection
@@ -79,7 +80,7 @@ class StoreSource:
                         raise SecretError(
                             f"the agent is stale and {path!r} fails closed", code=STALE
                         )
-                    secret = read_secret(conn, path, now)
+                    secret = read_secret(conn, path, now, skew=self.skew)
                 except SecretError as exc:
                     self.audit(conn, "secret.denied", {"path": path, "reason": exc.code})
                     raise

@@ -28,7 +28,17 @@ from inner_agent.service_config import ServiceSettings
 from inner_agent.store import AgentStore
 from inner_agent.tokens import FailureThrottle, TokenTable
 from relay.bundle.policy_rows import PolicyRow
-from relay.codes import BAD_VERSION, INVALID_CLIENT, UNAUTHORIZED
+from relay.codes import (
+    BAD_PATH,
+    BAD_VERSION,
+    EXPIRED,
+    FORBIDDEN,
+    INVALID_CLIENT,
+    NOT_FOUND,
+    STALE,
+    TOO_MANY_REQUESTS,
+    UNAUTHORIZED,
+)
 from relay.errors import ApiError
 from relay.paths import is_valid_path
 from relay.trust.clock import TimeJudgement, judge_time
@@ -165,10 +175,10 @@ class AgentService:
         """401 ``invalid_client`` (recorded), or 429 once this client id failed too often."""
         key = client_id or MALFORMED_CLIENT
         if self.throttle.blocked(key):
-            raise ApiError(429, "too_many_requests", "too many failed attempts; try again later")
+            raise ApiError(429, TOO_MANY_REQUESTS, "too many failed attempts; try again later")
         self.throttle.failed(key)
         self.denials.note("token.denied", INVALID_CLIENT, app=None, client_id=client_id)
-        raise ApiError(401, "invalid_client", "unknown client or wrong client secret")
+        raise ApiError(401, INVALID_CLIENT, "unknown client or wrong client secret")
 
     def app_of(self, token: str | None, path: str | None = None) -> App:
         """The app a bearer token belongs to; ``unauthorized`` (401) otherwise."""
@@ -179,7 +189,7 @@ class AgentService:
             reason = "missing token" if not token else "bad, expired or revoked token"
             shown = None if path is None else path[:256]
             self.denials.note("secret.denied", UNAUTHORIZED, app=None, path=shown)
-            raise ApiError(401, "unauthorized", reason)
+            raise ApiError(401, UNAUTHORIZED, reason)
         return app
 
     # -- reading secrets -----------------------------------------------------------------------
@@ -192,17 +202,17 @@ class AgentService:
             message = "version is current, previous or pending"
             self._deny(app, path[:256], 400, BAD_VERSION, message)
         if not is_valid_path(path):
-            self._deny(app, path[:256], 400, "bad_path", "not a valid secret path")
+            self._deny(app, path[:256], 400, BAD_PATH, "not a valid secret path")
         if not app.may_read(path):
-            self._deny(app, path, 403, "forbidden", "this app may not read this path")
+            self._deny(app, path, 403, FORBIDDEN, "this app may not read this path")
         now = self.clock()
         if self._fails_closed(path, now):
-            self._deny(app, path, 410, "stale", "the agent is stale and this secret fails closed")
+            self._deny(app, path, 410, STALE, "the agent is stale and this secret fails closed")
         secret = self._lookup(path, int(now), label)
         if secret is None:
-            self._deny(app, path, 404, "not_found", "no such secret")
+            self._deny(app, path, 404, NOT_FOUND, "no such secret")
         if secret.expires_at is not None and now >= secret.expires_at:
-            self._deny(app, path, 410, "expired", "this secret has expired")
+            self._deny(app, path, 410, EXPIRED, "this secret has expired")
         extra = {} if label == CURRENT else {"label": label}
         events.record("secret.read", app=app.name, path=path, version=secret.version, **extra)
         return secret
@@ -210,7 +220,7 @@ class AgentService:
     def refuse_encoded_path(self, token: str | None, path: str) -> NoReturn:
         """A path that arrived with ``%2F``, ``%5C``, ``%00`` or ``%2E``: 401 or 400, recorded."""
         app = self.app_of(token, path)
-        self._deny(app, path[:256], 400, "bad_path", "encoded separators are not allowed in paths")
+        self._deny(app, path[:256], 400, BAD_PATH, "encoded separators are not allowed in paths")
 
     def _fails_closed(self, path: str, now: float) -> bool:
         """The rule every reader applies (:mod:`inner_agent.fail_closed`)."""

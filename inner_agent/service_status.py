@@ -1,5 +1,6 @@
 """What ``relay agent run`` tells its service manager over the notification protocol
-(:mod:`relay.sdnotify`): ready with the API's addresses, each inbox pass, each event, stopping."""
+(:mod:`relay.sdnotify`): ready with the API's addresses, each inbox pass, each event, each
+batch of records committed to the audit chain (``RELAY_AUDITED=`` counts them), stopping."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class ServiceStatus:
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
         self.scans = 0
+        self.audited = 0
         self._lock = threading.Lock()
 
     def ready(self, listening: list[str]) -> None:
@@ -27,6 +29,13 @@ class ServiceStatus:
             self.scans += 1
             count = self.scans
         self.notifier.send(STATUS=f"inbox pass {count} done", RELAY_SCAN=str(count))
+
+    def audit_written(self, count: int) -> None:
+        """The audit writer committed a batch of ``count`` records."""
+        with self._lock:
+            self.audited += count
+            total = self.audited
+        self.notifier.send(RELAY_AUDITED=str(total))
 
     def after_scan(self, first: Callable[[], None]) -> Callable[[], None]:
         """``first``, then :meth:`scanned`: the inbox worker's success callback."""

@@ -4,7 +4,8 @@ Bundles are written through :meth:`AgentStore.receiving`: one transaction in whi
 pipeline (:mod:`relay.bundle.receive`) reads the stream state and
 :meth:`ReceivingStream.apply` writes the bundle with its high-water mark: all of it or nothing.
 The store judges nothing itself. An import that changes 1%
-of the secrets writes about 1% of the rows (rows whose version did not change are left alone).
+of the secrets writes about 1% of the rows (rows whose version did not change are left alone),
+and a delta bundle (spec §8.3) reads and writes only the rows it names.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _INSERT = (
 )
 _DELETE = "DELETE FROM secrets WHERE path = ?"
 _VERSIONS = "SELECT path, version FROM secrets"
+_CHUNK = 500  # paths per IN (...) query
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ class SecretMeta:
 class AgentStore:
     """The SQLCipher store of an agent home."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, skew: int = 0) -> None:
         self.engine = engine
+        self.skew = skew  # agent.clock_skew: the leeway on activates_at
 
     @classmethod
     def open(cls, home: Home) -> AgentStore:
@@ -90,7 +93,9 @@ class AgentStore:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        from inner_agent.get_command import clock_skew
+
+        return cls(engine, clock_skew(home))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -136,7 +141,7 @@ class AgentStore:
         yielded object, then :meth:`ReceivingStream.apply` writes what it received. Leaving the
         block by an exception rolls everything back."""
         with write_transaction(self.engine) as conn:
-            yield ReceivingStream(conn)
+            yield ReceivingStream(conn, self.skew)
 
     def was_applied(self, bundle_id: str) -> bool:
         """Whether this exact signed bundle was applied."""
@@ -183,7 +188,9 @@ class AgentStore:
         with self.engine.connect() as conn:
             raw = conn.connection.driver_connection
             rows = stored_versions(raw, path)
-        return pick(path, rows, -1 if now is None else now, label)
+        if now is None:
+            return pick(path, rows, -1, label)
+        return pick(path, rows, now, label, self.skew)
 
     def labelled(self) -> dict[str, dict[str, tuple[int, int | None]]]:
         """path -> {label: (version, at)} of the previous and pending versions held."""
@@ -198,7 +205,7 @@ class AgentStore:
     def activate_due(self, now: int) -> list[Activation]:
         """Switch every pending version whose time has come (one transaction)."""
         with write_transaction(self.engine) as conn:
-            return activate_due(conn, now)
+            return activate_due(conn, now, self.skew)
 
     def change_marker(self) -> tuple[str, str]:
         """What changes when secrets or apps change (not when audit records are appended):
@@ -231,8 +238,9 @@ class ReceivingStream:
     """The stream state of the store inside one write transaction (a
     :class:`relay.bundle.receive.StreamState`), and the write of one received bundle."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, skew: int = 0) -> None:
         self.conn = conn
+        self.skew = skew
 
     def high_water(self, sender_key: str, kind: str) -> HighWater | None:
         return _high_water(self.conn, sender_key, kind)
@@ -246,42 +254,15 @@ class ReceivingStream:
         header = received.bundle.envelope.header
         bundle_id = received.bundle_id
         payload = received.payload
-        # One driver-level read of (path, version); only rows whose version differs are
-        # written, with the bytes the decoder produced while validating (one decode per value).
-        current: dict[str, int] = dict(fetch_all(conn, _VERSIONS))
         seq = header.seq
-        get = current.get
-        if len(payload.values) == len(payload.secrets):
-            changed = [
-                (path, version, raw, expires, now, seq)
-                for (path, version, _, expires), raw in zip(
-                    payload.secrets, payload.values, strict=True
-                )
-                if get(path) != version
-            ]
-        else:  # a payload not made by decode_secrets_payload
-            changed = [
-                (path, version, decode_value(value), expires, now, seq)
-                for path, version, value, expires in payload.secrets
-                if get(path) != version
-            ]
-        # New paths are plain INSERTs (cheaper than an upsert), known ones upserts.
-        added = [row for row in changed if row[0] not in current]
-        updated = [row for row in changed if row[0] in current] if current else []
-        # Paths are unique in a payload: if as many of them are stored as the store holds,
-        # nothing is gone, and the set of kept paths need not be built.
-        if len(payload.secrets) - len(added) == len(current):
-            gone: list[tuple[str]] = []
+        if payload.delta:  # the pipeline checked its base (spec §8.3)
+            written, gone, updated, current = _write_delta(conn, payload, now, seq)
         else:
-            keep = {row[0] for row in payload.secrets}
-            gone = [(path,) for path in current if path not in keep]
-        bulk_execute(conn, _INSERT, added)
-        bulk_execute(conn, _UPSERT, updated)
-        bulk_execute(conn, _DELETE, gone)
+            written, gone, updated, current = _write_full(conn, payload, now, seq)
         apply_versions(conn, payload.versions, now)  # previous and pending (spec §8.1)
         reassert_local(conn)  # a local rotation the bundle does not carry yet stays current
         _report_applied(conn, updated, current, now)  # outcomes for the gateway (rotation)
-        activated = tuple(activate_due(conn, now))
+        activated = tuple(activate_due(conn, now, self.skew))
         stream = received.bundle.stream_key  # the sender key id, or a certified gateway's anchor
         _set_high_water(conn, stream, header.kind, header.seq, bundle_id, now)
         if received.bundle.chain is not None:
@@ -300,13 +281,86 @@ class ReceivingStream:
         _set_meta(conn, "last_import", str(now))
         _set_meta(conn, "last_bundle_created", str(header.created))
         return ApplyResult(
-            header.seq,
-            len(changed),
-            len(gone),
-            len(payload.secrets) - len(changed),
-            payload.audit_ack,
-            activated,
+            header.seq, written, gone, len(payload.secrets) - written, payload.audit_ack, activated
         )
+
+    def applied_seq(self, stream_key: str, bundle_id: str) -> int | None:
+        """The seq under which ``bundle_id`` was applied in the stream (a delta's base)."""
+        t = schema.applied
+        query = select(t.c.seq).where(t.c.bundle_id == bundle_id, t.c.sender_key == stream_key)
+        row = self.conn.execute(query).first()
+        return None if row is None else int(row.seq)
+
+
+def _write_full(conn: Connection, payload: SecretsPayload, now: int, seq: int) -> _Written:
+    """Make the stored current versions exactly ``payload.secrets``; (written, removed, the
+    rows that replaced a stored version, the versions held before).
+
+    One driver-level read of (path, version); only rows whose version differs are written, with
+    the bytes the decoder produced while validating (one decode per value)."""
+    current: dict[str, int] = dict(fetch_all(conn, _VERSIONS))
+    changed = _changed_rows(payload, current, now, seq)
+    # New paths are plain INSERTs (cheaper than an upsert), known ones upserts.
+    added = [row for row in changed if row[0] not in current]
+    updated = [row for row in changed if row[0] in current] if current else []
+    # Paths are unique in a payload: if as many of them are stored as the store holds,
+    # nothing is gone, and the set of kept paths need not be built.
+    if len(payload.secrets) - len(added) == len(current):
+        gone: list[tuple[str]] = []
+    else:
+        keep = {row[0] for row in payload.secrets}
+        gone = [(path,) for path in current if path not in keep]
+    bulk_execute(conn, _INSERT, added)
+    bulk_execute(conn, _UPSERT, updated)
+    bulk_execute(conn, _DELETE, gone)
+    return len(changed), len(gone), updated, current
+
+
+def _write_delta(conn: Connection, payload: SecretsPayload, now: int, seq: int) -> _Written:
+    """Upsert the delta's rows and delete its tombstones; every other row is left untouched
+    (read and written: only the paths the delta names). Returns what :func:`_write_full` does."""
+    named = [row[0] for row in payload.secrets] + [row[0] for row in payload.tombstones]
+    current = _versions_of(conn, named)
+    changed = _changed_rows(payload, current, now, seq)
+    gone = [(path,) for path, _ in payload.tombstones if path in current]
+    bulk_execute(conn, _UPSERT, changed)
+    bulk_execute(conn, _DELETE, gone)
+    updated = [row for row in changed if row[0] in current]
+    return len(changed), len(gone), updated, current
+
+
+_Row = tuple[str, int, bytes, int | None, int, int]
+_Written = tuple[int, int, list[_Row], dict[str, int]]
+
+
+def _versions_of(conn: Connection, paths: list[str]) -> dict[str, int]:
+    """path -> stored version, for ``paths`` only (in chunks under SQLite's variable limit)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(paths), _CHUNK):
+        chunk = paths[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        found.update(fetch_all(conn, f"{_VERSIONS} WHERE path IN ({marks})", tuple(chunk)))
+    return found
+
+
+def _changed_rows(
+    payload: SecretsPayload, current: dict[str, int], now: int, seq: int
+) -> list[tuple[str, int, bytes, int | None, int, int]]:
+    """The payload's rows whose version is not the stored one, with their values as bytes."""
+    get = current.get
+    if len(payload.values) == len(payload.secrets):
+        return [
+            (path, version, raw, expires, now, seq)
+            for (path, version, _, expires), raw in zip(
+                payload.secrets, payload.values, strict=True
+            )
+            if get(path) != version
+        ]
+    return [  # a payload not made by decode_secrets_payload
+        (path, version, decode_value(value), expires, now, seq)
+        for path, version, value, expires in payload.secrets
+        if get(path) != version
+    ]
 
 
 def _report_applied(

@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from inner_agent import schema
+from relay.codes import ALREADY_TRUSTED
 from relay.db import write_transaction
 from relay.errors import UsageError
 from relay.identity import PublicIdentity
@@ -35,7 +36,7 @@ def pin_root(
         if (pinned or trusted is not None) and not replace:
             raise UsageError(
                 "this agent already trusts another gateway; pass --replace to change it",
-                code="already_trusted",
+                code=ALREADY_TRUSTED,
             )
         # A re-pin (the visit after a stolen root) starts a new stream: whoever held the old
         # root may have pushed the old stream's high-water mark out of reach.

@@ -65,12 +65,13 @@ def apply_versions(conn: Connection, rows: list[VersionRow], now: int) -> int:
     return len(changed) + len(gone)
 
 
-def activate_due(conn: Connection, now: int) -> list[Activation]:
-    """Make every pending version whose ``activates_at`` has come current; the version it
-    replaces becomes previous (for its overlap), and an ``activated`` outcome is queued for the
-    gateway. Then prune what no label needs."""
+def activate_due(conn: Connection, now: int, skew: int = 0) -> list[Activation]:
+    """Make every pending version whose ``activates_at`` has come (give or take ``skew``, as
+    :func:`inner_agent.labels.resolve` judges it) current; the version it replaces becomes
+    previous (for its overlap), and an ``activated`` outcome is queued for the gateway. Then
+    prune what no label needs."""
     done = []
-    for path, version, value, expires, at, overlap in fetch_all(conn, _DUE, (now,)):
+    for path, version, value, expires, at, overlap in fetch_all(conn, _DUE, (now + skew,)):
         old = fetch_all(conn, _CURRENT, (path,))
         replaced = None
         if old and int(old[0][0]) < version:

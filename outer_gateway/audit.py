@@ -3,7 +3,9 @@ both to the SIEM sinks (agent records tagged with the agent's name)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,6 +25,7 @@ from relay.db import sa_executor, write_transaction
 from relay.home import Home
 
 RECEIVED_PREFIX = "agents:"
+_log = logging.getLogger("relay.audit")
 
 
 class GatewayAudit:
@@ -87,3 +90,22 @@ def _received_source(execute: log.Execute) -> Any:
         return [QueuedRecord(int(i), str(a), record_from_json(r)) for i, a, r in rows]
 
     return load_after
+
+
+def record_refusal(home_path: Path, command: str, code: str) -> None:
+    """``operator.refused`` in the gateway home at ``home_path``: ``command`` (``gateway key
+    revoke``) and the reason ``code``, never the values given. Best effort: a home that cannot be
+    opened (the refusal may be exactly that) is not audited, and nothing here masks the refusal."""
+    from outer_gateway.store import GatewayStore
+
+    try:
+        home = Home.open(home_path, "gateway")
+        store = GatewayStore.open(home)
+    except Exception:  # not a gateway home, locked, too new…: the refusal itself is reported
+        return
+    try:
+        GatewayAudit(home, store.engine).record("operator.refused", command=command, reason=code)
+    except Exception as exc:  # the operator still sees the refusal; the log says why not audited
+        _log.warning("auditing a refusal failed: %s", type(exc).__name__)
+    finally:
+        store.close()

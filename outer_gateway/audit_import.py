@@ -18,10 +18,15 @@ from typing import Any
 from outer_gateway.agent_keys import apply_rotation_requests, revoked_cutoff
 from outer_gateway.audit import GatewayAudit
 from outer_gateway.audit_merge import merge_incoming
+from outer_gateway.delta import note_agent_records
+from outer_gateway.keyring import load as load_keyring
+from outer_gateway.online_key import online_identity, online_keys
+from outer_gateway.retired_keys import is_open, open_key
 from outer_gateway.rotation_inbox import process_inbox, take_items
 from outer_gateway.store import GatewayStore
 from relay import intake
 from relay.audit.record import record_to_json
+from relay.bundle.envelope import parse_head
 from relay.bundle.limits import Limits
 from relay.bundle.receive import judge_head, receive_audit
 from relay.bundle.verify import HighWater, Trust
@@ -37,10 +42,12 @@ from relay.errors import (
     BundleRejected,
 )
 from relay.home import Home
+from relay.identity import PublicIdentity
 from relay.quarantine import Quarantine
 from relay.transport import TransportOptions
 
 _log = logging.getLogger("relay.import")
+
 
 @dataclass(frozen=True)
 class AuditOutcome:
@@ -54,6 +61,7 @@ class AuditOutcome:
     seq: int | None = None
     new: int = 0
     duplicates: int = 0
+    sealed_to_retired: str | None = None  # the retired key id it was opened with, if any
 
 
 class AuditImporter:
@@ -91,6 +99,8 @@ class AuditImporter:
             return None
         header = verdict.head.header
         if verdict.status == "elsewhere":
+            if is_open(self.home, load_keyring(self.home), header.recipient_key, self.clock()):
+                return None  # sealed to a retired key still opened: judge it in full
             return AuditOutcome(name, "skipped", WRONG_RECIPIENT, "addressed to another gateway")
         return self._recorded(
             AuditOutcome(
@@ -153,22 +163,32 @@ class AuditImporter:
         elif outcome.status == "skipped":
             pass  # gone before it was read, or another gateway's: nothing happened here
         else:
+            if outcome.sealed_to_retired is not None:
+                fields["retired_key_id"] = outcome.sealed_to_retired
             self.audit.record(
                 "audit.imported", records=outcome.new, duplicates=outcome.duplicates, **fields
             )
         return outcome
 
-    def _trust(self) -> Trust:
+    def _trust(self, me: PublicIdentity | None = None) -> Trust:
         senders = {a.identity.key_id: a.identity for a in self.store.agents()}
-        return Trust(self.home.identity, senders)
+        return Trust(me or online_identity(self.home), senders)
 
     def _was_imported(self, bundle_id: str) -> bool:
         with self.store.engine.connect() as conn:
             return _AuditStreams(sa_executor(conn)).was_applied(bundle_id)
 
     def _import(self, name: str, data: bytes) -> AuditOutcome:
-        trust = self._trust()
-        keys = self.home.secrets.keys
+        me = online_identity(self.home)
+        recipient = _recipient_key(data)
+        trust, retired = self._trust(me), None
+        if recipient == me.key_id:
+            _, keys = online_keys(self.home)  # identity.key's, or a PKCS#11 token's
+        else:
+            keys = self.home.secrets.keys  # fails as wrong_recipient unless a retired key opens
+            old = open_key(self.home, load_keyring(self.home), recipient, self.clock())
+            if old is not None:  # the pipeline still judges everything, against that key
+                trust, keys, retired = self._trust(old.identity), old.keys, recipient
         with write_transaction(self.store.engine) as conn:
             execute = sa_executor(conn)
             received = receive_audit(
@@ -201,6 +221,7 @@ class AuditImporter:
                     ),
                 )
             new_seqs = frozenset(record.seq for record in merged.new)
+            note_agent_records(conn, header.sender, merged.new)  # delta bases (spec §8.3)
             take_items(execute, self.store, header.sender, payload.rotation, self.clock(), new_seqs)
             execute(
                 "INSERT INTO audit_bundles (bundle_id, agent, seq, records, head_seq, imported_at) "
@@ -227,7 +248,17 @@ class AuditImporter:
             header.seq,
             len(merged.new),
             merged.duplicates,
+            retired,
         )
+
+
+def _recipient_key(data: bytes) -> str:
+    """The recipient key id the (unverified) header names: it only picks which of our keys the
+    pipeline verifies and opens the bundle with (as the agent's importer does)."""
+    try:
+        return parse_head(data).header.recipient_key
+    except Exception:
+        return ""
 
 
 class _AuditStreams:

@@ -29,13 +29,14 @@ def dispatch(
     validity: int,
     clock: Callable[[], int],
     only: str | None = None,
+    full: bool = False,
 ) -> list[dict[str, Any]]:
     """Export to ``location`` for ``only`` or every agent with grants; one dict per bundle.
 
     Each bundle's ``bundle.exported`` record commits with its seq, before the file is written
     (see :func:`build_bundle`): a crash in between leaves a record and a spent seq for a file that
     never appeared (the next export takes the next seq), never a written bundle without its
-    record or a seq sealed into two bundles."""
+    record or a seq sealed into two bundles. ``full``: full bundles, no deltas (spec §8.3)."""
     audit = GatewayAudit(home, store.engine)
     drop_stale_labels(store)
     for promoted in promote_due(store, clock()):
@@ -51,7 +52,7 @@ def dispatch(
         for target in agents_to_export(store, only):
             ack = contiguous_high(store, target.identity.name)
             bundle = build_bundle(
-                home, store, target, clock(), validity, ack, _audit_exported(ack)
+                home, store, target, clock(), validity, ack, _audit_exported(ack), full
             )
             where = destination.put(bundle.name, bundle.data)
             crashpoint.reached("export.written")
@@ -63,6 +64,7 @@ def dispatch(
                     "seq": bundle.seq,
                     "secrets": bundle.secrets,
                     "tombstones": bundle.tombstones,
+                    "base_seq": bundle.base_seq,
                     "bytes": len(bundle.data),
                 }
             )
@@ -86,6 +88,7 @@ def _audit_exported(ack: int) -> Callable[[Connection, ExportedBundle], None]:
                 "secrets_count": bundle.secrets,
                 "tombstones": bundle.tombstones,
                 "audit_ack": ack,
+                "base_seq": bundle.base_seq,
             },
         )
 

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay import crypto
+from relay import crashpoint, crypto
+from relay.codes import (
+    ALREADY_INITIALIZED,
+    BAD_TRUST_FILE,
+    CERT_INVALID,
+    KEY_ACTIVE,
+    ROOT_REUSED,
+    UNKNOWN_KEY,
+    WRONG_ROOT,
+)
 from relay.errors import CERT_EXPIRED, KEY_REVOKED, BundleRejected, UsageError
 from relay.home import Home
 from relay.trust.documents import (
@@ -30,6 +39,7 @@ from relay.trust.documents import (
     sign_revocation,
     sign_root,
 )
+from relay.trust.pkcs11_root import TokenKey
 from relay.trust.root_file import RootKey
 
 TRUST_FILE = "trust.json"
@@ -46,6 +56,7 @@ class KeyRecord:
     not_after: int | None = None
     serial: int | None = None
     version: int | None = None
+    retired_at: int | None = None  # a signing key: when a rotation replaced it
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,7 +108,7 @@ def load(home: Home) -> Keyring | None:
             [KeyRecord(**k) for k in doc["keys"]],
         )
     except (OSError, ValueError, KeyError, TypeError, BundleRejected):
-        raise UsageError(f"{path} is damaged", code="bad_trust_file") from None
+        raise UsageError(f"{path} is damaged", code=BAD_TRUST_FILE) from None
 
 
 def save(home: Home, ring: Keyring) -> None:
@@ -118,7 +129,7 @@ def save(home: Home, ring: Keyring) -> None:
 def create(home: Home, root: RootKey, now: int, valid_for: int) -> Keyring:
     """Make ``root`` (version 1) this gateway's root and certify the current online key."""
     if load(home) is not None:
-        raise UsageError("this gateway already has a root", code="already_initialized")
+        raise UsageError("this gateway already has a root", code=ALREADY_INITIALIZED)
     first = sign_root(home.identity.name, 1, root.keys, None)
     ring = Keyring(home.identity.name, [first], 0, _placeholder_cert())
     ring.keys.append(KeyRecord(root_key_id(first.key), "root", "active", version=1))
@@ -127,31 +138,87 @@ def create(home: Home, root: RootKey, now: int, valid_for: int) -> Keyring:
     return ring
 
 
-def rotate_signing(home: Home, ring: Keyring, root: RootKey, now: int, valid_for: int) -> str:
-    """A new online key pair, certified by ``root``, replacing the current one; its key id."""
+def rotate_signing(
+    home: Home,
+    ring: Keyring,
+    root: RootKey,
+    now: int,
+    valid_for: int,
+    token: tuple[TokenKey, str] | None = None,
+) -> str:
+    """A new online key pair, certified by ``root``, replacing the current one; its key id.
+    With ``token`` (key reference, PIN) the new pair is made in that PKCS#11 token."""
+    from outer_gateway import online_key
+    from outer_gateway.retired_keys import keep
+
     check_root(ring, root)
+    in_token = home.path.joinpath(online_key.REF_FILE).exists()
+    if token is not None:
+        return _rotate_into_token(home, ring, root, now, valid_for, token, in_token)
     new = crypto.generate_keypair()
-    _retire_signing(ring)
+    _retire_signing(ring, now=now)
     _certify(ring, root, new.sign_public, new.box_public, now, valid_for)
     # Crash-safe order: the new key is on disk before anything certifies it, and identity.key
-    # changes last; finish_rotation completes a rotation a crash interrupted.
+    # changes last; finish_rotation completes a rotation a crash interrupted. The old key is
+    # kept (first) to open return-stream bundles still sealed to it (retired_keys); a key in a
+    # token is not (it cannot be copied).
+    if not in_token:
+        keep(home, home.secrets.keys)
     home.write_side_key("next", new)
+    crashpoint.reached("key.next_written")
     save(home, ring)
+    crashpoint.reached("key.certified")
     home.replace_keys(new)
+    crashpoint.reached("key.swapped")
+    online_key.remove_ref(home, online_key.REF_FILE)
     home.remove_side_key("next")
+    return ring.cert.key_id
+
+
+def _rotate_into_token(
+    home: Home,
+    ring: Keyring,
+    root: RootKey,
+    now: int,
+    valid_for: int,
+    token: tuple[TokenKey, str],
+    in_token: bool,
+) -> str:
+    from outer_gateway import online_key
+    from outer_gateway.retired_keys import keep
+    from relay.trust.pkcs11_online import generate_online
+
+    new = generate_online(*token)  # in the token first: nothing certifies a key that is not
+    online_key.write_ref(home, online_key.NEXT_REF_FILE, new)
+    if not in_token:
+        keep(home, home.secrets.keys)
+    _retire_signing(ring, now=now)
+    _certify(ring, root, new.sign_public, new.box_public, now, valid_for)
+    save(home, ring)
+    crashpoint.reached("key.certified")
+    online_key.promote_next_ref(home)
     return ring.cert.key_id
 
 
 def finish_rotation(home: Home, ring: Keyring) -> None:
     """If a rotation stopped after certifying the new key, switch to it now."""
-    if ring.cert.key_id == home.identity.key_id:
+    from outer_gateway import online_key
+
+    if ring.cert.key_id == online_key.online_identity(home).key_id:
+        return
+    if online_key.ref_key_id(home, online_key.NEXT_REF_FILE) == ring.cert.key_id:
+        online_key.promote_next_ref(home)  # into a token
+        return
+    if ring.cert.key_id == home.identity.key_id:  # back to the file key, the reference left
+        online_key.remove_ref(home, online_key.REF_FILE)
         return
     pending = home.read_side_key("next")
     if pending is None or crypto.key_id(pending.sign_public, pending.box_public) != (
         ring.cert.key_id
     ):
-        raise UsageError("the signing key has no certificate", code="cert_invalid")
+        raise UsageError("the signing key has no certificate", code=CERT_INVALID)
     home.replace_keys(pending)
+    online_key.remove_ref(home, online_key.REF_FILE)
     home.remove_side_key("next")
 
 
@@ -159,7 +226,7 @@ def rotate_root(home: Home, ring: Keyring, old: RootKey, new: RootKey, now: int)
     """Root version n+1 signed by root n; the online key and revocations signed again by it."""
     check_root(ring, old)
     if new.keys.sign_public in {r.key for r in ring.roots}:
-        raise UsageError("the new root key was a root before", code="root_reused")
+        raise UsageError("the new root key was a root before", code=ROOT_REUSED)
     nxt = sign_root(ring.gateway, ring.root.version + 1, new.keys, old.keys)
     ring.roots.append(nxt)
     for record in ring.keys:
@@ -181,7 +248,9 @@ def rotate_root(home: Home, ring: Keyring, old: RootKey, new: RootKey, now: int)
         sign_revocation(new.keys, Revocation(r.gateway, r.key_id, r.serial, nxt.version, b""))
         for r in ring.revocations
     ]
+    crashpoint.reached("root.signed")
     save(home, ring)
+    crashpoint.reached("root.saved")
     return nxt
 
 
@@ -191,11 +260,11 @@ def revoke(home: Home, ring: Keyring, root: RootKey, key_id: str) -> Revocation:
     if key_id == ring.cert.key_id:
         raise UsageError(
             "this is the active signing key: run `relay gateway key rotate` first",
-            code="key_active",
+            code=KEY_ACTIVE,
         )
     records = [k for k in ring.keys if k.key_id == key_id and k.role == SIGNING_ROLE]
     if not records:
-        raise UsageError(f"no signing key {key_id} is known", code="unknown_key")
+        raise UsageError(f"no signing key {key_id} is known", code=UNKNOWN_KEY)
     ring.serial += 1
     rev = sign_revocation(
         root.keys, Revocation(ring.gateway, key_id, ring.serial, ring.root.version, b"")
@@ -204,6 +273,9 @@ def revoke(home: Home, ring: Keyring, root: RootKey, key_id: str) -> Revocation:
     for record in records:
         record.state = "revoked"
     save(home, ring)
+    from outer_gateway.retired_keys import forget
+
+    forget(home, key_id)  # a revoked key opens nothing any more
     return rev
 
 
@@ -217,7 +289,7 @@ def check_not_revoked(ring: Keyring) -> None:
 def check_root(ring: Keyring, root: RootKey) -> None:
     if root.keys.sign_public != ring.root.key:
         raise UsageError(
-            f"this is not the current root key (version {ring.root.version})", code="wrong_root"
+            f"this is not the current root key (version {ring.root.version})", code=WRONG_ROOT
         )
 
 
@@ -251,12 +323,13 @@ def _certify(
     ring.keys.append(record)
 
 
-def _retire_signing(ring: Keyring, keep_record: bool = False) -> None:
+def _retire_signing(ring: Keyring, keep_record: bool = False, now: int | None = None) -> None:
     if keep_record:
         return
     for record in ring.keys:
         if record.role == SIGNING_ROLE and record.state == "active":
             record.state = "retired"
+            record.retired_at = now
 
 
 def _placeholder_cert() -> Cert:

@@ -13,6 +13,7 @@ from sqlalchemy import delete, insert, select, update
 
 from outer_gateway import schema
 from outer_gateway.store import GatewayStore
+from relay.codes import NOT_FOUND
 from relay.db import write_transaction
 from relay.errors import UsageError
 from relay.paths import matches_any
@@ -53,7 +54,7 @@ def remove_policy(store: GatewayStore, pattern: str) -> None:
     """Remove a policy; ``not_found`` if there is none."""
     with write_transaction(store.engine) as conn:
         if conn.execute(delete(T).where(T.c.pattern == pattern)).rowcount == 0:
-            raise UsageError(f"no policy {pattern!r}", code="not_found")
+            raise UsageError(f"no policy {pattern!r}", code=NOT_FOUND)
 
 
 def list_policies(store: GatewayStore) -> list[Policy]:

@@ -9,6 +9,7 @@ from outer_gateway.audit import GatewayAudit
 from outer_gateway.policies import Policy, list_policies, policy_for
 from outer_gateway.store import GatewayStore
 from outer_gateway.versions import put_current
+from relay.codes import NOT_FOUND
 from relay.durations import parse_duration
 from relay.errors import SecretError
 from relay.generate import DEFAULT_CHARSET, DEFAULT_LENGTH, generate
@@ -36,7 +37,7 @@ def rotate_path(
 ) -> Rotated:
     """Generate and store a new current version of ``path`` (which must exist)."""
     if not any(s.path == path for s in store.list_secrets()):
-        raise SecretError(f"no secret {path!r} at the gateway", code="not_found")
+        raise SecretError(f"no secret {path!r} at the gateway", code=NOT_FOUND)
     policy = policy_for(list_policies(store) if policies is None else policies, path)
     value = generate(
         policy.length if policy else DEFAULT_LENGTH, policy.charset if policy else DEFAULT_CHARSET

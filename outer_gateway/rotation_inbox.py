@@ -22,6 +22,7 @@ from outer_gateway.rotation import overlap_of, rotate_path
 from outer_gateway.store import GatewayStore
 from outer_gateway.versions import put_current
 from relay.bundle.rotation_items import RotationItem
+from relay.codes import NOT_FOUND
 from relay.db import write_transaction
 from relay.errors import SecretError
 from relay.home import Home
@@ -129,9 +130,9 @@ def _act(home: Home, store: GatewayStore, row: Any, now: int) -> tuple[str, int 
             )
         except SecretError:
             audit.record(
-                "rotation.refused", agent_name=row.agent, path=row.path, reason="not_found"
+                "rotation.refused", agent_name=row.agent, path=row.path, reason=NOT_FOUND
             )
-            return "not_found", None
+            return NOT_FOUND, None
         return "rotated", done.version
     if row.kind == "escrow":
         value = store.codec.open(bytes(row.value))

@@ -41,6 +41,36 @@ secrets = Table(
     Column("expires_at", BigInteger),
     Column("updated_at", BigInteger, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
+    # The change clock's value when the row last changed (outer_gateway/delta.py): a delta
+    # bundle carries the rows changed since its base's mark, found by this index.
+    Column("changed", BigInteger, nullable=False, default=0, server_default="0", index=True),
+)
+
+# One row (id 1): the change clock. Every write of ``secrets`` takes the next value in its
+# transaction, holding the row until it commits (PostgreSQL), so a mark read by an export never
+# passes a change that commits later.
+change_clock = Table(
+    "change_clock",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("n", BigInteger, nullable=False),
+)
+
+# Forward bundles exported per agent, while they may still serve as a delta's base: the change
+# clock's mark and the grants they were built from, and whether the agent acknowledged
+# (``bundle.applied`` in its audit) or refused (``delta_base_missing``) them.
+export_bases = Table(
+    "export_bases",
+    metadata,
+    Column("agent", String(63), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("bundle_id", String(64), nullable=False, index=True),
+    Column("mark", BigInteger, nullable=False),
+    Column("grants", Text, nullable=False),  # JSON array of the agent's patterns, sorted
+    Column("full_state", Boolean, nullable=False),
+    Column("acked", Boolean, nullable=False, default=False),
+    Column("refused", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 grants = Table(

@@ -14,6 +14,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from outer_gateway import schema
+from outer_gateway.delta import tick
 from relay.codes import ALREADY_ENROLLED, NOT_FOUND, UNKNOWN_AGENT
 from relay.db import bulk_execute, fetch_all, server_engine, sqlcipher_engine, write_transaction
 from relay.errors import SecretError, UsageError
@@ -21,16 +22,17 @@ from relay.home import Home
 from relay.identity import PublicIdentity
 
 _PUT_ONE = (
-    "INSERT INTO secrets (path, version, value, expires_at, updated_at, deleted) "
-    "VALUES (?, 1, ?, ?, ?, false) ON CONFLICT (path) DO UPDATE SET "
+    "INSERT INTO secrets (path, version, value, expires_at, updated_at, deleted, changed) "
+    "VALUES (?, 1, ?, ?, ?, false, ?) ON CONFLICT (path) DO UPDATE SET "
     "version = secrets.version + 1, value = excluded.value, expires_at = excluded.expires_at, "
-    "updated_at = excluded.updated_at, deleted = false RETURNING version"
+    "updated_at = excluded.updated_at, deleted = false, changed = excluded.changed "
+    "RETURNING version"
 )
 _UPSERT = (
-    "INSERT INTO secrets (path, version, value, expires_at, updated_at, deleted) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET version = excluded.version, "
+    "INSERT INTO secrets (path, version, value, expires_at, updated_at, deleted, changed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET version = excluded.version, "
     "value = excluded.value, expires_at = excluded.expires_at, "
-    "updated_at = excluded.updated_at, deleted = excluded.deleted"
+    "updated_at = excluded.updated_at, deleted = excluded.deleted, changed = excluded.changed"
 )
 _CURRENT = "SELECT path, version, value, deleted, expires_at FROM secrets"
 _ALL_ROWS = "SELECT path, version, value, expires_at, deleted FROM secrets"
@@ -189,7 +191,7 @@ class GatewayStore:
         with write_transaction(self.engine) as conn:
             row = conn.exec_driver_sql(
                 _placeholders(conn, _PUT_ONE),
-                (path, self.codec.seal(value), expires_at, now),
+                (path, self.codec.seal(value), expires_at, now, tick(conn)),
             ).first()
         assert row is not None  # noqa: S101 - RETURNING always yields the row
         return int(row[0])
@@ -226,19 +228,27 @@ class GatewayStore:
                 from outer_gateway.versions import label_bulk_change
 
                 rows = label_bulk_change(conn, rows, current, now, overlap)
-            bulk_execute(conn, _UPSERT, rows)
+            if rows:  # one tick for the whole import: its rows change together
+                changed = tick(conn)
+                bulk_execute(conn, _UPSERT, [(*row, changed) for row in rows])
         return len(rows), len(values) - len(rows)
 
     def remove_secret(self, path: str, now: int) -> int:
         """Turn ``path`` into a tombstone (a new version with no value); returns the version."""
         t = schema.secrets
-        query = (
-            update(t)
-            .where(t.c.path == path, t.c.deleted.is_(False))
-            .values(version=t.c.version + 1, value=None, deleted=True, updated_at=now)
-            .returning(t.c.version)
-        )
         with write_transaction(self.engine) as conn:
+            query = (
+                update(t)
+                .where(t.c.path == path, t.c.deleted.is_(False))
+                .values(
+                    version=t.c.version + 1,
+                    value=None,
+                    deleted=True,
+                    updated_at=now,
+                    changed=tick(conn),
+                )
+                .returning(t.c.version)
+            )
             version = conn.execute(query).scalar_one_or_none()
         if version is None:
             raise SecretError(f"no secret {path!r}", code=NOT_FOUND)

@@ -18,6 +18,7 @@ from sqlalchemy import Row, and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from outer_gateway import schema
+from outer_gateway.delta import tick
 from outer_gateway.store import GatewayStore
 from relay.bundle.versions import PENDING, PREVIOUS, VersionRow
 from relay.db import bulk_execute, fetch_all, write_transaction
@@ -277,6 +278,7 @@ def _set_current(
         "expires_at": expires_at,
         "updated_at": now,
         "deleted": False,
+        "changed": tick(conn),  # a delta on an earlier base carries it (outer_gateway/delta.py)
     }
     if current is None:
         conn.execute(insert(S).values(path=path, **values))

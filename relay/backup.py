@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from relay import crypto
+from relay.codes import BACKUP_UNSUPPORTED, PASSPHRASE_REQUIRED, WEAK_PASSPHRASE, WRONG_HOME
 from relay.errors import UsageError
 from relay.home import KEY_FILE, STORE_FILE, Home
 
@@ -59,7 +60,7 @@ def check_supported(home: Home) -> None:
         raise UsageError(
             "this gateway's store is on a database server: back it up with pg_dump and keep "
             "identity.key and relay.toml with it (docs/backup.md)",
-            code="backup_unsupported",
+            code=BACKUP_UNSUPPORTED,
         )
 
 
@@ -160,7 +161,7 @@ def restore(data: bytes, passphrase: str, target: Path, side: str) -> Restored:
     manifest = json.loads(members[_MANIFEST])
     if manifest["side"] != side:
         raise UsageError(
-            f"this is a backup of a {manifest['side']} home, not a {side} home", code="wrong_home"
+            f"this is a backup of a {manifest['side']} home, not a {side} home", code=WRONG_HOME
         )
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(
@@ -192,6 +193,7 @@ def after_restore(home: Home, taken_at: int) -> None:
         AgentStore.open(home).close()  # upgrade an older backup's store first
         AgentAudit(home).record("home.restored", **fields)
         return
+    from outer_gateway.delta import forget_bases
     from outer_gateway.store import GatewayStore
     from relay.audit import log
     from relay.db import sa_executor, write_transaction
@@ -202,6 +204,7 @@ def after_restore(home: Home, taken_at: int) -> None:
             conn.exec_driver_sql(
                 f"UPDATE agents SET last_seq = last_seq + {SEQ_SAFETY_MARGIN}"  # noqa: S608
             )
+            forget_bases(conn)  # deltas only on bases acknowledged after the restore
             restored = {**fields, "seq_margin": SEQ_SAFETY_MARGIN}
             log.append(sa_executor(conn), "home.restored", restored)
     finally:
@@ -217,7 +220,7 @@ def read_passphrase(confirm: bool) -> str:
             text = Path(named).read_text(encoding="utf-8").rstrip("\n")
         except OSError as exc:
             raise UsageError(
-                f"cannot read {PASSPHRASE_FILE_ENV} ({exc.strerror})", code="passphrase_required"
+                f"cannot read {PASSPHRASE_FILE_ENV} ({exc.strerror})", code=PASSPHRASE_REQUIRED
             ) from None
     else:
         import click
@@ -225,14 +228,13 @@ def read_passphrase(confirm: bool) -> str:
         if not os.isatty(0):
             raise UsageError(
                 f"set {PASSPHRASE_FILE_ENV} or run on a terminal to be asked",
-                code="passphrase_required",
+                code=PASSPHRASE_REQUIRED,
             )
         text = click.prompt(
             "Backup passphrase", hide_input=True, confirmation_prompt=confirm, err=True
         )
     if len(text) < 8:
         raise UsageError(
-            "the backup passphrase must have 8 characters or more", code="weak_passphrase"
+            "the backup passphrase must have 8 characters or more", code=WEAK_PASSPHRASE
         )
     return text
-

@@ -28,6 +28,11 @@ ROTATION = "Rotation"
 # -- bundles: the receive path (docs/spec/bundle-v1.md, Appendix A) ------------------------------
 BAD_SIGNATURE = reason("bad_signature", "signature or payload hash does not verify", area=BUNDLE)
 DECRYPT_FAILED = reason("decrypt_failed", "the sealed payload does not open", area=BUNDLE)
+DELTA_BASE_MISSING = reason(
+    "delta_base_missing",
+    "a delta bundle whose base this agent has not applied: nothing changes, a full bundle repairs",
+    area=BUNDLE,
+)
 DUPLICATE = reason(
     "duplicate", "this exact bundle was applied before: a skip", exit_status=OK_SKIP, area=BUNDLE
 )
@@ -215,7 +220,10 @@ ALREADY_INITIALIZED = reason(
     "already_initialized", "the home is already initialised", exit_status=USAGE, area=SETUP
 )
 ALREADY_TRUSTED = reason(
-    "already_trusted", "the agent already trusts a gateway", exit_status=USAGE, area=SETUP
+    "already_trusted",
+    "the agent (or hop) already trusts another gateway (root)",
+    exit_status=USAGE,
+    area=SETUP,
 )
 APP_EXISTS = reason("app_exists", "an app of that name exists", exit_status=USAGE, area=SETUP)
 BAD_ADDRESS = reason("bad_address", "not a HOST:PORT address", exit_status=USAGE, area=SETUP)

@@ -76,7 +76,7 @@ def _optional_duration(text: str) -> str:
 
 
 def _not_settable(text: str) -> Any:
-    raise UsageError("edit relay.toml: [[rotation.executor]] tables", code="bad_value")
+    raise UsageError("edit relay.toml: [[rotation.executor]] tables", code=BAD_VALUE)
 
 
 def _bool(text: str) -> bool:
@@ -155,7 +155,19 @@ SETTINGS: dict[str, Setting] = {
     "keys.cert_valid_for": Setting(
         GATEWAY, _duration, "90d", "validity of a signing key's certificate (root-signed)"
     ),
+    "keys.retired_open_for": Setting(
+        GATEWAY,
+        _duration,
+        "30d",
+        "how long the return stream sealed to a retired signing key is still opened",
+    ),
     "export.every": Setting(GATEWAY, _duration, "1h", "period of `relay gateway run` exports"),
+    "export.full_every": Setting(
+        GATEWAY,
+        _int,
+        24,
+        "a full bundle after this many to an agent (deltas in between, on acknowledged bases)",
+    ),
     "export.to": Setting(
         GATEWAY, _text, "", "destination of `relay gateway run`: folder, sftp://, udp://"
     ),
@@ -205,7 +217,10 @@ SETTINGS: dict[str, Setting] = {
         AGENT, _optional_duration, "", "age of the newest bundle past which the agent is stale"
     ),
     "agent.clock_skew": Setting(
-        AGENT, _duration, "5m", "leeway for bundle expiry and certificate validity"
+        AGENT, _duration, "5m", "leeway for bundle expiry, certificate validity and activates_at"
+    ),
+    "hop.clock_skew": Setting(
+        frozenset({"hop"}), _duration, "5m", "leeway for bundle expiry and certificate validity"
     ),
     "agent.clock_ahead_limit": Setting(
         AGENT, _duration, "30d", "clock past the newest signed bundle time by more: far ahead"

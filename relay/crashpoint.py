@@ -10,6 +10,12 @@ local rotation's executor succeeded, the new value not committed); the agent's a
 ``audit_export.sealed`` (seqs reserved, bundles sealed, ``audit.exported`` appended, not
 committed), ``audit_export.committed`` (committed, no file written), ``audit_export.written``
 (a file written).
+
+Key rotations (``tests/crash/rotations.py``): ``key.next_written`` (gateway: new online key on
+disk, not certified), ``key.certified`` (certified in ``trust.json``, ``identity.key`` not
+switched), ``key.swapped`` (switched, the ``next`` file not removed); ``root.signed`` (new root
+file written and signed by the old, ``trust.json`` not saved), ``root.saved`` (saved, not
+audited); ``agent_key.next_written`` (agent: next key on disk, request not recorded).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import struct
 from dataclasses import dataclass
 
 import nacl.bindings
@@ -70,6 +71,43 @@ class KeyPair:
         return "KeyPair(<private>)"
 
 
+class HeldKeyPair(KeyPair):
+    """A key pair whose private halves are held elsewhere (a PKCS#11 token): it signs and gives
+    the box key with a peer on request, and has no seed or secret here (both empty).
+    :func:`sign`, :func:`seal` and :func:`unseal` call it; it is never written to a key file."""
+
+    def __init__(self, sign_public: bytes, box_public: bytes) -> None:
+        super().__init__(b"", b"")
+        object.__setattr__(self, "_publics", (sign_public, box_public))
+
+    @property
+    def sign_public(self) -> bytes:
+        return bytes(self._publics[0])
+
+    @property
+    def box_public(self) -> bytes:
+        return bytes(self._publics[1])
+
+    def held_sign(self, message: bytes) -> bytes:
+        """The Ed25519 signature of ``message``, made where the key is held."""
+        raise NotImplementedError
+
+    def held_box_key(self, peer_box_public: bytes) -> bytes:
+        """The NaCl box key with ``peer_box_public`` (``crypto_box_beforenm``)."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HeldKeyPair) and self._publics == other._publics
+
+    def __hash__(self) -> int:
+        return hash(self._publics)
+
+    def __repr__(self) -> str:
+        return "HeldKeyPair(<held>)"
+
+    _publics: tuple[bytes, bytes]
+
+
 def generate_keypair() -> KeyPair:
     """Fresh keys from the operating system's CSPRNG."""
     return KeyPair(random_bytes(KEY_BYTES), random_bytes(KEY_BYTES))
@@ -96,6 +134,8 @@ def fingerprint(sign_public: bytes, box_public: bytes) -> str:
 
 def sign(keys: KeyPair, message: bytes) -> bytes:
     """The detached Ed25519 signature of ``message``."""
+    if isinstance(keys, HeldKeyPair):
+        return keys.held_sign(message)
     _, secret = nacl.bindings.crypto_sign_seed_keypair(keys.sign_seed)
     signed = nacl.bindings.crypto_sign(message, secret)
     return bytes(signed[:SIGNATURE_BYTES])
@@ -121,6 +161,8 @@ def seal(
 
     ``nonce`` is random unless given (fixed nonces are for test vectors only).
     """
+    if isinstance(keys, HeldKeyPair):
+        return seal_with_box_key(keys.held_box_key(recipient_box_public), plaintext, nonce)
     nonce = nonce if nonce is not None else random_bytes(BOX_NONCE_BYTES)
     ciphertext = nacl.bindings.crypto_box(plaintext, nonce, recipient_box_public, keys.box_secret)
     return nonce + bytes(ciphertext)
@@ -128,6 +170,8 @@ def seal(
 
 def unseal(keys: KeyPair, sender_box_public: bytes, sealed: bytes) -> bytes:
     """Open a NaCl box from the sender; raises :class:`CryptoFailure` on any failure."""
+    if isinstance(keys, HeldKeyPair):
+        return unseal_with_box_key(keys.held_box_key(sender_box_public), sealed)
     if len(sealed) < BOX_NONCE_BYTES + BOX_OVERHEAD:
         raise CryptoFailure
     nonce, ciphertext = sealed[:BOX_NONCE_BYTES], sealed[BOX_NONCE_BYTES:]
@@ -135,6 +179,65 @@ def unseal(keys: KeyPair, sender_box_public: bytes, sealed: bytes) -> bytes:
         return bytes(
             nacl.bindings.crypto_box_open(ciphertext, nonce, sender_box_public, keys.box_secret)
         )
+    except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError):
+        raise CryptoFailure from None
+
+
+# -- sealing with a precomputed box key (the sharp layer of a key held in a token) -------------
+#
+# crypto_box is HSalsa20(X25519(secret, public), 0^16) as the key of XSalsa20-Poly1305. A token
+# that keeps the X25519 secret and hands out only the shared point (PKCS#11 CKM_ECDH1_DERIVE,
+# relay/trust/pkcs11_online.py) needs the HSalsa20 step done here: PyNaCl does not expose
+# crypto_core_hsalsa20, so it is written out below and checked against crypto_box_beforenm.
+
+_SIGMA = struct.unpack("<4I", b"expand 32-byte k")
+_MASK = 0xFFFFFFFF
+
+
+def box_key_from_shared(shared: bytes) -> bytes:
+    """The crypto_box key for an X25519 shared point: HSalsa20(shared, 0^16)."""
+    if len(shared) != KEY_BYTES:
+        raise CryptoFailure
+    return hsalsa20(shared, bytes(16))
+
+
+def hsalsa20(key: bytes, nonce16: bytes) -> bytes:
+    """HSalsa20 (the XSalsa20 paper, section 2): 32 bytes from a 32-byte key, 16-byte input."""
+    k, n = struct.unpack("<8I", key), struct.unpack("<4I", nonce16)
+    x = [_SIGMA[0], *k[:4], _SIGMA[1], *n, _SIGMA[2], *k[4:], _SIGMA[3]]
+    for _ in range(10):
+        for a, b, c, d in _DOUBLE_ROUND:
+            x[b] ^= _rotl((x[a] + x[d]) & _MASK, 7)
+            x[c] ^= _rotl((x[b] + x[a]) & _MASK, 9)
+            x[d] ^= _rotl((x[c] + x[b]) & _MASK, 13)
+            x[a] ^= _rotl((x[d] + x[c]) & _MASK, 18)
+    return struct.pack("<8I", x[0], x[5], x[10], x[15], x[6], x[7], x[8], x[9])
+
+
+# (a, b, c, d): b ^= (a+d)<<<7, c ^= (b+a)<<<9, d ^= (c+b)<<<13, a ^= (d+c)<<<18
+_DOUBLE_ROUND = (
+    (0, 4, 8, 12), (5, 9, 13, 1), (10, 14, 2, 6), (15, 3, 7, 11),  # columns
+    (0, 1, 2, 3), (5, 6, 7, 4), (10, 11, 8, 9), (15, 12, 13, 14),  # rows
+)  # fmt: skip
+
+
+def _rotl(value: int, shift: int) -> int:
+    return ((value << shift) | (value >> (32 - shift))) & _MASK
+
+
+def seal_with_box_key(box_key: bytes, plaintext: bytes, nonce: bytes | None = None) -> bytes:
+    """As :func:`seal`, with the precomputed key of the sender/recipient pair."""
+    nonce = nonce if nonce is not None else random_bytes(BOX_NONCE_BYTES)
+    return nonce + bytes(nacl.bindings.crypto_box_afternm(plaintext, nonce, box_key))
+
+
+def unseal_with_box_key(box_key: bytes, sealed: bytes) -> bytes:
+    """As :func:`unseal`, with the precomputed key; :class:`CryptoFailure` on any failure."""
+    if len(sealed) < BOX_NONCE_BYTES + BOX_OVERHEAD:
+        raise CryptoFailure
+    nonce, ciphertext = sealed[:BOX_NONCE_BYTES], sealed[BOX_NONCE_BYTES:]
+    try:
+        return bytes(nacl.bindings.crypto_box_open_afternm(ciphertext, nonce, box_key))
     except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError):
         raise CryptoFailure from None
 

@@ -248,11 +248,13 @@ def _check_trust(ex: Examination) -> None:
     table, what, fix = {
         "agent": ("trusted", "trusted gateway", "relay agent trust --home H GATEWAY.identity"),
         "gateway": ("agents", "enrolled agent", "relay gateway enroll --home H AGENT.request"),
-        "hop": ("pinned", "pinned sender", "relay hop trust --home H IDENTITY"),
+        "hop": ("pinned", "pinned sender", "relay hop --home H --trust IDENTITY …"),
     }[ex.side]
     query = f"SELECT name, key_id, sign_public, box_public FROM {table}"  # noqa: S608
     rows = ex.conn.execute(query).fetchall()
     names = [str(r[0]) for r in rows]
+    if ex.side == "hop":  # gateways trusted by their root (hop store version 2)
+        names += [f"{g} (root)" for g in _rooted_gateways(ex)]
     broken = [str(r[0]) for r in rows if not _consistent(r)]
     if broken:
         ex.add("trust", FAIL, f"{what} {broken[0]}: its key id does not match its keys",
@@ -261,6 +263,14 @@ def _check_trust(ex: Examination) -> None:
         ex.add("trust", FAIL if ex.side == "agent" else WARN, f"no {what}", fix)
     else:
         ex.add("trust", OK, f"{len(names)} {what}(s): {', '.join(sorted(names)[:5])}")
+
+
+def _rooted_gateways(ex: Examination) -> list[str]:
+    try:
+        rows = ex.conn.execute("SELECT DISTINCT gateway FROM gateway_roots").fetchall()
+    except Exception:  # a store older than the table
+        return []
+    return [str(r[0]) for r in rows]
 
 
 def _consistent(row: Any) -> bool:

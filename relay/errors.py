@@ -27,6 +27,7 @@ from relay.codes import (
     CERT_NOT_YET_VALID,
     CHAIN_BROKEN,
     DECRYPT_FAILED,
+    DELTA_BASE_MISSING,
     DUPLICATE,
     ERROR,
     EXPIRED,
@@ -54,6 +55,7 @@ __all__ = [
     "CERT_NOT_YET_VALID",
     "CHAIN_BROKEN",
     "DECRYPT_FAILED",
+    "DELTA_BASE_MISSING",
     "DUPLICATE",
     "EXPIRED",
     "KEY_REVOKED",
@@ -93,6 +95,7 @@ BUNDLE_REASONS = frozenset(
         ROOT_CHAIN_BROKEN,
         ROOT_ROLLBACK,
         AGENT_REVOKED,
+        DELTA_BASE_MISSING,
     }
 )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 import string
 
-from relay.codes import BAD_CHARSET
+from relay.codes import BAD_CHARSET, BAD_VALUE
 from relay.errors import UsageError
 
 DEFAULT_LENGTH = 32
@@ -48,7 +48,7 @@ def charset_of(spec: str) -> str:
 
 def check_length(length: int) -> int:
     if not 8 <= length <= MAX_LENGTH:
-        raise UsageError(f"length must be 8 to {MAX_LENGTH}", code="bad_value")
+        raise UsageError(f"length must be 8 to {MAX_LENGTH}", code=BAD_VALUE)
     return length
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ PASSPHRASE_ENV = "RELAY_PASSPHRASE"  # noqa: S105 - the variable name, not a sec
 PASSPHRASE_FILE_ENV = "RELAY_PASSPHRASE_FILE"  # noqa: S105 - a variable name
 CREDENTIAL_NAME = "relay-passphrase"  # systemd LoadCredential= name, in $CREDENTIALS_DIRECTORY
 MAX_PASSPHRASE_FILE = 4096
+_RETIRED_LABEL = re.compile(r"retired\.[0-9a-f]{16}")
 
 
 def home_passphrase() -> str | None:
@@ -193,7 +195,7 @@ class Home:
 
     def write_side_key(self, label: str, keys: crypto.KeyPair) -> None:
         """Keep another key pair of this home (``identity.LABEL.key``: an agent's next or
-        previous key), protected as the main key file is."""
+        previous key, a gateway's retired online key), protected as the main key file is."""
         wrapped = self._doc.get("protection") == "argon2id"
         passphrase = home_passphrase() if wrapped else None
         secrets = Secrets(keys, self.secrets.store_key)
@@ -206,11 +208,16 @@ class Home:
             return None
         return _unlock(_read_key_file(path)).keys
 
+    def has_side_key(self, label: str) -> bool:
+        """Whether a key pair is kept under ``label`` (nothing is unlocked)."""
+        return self._side_path(label).exists()
+
     def remove_side_key(self, label: str) -> None:
         self._side_path(label).unlink(missing_ok=True)
 
     def _side_path(self, label: str) -> Path:
-        if label not in ("next", "previous"):
+        # next, previous (an agent's rotation), retired.KEY_ID (a gateway's retired online key)
+        if label not in ("next", "previous") and not _RETIRED_LABEL.fullmatch(label):
             raise ValueError(f"unknown key label {label!r}")
         return self.path / f"identity.{label}.key"
 

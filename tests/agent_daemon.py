@@ -117,11 +117,25 @@ class Daemon:
         """How many events of ``event_type`` the agent notified so far."""
         return len(_events(self.notified.messages, event_type))
 
+    def wait_until(self, check: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
+        """The first truthy ``check()``, re-run now and at each notification from the agent
+        (every inbox pass, event and audit batch sends one)."""
+        result: list[T] = []
+
+        def done(messages: list[Message]) -> bool:
+            value = check()
+            if value:
+                result.append(value)
+                return True
+            return _exited(messages) is not None
+
+        self.notified.wait_for(done, timeout)
+        assert result, f"timed out waiting for {what or check}: {self.log()}"
+        return result[0]
+
     def wait_log(self, text: str, timeout: float = 30.0) -> None:
-        """Wait until the agent's log holds ``text``, re-reading it at each notification (every
-        inbox pass sends one)."""
-        found = self.notified.wait_for(lambda ms: text in self.log() or _exited(ms), timeout)
-        assert found is True, f"no {text!r} in the log: {self.log()}"
+        """Wait until the agent's log holds ``text``."""
+        self.wait_until(lambda: text in self.log(), timeout, repr(text))
 
     def scans(self) -> int:
         """Inbox passes completed so far."""

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,15 +63,44 @@ def fields_of(doc: dict[str, Any]) -> dict[str, Any]:
     return dict(doc.get("fields", doc))
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.05)
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 30.0, what: str = "", *, watch: Path
+) -> Any:
+    """``condition()`` once it is truthy: checked now and again at each change of a file under
+    ``watch`` (inotify, through watchdog, recursively), so no sleep paces the wait."""
+    from watchdog.events import FileSystemEvent, FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    changed = threading.Event()
+
+    class Changed(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type not in ("opened", "closed_no_write"):  # our own reads
+                changed.set()
+
+    observer = Observer()
+    observer.schedule(Changed(), str(watch), recursive=True)
+    observer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            changed.clear()  # before the check: a change during it wakes the next wait
+            value = condition()
+            if value:
+                return value
+            left = deadline - time.monotonic()
+            assert left > 0, f"timed out waiting for {what or condition}"
+            changed.wait(left)
+    finally:
+        observer.stop()
+        observer.join(10)
+
+
+def until_wall_clock(moment: float) -> None:
+    """Let the wall clock pass ``moment``: the one wait on time itself, for a real process that
+    judges a real expiry (no state to wait on; nothing else may use it)."""
+    threading.Event().wait(max(0.0, moment - time.time()))
+    assert time.time() >= moment
 
 
 def all_cmdlines() -> list[bytes]:

@@ -34,6 +34,7 @@ class Use:
     where: str
     code: str
     status: int | None  # the HTTP status given with it, if any
+    literal: bool = False  # written as a string literal, not by its constant from relay.codes
 
 
 def source_files() -> list[Path]:
@@ -56,7 +57,8 @@ def uses_in(source: str, where: str, namespace: dict[str, object] | None = None)
     for node, status in _code_nodes(ast.parse(source)):
         code = _resolve(node, names)
         if code is not None:
-            found.append(Use(f"{where}:{node.lineno}", code, status))
+            literal = isinstance(node, ast.Constant)
+            found.append(Use(f"{where}:{node.lineno}", code, status, literal))
     return found
 
 

@@ -7,7 +7,6 @@ import hashlib
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from tests.consume_kit import (
     planted,
     relay_env,
     spawn,
-    wait_for,
+    until_wall_clock,
 )
 
 pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
@@ -139,7 +138,7 @@ def test_expired_secret_stops_before_cmd(tmp_path: Path) -> None:
     pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1s")
     listed = json.loads(pair.agent("secret", "list", "--json").out)
     expires = listed[0]["expires_at"]
-    wait_for(lambda: time.time() >= expires + 1, what="expiry")
+    until_wall_clock(expires + 1)
     proc, marker = refused(pair.ag, tmp_path, "db/web/temp")
     assert proc.returncode == 1
     assert proc.stderr.decode().startswith("relay: error: expired: ")
@@ -151,7 +150,7 @@ def test_stale_fail_closed_secret_stops_before_cmd(tmp_path: Path) -> None:
     assert pair.agent("config", "set", "agent.max_staleness", "1s").status == 0
     assert pair.agent("config", "set", "agent.fail_closed", "db/web/critical").status == 0
     imported = int(pair.agent("status", "--json").out.split('"last_import": ')[1].split(",")[0])
-    wait_for(lambda: time.time() > imported + 2.5, what="staleness")
+    until_wall_clock(imported + 2.5)
     proc, marker = refused(pair.ag, tmp_path, "db/web/critical")
     assert proc.returncode == 1
     assert proc.stderr.decode().startswith("relay: error: stale: ")

@@ -86,7 +86,7 @@ run = ["false"]
     daemon = launch_agent(pair, inbox, env=env)
     v1, v2, v3 = planted("V1"), planted("V2"), planted("V3")
     try:
-        wait_for(signals_log.exists, what="signals child ready")
+        wait_for(signals_log.exists, what="signals child ready", watch=tmp_path)
         daemon.drop(daemon.publish({"db/web/password": v1}))
         daemon.wait_event("hook.ran", count=4)
         assert out.read_bytes() == b"password=" + v1 + b"\n"
@@ -99,7 +99,7 @@ run = ["false"]
                 "names": ["RELAY_CHANGED", "RELAY_HOOK", "RELAY_PATHS"],
             }
         ]
-        wait_for(lambda: "SIGHUP" in signals_log.read_text(), what="HUP")
+        wait_for(lambda: "SIGHUP" in signals_log.read_text(), what="HUP", watch=tmp_path)
         assert systemctl_log.read_text() == "reload legacy.service\n"
         second, third = (
             daemon.publish({"db/web/password": v2}),
@@ -231,7 +231,7 @@ run = ["sh", "-c", {json.dumps(script)}]
     go.unlink()
     daemon = launch_agent(pair, inbox, "agent2.log")
     # At its first pass the render is redone and the reload hook starts, then hangs: kill -9.
-    wait_for(started.exists, what="reload hook started")
+    wait_for(started.exists, what="reload hook started", watch=tmp_path)
     assert out.read_bytes() == b"password=" + v2 + b"\n"
     daemon.proc.send_signal(signal.SIGKILL)
     daemon.proc.wait(10)
@@ -252,7 +252,9 @@ run = ["sh", "-c", {json.dumps(script)}]
     # Nothing to do at a start when everything is current.
     daemon = launch_agent(pair, inbox, "agent4.log")
     try:
-        wait_for(lambda: "hooks: first pass done" in daemon.log(), what="first pass")
+        wait_for(
+            lambda: "hooks: first pass done" in daemon.log(), what="first pass", watch=tmp_path
+        )
     finally:
         daemon.stop()
     assert not daemon.events("hook.ran")

@@ -8,7 +8,6 @@ import os
 import pwd
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from tests.consume_kit import (
     planted,
     publish,
     relay_env,
+    until_wall_clock,
 )
 
 pytestmark = pytest.mark.slow  # runs relay and CMD as real processes
@@ -112,8 +112,7 @@ def test_refused_templates_write_nothing_and_keep_the_old_file(
 def test_expired_path_keeps_the_old_file(tmp_path: Path) -> None:
     pair = loaded_pair(tmp_path, {"db/web/temp": planted()}, "--ttl", "1s")
     expires = json.loads(pair.agent("secret", "list", "--json").out)[0]["expires_at"]
-    while time.time() < expires + 1:
-        time.sleep(0.1)
+    until_wall_clock(expires + 1)
     source = tmp_path / "t.tmpl"
     source.write_text('{{ secret("db/web/temp") }}')
     out = tmp_path / "app.conf"

@@ -63,12 +63,12 @@ def test_restart_on_change_is_debounced_audited_and_stops_like_cmd(tmp_path: Pat
     state = tmp_path / "served"
     proc = spawn(*supervise(pair.ag, "--debounce", "3s"), PYTHON, CHILD, "serve", "P", str(state))
     try:
-        wait_for(lambda: served(state), what="first child")
+        wait_for(lambda: served(state), what="first child", watch=tmp_path)
         ((first_pid, digest),) = served(state)
         assert digest == sha(v1)
         publish(pair, {"db/web/password": v2})
         publish(pair, {"db/web/password": v3})
-        wait_for(lambda: len(served(state)) == 2, what="restart")
+        wait_for(lambda: len(served(state)) == 2, what="restart", watch=tmp_path)
         second_pid, digest = served(state)[1]
         assert digest == sha(v3)
         assert not Path(f"/proc/{first_pid}/cmdline").exists()
@@ -93,10 +93,16 @@ def test_signals_are_forwarded_and_the_exit_status_is_cmds(tmp_path: Path) -> No
     notes = tmp_path / "signals"
     proc = spawn(*supervise(pair.ag), PYTHON, CHILD, "signals", str(notes))
     try:
-        wait_for(lambda: notes.exists() and "ready" in notes.read_text(), what="ready")
+        wait_for(
+            lambda: notes.exists() and "ready" in notes.read_text(), what="ready", watch=tmp_path
+        )
         for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2):
             proc.send_signal(sig)
-            wait_for(lambda s=sig: signal.Signals(s).name in notes.read_text(), what=str(sig))
+            wait_for(
+                lambda s=sig: signal.Signals(s).name in notes.read_text(),
+                what=str(sig),
+                watch=tmp_path,
+            )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 3
     finally:
@@ -111,9 +117,9 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> N
     args = supervise(pair.ag, "--grace", "1s", "--debounce", "100ms")
     proc = spawn(*args, PYTHON, CHILD, "serve", "P", str(state), "ignore-term")
     try:
-        wait_for(lambda: served(state), what="first child")
+        wait_for(lambda: served(state), what="first child", watch=tmp_path)
         publish(pair, {"db/web/password": planted()})
-        wait_for(lambda: len(served(state)) == 2, what="restart")
+        wait_for(lambda: len(served(state)) == 2, what="restart", watch=tmp_path)
         killed = [fields_of(r) for r in audit_records(pair, "exec.killed")]
         assert killed[0]["pid"] == served(state)[0][0]
         proc.send_signal(signal.SIGTERM)  # forwarded, ignored, then SIGKILL after the grace
@@ -166,9 +172,9 @@ restart_window = "1h"
     publish(pair, {"db/web/password": v1})
     daemon = launch_agent(pair, inbox)
     try:
-        wait_for(lambda: served(state) and served(ignoring), what="children")
+        wait_for(lambda: served(state) and served(ignoring), what="children", watch=tmp_path)
         daemon.drop(daemon.publish({"db/web/password": v2}))
-        wait_for(lambda: len(served(state)) == 2, what="restart")
+        wait_for(lambda: len(served(state)) == 2, what="restart", watch=tmp_path)
         assert [d for _, d in served(state)] == [sha(v1), sha(v2)]
         restarted = daemon.events("exec.restarted")
         assert [(r["command"], r["changed"]) for r in restarted if r["reason"] == "changed"] == [
@@ -177,6 +183,7 @@ restart_window = "1h"
         wait_for(
             lambda: [e for e in daemon.events("exec.exited") if e["restart_in"] > 0],
             what="crash loop held back",
+            watch=tmp_path,
         )
         crashing = [e for e in daemon.events("exec.started") if e["command"] == "crashing"]
         assert len(crashing) == 3  # the first start and two restarts within the window
@@ -211,11 +218,15 @@ def test_a_secret_gone_keeps_cmd_running_and_is_reported_once(tmp_path: Path) ->
         *supervise(pair.ag, "--debounce", "100ms"), PYTHON, CHILD, "serve", "P", str(state)
     )
     try:
-        wait_for(lambda: served(state), what="first child")
+        wait_for(lambda: served(state), what="first child", watch=tmp_path)
         assert pair.gateway("revoke", "plant7", "**").status == 0
         assert pair.gateway("grant", "plant7", "db/web/other").status == 0
         publish(pair, {})
-        wait_for(lambda: audit_records(pair, "exec.restart_failed"), what="refused restart")
+        wait_for(
+            lambda: audit_records(pair, "exec.restart_failed"),
+            what="refused restart",
+            watch=tmp_path,
+        )
         denied = len(audit_records(pair, "secret.denied"))
         time.sleep(1.0)  # ten polls: the same refusal is neither retried nor reported again
         assert len(audit_records(pair, "exec.restart_failed")) == 1

@@ -41,6 +41,19 @@ def test_queued_events_are_chained_in_order_and_reach_the_sink(tmp_path: Path) -
     assert [doc["seq"] for doc in lines] == [r.seq for r in records]
 
 
+def test_each_committed_batch_is_told_with_its_count(tmp_path: Path) -> None:
+    home = init_agent_home(tmp_path)
+    told: list[int] = []
+    writer = AuditWriter(home, told.append)
+    writer.start()
+    for n in range(3):
+        writer.sink("secret.read", {"path": f"db/{n}"})
+    writer.sink("Not A Type", {})  # refused: not counted
+    writer.stop(timeout=60)
+    assert sum(told) == 3
+    assert all(count > 0 for count in told)
+
+
 def test_an_acknowledgement_prunes_what_the_gateway_holds_in_queue_order(tmp_path: Path) -> None:
     home, writer = writer_for(tmp_path)
     audit = AgentAudit(home)
@@ -78,11 +91,11 @@ def test_a_failed_write_is_said_loudly_and_the_thread_goes_on(
     calls: list[int] = []
     real = audit_writer._append_all
 
-    def fail_once(execute: object, records: list[tuple[str, object]]) -> None:
+    def fail_once(execute: object, records: list[tuple[str, object]]) -> int:
         calls.append(len(records))
         if len(calls) == 1:
             raise OSError("disk full")
-        real(execute, records)  # type: ignore[arg-type]
+        return real(execute, records)
 
     monkeypatch.setattr(audit_writer, "_append_all", fail_once)
     writer.start()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from tests.conftest import Pair, run_relay
+from tests.consume_kit import until_wall_clock
 
 
 def test_value_reaches_the_application_exactly(pair: Pair) -> None:
@@ -82,7 +82,7 @@ def test_an_expired_secret_is_refused(pair: Pair) -> None:
     pair.gateway("grant", "plant7", "short/*")
     pair.export()
     pair.agent("import", str(pair.out))
-    time.sleep(1.2)
+    until_wall_clock(json.loads(pair.agent("secret", "list", "--json").out)[0]["expires_at"])
     result = pair.get("short/lived")
     assert result.status != 0
     assert result.stdout == b""

@@ -74,14 +74,18 @@ def test_howto_legacy_config_file_with_reload(tmp_path: Path) -> None:
     daemon = launch_agent(pair, inbox)
     user, p1, p2 = planted("USER"), planted("P1"), planted("P2")
     try:
-        wait_for(loads.exists, what="legacy app started")
+        wait_for(loads.exists, what="legacy app started", watch=tmp_path)
         daemon.drop(daemon.publish({"db/legacy/user": user, "db/legacy/password": p1}))
-        wait_for(lambda: len(loads.read_text().split()) == 2, what="first reload")
+        wait_for(lambda: len(loads.read_text().split()) == 2, what="first reload", watch=tmp_path)
         text = conf.read_text()
         assert f'user = {user.decode()}\npassword = "{p1.decode()}"\n# version 1\n' in text
         assert loads.read_text().split()[1] == hashlib.sha256(conf.read_bytes()).hexdigest()
         daemon.drop(daemon.publish({"db/legacy/password": p2}))
-        wait_for(lambda: len(loads.read_text().split()) == 3, what="reload after rotation")
+        wait_for(
+            lambda: len(loads.read_text().split()) == 3,
+            what="reload after rotation",
+            watch=tmp_path,
+        )
         assert f'password = "{p2.decode()}"\n# version 2\n' in conf.read_text()
         assert loads.read_text().split()[2] == hashlib.sha256(conf.read_bytes()).hexdigest()
     finally:
@@ -104,9 +108,13 @@ def test_howto_systemd_service_restarted_on_rotation(tmp_path: Path) -> None:
     command += [PYTHON, CHILD, "serve", "DB_PASSWORD", str(state)]
     proc = subprocess.Popen(command, env=relay_env())
     try:
-        wait_for(state.exists, what="service started")
+        wait_for(state.exists, what="service started", watch=tmp_path)
         publish(pair, {"db/app/password": v2})
-        wait_for(lambda: len(state.read_text().splitlines()) == 2, what="restart on rotation")
+        wait_for(
+            lambda: len(state.read_text().splitlines()) == 2,
+            what="restart on rotation",
+            watch=tmp_path,
+        )
         digests = [line.split()[1] for line in state.read_text().splitlines()]
         assert digests == [hashlib.sha256(v).hexdigest() for v in (v1, v2)]
         proc.send_signal(signal.SIGTERM)  # systemctl stop (KillMode=mixed: the main process)

@@ -3,21 +3,24 @@ diode, with real receivers and a relay that drops and reorders datagrams."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tests.conftest import Pair
+from tests.consume_kit import wait_for
 from tests.diode.harness import Damage, LossyRelay, Receiver
 
 
 def wait_for_files(folder: Path, count: int, timeout: float = 60) -> list[Path]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The bundles in ``folder`` once there are ``count``, re-checked at each file event."""
+
+    def arrived() -> list[Path] | None:
         found = sorted(folder.glob("*.bundle")) if folder.exists() else []
-        if len(found) >= count:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{count} bundles did not arrive in {folder}")
+        return found if len(found) >= count else None
+
+    found: list[Path] = wait_for(
+        arrived, timeout, f"{count} bundles in {folder}", watch=folder.parent
+    )
+    return found
 
 
 def test_gateway_to_agent_and_audit_back_over_lossy_diodes(pair: Pair) -> None:

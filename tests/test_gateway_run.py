@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 
+from tests.agent_daemon import Notifications
 from tests.conftest import Pair
 
 
@@ -21,19 +22,24 @@ def test_scheduled_exports_are_heartbeats_and_stop_on_sigterm(pair: Pair) -> Non
     pair.gateway("config", "set", "import.from", str(back))
     pair.gateway("config", "set", "import.delete_after", "true")
     assert pair.agent("audit", "export", "--to", str(back)).status == 0
+    notified = Notifications(pair.root / "gateway.notify")
     proc = subprocess.Popen(
         [sys.executable, "-m", "relay", "gateway", "run", "--home", str(pair.gw)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={**os.environ, "NOTIFY_SOCKET": str(notified.path)},
     )
-    try:
-        deadline = time.monotonic() + 60
-        while len(list(pair.out.glob("*.bundle"))) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
+    try:  # three periods done, as the gateway tells its service manager
+        assert notified.wait_for(
+            lambda ms: any(m.get("RELAY_PERIOD") == "3" for m in ms), timeout=60
+        ), "no third period"
+        assert notified.messages[0]["READY"] == "1"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
+        notified.close()
     assert proc.returncode == 0, err
+    assert notified.messages[-1]["STOPPING"] == "1"
     bundles = sorted(pair.out.glob("*.bundle"))
     assert len(bundles) >= 3  # nothing changed, yet a bundle every period
     imported = pair.agent("import", str(pair.out))

@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import Pair, run_relay
+from tests.consume_kit import wait_for
 
 
 def hop(pair: Pair, *args: str) -> tuple[int, str, str]:
@@ -135,12 +135,10 @@ def test_loop_mode_stops_cleanly_on_sigterm(pair: Pair) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not (l3.exists() and list(l3.glob("*.bundle"))) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # each wait re-checks at every file event under the pair's folder (inotify)
+        wait_for(lambda: l3.exists() and list(l3.glob("*.bundle")), what="first", watch=pair.root)
         run_relay("gateway", "export", "--home", str(pair.gw), "--to", str(dmz))
-        while len(list(l3.glob("*.bundle"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: len(list(l3.glob("*.bundle"))) >= 2, what="second", watch=pair.root)
         assert len(list(l3.glob("*.bundle"))) == 2
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -10,7 +10,6 @@ said ``ok``. Over a diode one datagram was enough.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,14 +49,12 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     daemon.stop()
 
 
-def wait_rejected(agent: Daemon, names: set[str], timeout: float = 20.0) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_rejected(agent: Daemon, names: set[str], timeout: float = 30.0) -> dict[str, str]:
+    def rejected() -> dict[str, str] | None:
         found = {e["file"]: e["reason"] for e in agent.events("bundle.rejected")}
-        if names <= set(found):
-            return found
-        assert time.monotonic() < deadline, f"{names - set(found)} not rejected: {agent.log()}"
-        time.sleep(0.05)
+        return found if names <= set(found) else None
+
+    return agent.wait_until(rejected, timeout, f"{names} rejected")
 
 
 def write_into(folder: Path, name: str, data: bytes) -> None:
@@ -99,10 +96,10 @@ def test_junk_sent_across_the_diode_never_freezes_the_agent(agent: Daemon, tmp_p
     assert sent.status == 0, sent.err
     wait_rejected(agent, {f"d-{form}.bundle" for form in JUDGED})
     # The diode's folder is the agent's own: judged junk is removed (copies are in quarantine).
-    deadline = time.monotonic() + 10
-    while [p for p in agent.inbox.iterdir() if p.name.startswith("d-")]:
-        assert time.monotonic() < deadline, sorted(p.name for p in agent.inbox.iterdir())
-        time.sleep(0.05)
+    agent.wait_until(
+        lambda: not [p for p in agent.inbox.iterdir() if p.name.startswith("d-")],
+        what="the diode's judged junk removed",
+    )
     kept = " ".join(p.name for p in (agent.pair.ag / "quarantine").iterdir())
     assert all(f"d-{form}.bundle" in kept for form in JUDGED)
     agent.pair.put("db/after-diode-junk", b"across")

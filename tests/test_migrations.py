@@ -71,11 +71,16 @@ def raw(home: Home, path: Path | None = None) -> Any:
     return conn
 
 
+# Columns later migrations added to v1 tables (not v1 columns): (side, table) -> names.
+ADDED_COLUMNS = {("gateway", "secrets"): {"changed"}}  # 0005: delta bundles
+
+
 def v1_rows(conn: Any, side: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every v1 table, in the v1 columns, sorted."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for table in V1_TABLES[side]:
-        columns = [c[1] for c in conn.execute(f"PRAGMA table_info({table})")]
+        added = ADDED_COLUMNS.get((side, table), set())
+        columns = [c[1] for c in conn.execute(f"PRAGMA table_info({table})") if c[1] not in added]
         query = f"SELECT {', '.join(columns)} FROM {table}"  # noqa: S608 - fixed names
         rows[table] = sorted(conn.execute(query).fetchall())
         assert rows[table] or table in ("sink_cursors", "meta"), table
@@ -138,6 +143,7 @@ def test_gateway_store_migrates_with_alembic_and_loses_nothing(tmp_path: Path) -
         (gateway_migrations.HEAD,)
     ]
     assert v1_rows(after, "gateway") == before
+    assert after.execute("SELECT DISTINCT changed FROM secrets").fetchall() == [(0,)]
     kept = raw(home, backup_path(home.store_path, gateway_migrations.BASELINE))
     assert v1_rows(kept, "gateway") == before
     listed = run_relay("gateway", "secret", "list", "--home", str(home.path))

@@ -174,3 +174,108 @@ def test_a_wrong_pin_changes_nothing(token: Path, tmp_path: Path) -> None:
     result = _relay(bad, "gateway", "key", "rotate", "--home", str(gw), "--root-key", str(root))
     assert result.status != 0 and "bad_passphrase" in result.err
     assert (gw / "trust.json").read_bytes() == before
+
+
+# -- the online key pair in the token (relay/trust/pkcs11_online.py, outer_gateway/online_key.py) --
+
+
+def test_hsalsa20_gives_the_nacl_box_key() -> None:
+    import nacl.bindings
+
+    from relay import crypto
+
+    for _ in range(20):
+        secret = crypto.random_bytes(32)
+        peer = nacl.bindings.crypto_scalarmult_base(crypto.random_bytes(32))
+        shared = nacl.bindings.crypto_scalarmult(secret, peer)
+        assert crypto.box_key_from_shared(shared) == nacl.bindings.crypto_box_beforenm(peer, secret)
+
+
+def test_an_online_key_in_the_token_signs_seals_and_opens_as_a_file_key(token: Path) -> None:
+    import pkcs11
+
+    from relay import crypto
+    from relay.trust.pkcs11_online import generate_online
+    from relay.trust.pkcs11_root import TokenKey
+
+    online = generate_online(TokenKey(MODULE, TOKEN, "online-1"), token.read_text())
+    peer = crypto.generate_keypair()  # an agent's key pair, in software
+    message = b"a signed bundle header"
+    crypto.verify(online.sign_public, message, crypto.sign(online, message))
+    # the agent seals to the token's key; the token side opens it, and the other way round
+    to_token = crypto.seal(peer, online.box_public, b"audit records")
+    assert crypto.unseal(online, peer.box_public, to_token) == b"audit records"
+    from_token = crypto.seal(online, peer.box_public, b"secrets payload")
+    assert crypto.unseal(peer, online.box_public, from_token) == b"secrets payload"
+    with pytest.raises(crypto.CryptoFailure):
+        crypto.unseal(online, peer.box_public, to_token[:-1] + bytes([to_token[-1] ^ 1]))
+    # neither private key can be read out of the token
+    lib = pkcs11.lib(MODULE)
+    with lib.get_token(token_label=TOKEN).open(user_pin=token.read_text()) as session:
+        for label in ("online-1.sign", "online-1.box"):
+            private = session.get_key(object_class=pkcs11.ObjectClass.PRIVATE_KEY, label=label)
+            assert private[pkcs11.Attribute.SENSITIVE] and not private[pkcs11.Attribute.EXTRACTABLE]
+            with pytest.raises(pkcs11.AttributeSensitive):
+                private[pkcs11.Attribute.VALUE]
+
+
+def test_the_online_key_in_a_token_serves_a_site_and_moves_back_to_a_file(
+    token: Path, tmp_path: Path
+) -> None:
+    gw, ag = tmp_path / "gw", tmp_path / "ag"
+    secret_file = tmp_path / "root.pass"
+    secret_file.write_text("root passphrase of the online-token test\n")
+    env = {
+        "RELAY_ROOT_PASSPHRASE_FILE": str(secret_file),
+        "RELAY_PKCS11_PIN_FILE": str(token),
+        "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"],
+    }
+
+    def ok(*args: str, stdin: bytes | None = None, with_env: bool = True) -> Result:
+        result = run_relay(*args, stdin=stdin, env=env if with_env else {})
+        assert result.status == 0, result.err
+        return result
+
+    def deliver(value: bytes) -> None:
+        ok("gateway", "secret", "put", "--home", str(gw), "a/b", "-", stdin=value)
+        out = tmp_path / f"out-{value.decode()}"
+        ok("gateway", "export", "--home", str(gw), "--to", str(out))
+        imported = json.loads(ok("agent", "import", "--home", str(ag), "--json", str(out)).out)
+        assert [o["status"] for o in imported] == ["applied"], imported
+        assert ok("agent", "get", "--home", str(ag), "a/b").stdout == value + b"\n"
+
+    ok("gateway", "init", "--home", str(gw), "--name", "hqo")
+    ok("gateway", "root", "init", "--home", str(gw), "--root-key", str(tmp_path / "root.key"))
+    ok("agent", "init", "--home", str(ag), "--name", "p9", "--request-out", str(tmp_path / "r"))
+    ok("gateway", "enroll", "--home", str(gw), str(tmp_path / "r"))
+    ok("gateway", "grant", "--home", str(gw), "p9", "a/*")
+    ok("gateway", "identity", "--home", str(gw), "--out", str(tmp_path / "id"))
+    ok("agent", "trust", "--home", str(ag), str(tmp_path / "id"))
+    deliver(b"file1")
+    root = ("--root-key", str(tmp_path / "root.key"))
+    ok("gateway", "key", "rotate", "--home", str(gw), *root, "--pkcs11-token", TOKEN)
+    from outer_gateway.online_key import online_identity
+    from relay.home import Home
+
+    assert (
+        online_identity(Home.open(gw, "gateway")).key_id != Home.open(gw, "gateway").identity.key_id
+    )
+    ref = json.loads((gw / "online.pkcs11.json").read_text())
+    assert ref["token"] == TOKEN and PIN not in (gw / "online.pkcs11.json").read_text()
+    deliver(b"token1")  # signed and sealed by the token
+    status = json.loads(ok("agent", "status", "--home", str(ag), "--json").out)
+    keys = json.loads(ok("gateway", "key", "list", "--home", str(gw), "--json").out)
+    active = next(k["key_id"] for k in keys if (k["role"], k["state"]) == ("signing", "active"))
+    assert status["gateway_key_id"] == active
+    # the return stream, sealed by the agent to the token's key, is opened through the token
+    ok("agent", "audit", "export", "--home", str(ag), "--to", str(tmp_path / "back"))
+    back = json.loads(
+        ok("gateway", "import", "--home", str(gw), "--json", str(tmp_path / "back")).out
+    )
+    assert [o["status"] for o in back] == ["imported"], back
+    # without the PIN the gateway cannot sign: refused, with its code, nothing exported
+    refused = run_relay("gateway", "export", "--home", str(gw), "--to", str(tmp_path / "x"))
+    assert refused.status != 0 and "passphrase_required" in refused.err
+    ok("gateway", "key", "rotate", "--home", str(gw), *root)  # back to a key in a file
+    assert not (gw / "online.pkcs11.json").exists()
+    deliver(b"file2")

@@ -39,6 +39,20 @@ def test_every_code_used_in_the_source_is_registered(uses: list[Use]) -> None:
     assert missing == []
 
 
+def test_codes_are_raised_by_their_constants_not_as_literals(uses: list[Use]) -> None:
+    """One spelling of each code, in relay/codes.py: a typo in a literal would be a new code."""
+    assert sorted(f"{u.where}: {u.code!r}" for u in uses if u.literal) == []
+
+
+def test_a_literal_code_is_told_apart_from_a_constant() -> None:
+    found = uses_in(
+        "raise UsageError('x', code='odd_kw')\nraise UsageError('x', code=ODD)\n",
+        "snippet",
+        {"ODD": "odd_name"},
+    )
+    assert [(u.code, u.literal) for u in found] == [("odd_kw", True), ("odd_name", False)]
+
+
 def test_every_api_status_matches_the_registry(uses: list[Use]) -> None:
     wrong = [
         f"{u.where}: {u.code} given {u.status}, registered {reasons.http_status_of(u.code)}"

@@ -42,8 +42,14 @@ run = {json.dumps([PYTHON, str(script)])}
     daemon = launch_agent(pair, inbox)
     try:
         daemon.drop(daemon.publish({PATH: old}))
-        wait_for(lambda: out.exists() and out.read_bytes() == b"password=" + old + b"\n")
-        wait_for(lambda: ran.exists() and ran.read_text() == f"{PATH}@1\n", what="first hook")
+        wait_for(
+            lambda: out.exists() and out.read_bytes() == b"password=" + old + b"\n", watch=tmp_path
+        )
+        wait_for(
+            lambda: ran.exists() and ran.read_text() == f"{PATH}@1\n",
+            what="first hook",
+            watch=tmp_path,
+        )
         staged = run_relay(
             "gateway", "secret", "put", "--home", str(pair.gw), PATH, "-",
             "--activates-at", "6s", stdin=new,
@@ -54,8 +60,14 @@ run = {json.dumps([PYTHON, str(script)])}
         # staged, not current: the rendered file and the hook still see version 1
         assert out.read_bytes() == b"password=" + old + b"\n"
         daemon.wait_event("secret.activated", timeout=30)
-        wait_for(lambda: out.read_bytes() == b"password=" + new + b"\n", what="re-render")
-        wait_for(lambda: ran.read_text() == f"{PATH}@1\n{PATH}@2\n", what="hook on the switch")
+        wait_for(
+            lambda: out.read_bytes() == b"password=" + new + b"\n", what="re-render", watch=tmp_path
+        )
+        wait_for(
+            lambda: ran.read_text() == f"{PATH}@1\n{PATH}@2\n",
+            what="hook on the switch",
+            watch=tmp_path,
+        )
         assert {(e["hook"]) for e in daemon.events("hook.ran")} == {"config", "reload"}
     finally:
         daemon.stop()

@@ -55,20 +55,24 @@ run = {json.dumps([PYTHON, str(fails)])}
     daemon = launch_agent(pair, inbox)
     try:
         daemon.drop(daemon.publish({PATH: old}))  # version 1: a first version, not a rotation
-        wait_for(lambda: len(_items(pair)) == 2, what="hook items for v1")
+        wait_for(lambda: len(_items(pair)) == 2, what="hook items for v1", watch=tmp_path)
         rotated = run_relay("gateway", "rotate", "--home", str(pair.gw), PATH)
         assert rotated.status == 0, rotated.err  # version 2, made at the gateway
         daemon.drop(daemon.publish({}))
-        wait_for(lambda: ("outcome", "applied", 2) in _items(pair), what="applied v2")
-        wait_for(lambda: len(_items(pair)) == 5, what="hook items for v2")
+        wait_for(
+            lambda: ("outcome", "applied", 2) in _items(pair), what="applied v2", watch=tmp_path
+        )
+        wait_for(lambda: len(_items(pair)) == 5, what="hook items for v2", watch=tmp_path)
         staged = run_relay(
             "gateway", "secret", "put", "--home", str(pair.gw), PATH, "-",
             "--activates-at", "2s", stdin=new,
         )  # fmt: skip
         assert staged.status == 0, staged.err
         daemon.drop(daemon.publish({}))
-        wait_for(lambda: ("outcome", "activated", 3) in _items(pair), what="activated v3")
-        wait_for(lambda: len(_items(pair)) == 8, what="hook items for v3")
+        wait_for(
+            lambda: ("outcome", "activated", 3) in _items(pair), what="activated v3", watch=tmp_path
+        )
+        wait_for(lambda: len(_items(pair)) == 8, what="hook items for v3", watch=tmp_path)
     finally:
         daemon.stop()
     assert sorted(_items(pair)) == sorted(
@@ -146,7 +150,11 @@ verify = {verify}
     assert device.read_bytes() != old and pair.get(PATH).stdout == old + b"\n"
     daemon = launch_agent(pair, inbox)  # its start resolves the candidate by asking `verify`
     try:
-        wait_for(lambda: ("outcome", "recovered", 2) in _items(pair), what="recovered at start")
+        wait_for(
+            lambda: ("outcome", "recovered", 2) in _items(pair),
+            what="recovered at start",
+            watch=tmp_path,
+        )
     finally:
         daemon.stop()
     assert pair.get(PATH).stdout.strip() == device.read_bytes()

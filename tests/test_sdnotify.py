@@ -80,5 +80,9 @@ def test_the_service_says_ready_each_pass_each_event_and_stopping(manager: socke
     }
     status.event("bundle.rejected", {"file": "x" * MAX_MESSAGE})  # too big: the type only
     assert received(manager)["RELAY_EVENT"] == "bundle.rejected"
+    status.audit_written(2)
+    status.audit_written(3)
+    assert received(manager) == {"RELAY_AUDITED": "2"}
+    assert received(manager) == {"RELAY_AUDITED": "5"}
     status.stopping()
     assert received(manager) == {"STOPPING": "1", "STATUS": "stopping"}

@@ -48,7 +48,9 @@ def run_vector(data: bytes) -> tuple[str, str | None, SecretsPayload | None]:
     stream = ctx["stream"]
     high_water = HighWater(stream["high_water"]["seq"], stream["high_water"]["bundle_id"])
     assert tuple(ctx["kinds"]) == ("secrets",)
-    streams = MemoryStreams({(high_water_key(ctx), "secrets"): high_water}, set(stream["applied"]))
+    key = high_water_key(ctx)
+    applied_in = {bundle_id: (key, seq) for bundle_id, seq in stream["applied_seq"].items()}
+    streams = MemoryStreams({(key, "secrets"): high_water}, set(stream["applied"]), applied_in)
     stages: list[str] = []
     try:
         received = receive_secrets(
@@ -84,6 +86,7 @@ def test_vector(name: str) -> None:
         assert [list(r) for r in payload.tombstones] == want["tombstones"]
         assert payload.audit_ack == want["ack"]["audit_seq"]
         assert [list(r) for r in payload.versions] == want.get("versions", [])
+        assert payload.delta == (want.get("state") == "delta")
 
 
 def test_every_outcome_is_covered() -> None:
@@ -99,6 +102,7 @@ def test_every_outcome_is_covered() -> None:
         "expired",
         "rollback",
         "decrypt_failed",
+        "delta_base_missing",
     }
     assert {p.name for p in VECTORS.glob("*.bundle")} == {e["file"] for e in MANIFEST.values()}
 

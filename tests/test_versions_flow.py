@@ -10,6 +10,7 @@ from pathlib import Path
 
 from inner_agent.activation import ActivationJob
 from inner_agent.audit import AgentAudit
+from inner_agent.get_command import DEFAULT_CLOCK_SKEW, clock_skew
 from inner_agent.importer import AgentImporter
 from inner_agent.lookup import read_secret
 from inner_agent.rawdb import raw_connection
@@ -47,10 +48,10 @@ def _setup(pair: Pair, activates_at: int) -> Path:
     return bundle
 
 
-def _value(pair: Pair, now: int, label: str = "current") -> bytes:
+def _value(pair: Pair, now: int, label: str = "current", skew: int = 0) -> bytes:
     home = Home.open(pair.ag, "agent")
     with raw_connection(home) as conn:
-        return read_secret(conn, PATH, now, label).value
+        return read_secret(conn, PATH, now, label, skew).value
 
 
 def test_previous_and_pending_travel_and_are_served_by_label(pair: Pair) -> None:
@@ -73,30 +74,47 @@ def test_previous_and_pending_travel_and_are_served_by_label(pair: Pair) -> None
         assert value not in records.encode()
 
 
-def test_the_switch_is_judged_with_the_agents_clock(pair: Pair) -> None:
+def test_the_switch_is_judged_with_the_agents_clock_and_its_leeway(pair: Pair) -> None:
+    """``activates_at`` is judged with ``agent.clock_skew`` (as ``expires`` and certificate
+    validity are): the successor is current from ``activates_at - skew`` on, not a second
+    before, for every reader and for the activation job."""
     at = int(time.time()) + 3600
     bundle = _setup(pair, at)
+    assert pair.agent("config", "set", "agent.clock_skew", "2m").status == 0
+    skew = 120
     assert pair.agent("import", str(bundle)).status == 0
-    # Clock skew around activates_at: one second early is still the old value.
-    assert _value(pair, at - 1) == MID
-    assert _value(pair, at - 1, "pending") == NEW
-    assert _value(pair, at) == NEW
-    assert _value(pair, at, "previous") == MID
-    assert _value(pair, at + 86400) == NEW  # the gateway's overlap (1h) has ended
     home = Home.open(pair.ag, "agent")
+    assert clock_skew(home) == skew  # what `relay agent get` judges with
+    # one second before the leeway: still the old value; at its edge: the successor
+    assert _value(pair, at - skew - 1, skew=skew) == MID
+    assert _value(pair, at - skew - 1, "pending", skew) == NEW
+    assert _value(pair, at - skew, skew=skew) == NEW
+    assert _value(pair, at - skew, "previous", skew) == MID
+    assert _value(pair, at + 86400, skew=skew) == NEW  # the gateway's overlap (1h) has ended
     store = AgentStore.open(home)
-    clock = [at - 1]
+    assert store.skew == skew
+    early = store.get_secret(PATH, at - skew - 1)
+    assert early is not None and early.value == MID and early.switch_at == at - skew
+    clock = [at - skew - 1]
     changed: list[int] = []
     job = ActivationJob(store, lambda: clock[0], lambda: changed.append(1))
     assert job.run() == [] and not changed
-    clock[0] = at
+    clock[0] = at - skew
     (activation,) = job.run()
     assert (activation.path, activation.version, activation.replaced) == (PATH, 3, 2)
+    assert activation.activates_at == at  # recorded as the gateway set it
     assert changed == [1]
     assert job.run() == []  # once
     assert store.get_secret(PATH, at) is not None
     assert store.labelled()[PATH] == {"previous": (2, at + 3600)}
     store.close()
+
+
+def test_the_fast_path_knows_the_default_leeway() -> None:
+    from relay.config import SETTINGS
+    from relay.durations import parse_duration
+
+    assert parse_duration(str(SETTINGS["agent.clock_skew"].default)) == DEFAULT_CLOCK_SKEW
 
 
 def test_a_successor_arriving_after_its_time_activates_at_once(pair: Pair) -> None:

@@ -19,12 +19,15 @@ PATH = "db/web/password"
 
 
 def test_api_versions_and_the_switch_without_a_bundle(tmp_path: Path) -> None:
-    daemon = start_daemon(tmp_path, apps={"web": ["db/web/*"]})
+    # Little leeway: with the default agent.clock_skew (5m) a successor due in seconds is
+    # current at once (the switch is judged at activates_at - clock_skew).
+    settings = {"agent.clock_skew": "1s"}
+    daemon = start_daemon(tmp_path, settings, apps={"web": ["db/web/*"]})
     try:
         daemon.pair.put(PATH, OLD)
         staged = run_relay(
             "gateway", "secret", "put", "--home", str(daemon.pair.gw), PATH, "-",
-            "--activates-at", "3s", stdin=NEW,
+            "--activates-at", "4s", stdin=NEW,
         )  # fmt: skip
         assert staged.status == 0, staged.err
         before = set(daemon.pair.out.glob("*.bundle")) if daemon.pair.out.exists() else set()

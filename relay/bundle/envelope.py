@@ -50,8 +50,22 @@ HEADER_FIELDS: dict[str, Any] = {
     "payload_len": int,
     "payload_sha256": str,
 }
-# The one optional member: the sender's certificate chain (spec §15), an object.
+# Optional members: the sender's certificate chain (spec §15), an object; the base of a delta
+# bundle (spec §8.3), ``{"id": HEX64, "seq": N}``.
 TRUST_FIELD = "trust"
+BASE_FIELD = "base"
+OPTIONAL_FIELDS = frozenset({TRUST_FIELD, BASE_FIELD})
+
+
+@dataclass(frozen=True)
+class BundleBase:
+    """The bundle a delta applies on top of: its id (SHA-256 of its signed prefix) and seq."""
+
+    id: str
+    seq: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "seq": self.seq}
 
 
 @dataclass(frozen=True)
@@ -70,11 +84,14 @@ class Header:
     payload_sha256: str
     v: int = VERSION
     trust: dict[str, Any] | None = None  # spec §15: checked by relay.trust, not here
+    base: BundleBase | None = None  # spec §8.3: a delta's base; None for a full-state bundle
 
     def to_json(self) -> dict[str, Any]:
         doc = {name: getattr(self, name) for name in HEADER_FIELDS}
         if self.trust is not None:
             doc[TRUST_FIELD] = self.trust
+        if self.base is not None:
+            doc[BASE_FIELD] = self.base.to_json()
         return doc
 
 
@@ -205,10 +222,12 @@ def parse_header(body: bytes) -> Header:
         raw = parse_canonical(body)
     except (ValueError, RecursionError):
         raise _malformed("header is not canonical JSON") from None
-    if not isinstance(raw, dict) or set(raw) - {TRUST_FIELD} != set(HEADER_FIELDS):
+    if not isinstance(raw, dict) or set(raw) - OPTIONAL_FIELDS != set(HEADER_FIELDS):
         raise _malformed("header fields are not those of v1")
     if TRUST_FIELD in raw and not isinstance(raw[TRUST_FIELD], dict):
         raise _malformed("header field trust is not an object")
+    if BASE_FIELD in raw:
+        raw[BASE_FIELD] = _parse_base(raw[BASE_FIELD])
     for name, kind in HEADER_FIELDS.items():  # trust is checked by relay.trust.documents
         value = raw[name]
         if type(value) is not kind:  # bool is not an int here
@@ -218,6 +237,18 @@ def parse_header(body: bytes) -> Header:
     header = Header(**raw)
     _check_header_values(header)
     return header
+
+
+def _parse_base(value: Any) -> BundleBase:
+    """A delta's base: exactly ``{"id": HEX64, "seq": N}`` with ``1 <= N <= MAX_INT``."""
+    if not isinstance(value, dict) or set(value) != {"id", "seq"}:
+        raise _malformed("header field base is not {id, seq}")
+    bundle_id, seq = value["id"], value["seq"]
+    if not (isinstance(bundle_id, str) and _HEX64.fullmatch(bundle_id)):
+        raise _malformed("header field base has a bad id")
+    if type(seq) is not int or not 1 <= seq <= MAX_INT:
+        raise _malformed("header field base has a bad seq")
+    return BundleBase(bundle_id, seq)
 
 
 def _check_header_values(h: Header) -> None:
@@ -233,6 +264,8 @@ def _check_header_values(h: Header) -> None:
         raise _malformed("bad payload hash")
     if h.seq < 1 or h.expires < h.created:
         raise _malformed("bad seq or validity window")
+    if h.base is not None and (h.kind != "secrets" or h.base.seq >= h.seq):
+        raise _malformed("a base on a bundle that is not a later secrets bundle")
     if h.payload_len < crypto.BOX_NONCE_BYTES + crypto.BOX_OVERHEAD:
         raise _malformed("payload too short to be sealed")
 

@@ -12,6 +12,8 @@ JSON object (UTF-8), version 1::
 
 Rows are arrays, not objects, to keep 100k-secret bundles compact and quick to parse. ``state``
 ``full`` means: after applying, the recipient holds exactly ``secrets`` (anything else is removed).
+``state`` ``delta`` (spec §8.3; only in a bundle whose signed header names a ``base``) means:
+``secrets`` are upserts, ``tombstones`` are removals, every other path stays as the base left it.
 Unknown top-level keys are ignored (room for later kinds: policies, rotation), so an older agent
 can apply a newer gateway's bundle; unknown row shapes are ``malformed``. The JSON is strict: UTF-8,
 no duplicate member names, no NaN/Infinity; integers are in ``0 .. 2**53 - 1``; a path appears at
@@ -32,6 +34,7 @@ from relay.errors import MALFORMED, BundleRejected
 from relay.paths import MAX_PATH, is_valid_path
 
 PAYLOAD_VERSION = 1
+FULL, DELTA = "full", "delta"  # the payload's state
 MAX_INT = 2**53 - 1  # as in the header: exact in every JSON implementation
 # Paths that is_valid_path accepts, in one regex: 1 to 16 segments of A-Z a-z 0-9 . _ -, none of
 # them "." or "..". Only a shortcut: a path it does not match goes to is_valid_path for the verdict.
@@ -52,12 +55,13 @@ class SecretsPayload:
     versions: list[VersionRow] = field(default_factory=list)  # previous and pending
     policies: list[PolicyRow] = field(default_factory=list)  # freshness rules per pattern
     values: list[bytes] = field(default_factory=list, compare=False, repr=False)
+    delta: bool = False  # state "delta": changes since the header's base (spec §8.3)
 
     def encode(self) -> bytes:
         """The JSON bytes to seal (``versions`` only when there are any: v1 bytes unchanged)."""
         doc: dict[str, Any] = {
             "v": PAYLOAD_VERSION,
-            "state": "full",
+            "state": DELTA if self.delta else FULL,
             "secrets": self.secrets,
             "tombstones": self.tombstones,
             "ack": {"audit_seq": self.audit_ack},
@@ -69,16 +73,22 @@ class SecretsPayload:
         return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
-def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int) -> SecretsPayload:
+def decode_secrets_payload(
+    data: bytes, max_entries: int, max_secret_bytes: int, delta: bool = False
+) -> SecretsPayload:
     """Parse and validate a decrypted payload; ``malformed`` on anything unexpected.
 
-    Whether a payload is valid depends on its bytes and the limits only, never on the store: every
-    value is checked to be strict base64 of at most ``max_secret_bytes`` bytes here.
+    ``delta``: the signed header names a base, so the payload must be a delta (and without a
+    base it must be full state). Whether a payload is valid depends on its bytes, the header and
+    the limits only, never on the store: every value is checked to be strict base64 of at most
+    ``max_secret_bytes`` bytes here.
     """
     doc = _load_json(data)
     if not isinstance(doc, dict) or not _is_int(doc.get("v"), 1) or doc["v"] != PAYLOAD_VERSION:
-        raise _malformed("payload is not a v1 full-state document")
-    if doc.get("state") != "full":
+        raise _malformed("payload is not a v1 document")
+    if doc.get("state") != (DELTA if delta else FULL):
+        if delta:
+            raise _malformed("a bundle with a base does not carry a delta payload")
         raise _malformed("payload is not a v1 full-state document")
     secrets = doc.get("secrets")
     tombstones = doc.get("tombstones", [])
@@ -104,7 +114,7 @@ def decode_secrets_payload(data: bytes, max_entries: int, max_secret_bytes: int)
         if len(rows) + len(dead) + len(versions) > max_entries:
             raise _malformed(f"more than {max_entries} entries")
     policies = decode_policy_rows(doc["freshness"], max_entries) if "freshness" in doc else []
-    return SecretsPayload(rows, dead, audit_seq, versions, policies, values)
+    return SecretsPayload(rows, dead, audit_seq, versions, policies, values, delta)
 
 
 def decode_value(value_b64: str) -> bytes:

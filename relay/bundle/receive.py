@@ -7,7 +7,7 @@ hop (which stops before decrypting). The steps run cheapest first and authentica
 judging (``docs/spec/bundle-v1.md`` §10)::
 
     size cap → envelope parse → sender known → signature and payload binding → kind → recipient
-    → validity → sequence (duplicate, rollback) → decrypt → decode
+    → validity → sequence (duplicate, rollback, a delta's base) → decrypt → decode
 
 A failure is :class:`~relay.errors.BundleRejected` with its reason code; a bundle applied before
 is :class:`~relay.errors.BundleDuplicate`. Nothing else escapes: an unexpected exception inside
@@ -45,14 +45,16 @@ from relay.bundle.verify import (
     open_payload,
     verify_bundle,
 )
-from relay.errors import MALFORMED, BundleDuplicate, BundleRejected
+from relay.errors import DELTA_BASE_MISSING, MALFORMED, BundleDuplicate, BundleRejected
 
 __all__ = [
     "HeadVerdict",
     "Limits",
     "MemoryStreams",
     "Received",
+    "SecretStreamState",
     "StreamState",
+    "check_base",
     "judge_head",
     "receive_audit",
     "receive_sealed",
@@ -77,18 +79,34 @@ class StreamState(Protocol):
         ...
 
 
+class SecretStreamState(StreamState, Protocol):
+    """The secret stream's state: also which applied bundle a delta may build on."""
+
+    def applied_seq(self, stream_key: str, bundle_id: str) -> int | None:
+        """The seq under which this exact bundle was applied in the stream, or ``None``."""
+        ...
+
+
 @dataclass
 class MemoryStreams:
-    """A :class:`StreamState` held in memory (tests, vectors, simulators)."""
+    """A :class:`SecretStreamState` held in memory (tests, vectors, simulators)."""
 
     high_waters: dict[tuple[str, str], HighWater] = field(default_factory=dict)
     applied: set[str] = field(default_factory=set)
+    applied_in: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (stream, seq)
 
     def high_water(self, sender_key: str, kind: str) -> HighWater | None:
         return self.high_waters.get((sender_key, kind))
 
     def was_applied(self, bundle_id: str) -> bool:
         return bundle_id in self.applied
+
+    def applied_seq(self, stream_key: str, bundle_id: str) -> int | None:
+        for (key, _kind), mark in self.high_waters.items():
+            if key == stream_key and mark.bundle_id == bundle_id:
+                return mark.seq
+        stream, seq = self.applied_in.get(bundle_id, ("", 0))
+        return seq if stream == stream_key else None
 
 
 @dataclass(frozen=True)
@@ -107,12 +125,13 @@ def receive_secrets(
     data: bytes,
     trust: Trust,
     keys: crypto.KeyPair,
-    streams: StreamState,
+    streams: SecretStreamState,
     now: int,
     limits: Limits,
     trace: Callable[[str], None] = lambda _stage: None,
 ) -> Received[SecretsPayload]:
-    """Every check of the secret stream (monotonic ``seq``), then decrypt and decode.
+    """Every check of the secret stream (monotonic ``seq``; a delta's base applied), then
+    decrypt and decode.
 
     ``trace`` is told each stage as it starts (``verify``, ``sequence``, ``decrypt``,
     ``payload``): the conformance vectors name the stage that decides."""
@@ -127,13 +146,31 @@ def receive_secrets(
             streams.high_water(bundle.stream_key, header.kind),
             streams.was_applied(bundle.bundle_id),
         )
+        check_base(bundle, streams)
         trace(DECRYPT)
         plaintext = open_payload(bundle, keys)
         trace(PAYLOAD)
-        payload = decode_secrets_payload(plaintext, limits.max_entries, limits.max_secret_bytes)
+        payload = decode_secrets_payload(
+            plaintext, limits.max_entries, limits.max_secret_bytes, header.base is not None
+        )
         return Received(bundle, payload)
 
     return _strict(run)
+
+
+def check_base(bundle: VerifiedBundle, streams: SecretStreamState) -> None:
+    """A delta applies only on top of its base: this exact bundle (id and seq) was applied in
+    the same stream (spec §8.3). The gateway makes every delta cumulative since its base, so any
+    later bundle of the stream applied since does not matter. ``delta_base_missing`` otherwise:
+    nothing changes, and the next full bundle repairs the stream."""
+    base = bundle.envelope.header.base
+    if base is None:
+        return
+    if streams.applied_seq(bundle.stream_key, base.id) != base.seq:
+        raise BundleRejected(
+            f"delta on base seq {base.seq}, which this agent has not applied",
+            code=DELTA_BASE_MISSING,
+        )
 
 
 def receive_audit(

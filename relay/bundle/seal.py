@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from relay import crypto
-from relay.bundle.envelope import SIGNING_CONTEXT, Header, encode_envelope, signed_prefix
+from relay.bundle.envelope import (
+    SIGNING_CONTEXT,
+    BundleBase,
+    Header,
+    encode_envelope,
+    signed_prefix,
+)
 from relay.identity import PublicIdentity
 
 
@@ -21,6 +27,7 @@ def seal_bundle(
     plaintext: bytes,
     nonce: bytes | None = None,
     trust: dict[str, Any] | None = None,
+    base: BundleBase | None = None,
 ) -> bytes:
     """The bundle bytes. ``nonce`` is random unless given (fixed only for test vectors)."""
     payload = crypto.seal(keys, recipient.box_public, plaintext, nonce)
@@ -36,6 +43,7 @@ def seal_bundle(
         payload_len=len(payload),
         payload_sha256=crypto.sha256(payload).hex(),
         trust=trust,
+        base=base,
     )
     return sign_header(header, keys, payload)
 

@@ -14,7 +14,7 @@ sent by the sender's role) → recipient → validity → sequence → decrypt. 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from relay import crypto
 from relay.bundle.envelope import SENDER_ROLE, SIGNING_CONTEXT, Envelope, Header, parse_envelope
@@ -44,6 +44,10 @@ class Trust:
     senders: Mapping[str, PublicIdentity]  # key id -> identity
     root: RootState | None = None  # a pinned gateway root (spec §15): senders are then unused
     skew: int = 0  # leeway in seconds for certificate validity
+    # A hop: the pinned roots of the gateways it carries, by gateway name. A bundle of a
+    # gateway's kind (``secrets``) whose sender names one of them is judged by that root's chain
+    # (as ``root`` above), never by a pinned key.
+    gateway_roots: Mapping[str, RootState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,12 +115,15 @@ def verify_bundle(
 
 def _certified_sender(header: Header, trust: Trust, now: int) -> ChainResult | None:
     """With a pinned root, the sender is whoever the bundle's chain certifies (spec §15)."""
-    if trust.root is None:
+    root = trust.root
+    if root is None and SENDER_ROLE.get(header.kind) == "gateway":
+        root = trust.gateway_roots.get(header.sender)
+    if root is None:
         return None
     if header.trust is None:
         raise BundleRejected("the bundle carries no certificate chain", code=CERT_INVALID)
     section = parse_trust_section(header.trust)
-    return verify_chain(section, trust.root, header.sender, header.sender_key, now, trust.skew)
+    return verify_chain(section, root, header.sender, header.sender_key, now, trust.skew)
 
 
 def check_sequence(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from relay.cli import CALLER_UMASK
-from relay.codes import NO_CREDENTIALS
+from relay.codes import NO_CREDENTIALS, USAGE_CODE
 from relay.errors import UsageError
 
 if TYPE_CHECKING:
@@ -73,10 +73,10 @@ def open_source(
             else None
         )
         if client is None:
-            raise UsageError("give --api or --api-socket, not both", code="usage")
+            raise UsageError("give --api or --api-socket, not both", code=USAGE_CODE)
         return ApiSource(client)
     if home is None:
-        raise UsageError("give --home (or RELAY_HOME), --api or --api-socket", code="usage")
+        raise UsageError("give --home (or RELAY_HOME), --api or --api-socket", code=USAGE_CODE)
     from inner_agent.secret_source import StoreSource, cli_auditor
     from relay.home import Home
 
@@ -199,7 +199,7 @@ def exec_(
     if command and command[0] == "--":
         command = command[1:]
     if not command:
-        raise UsageError("give the command after --", code="usage")
+        raise UsageError("give the command after --", code=USAGE_CODE)
     template = None
     if env_file is not None:
         from inner_agent.render import read_template

@@ -37,8 +37,19 @@ def home_option(func: F) -> F:
 
 
 def _default_home(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path:
-    if value is not None:
-        return value
+    home = value if value is not None else _side_default(ctx)
+    # Remembered for the whole invocation (ctx.meta is shared by every context of the chain):
+    # a gateway command's refusal is audited in that home (relay/cli/gateway.py).
+    ctx.meta[HOME_META] = home
+    ctx.meta[COMMAND_META] = ctx.command_path
+    return home
+
+
+HOME_META = "relay.home"
+COMMAND_META = "relay.command"
+
+
+def _side_default(ctx: click.Context) -> Path:
     from relay.home_location import SIDES, default_home
 
     here: click.Context | None = ctx

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from relay.cli.common import (
+    COMMAND_META,
+    HOME_META,
     config_group,
     duration,
     echo_json,
@@ -21,7 +23,8 @@ from relay.cli.common import (
     transport_options,
     warn_if_unwrapped,
 )
-from relay.codes import BAD_FILE, TOO_LARGE
+from relay.codes import BAD_FILE, NO_DESTINATION, TOO_LARGE
+from relay.errors import RelayError
 from relay.home import Home
 from relay.identity import read_identity_file
 from relay.paths import check_path, check_pattern
@@ -31,7 +34,25 @@ if TYPE_CHECKING:
     from outer_gateway.store import GatewayStore
 
 
-@click.group()
+class _RefusalsAudited(click.Group):
+    """Every gateway command refused with a reason code (a wrong root key, an unknown agent, a
+    bad policy…) is also recorded in the gateway's own audit chain as ``operator.refused``:
+    the command and the code, never the values it was given."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RelayError as exc:
+            home, command = ctx.meta.get(HOME_META), ctx.meta.get(COMMAND_META)
+            if isinstance(home, Path) and isinstance(command, str):
+                from outer_gateway.audit import record_refusal
+
+                # the path from "gateway" on (the program's own name varies)
+                record_refusal(home, command.partition(" ")[2], exc.code)
+            raise
+
+
+@click.group(cls=_RefusalsAudited)
 def gateway() -> None:
     """The outer gateway: secrets, enrolled agents, grants and export."""
 
@@ -317,26 +338,31 @@ def grants(home: Path, as_json: bool, agent: str | None) -> None:
 @click.option("--to", "to", help="Folder, sftp://… or udp://… destination (default export.to).")
 @click.option("--agent", help="Only this agent (default: every agent with grants).")
 @click.option("--valid-for", help="How long the bundles stay valid (default export.valid_for).")
+@click.option("--full", is_flag=True, help="Full bundles, no deltas (repairs any agent).")
 def export(
     home: Path,
     as_json: bool,
     to: str | None,
     agent: str | None,
     valid_for: str | None,
+    full: bool,
     identity_file: Path | None,
     known_hosts: Path | None,
 ) -> None:
-    """Write one sealed bundle per agent to --to, and print where they went."""
+    """Write one sealed bundle per agent to --to, and print where they went.
+
+    A bundle is a delta on the newest bundle the agent acknowledged, or its full state (no
+    acknowledgement known, every export.full_every bundles, or --full)."""
     from outer_gateway.dispatch import dispatch
     from relay.errors import UsageError
 
     opened, store = _open(home)
     to = to or str(opened.config.get("export.to"))
     if not to:
-        raise UsageError("pass --to or set export.to", code="no_destination")
+        raise UsageError("pass --to or set export.to", code=NO_DESTINATION)
     validity = duration(valid_for, str(opened.config.get("export.valid_for")))
     options = make_transport_options(opened, identity_file, known_hosts)
-    written = dispatch(opened, store, to, options, validity, now, agent)
+    written = dispatch(opened, store, to, options, validity, now, agent, full)
     if as_json:
         echo_json(written)
         return

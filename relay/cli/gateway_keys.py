@@ -22,6 +22,7 @@ from relay.cli.common import (
     now,
 )
 from relay.cli.gateway import agents, gateway
+from relay.codes import NO_ROOT
 from relay.errors import UsageError
 from relay.home import Home
 
@@ -81,7 +82,7 @@ def _ring(opened: Home) -> Keyring:
     ring = load(opened)
     if ring is None:
         raise UsageError(
-            "this gateway has no root yet: run `relay gateway root init`", code="no_root"
+            "this gateway has no root yet: run `relay gateway root init`", code=NO_ROOT
         )
     return ring
 
@@ -170,14 +171,36 @@ def root_rotate(
 @home_option
 @_root_key_option
 @_valid_for_option
-def key_rotate(home: Path, root_key: Path, valid_for: str | None) -> None:
+@_pkcs11_module_option
+@click.option(
+    "--pkcs11-token",
+    help="Make the new online key pair inside this PKCS#11 token (label); its PIN is read from "
+    "the file named by RELAY_PKCS11_PIN_FILE, here and by every later export and import.",
+)
+@click.option("--pkcs11-label", help="Label of the new key in the token (default: relay-KEY).")
+def key_rotate(
+    home: Path,
+    root_key: Path,
+    valid_for: str | None,
+    pkcs11_module: str,
+    pkcs11_token: str | None,
+    pkcs11_label: str | None,
+) -> None:
     """A new signing key certified by the root; the next bundles are signed with it."""
     from outer_gateway.keyring import rotate_signing
+    from outer_gateway.online_key import online_identity, token_pin
 
     opened = Home.open(home, "gateway")
     ring = _ring(opened)
-    old_id = opened.identity.key_id
-    key_id = rotate_signing(opened, ring, _unlock(root_key), now(), _validity(opened, valid_for))
+    old_id = online_identity(opened).key_id
+    token = None
+    if pkcs11_token is not None:
+        from relay.trust.pkcs11_root import TokenKey
+
+        label = pkcs11_label or f"relay-{ring.gateway}-{ring.serial + 1}"
+        token = (TokenKey(pkcs11_module, pkcs11_token, label), token_pin())
+    root = _unlock(root_key)
+    key_id = rotate_signing(opened, ring, root, now(), _validity(opened, valid_for), token)
     _record(opened, "key.rotated", key_id=key_id, previous=old_id)
     click.echo(f"signing key {key_id} is active (was {old_id})")
 

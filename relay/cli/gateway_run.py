@@ -31,14 +31,17 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> Non
     Every period first imports the agents' audit bundles from import.from (if set), so the
     acknowledgements are fresh, then sends each agent its full current state, even when nothing
     changed: the bundle is also the heartbeat, so a lost bundle costs one period and a silent
-    link shows as staleness.
+    link shows as staleness. Under systemd (``Type=notify``) it says ``READY=1`` when it starts,
+    ``STATUS=``/``RELAY_PERIOD=N`` after each period and ``STOPPING=1``.
     """
     import signal
     import threading
     from types import FrameType
 
     from relay.errors import UsageError
+    from relay.sdnotify import Notifier
 
+    notifier = Notifier.from_environ()
     opened, store = _open(home)
     location = str(opened.config.get("export.to"))
     if not location:
@@ -58,12 +61,17 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None) -> Non
 
     rotations = ScheduledRotations(opened, store)
     next_export = 0
+    periods = 0
+    notifier.send(READY="1", STATUS=f"exporting to {location} every {period}s")
     while not stop.is_set():
         rotations.run_due(now())
         if now() >= next_export:
             _one_period(opened, store, location, identity_file, known_hosts)
             next_export = now() + period
+            periods += 1
+            notifier.send(STATUS=f"period {periods} done", RELAY_PERIOD=str(periods))
         stop.wait(rotations.wait(now(), next_export))
+    notifier.send(STOPPING="1", STATUS="stopping")
     rotations.close()
     audit.record("gateway.stopped")
 

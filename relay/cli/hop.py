@@ -24,7 +24,7 @@ from relay.errors import RelayError, UsageError
 from relay.home import Home
 
 if TYPE_CHECKING:
-    from relay.hop.forward import HopOutcome
+    from relay.hop.forward import Hop, HopOutcome
     from relay.identity import PublicIdentity
 
 
@@ -55,6 +55,12 @@ def _home(path: Path, name: str) -> Home:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Identity file of a sender to accept (gateway identity or agent request).",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Trust the root in a --trust file even if another root of that gateway was trusted "
+    "(the visit after a stolen root).",
+)
 @click.option("--every", help="Run as a loop, one pass per period (e.g. 30s).")
 @click.option("--name", default="hop", show_default=True, help="Name when creating the home.")
 @click.option(
@@ -69,6 +75,7 @@ def hop(
     source: str | None,
     destination: str | None,
     trust_files: tuple[Path, ...],
+    replace: bool,
     every: str | None,
     name: str,
     delete_after_forward: bool,
@@ -88,12 +95,7 @@ def hop(
     store = HopStore.open(opened)
     forwarder = Hop(opened, store, now)
     for path in trust_files:
-        identity = _read_any_identity(path)
-        if store.pin(identity):
-            forwarder.record("key.trusted", name=identity.name, key_id=identity.key_id)
-            click.echo(
-                f"trusting {identity.role} {identity.name}: {identity.fingerprint}", err=True
-            )
+        _trust_file(forwarder, path, replace)
     options = make_transport_options(opened, identity_file, known_hosts)
     if every is None:
         outcomes = forwarder.run_once(source, destination, options, delete_after_forward)
@@ -135,6 +137,48 @@ def _loop(
             click.echo(f"relay: error: {exc.diagnostics()} (retrying in {period}s)", err=True)
         stop.wait(period)
     forwarder.record("hop.stopped")
+
+
+def _trust_file(forwarder: Hop, path: Path, replace: bool) -> None:
+    """Pin what ``path`` names: a gateway's root (a root identity file, as agents pin it), or a
+    sender's key (a gateway identity without a root, an agent enrollment request)."""
+    from relay.hop.trust_store import pin_root, rooted
+
+    data = _read_trust_file(path)
+    store, now_ = forwarder.store, forwarder.clock()
+    if b'"relay_gateway_root"' in data:
+        from relay.trust.chain import parse_root_identity
+        from relay.trust.documents import root_fingerprint, root_key_id
+
+        root, cert, _signer = parse_root_identity(data)
+        if pin_root(store.engine, root, cert, now_, replace):
+            forwarder.record(
+                "key.trusted", name=root.gateway, key_id=root_key_id(root.key), version=root.version
+            )
+            click.echo(
+                f"trusting gateway {root.gateway} (root): {root_fingerprint(root.key)}", err=True
+            )
+        return
+    identity = _read_any_identity(path)
+    if identity.role == "gateway" and rooted(store.engine, identity.name):
+        click.echo(
+            f"gateway {identity.name} is trusted by its root: {path} (a key) is not needed",
+            err=True,
+        )
+        return
+    if store.pin(identity):
+        forwarder.record("key.trusted", name=identity.name, key_id=identity.key_id)
+        click.echo(f"trusting {identity.role} {identity.name}: {identity.fingerprint}", err=True)
+
+
+def _read_trust_file(path: Path) -> bytes:
+    from relay.identity import MAX_IDENTITY_FILE
+    from relay.transport.folder import read_capped
+
+    try:
+        return read_capped(path, MAX_IDENTITY_FILE)
+    except Exception:
+        raise UsageError(f"cannot read identity file {path}", code=BAD_IDENTITY) from None
 
 
 def _read_any_identity(path: Path) -> PublicIdentity:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from relay.codes import BAD_KEY
 from relay.errors import UsageError
 
 
@@ -28,6 +29,6 @@ def verify(archive: Path, key_file: Path) -> None:
     try:
         public = read_pem(key_file.read_text(encoding="ascii"))
     except (ValueError, UnicodeDecodeError):
-        raise UsageError(f"{key_file} is not an Ed25519 public key (PEM)", code="bad_key") from None
+        raise UsageError(f"{key_file} is not an Ed25519 public key (PEM)", code=BAD_KEY) from None
     count = verify_kit(archive, public)
     click.echo(f"{archive.name}: signature good, {count} files verified")

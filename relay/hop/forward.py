@@ -15,9 +15,11 @@ from relay.bundle.seal import bundle_file_name
 from relay.bundle.verify import Trust
 from relay.codes import NOT_TRUSTED
 from relay.db import sa_executor, write_transaction
+from relay.durations import parse_duration
 from relay.errors import MALFORMED, BundleRejected, TransportError, UsageError
 from relay.home import Home
 from relay.hop.store import HopStore
+from relay.hop.trust_store import certified_senders, root_states
 from relay.intake import fetch_head
 from relay.transport import (
     Destination,
@@ -49,6 +51,7 @@ class Hop:
         self.store = store
         self.clock = clock
         self.limits = Limits.from_config(home.config)
+        self.skew = parse_duration(str(home.config.get("hop.clock_skew")))
 
     def run_once(
         self,
@@ -58,8 +61,7 @@ class Hop:
         delete_after: bool = False,
     ) -> list[HopOutcome]:
         """One pass over the source."""
-        senders = self.store.senders()
-        if not senders:
+        if not self.store.senders() and not root_states(self.store.engine):
             raise UsageError(
                 "this hop trusts no sender yet: pass --trust IDENTITY_FILE", code=NOT_TRUSTED
             )
@@ -67,8 +69,7 @@ class Hop:
         destination = open_destination(destination_location, options)
         try:
             return [
-                self._one(source, destination, item, Trust(None, senders), delete_after)
-                for item in source.list_pending()
+                self._one(source, destination, item, delete_after) for item in source.list_pending()
             ]
         finally:
             source.close()
@@ -79,12 +80,14 @@ class Hop:
         source: Source,
         destination: Destination,
         item: Pending,
-        trust: Trust,
         delete_after: bool,
     ) -> HopOutcome:
         try:
+            # Read per file: a bundle forwarded before may have taught a root or a revocation.
+            trust, head_trust = self._trust()
             # Skip only after authenticating: a verified head naming a forwarded bundle.
-            if judge_head(fetch_head(source, item), trust, self.store.was_forwarded) is not None:
+            head = fetch_head(source, item)
+            if judge_head(head, head_trust, self.store.was_forwarded) is not None:
                 return HopOutcome(item.name, "skipped", message="already forwarded")
             data = source.fetch(item, self.limits.max_bundle_bytes)
             bundle = receive_sealed(data, trust, self.clock(), self.limits, ("secrets", "audit"))
@@ -112,6 +115,7 @@ class Hop:
             header.sender,
             header.seq,
             self.clock(),
+            bundle.chain,
         )
         self.record(
             "bundle.forwarded",
@@ -125,6 +129,17 @@ class Hop:
         if delete_after:
             source.remove(item)
         return HopOutcome(item.name, "forwarded", destination=where)
+
+    def _trust(self) -> tuple[Trust, Trust]:
+        """What the full pipeline judges against (gateways with a root by their chain, others
+        by their pinned key), and what a head may be skipped on (pinned keys and the newest
+        certified key of each rooted gateway)."""
+        engine = self.store.engine
+        senders = self.store.senders()
+        roots = root_states(engine)
+        plain = {k: s for k, s in senders.items() if s.name not in roots or s.role != "gateway"}
+        heads = {**plain, **certified_senders(engine)}
+        return Trust(None, plain, None, self.skew, roots), Trust(None, heads, None, self.skew)
 
     def record(self, event_type: str, **fields: FieldValue) -> None:
         """Append to the hop's own audit chain."""

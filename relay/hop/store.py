@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -19,6 +20,7 @@ from relay.db import sqlcipher_engine, write_transaction
 from relay.home import Home
 from relay.identity import PublicIdentity
 from relay.pinned import pinned_by_key_id, pinned_identity_columns
+from relay.trust.chain import ChainResult
 
 metadata = MetaData()
 pinned = Table(
@@ -36,6 +38,34 @@ forwarded = Table(
     Column("sender", String(63), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("forwarded_at", BigInteger, nullable=False),
+)
+# Gateways trusted by their root (spec §15), as the agent does: every root accepted, the
+# revocations held, and the newest certified online key (used only to skip a file already
+# forwarded from its verified head). Written by :mod:`relay.hop.trust_store`.
+gateway_roots = Table(
+    "gateway_roots",
+    metadata,
+    Column("gateway", String(63), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("root_key", LargeBinary, nullable=False),
+    Column("accepted_at", BigInteger, nullable=False),
+)
+revoked_keys = Table(
+    "revoked_keys",
+    metadata,
+    Column("gateway", String(63), primary_key=True),
+    Column("key_id", String(16), primary_key=True),
+    Column("serial", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+)
+certified = Table(
+    "certified",
+    metadata,
+    Column("gateway", String(63), primary_key=True),
+    Column("serial", BigInteger, nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("sign_public", LargeBinary, nullable=False),
+    Column("box_public", LargeBinary, nullable=False),
 )
 add_local_audit_tables(metadata)
 
@@ -82,6 +112,7 @@ class HopStore:
         return True
 
     def senders(self) -> dict[str, PublicIdentity]:
+        """The senders pinned by key (agents, and gateways not trusted by a root)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(pinned)).all()
         return pinned_by_key_id(rows)
@@ -92,9 +123,22 @@ class HopStore:
             return conn.execute(query).first() is not None
 
     def mark(
-        self, bundle_id: str, name: str, size: int, kind: str, sender: str, seq: int, now: int
+        self,
+        bundle_id: str,
+        name: str,
+        size: int,
+        kind: str,
+        sender: str,
+        seq: int,
+        now: int,
+        chain: ChainResult | None = None,
     ) -> None:
+        """Record a forwarded bundle, and what its certificate chain taught (one transaction)."""
         with write_transaction(self.engine) as conn:
+            if chain is not None:
+                from relay.hop.trust_store import remember_chain
+
+                remember_chain(conn, chain, now)
             conn.execute(
                 insert(forwarded).values(
                     bundle_id=bundle_id,

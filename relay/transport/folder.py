@@ -109,7 +109,7 @@ def _open_regular(path: Path) -> int:
                 f"{path.name} is not a regular file", code=NOT_REGULAR_FILE
             ) from None
         if exc.errno == errno.ENOENT:
-            raise TransportError(f"{path} is gone", code="vanished") from None
+            raise TransportError(f"{path} is gone", code=VANISHED) from None
         raise TransportError(f"cannot open {path}: {exc.strerror}") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):

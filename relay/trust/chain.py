@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from relay import crypto
+from relay.codes import BAD_IDENTITY
 from relay.errors import (
     CERT_EXPIRED,
     CERT_INVALID,
@@ -174,5 +175,5 @@ def parse_root_identity(data: bytes) -> tuple[Root, Cert, PublicIdentity]:
         verify_root_document(root)
         check_cert(cert, root.gateway, root.version, root.key)
     except (ValueError, UnicodeDecodeError, BundleRejected):
-        raise UsageError("not a valid gateway root identity file", code="bad_identity") from None
+        raise UsageError("not a valid gateway root identity file", code=BAD_IDENTITY) from None
     return root, cert, PublicIdentity("gateway", cert.gateway, cert.sign_public, cert.box_public)

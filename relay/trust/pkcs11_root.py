@@ -11,6 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from relay.codes import (
+    ALREADY_EXISTS,
+    BAD_PASSPHRASE,
+    BAD_ROOT_KEY,
+    PKCS11_FAILED,
+    PKCS11_UNSUPPORTED,
+)
 from relay.errors import UsageError
 
 ED25519_OID = "1.3.101.112"
@@ -61,7 +68,7 @@ def generate(key: TokenKey, pin: str) -> Pkcs11Signer:
 
     with _session(key, pin) as session:
         if list(session.get_objects({pkcs11.Attribute.LABEL: key.label})):
-            raise UsageError(f"the token already holds a key {key.label!r}", code="already_exists")
+            raise UsageError(f"the token already holds a key {key.label!r}", code=ALREADY_EXISTS)
         try:
             public, _ = session.generate_keypair(
                 pkcs11.KeyType.EC_EDWARDS,
@@ -79,7 +86,7 @@ def generate(key: TokenKey, pin: str) -> Pkcs11Signer:
         except pkcs11.PKCS11Error as exc:
             raise UsageError(
                 f"the token cannot make an Ed25519 key ({type(exc).__name__})",
-                code="pkcs11_unsupported",
+                code=PKCS11_UNSUPPORTED,
             ) from None
         point = _point(public)
     return Pkcs11Signer(key, pin, point)
@@ -94,10 +101,10 @@ def open_signer(key: TokenKey, pin: str, expected_public: bytes) -> Pkcs11Signer
             public = session.get_key(object_class=pkcs11.ObjectClass.PUBLIC_KEY, label=key.label)
         except (pkcs11.NoSuchKey, pkcs11.MultipleObjectsReturned):
             raise UsageError(
-                f"no single key {key.label!r} in the token", code="bad_root_key"
+                f"no single key {key.label!r} in the token", code=BAD_ROOT_KEY
             ) from None
         if _point(public) != expected_public:
-            raise UsageError("the token's key is not this root", code="bad_root_key")
+            raise UsageError("the token's key is not this root", code=BAD_ROOT_KEY)
     return Pkcs11Signer(key, pin, expected_public)
 
 
@@ -110,7 +117,7 @@ def _point(public: Any) -> bytes:
         return raw[2:]
     if len(raw) == 32:
         return raw
-    raise UsageError("the token returned an unexpected Ed25519 public key", code="bad_root_key")
+    raise UsageError("the token returned an unexpected Ed25519 public key", code=BAD_ROOT_KEY)
 
 
 class _session:
@@ -128,14 +135,14 @@ class _session:
             token = lib.get_token(token_label=self.key.token)
             self.session = token.open(rw=True, user_pin=self.pin)
         except pkcs11.PinIncorrect:
-            raise UsageError("wrong token PIN", code="bad_passphrase") from None
+            raise UsageError("wrong token PIN", code=BAD_PASSPHRASE) from None
         except (pkcs11.NoSuchToken, pkcs11.MultipleTokensReturned):
             raise UsageError(
-                f"no token labelled {self.key.token!r}", code="pkcs11_failed"
+                f"no token labelled {self.key.token!r}", code=PKCS11_FAILED
             ) from None
         except (OSError, RuntimeError, pkcs11.PKCS11Error) as exc:
             raise UsageError(
-                f"cannot open the PKCS#11 token ({type(exc).__name__})", code="pkcs11_failed"
+                f"cannot open the PKCS#11 token ({type(exc).__name__})", code=PKCS11_FAILED
             ) from None
         return self.session.__enter__()
 

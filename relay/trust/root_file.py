@@ -19,6 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from relay import crypto
+from relay.codes import (
+    ALREADY_EXISTS,
+    BAD_PASSPHRASE,
+    BAD_ROOT_KEY,
+    PASSPHRASE_REQUIRED,
+    UNSAFE_PERMISSIONS,
+    WEAK_PASSPHRASE,
+)
 from relay.errors import UsageError
 from relay.trust.signer import Signer
 
@@ -49,7 +57,7 @@ def root_passphrase(confirm: bool = False, variable: str = PASSPHRASE_FILE_ENV) 
         except OSError:
             raise UsageError(
                 f"cannot read the root passphrase file named by {variable}",
-                code="passphrase_required",
+                code=PASSPHRASE_REQUIRED,
             ) from None
     else:
         import sys
@@ -59,7 +67,7 @@ def root_passphrase(confirm: bool = False, variable: str = PASSPHRASE_FILE_ENV) 
         if not sys.stdin.isatty():
             raise UsageError(
                 f"the root key needs a passphrase: set {variable} or use a terminal",
-                code="passphrase_required",
+                code=PASSPHRASE_REQUIRED,
             )
         text = str(
             click.prompt("root key passphrase", hide_input=True, confirmation_prompt=confirm)
@@ -67,7 +75,7 @@ def root_passphrase(confirm: bool = False, variable: str = PASSPHRASE_FILE_ENV) 
     if len(text) < MIN_PASSPHRASE:
         raise UsageError(
             f"the root passphrase must have at least {MIN_PASSPHRASE} characters",
-            code="weak_passphrase",
+            code=WEAK_PASSPHRASE,
         )
     return text
 
@@ -77,7 +85,7 @@ def create_root_file(path: Path, gateway: str, version: int, passphrase: str) ->
     from relay.transport.folder import write_atomic
 
     if path.exists() or path.is_symlink():
-        raise UsageError(f"{path} already exists", code="already_exists")
+        raise UsageError(f"{path} already exists", code=ALREADY_EXISTS)
     keys = crypto.KeyPair(crypto.random_bytes(32), crypto.random_bytes(32))
     wrapped = crypto.wrap(keys.sign_seed, passphrase)
     doc = {
@@ -105,7 +113,7 @@ def create_token_root_file(
     from relay.trust.pkcs11_root import TokenKey, generate
 
     if path.exists() or path.is_symlink():
-        raise UsageError(f"{path} already exists", code="already_exists")
+        raise UsageError(f"{path} already exists", code=ALREADY_EXISTS)
     where = TokenKey(module, token, f"relay-root-{gateway}-{version}")
     signer = generate(where, pin)
     doc = {
@@ -137,14 +145,14 @@ def load_root_file(path: Path, passphrase: str) -> RootKey:
         gateway, version = str(doc["gateway"]), int(doc["version"])
         public = bytes.fromhex(doc["root_public"])
     except (KeyError, TypeError, ValueError):
-        raise UsageError(f"{path} is not a relay root key file", code="bad_root_key") from None
+        raise UsageError(f"{path} is not a relay root key file", code=BAD_ROOT_KEY) from None
     try:
         seed = crypto.unwrap(wrapped, passphrase)
     except crypto.CryptoFailure:
-        raise UsageError("wrong root passphrase", code="bad_passphrase") from None
+        raise UsageError("wrong root passphrase", code=BAD_PASSPHRASE) from None
     keys = crypto.KeyPair(seed, bytes(32))
     if keys.sign_public != public:
-        raise UsageError(f"{path} is inconsistent", code="bad_root_key")
+        raise UsageError(f"{path} is inconsistent", code=BAD_ROOT_KEY)
     return RootKey(gateway, version, keys)
 
 
@@ -156,7 +164,7 @@ def _token_root(path: Path, doc: dict[str, Any], pin: str) -> RootKey:
         gateway, version = str(doc["gateway"]), int(doc["version"])
         public = bytes.fromhex(doc["root_public"])
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise UsageError(f"{path} is not a relay root key file", code="bad_root_key") from None
+        raise UsageError(f"{path} is not a relay root key file", code=BAD_ROOT_KEY) from None
     return RootKey(gateway, version, open_signer(where, pin, public))
 
 
@@ -164,15 +172,15 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         info = path.lstat()
     except OSError:
-        raise UsageError(f"cannot read the root key file {path}", code="bad_root_key") from None
+        raise UsageError(f"cannot read the root key file {path}", code=BAD_ROOT_KEY) from None
     if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE:
-        raise UsageError(f"{path} is not a root key file", code="bad_root_key")
+        raise UsageError(f"{path} is not a root key file", code=BAD_ROOT_KEY)
     if info.st_mode & 0o077:
-        raise UsageError(f"{path} is readable by others; run chmod 600", code="unsafe_permissions")
+        raise UsageError(f"{path} is readable by others; run chmod 600", code=UNSAFE_PERMISSIONS)
     try:
         doc = json.loads(path.read_text(encoding="ascii"))
         if not isinstance(doc, dict) or doc.get("relay_root_key") != 1:
             raise ValueError
     except (OSError, ValueError):
-        raise UsageError(f"{path} is not a relay root key file", code="bad_root_key") from None
+        raise UsageError(f"{path} is not a relay root key file", code=BAD_ROOT_KEY) from None
     return doc

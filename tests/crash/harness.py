@@ -1,15 +1,17 @@
 """The kill harness: SIGKILL real ``relay`` processes at random points while they work on large
 bundles, restart them, and check the invariants of :mod:`tests.crash.world` after every kill.
 
-Three kinds of kill point, taken in turn:
+Four kinds of kill point, taken in turn:
 
 - ``export``: ``relay gateway export`` killed while it reads, seals, commits and writes;
 - ``import``: ``relay agent import FILE`` killed while it verifies, decrypts and applies;
-- ``daemon``: ``relay agent run`` killed while its inbox worker imports a dropped bundle.
+- ``daemon``: ``relay agent run`` killed while its inbox worker imports a dropped bundle;
+- ``audit_export``: ``relay agent audit export`` killed while it seals, commits and writes the
+  agent's audit bundles (no file without its ``audit.exported`` record, no record lost).
 
 The delay before each SIGKILL is drawn (seeded RNG) from the window in which the process does its
 work, measured once per kind on an unkilled run; everything else waits on events (a process
-exiting, a line appearing in the daemon's log), never on a sleep. The long run::
+exiting, the daemon's notifications on ``NOTIFY_SOCKET``), never on a sleep. The long run::
 
     .venv/bin/python -m tests.crash.harness --points 210 --secrets 5000 --jobs 2 [--seed N]
 
@@ -27,21 +29,32 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from relay import crashpoint
-from tests.crash.world import CrashCheckFailed, Exported, World, make_world
+from tests.agent_daemon import Notifications
+from tests.crash.world import (
+    CrashCheckFailed,
+    Exported,
+    World,
+    agent_audit_head,
+    check_audit_exports,
+    make_world,
+)
 
 RELAY = [sys.executable, "-m", "relay"]
-KINDS = ("export", "import", "daemon")
+KINDS = ("export", "import", "daemon", "audit_export")
 # Named stages (relay/crashpoint.py) each kind is also killed at: every third point of a kind.
 STAGES = {
     "export": ("export.sealed", "export.committed", "write.synced", "export.written"),
     "import": ("apply.written", "apply.committed"),
     "daemon": ("apply.written", "apply.committed"),
+    "audit_export": ("audit_export.sealed", "audit_export.committed", "audit_export.written"),
 }
 STAGE_SHARE = 3
 EVENT_TIMEOUT = 120.0
@@ -70,17 +83,21 @@ class Harness:
     finished: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     daemon: subprocess.Popen[bytes] | None = None
-    daemon_log: Path | None = None
+    notified: Notifications | None = None
     runs: int = 0
     stage_share: int = STAGE_SHARE
     points_of: Counter[str] = field(default_factory=Counter)
 
     # -- processes ---------------------------------------------------------------------------
 
-    def spawn(self, *args: str, stage: str | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, *args: str, stage: str | None = None, notify: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         self.runs += 1
         log = self.logs / f"{self.runs:05d}-{args[0]}-{args[1]}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+        if notify is not None:
+            env["NOTIFY_SOCKET"] = str(notify)
         if stage is not None:
             env[crashpoint.ENV] = stage
         with log.open("wb") as out:
@@ -136,6 +153,10 @@ class Harness:
         self.run("agent", "import", "--home", ag, str(first.copy))
         self.windows["import"] = Window(boot * 0.8, (time.monotonic() - started) * 1.1)
         self.world.check_agent("calibration", first)
+        started = time.monotonic()
+        self.run("agent", "audit", "export", "--home", ag, "--to", str(self.audit_out))
+        self.windows["audit_export"] = Window(boot * 0.8, (time.monotonic() - started) * 1.1)
+        check_audit_exports(self.world, "calibration", self.audit_out)
         self.world.mutate()
         self.run("gateway", "export", "--home", gw, "--to", str(self.world.out))
         (second,) = self.world.collect_exports("calibration")
@@ -187,7 +208,7 @@ class Harness:
         delay = None if stage else self.windows["daemon"].draw(self.rng)
         killed = self.kill_after(self.daemon, delay)
         self._count("daemon", killed, self.daemon)
-        self.daemon = None
+        self._forget_daemon()
         applied = self.world.check_agent(where, bundle)
         self.outcomes[f"daemon: store {'new' if applied else 'old'}"] += 1
         self.start_daemon()  # restart: it finds the file again, applies it or calls it a duplicate
@@ -195,6 +216,35 @@ class Harness:
         if not self.world.check_agent(f"{where} (restart)", bundle):
             raise CrashCheckFailed(f"{where}: seq {bundle.seq} not applied after the restart")
         (self.world.pair.root / "inbox" / bundle.copy.name).unlink()
+
+    @property
+    def audit_out(self) -> Path:
+        return self.world.pair.root / "audit-out"
+
+    def kill_audit_export(self, where: str) -> None:
+        ag = str(self.world.pair.ag)
+        args = ("agent", "audit", "export", "--home", ag, "--to", str(self.audit_out))
+        before = set(check_audit_exports(self.world, where, self.audit_out))
+        stage = self.stage("audit_export")
+        proc = self.spawn(*args, stage=stage)
+        delay = None if stage else self.windows["audit_export"].draw(self.rng)
+        killed = self.kill_after(proc, delay)
+        self._count("audit_export", killed, proc)
+        written = set(check_audit_exports(self.world, where, self.audit_out)) - before
+        self.outcomes[f"audit_export: {'file' if written else 'no file'} written"] += 1
+        # restart: a new export holds every record not acknowledged (none is, here), so the
+        # records of an export killed before its file are not lost
+        head = agent_audit_head(self.world)
+        self.run(*args)
+        after = check_audit_exports(self.world, f"{where} (restart)", self.audit_out)
+        new = [after[name] for name in sorted(set(after) - before - written)]
+        if not new:
+            raise CrashCheckFailed(f"{where}: the restarted audit export wrote no bundle")
+        covered = max(int(str(f["last_seq"] or 0)) for f in new)
+        if covered < head:
+            raise CrashCheckFailed(
+                f"{where}: records up to {head} held, the export ends at {covered}: records lost"
+            )
 
     def _next_bundle(self, where: str) -> Exported:
         bundle = self.world.pending()
@@ -220,16 +270,27 @@ class Harness:
     def start_daemon(self, stage: str | None = None) -> None:
         if self.daemon is not None:
             return
-        self.daemon = self.spawn("agent", "run", "--home", str(self.world.pair.ag), stage=stage)
-        self.daemon_log = self.logs / f"{self.runs:05d}-agent-run.log"
-        self._wait_log("api listening on")
+        self.notified = Notifications(self.logs / f"{self.runs + 1:05d}-agent-run.notify")
+        self.daemon = daemon = self.spawn(
+            "agent",
+            "run",
+            "--home",
+            str(self.world.pair.ag),
+            stage=stage,
+            notify=self.notified.path,
+        )
+        notified = self.notified
+        threading.Thread(
+            target=lambda: notified.add({"EXITED": str(daemon.wait())}), daemon=True
+        ).start()
+        self._wait_notified(lambda m: m.get("READY") == "1", "READY=1")
 
     def stop_daemon(self) -> None:
         if self.daemon is None:
             return
         self.daemon.send_signal(signal.SIGTERM)
         status = self.daemon.wait(timeout=EVENT_TIMEOUT)
-        self.daemon = None
+        self._forget_daemon()
         if status != 0:
             raise CrashCheckFailed(f"relay agent run exited {status} on SIGTERM")
 
@@ -242,20 +303,30 @@ class Harness:
 
     def wait_handled(self, bundle: Exported) -> None:
         """Wait for the daemon's event saying it applied the file (or found it applied)."""
-        name = json.dumps(bundle.copy.name)
-        self._wait_log(f'"file": {name}', ("event bundle.applied", "event bundle.duplicate"))
+        name = f'"file": {json.dumps(bundle.copy.name)}'
 
-    def _wait_log(self, needle: str, kinds: tuple[str, ...] = ("",)) -> None:
-        assert self.daemon is not None and self.daemon_log is not None
-        deadline = time.monotonic() + EVENT_TIMEOUT
-        while time.monotonic() < deadline:
-            lines = self.daemon_log.read_text(errors="replace").splitlines()
-            if any(needle in line and any(k in line for k in kinds) for line in lines):
-                return
-            if self.daemon.poll() is not None:
-                raise CrashCheckFailed(f"relay agent run exited {self.daemon.returncode}")
-            time.sleep(0.02)  # polling the log file: the event is a line appearing
-        raise CrashCheckFailed(f"relay agent run: no {kinds} line with {needle}")
+        def handled(message: dict[str, str]) -> bool:
+            event = message.get("RELAY_EVENT", "")
+            return event.startswith(("bundle.applied ", "bundle.duplicate ")) and name in event
+
+        self._wait_notified(handled, f"bundle.applied or bundle.duplicate of {name}")
+
+    def _wait_notified(self, wanted: Callable[[dict[str, str]], bool], what: str) -> None:
+        """Block until the daemon notifies a message ``wanted`` accepts (or exits)."""
+        assert self.notified is not None
+        found = self.notified.wait_for(
+            lambda ms: next((m for m in ms if wanted(m) or "EXITED" in m), None), EVENT_TIMEOUT
+        )
+        if found is None:
+            raise CrashCheckFailed(f"relay agent run: no {what}")
+        if "EXITED" in found and not wanted(found):
+            raise CrashCheckFailed(f"relay agent run exited {found['EXITED']}")
+
+    def _forget_daemon(self) -> None:
+        self.daemon = None
+        if self.notified is not None:
+            self.notified.close()
+            self.notified = None
 
     # -- the whole run -----------------------------------------------------------------------
 

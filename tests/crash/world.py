@@ -215,6 +215,31 @@ class World:
             raise CrashCheckFailed(f"{where}: (seq, times applied) not exactly once: {wrong}")
 
 
+def check_audit_exports(world: World, where: str, folder: Path) -> dict[str, dict[str, object]]:
+    """The agent's audit bundles in ``folder``: each one has its ``audit.exported`` record (the
+    record commits before the file is written), and no audit bundle seq was recorded twice.
+    Returns each file's record fields."""
+    records = AgentAudit(Home.open(world.pair.ag, "agent")).records()
+    _check_chain(records, f"{where}: agent")
+    exported = [r for r in records if r.type == "audit.exported"]
+    seqs = Counter(int(r.fields["bundle_seq"]) for r in exported)  # type: ignore[arg-type]
+    twice = sorted(seq for seq, n in seqs.items() if n > 1)
+    if twice:
+        raise CrashCheckFailed(f"{where}: audit bundle seqs {twice} recorded twice")
+    by_file = {str(r.fields["file"]): dict(r.fields) for r in exported}
+    files = sorted(p.name for p in folder.glob("*.bundle")) if folder.exists() else []
+    orphans = [name for name in files if name not in by_file]
+    if orphans:
+        raise CrashCheckFailed(f"{where}: audit bundles without their audit.exported: {orphans}")
+    return {name: by_file[name] for name in files}
+
+
+def agent_audit_head(world: World) -> int:
+    """The seq of the agent's newest audit record."""
+    records = AgentAudit(Home.open(world.pair.ag, "agent")).records()
+    return records[-1].seq if records else 0
+
+
 def _check_chain(records: list[AuditRecord], where: str) -> None:
     report = verify_chain(records)
     if not report.ok:

@@ -1,0 +1,224 @@
+"""Delta bundles at the gateway (spec §8.3, ADR 0015): the change clock, the choice of a base,
+and the rows a delta carries.
+
+Every write of a secret takes the next value of the change clock (:func:`tick`) and stores it in
+the row's ``changed`` column. An exported bundle records the clock's mark read *before* its rows
+were read, and the grants it was built from (``export_bases``). When the agent's audit says it
+applied that bundle (``bundle.applied``, :func:`note_agent_records`), the bundle may serve as
+the base of a later delta, which then carries every row changed since the base's mark: the delta
+is cumulative, so it applies on top of the base and of any later bundle of the stream.
+
+A full bundle goes out instead when no acknowledged base is known (a new agent, a restored
+gateway, an agent that refused a delta with ``delta_base_missing``), every
+``export.full_every`` bundles, and when asked (``relay gateway export --full``).
+
+Not this module's business: sealing, seqs and files (:mod:`outer_gateway.export`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from outer_gateway import schema
+from relay.codes import DELTA_BASE_MISSING
+from relay.db import fetch_all
+from relay.paths import grant_matcher
+
+if TYPE_CHECKING:
+    from outer_gateway.store import GatewayStore
+
+Row = tuple[str, int, bytes | None, int | None, bool]  # path, version, value, expires, deleted
+_ROWS = "SELECT path, version, value, expires_at, deleted FROM secrets"
+KEEP_UNACKED = 64  # export rows kept per agent beyond the newest acknowledged one
+
+
+@dataclass(frozen=True)
+class Base:
+    """An acknowledged bundle a delta builds on."""
+
+    seq: int
+    bundle_id: str
+    mark: int
+    window: tuple[tuple[tuple[str, ...], int], ...]  # (grants, mark) of it and every later export
+
+
+def tick(conn: Connection) -> int:
+    """The next value of the change clock, taken in the caller's write transaction (the row
+    stays locked until it commits, so an export's mark never passes an uncommitted change)."""
+    t = schema.change_clock
+    value = conn.execute(
+        update(t).where(t.c.id == 1).values(n=t.c.n + 1).returning(t.c.n)
+    ).scalar_one_or_none()
+    if value is None:  # a store created from the schema: the clock starts here
+        conn.execute(insert(t).values(id=1, n=1))
+        return 1
+    return int(value)
+
+
+def read_mark(conn: Connection) -> int:
+    """The change clock now: every committed change so far is at or below it."""
+    t = schema.change_clock
+    value = conn.execute(select(t.c.n).where(t.c.id == 1)).scalar_one_or_none()
+    return 0 if value is None else int(value)
+
+
+def choose_base(
+    conn: Connection, agent: str, next_seq: int, grants: tuple[str, ...], full_every: int
+) -> Base | None:
+    """The newest acknowledged export of ``agent`` not older than a refused delta, or ``None``
+    when the next bundle must be full (none known, or ``full_every`` bundles since a full one)."""
+    t = schema.export_bases
+    rows = conn.execute(
+        select(t.c.seq, t.c.bundle_id, t.c.mark, t.c.grants, t.c.full_state, t.c.acked, t.c.refused)
+        .where(t.c.agent == agent)
+        .order_by(t.c.seq)
+    ).all()
+    fulls = [r.seq for r in rows if r.full_state]
+    if not fulls or next_seq - fulls[-1] >= full_every:
+        return None
+    refused = max((r.seq for r in rows if r.refused), default=0)
+    acked = [r for r in rows if r.acked and r.seq > refused]
+    if not acked:
+        return None
+    base = acked[-1]
+    later = [r for r in rows if r.seq >= base.seq]
+    if len(later) != later[-1].seq - base.seq + 1:
+        return None  # an export since the base is no longer known (pruned): its grants neither
+    window = tuple((tuple(json.loads(r.grants)), int(r.mark)) for r in later)
+    return Base(int(base.seq), str(base.bundle_id), int(base.mark), window)
+
+
+def delta_rows(
+    store: GatewayStore,
+    conn: Connection,
+    base: Base,
+    grants: tuple[str, ...],
+    labelled: Iterable[str],
+) -> list[Row] | None:
+    """The rows a delta on ``base`` carries for an agent with ``grants`` now, sorted by path, or
+    ``None`` when only a full bundle can say it.
+
+    Every granted row changed since the base's mark; the current rows of the ``labelled`` paths
+    (previous and pending versions need them); and when the grants changed in the window (the
+    base and every later export: the states the agent may be in), by path only: every row
+    visible now but not in every export of the window (an upsert), and a removal for every row
+    an export of the window sent (it matched that export's grants and had not changed since its
+    mark) that is not visible now. A path no longer granted that changed after every export that
+    matched it may or may not be at the agent: naming it could tell the agent of a path it was
+    never sent, so the bundle is full instead. Only paths granted now, or sent to the agent in
+    the window, are ever named."""
+    granted = _matcher(grants)
+    rows = {
+        r[0]: r for r in _fetch(conn, f"{_ROWS} WHERE changed > ?", (base.mark,)) if granted(r[0])
+    }
+    wanted = {path for path in labelled if path not in rows}
+    if any(window_grants != grants for window_grants, _mark in base.window):
+        window = [(_matcher(g), mark) for g, mark in base.window]
+        for path, version, changed in fetch_all(conn, "SELECT path, version, changed FROM secrets"):
+            marks = [mark for matches, mark in window if matches(path)]
+            if granted(path):
+                if len(marks) < len(window) and path not in rows:
+                    wanted.add(path)  # visible now, not in every export of the window
+            elif marks and changed <= max(marks):
+                rows[path] = (path, int(version), None, None, True)  # sent before, not now
+            elif marks:
+                return None  # not granted now, changed since it was last visible: full
+    rows.update((r[0], r) for r in _rows_of(conn, sorted(wanted)))
+    return [_opened(store, rows[path]) for path in sorted(rows)]
+
+
+def record_export(
+    conn: Connection,
+    agent: str,
+    seq: int,
+    bundle_id: str,
+    mark: int,
+    grants: tuple[str, ...],
+    full: bool,
+    now: int,
+) -> None:
+    """Remember an export as a possible base, and forget the rows no base choice needs: those
+    older than the newest acknowledged one, and unacknowledged ones beyond :data:`KEEP_UNACKED`
+    (the newest full one is always kept)."""
+    t = schema.export_bases
+    conn.execute(
+        insert(t).values(
+            agent=agent,
+            seq=seq,
+            bundle_id=bundle_id,
+            mark=mark,
+            grants=json.dumps(list(grants)),
+            full_state=full,
+            acked=False,
+            refused=False,
+            created_at=now,
+        )
+    )
+    keep_from = conn.execute(
+        select(t.c.seq).where(t.c.agent == agent, t.c.acked.is_(True)).order_by(t.c.seq.desc())
+    ).first()
+    floor = max(int(keep_from.seq) if keep_from else 0, seq - KEEP_UNACKED)
+    newest_full = conn.execute(
+        select(t.c.seq).where(t.c.agent == agent, t.c.full_state.is_(True)).order_by(t.c.seq.desc())
+    ).first()
+    spare = int(newest_full.seq) if newest_full else seq
+    conn.execute(delete(t).where(t.c.agent == agent, t.c.seq < floor, t.c.seq != spare))
+
+
+def note_agent_records(conn: Connection, agent: str, records: Iterable[Any]) -> None:
+    """Take acknowledgements and refusals from an agent's newly imported audit records:
+    ``bundle.applied`` names a bundle the agent holds, ``bundle.rejected`` with reason
+    ``delta_base_missing`` a delta it could not apply (no delta builds on what came before)."""
+    t = schema.export_bases
+    for record in records:
+        bundle_id = record.fields.get("bundle_hash")
+        if not isinstance(bundle_id, str):
+            continue
+        if record.type == "bundle.applied":
+            change: dict[str, bool] = {"acked": True}
+        elif record.type == "bundle.rejected" and record.fields.get("reason") == DELTA_BASE_MISSING:
+            change = {"refused": True}
+        else:
+            continue
+        conn.execute(
+            update(t).where(t.c.agent == agent, t.c.bundle_id == bundle_id).values(**change)
+        )
+
+
+def forget_bases(conn: Connection) -> None:
+    """No acknowledged base any more (a restored store): every agent's next bundle is full."""
+    conn.execute(delete(schema.export_bases))
+
+
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
+    compiled = grant_matcher(list(patterns))
+    if compiled is None:
+        return lambda _path: False
+    match = compiled.fullmatch
+    return lambda path: match(path) is not None
+
+
+def _fetch(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Row]:
+    return [(p, int(v), val, e, bool(d)) for p, v, val, e, d in fetch_all(conn, sql, params)]
+
+
+def _rows_of(conn: Connection, paths: list[str]) -> list[Row]:
+    out: list[Row] = []
+    for start in range(0, len(paths), 500):
+        chunk = paths[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        out += _fetch(conn, f"{_ROWS} WHERE path IN ({marks})", tuple(chunk))
+    return out
+
+
+def _opened(store: GatewayStore, row: Row) -> Row:
+    path, version, value, expires, deleted = row
+    if value is None or store.codec.plain:
+        return row
+    return (path, version, store.codec.open(bytes(value)), expires, deleted)
