@@ -2,13 +2,18 @@
 
 Both tools move the same 50 MB file inside a private network namespace whose loopback drops a
 random share of UDP datagrams (an nftables ``numgen random`` rule: the kernel lacks ``netem`` on
-some hosts, nftables works wherever namespaces do). Both are capped at the same wire rate.
-Goodput is file bytes divided by the time from starting the sender to the receiver holding a
-verified file (median of three runs). Then the smallest ``--fec-overhead`` that still delivers
-at 5% loss in one pass, and the smallest udpcast redundancy that does.
+some hosts, nftables works wherever namespaces do). Both are capped at the same wire rate and use
+about the same FEC overhead (relay 0.15, udpcast 19 parity per 128 = 14.8%). Goodput is file
+bytes divided by the time from starting the sender to the receiver holding a verified file
+(relay's receiver also fsyncs it; udpcast's does not). Each cell runs relay and udpcast in turn
+(A B A B ..., five pairs) and prints both medians and the ratio relay/udpcast (of the medians,
+and the median of the pairwise ratios); once on the machine as it is, once with a busy-loop
+process pinned to the last core ("busy"). Then, unless ``--goodput-only`` is given, the
+smallest ``--fec-overhead`` that still delivers at 5% loss in one pass, the smallest udpcast
+redundancy that does, and the in-process single-pass delivery table.
 
-Needs root (namespaces); installs ``udpcast`` and ``nftables`` with apt-get when missing.
-Run: ``python benchmarks/bench_diode.py``.
+Needs root (namespaces); installs ``udpcast`` and ``nftables`` with apt-get when missing, and
+says why not if it cannot. Run: ``python -m benchmarks diode`` (part of ``make bench``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ UDPCAST_REDUNDANCY_TO_TRY = (8, 12, 16, 19, 24, 32)
 NAMESPACE = f"relaybench{os.getpid()}"
 PORT = 47800
 TIMEOUT = 120.0
-RUNS = 3  # per cell; the median of those that delivered is shown
+RUNS = 5  # per cell, relay and udpcast in turn; the median of those that delivered is shown
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -237,37 +242,99 @@ def tradeoff_table(size: int = 2_000_000, trials: int = 10) -> None:
         print(f"{loss:>4.0%}  " + "".join(f"{c:>15}" for c in cells))
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _goodput(runs: list[float | None]) -> str:
     """Median goodput of the runs that delivered, and how many did."""
-    done = sorted(r for r in runs if r is not None)
+    done = [r for r in runs if r is not None]
     if not done:
         return f"failed 0/{len(runs)}"
-    median = done[len(done) // 2]
-    return f"{FILE_SIZE / median / 1e6:6.1f} MB/s ({median:.1f} s, {len(done)}/{len(runs)})"
+    median = _median(done)
+    return f"{FILE_SIZE / median / 1e6:5.1f} MB/s ({median:.2f} s, {len(done)}/{len(runs)})"
+
+
+def _ratio(ours: list[float | None], theirs: list[float | None]) -> str:
+    """Goodput ratio relay / udpcast: of the medians, and the median of the run-by-run pairs."""
+    a = [r for r in ours if r is not None]
+    b = [r for r in theirs if r is not None]
+    if not a or not b:
+        return "n/a"
+    pairs = [t / o for o, t in zip(ours, theirs, strict=True) if o is not None and t is not None]
+    paired = f", pairs {_median(pairs):.2f}x" if pairs else ""
+    return f"{_median(b) / _median(a):.2f}x{paired}"
+
+
+@contextlib.contextmanager
+def _other_core_busy() -> Iterator[str]:
+    """A busy-loop process pinned to the last core while the block runs (none on one core)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        yield "only one core: no busy loop"
+        return
+    core = cores[-1]
+    spinner = subprocess.Popen(
+        ["taskset", "-c", str(core), sys.executable, "-c", "while True: pass"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"a busy loop pinned to core {core}"
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def goodput_rows(source: Path, work: Path) -> None:
+    """Relay next to udpcast, run by run in turn (A B A B ...), quiet then with a core busy."""
+    print(
+        f"{'loss':>5}  {'load':<6} {'relay --fec-overhead ' + str(OVERHEAD):<30}"
+        f"{'udpcast --fec ' + UDPCAST_FEC:<30}relay/udpcast"
+    )
+    for load in ("quiet", "busy"):
+        with contextlib.ExitStack() as stack:
+            if load == "busy":
+                note = stack.enter_context(_other_core_busy())
+                print(f"       busy = {note}")
+            for loss in (0.0, 0.05):
+                _set_loss(loss)
+                ours: list[float | None] = []
+                theirs: list[float | None] = []
+                for _ in range(RUNS):
+                    ours.append(run_relay(source, work / "inbox", OVERHEAD))
+                    theirs.append(run_udpcast(source, work / "udpcast.out", UDPCAST_FEC))
+                print(
+                    f"{loss:>5.0%}  {load:<6} {_goodput(ours):<30}{_goodput(theirs):<30}"
+                    f"{_ratio(ours, theirs)}",
+                    flush=True,
+                )
 
 
 def main() -> None:
     """Print goodput for both tools at 0% and 5% loss, and the smallest FEC that delivers."""
     if os.geteuid() != 0:
         raise SystemExit("bench_diode needs root for a network namespace")
-    _ensure_tools()
+    try:
+        _ensure_tools()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SystemExit(
+            f"bench_diode: cannot install udpcast/nftables with apt-get: {exc}"
+        ) from None
     with tempfile.TemporaryDirectory() as tmp, _namespace():
         work = Path(tmp)
         source = work / "payload.bundle"
         source.write_bytes(random.Random(0).randbytes(FILE_SIZE))
         print(
             f"diode goodput on loopback, {FILE_SIZE // 1_000_000} MB file, wire cap "
-            f"{WIRE_RATE // 1_000_000} MB/s, MB = 10^6 bytes"
+            f"{WIRE_RATE // 1_000_000} MB/s, MB = 10^6 bytes, median of {RUNS} runs each, "
+            f"relay and udpcast in turn; target relay/udpcast >= 1.5 quiet, >= 1.0 busy"
         )
-        print(
-            f"{'loss':>5}  {'relay diode --fec-overhead ' + str(OVERHEAD):<36}"
-            f"udpcast --async --fec {UDPCAST_FEC}"
-        )
-        for loss in (0.0, 0.05):
-            _set_loss(loss)
-            ours = [run_relay(source, work / "inbox", OVERHEAD) for _ in range(RUNS)]
-            theirs = [run_udpcast(source, work / "udpcast.out", UDPCAST_FEC) for _ in range(RUNS)]
-            print(f"{loss:>5.0%}  {_goodput(ours):<36}{_goodput(theirs)}")
+        goodput_rows(source, work)
+        if "--goodput-only" in sys.argv:
+            return
         _set_loss(0.05)
         smallest = next(
             (o for o in OVERHEADS_TO_TRY if run_relay(source, work / "inbox", o) is not None), None

@@ -7,8 +7,10 @@ Run: ``python benchmarks/bench_sftp.py``. It starts the test suite's real sshd o
   ``SftpSource.fetch`` (lstat, capped prefetched read);
 - OpenSSH: ``sftp -b BATCH`` with ``put``/``get`` lines (plain writes, no rename, no fsync).
 
-Each figure includes connecting and logging in once per batch. Loopback numbers measure CPU cost
-(ciphers, paramiko's pure-Python packet handling), not a network.
+Each figure includes connecting and logging in once per batch. The four clients run in turn, five
+rounds per case; the table shows medians and relay's ratio to OpenSSH (of the medians, and the
+median of the round-by-round ratios). Loopback numbers measure CPU cost and round trips
+(paramiko's pure-Python packet handling, fsync), not a network. Part of ``make bench``.
 """
 
 from __future__ import annotations
@@ -66,8 +68,11 @@ def _clear(folder: Path) -> None:
         entry.unlink()
 
 
-def run(work: Path) -> list[tuple[str, str, int, float]]:
-    """Every measurement as ``(case, client, bytes, seconds)``."""
+RUNS = 5  # rounds per case; each round runs every client once, in turn
+
+
+def run(work: Path) -> list[tuple[str, str, int, list[float]]]:
+    """Every measurement as ``(case, client, bytes, seconds of each round)``."""
     from relay.transport.sftp import SftpDestination, SftpSource
     from tests.sshd_fixture import running_sshd
 
@@ -79,7 +84,7 @@ def run(work: Path) -> list[tuple[str, str, int, float]]:
     local.mkdir()
     fetched = work / "fetched"
     fetched.mkdir()
-    results: list[tuple[str, str, int, float]] = []
+    results: list[tuple[str, str, int, list[float]]] = []
     with running_sshd(work / "sshd") as server:
         remote = server.data_dir
         url, options = server.url(remote), server.options()
@@ -100,32 +105,58 @@ def run(work: Path) -> list[tuple[str, str, int, float]]:
                     source.fetch(item, 64 * MB)
                 source.close()
 
-            _clear(remote)
-            results.append((case, "relay put", total, _timed(push)))
-            results.append((case, "relay fetch", total, _timed(pull)))
-            _clear(remote)
             puts = [f'put "{local / n}" "{remote / n}"' for n, _ in files]
             gets = [f'get "{remote / n}" "{fetched / n}"' for n, _ in files]
-            for client, lines in (("openssh put", puts), ("openssh get", gets)):
-                start = time.perf_counter()
-                _openssh_batch(server, lines, work)
-                results.append((case, client, total, time.perf_counter() - start))
+            times: dict[str, list[float]] = {c: [] for c in CLIENTS}
+            for _ in range(RUNS):
+                _clear(remote)
+                times["relay put"].append(_timed(push))
+                times["relay fetch"].append(_timed(pull))
+                _clear(remote)
+                for client, lines in (("openssh put", puts), ("openssh get", gets)):
+                    start = time.perf_counter()
+                    _openssh_batch(server, lines, work)
+                    times[client].append(time.perf_counter() - start)
+                _clear(fetched)
             _clear(remote)
             _clear(local)
-            _clear(fetched)
+            results += [(case, client, total, times[client]) for client in CLIENTS]
     return results
 
 
+CLIENTS = ("relay put", "openssh put", "relay fetch", "openssh get")
+REFERENCE = {"relay put": "openssh put", "relay fetch": "openssh get"}
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def main() -> None:
-    """Print a table of throughput figures (MB/s)."""
+    """Print throughput (MB/s, medians of RUNS rounds) and relay's ratio to OpenSSH."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="bench-sftp-") as tmp:
         results = run(Path(tmp))
-    print(f"{'case':<12} {'client':<12} {'MB':>6} {'seconds':>8} {'MB/s':>8}")
-    for case, client, size, seconds in results:
+    print(
+        f"SFTP on loopback, real sshd, median of {RUNS} rounds (clients in turn), MB = 2^20 "
+        "bytes; target relay/OpenSSH >= 0.8"
+    )
+    print(f"{'case':<12} {'client':<12} {'MB':>5} {'seconds':>8} {'MB/s':>7}  relay/OpenSSH")
+    seconds = {(case, client): _median(runs) for case, client, _, runs in results}
+    pairs = {(case, client): runs for case, client, _, runs in results}
+    for case, client, size, _ in results:
+        median = seconds[case, client]
+        ratio = ""
+        if client in REFERENCE:
+            ours, theirs = pairs[case, client], pairs[case, REFERENCE[client]]
+            paired = _median([t / o for o, t in zip(ours, theirs, strict=True)])
+            ratio = f"{seconds[case, REFERENCE[client]] / median:.2f}x (pairs {paired:.2f}x)"
         print(
-            f"{case:<12} {client:<12} {size / MB:>6.0f} {seconds:>8.2f} {size / MB / seconds:>8.1f}"
+            f"{case:<12} {client:<12} {size / MB:>5.0f} {median:>8.2f} {size / MB / median:>7.1f}"
+            f"  {ratio}"
         )
 
 

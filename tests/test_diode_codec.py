@@ -298,6 +298,53 @@ def test_conflicting_geometry_for_an_open_transfer_is_dropped() -> None:
     assert assembler.counters.malformed == 1
 
 
+def test_damaged_datagrams_of_an_open_transfer_are_dropped() -> None:
+    """Datagrams whose header start matches an open transfer take the short path: length,
+    CRC, stripe and index are still checked, and nothing damaged reaches the stripes."""
+    datagrams = _datagrams(bytes(range(256)) * 400)
+    assembler = Assembler()
+    assert assembler.accept(datagrams[0], 0.0) is None
+    flipped = bytearray(datagrams[1])
+    flipped[-1] ^= 1
+    cut = datagrams[1][:-1]
+    beyond = bytearray(datagrams[1])
+    struct.pack_into(">IH", beyond, 28, 10_000, 0)  # stripe far outside the transfer
+    struct.pack_into(
+        ">I", beyond, 34, zlib.crc32(bytes(beyond[38:]), zlib.crc32(bytes(beyond[:34])))
+    )
+    for bad in (bytes(flipped), cut, bytes(beyond)):
+        assert assembler.accept(bad, 0.0) is None
+    assert assembler.counters.malformed == 3
+    events = [assembler.accept(d, 0.0) for d in datagrams[1:]]
+    completed = [e for e in events if e is not None]
+    assert [e.kind for e in completed] == ["completed"]
+    assert completed[0].file is not None
+    assert completed[0].file.data == bytes(range(256)) * 400
+
+
+def test_send_order_and_content_do_not_depend_on_batching() -> None:
+    """The sender's batches hold distinct stripes only (a batch lost whole costs any stripe at
+    most one block), and small transfers are not batched."""
+    from relay.diode.sender import GSO_MAX_SEGMENTS, batch_limit
+
+    assert batch_limit(1) == 1
+    assert batch_limit(7) == 1
+    assert batch_limit(8) == 2
+    assert batch_limit(161) == min(GSO_MAX_SEGMENTS, 40)
+    for stripes in range(1, 400):
+        assert batch_limit(stripes) <= max(1, stripes // 4)
+
+
+def test_offloaded_reads_are_split_into_datagrams() -> None:
+    from relay.diode.receiver import datagrams
+
+    gro = [(17, 104, struct.pack("=i", 4))]
+    assert datagrams(b"aaaabbbbcc", gro) == [b"aaaa", b"bbbb", b"cc"]
+    assert datagrams(b"aaaa", gro) == [b"aaaa"]
+    assert datagrams(b"aaaabbbb", []) == [b"aaaabbbb"]
+    assert datagrams(b"aaaabbbb", [(17, 104, struct.pack("=i", 0))]) == [b"aaaabbbb"]
+
+
 # --- arguments and pacing ---------------------------------------------------------------------
 
 

@@ -226,3 +226,28 @@ def test_bad_input_is_one_line_with_a_code(tmp_path: Path, args: list[str], code
     assert result.returncode != 0
     assert result.stderr.startswith(f"relay: error: {code}: ")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "gro"])
+def test_batched_sends_arrive_as_the_datagrams_they_were_built_from(offload: bool) -> None:
+    """Several datagrams per send call (UDP segmentation offload where the kernel has it) reach
+    a plain socket, and a socket reading with receive offload, as the same datagrams in order."""
+    from relay.diode.receiver import MAX_DATAGRAM, datagrams, open_socket
+    from relay.diode.sender import TokenBucket, _Link
+
+    inbox = open_socket("127.0.0.1", 0)
+    if not offload:
+        inbox.setsockopt(17, 104, 0)  # UDP_GRO off again
+    sent = [bytes([n]) * 38 + bytes([n ^ 0xFF]) * 1400 for n in range(70)]
+    with inbox, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        link = _Link(out, inbox.getsockname(), TokenBucket(0))
+        link.start(len(sent[0]), 16)
+        for datagram in sent:
+            link.add(datagram[:38], memoryview(datagram)[38:])
+        link.flush()
+        got: list[bytes] = []
+        inbox.settimeout(10)
+        while len(got) < len(sent):
+            data, ancillary, _, _ = inbox.recvmsg(MAX_DATAGRAM, socket.CMSG_SPACE(4))
+            got += datagrams(data, ancillary)
+    assert got == sent

@@ -13,18 +13,24 @@ No I/O: the caller passes ``now`` and writes the files.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from relay.diode.fec import Geometry, decode_stripe
 from relay.diode.manifest import MAX_NAME_BYTES, ObjectRejected, ReceivedFile, decode_object
-from relay.diode.packet import BlockPacket, PacketRejected, decode_packet
+from relay.diode.packet import HEADER_SIZE, BlockPacket, PacketRejected, decode_packet
 
 MANIFEST_MAX = 2 + 8 + 32 + MAX_NAME_BYTES
 MAX_REMEMBERED = 4096
 # Python's cost of holding one block besides its payload (bytes object, dict slot), charged so
 # that tiny blocks cannot multiply the memory a transfer really takes.
 BLOCK_OVERHEAD = 160
+# Header bytes 0..27 (magic to total_len) are the same in every datagram of a transfer; 28..37
+# are stripe, index and CRC (docs/diode.md, packet format).
+_PREFIX = 28
+_VARYING = struct.Struct(">IHI")
 
 
 @dataclass(frozen=True)
@@ -60,10 +66,16 @@ class Counters:
 
 @dataclass
 class _Transfer:
+    tid: bytes
     geo: Geometry
     last_seen: float
+    prefix: bytes = b""  # header bytes 0..27 of the datagram that opened it
     pending: dict[int, dict[int, bytes]] = field(default_factory=dict)
     done: dict[int, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.stripes = self.geo.stripes
+        self.length = HEADER_SIZE + self.geo.block_size
 
     @property
     def reserved(self) -> int:
@@ -77,6 +89,7 @@ class Assembler:
         self.limits = limits or ReceiverLimits()
         self.counters = Counters()
         self._open: dict[bytes, _Transfer] = {}
+        self._by_prefix: dict[bytes, _Transfer] = {}  # header bytes 0..27 -> open transfer
         self._finished: OrderedDict[bytes, float] = OrderedDict()
         self._refused: OrderedDict[bytes, float] = OrderedDict()
 
@@ -91,7 +104,16 @@ class Assembler:
         return len(self._open)
 
     def accept(self, datagram: bytes, now: float) -> Event | None:
-        """Take one datagram; return an event when a transfer finishes or is rejected."""
+        """Take one datagram; return an event when a transfer finishes or is rejected.
+
+        A datagram whose first 28 header bytes equal those of an open transfer's first accepted
+        datagram already passed the magic, version, kind and geometry checks: only its length,
+        CRC, stripe and index are checked again (the same checks, in the same order, as
+        :func:`decode_packet`). Anything else takes the full path.
+        """
+        known = self._by_prefix.get(datagram[:_PREFIX])
+        if known is not None:
+            return self._accept_known(known, datagram, now)
         try:
             packet = decode_packet(datagram)
         except PacketRejected:
@@ -109,7 +131,27 @@ class Assembler:
             self.counters.malformed += 1
             return None
         state.last_seen = now
-        return self._store(packet, state, now)
+        if not state.prefix:
+            state.prefix = bytes(datagram[:_PREFIX])
+            self._by_prefix[state.prefix] = state
+        return self._store(state, packet.stripe, packet.index, packet.payload, now)
+
+    def _accept_known(self, state: _Transfer, datagram: bytes, now: float) -> Event | None:
+        """The short path for a datagram whose header start matches an open transfer."""
+        if len(datagram) != state.length:
+            self.counters.malformed += 1
+            return None
+        stripe, index, crc = _VARYING.unpack_from(datagram, _PREFIX)
+        view = memoryview(datagram)
+        if (
+            zlib.crc32(view[HEADER_SIZE:], zlib.crc32(view[: HEADER_SIZE - 4])) != crc
+            or stripe >= state.stripes
+            or index >= state.geo.m
+        ):
+            self.counters.malformed += 1
+            return None
+        state.last_seen = now
+        return self._store(state, stripe, index, datagram[HEADER_SIZE:], now)
 
     def expire(self, now: float) -> list[Event]:
         """Drop transfers idle for ``expire_after`` seconds; forget old finished ids."""
@@ -117,7 +159,7 @@ class Assembler:
         events = []
         for tid, state in list(self._open.items()):
             if now - state.last_seen >= limit:
-                del self._open[tid]
+                self._close(state)
                 detail = f"incomplete: {len(state.done)} of {state.geo.stripes} stripes decoded"
                 events.append(Event("expired", tid.hex(), detail))
         for remembered in (self._finished, self._refused):
@@ -131,7 +173,7 @@ class Assembler:
             return f"{packet.total_len} bytes is over the cap of {self.limits.max_file_bytes}"
         if len(self._open) >= self.limits.max_transfers:
             return f"{len(self._open)} transfers already open"
-        state = _Transfer(_geometry(packet), now)
+        state = _Transfer(packet.transfer, _geometry(packet), now)
         if self.bytes_reserved + state.reserved > self.limits.max_bytes:
             return f"{state.reserved} bytes do not fit in memory left for transfers"
         self._open[packet.transfer] = state
@@ -147,26 +189,35 @@ class Assembler:
             self._refused.popitem(last=False)
         return Event("refused", tid.hex(), reason) if first else None
 
-    def _store(self, packet: BlockPacket, state: _Transfer, now: float) -> Event | None:
-        if packet.stripe in state.done:
+    def _store(
+        self, state: _Transfer, stripe: int, index: int, payload: bytes, now: float
+    ) -> Event | None:
+        if stripe in state.done:
             self.counters.duplicate += 1
             return None
-        blocks = state.pending.setdefault(packet.stripe, {})
-        if packet.index in blocks:
+        blocks = state.pending.get(stripe)
+        if blocks is None:
+            blocks = state.pending[stripe] = {}
+        elif index in blocks:
             self.counters.duplicate += 1
             return None
         self.counters.accepted += 1
-        blocks[packet.index] = packet.payload
+        blocks[index] = payload
         if len(blocks) < state.geo.k:
             return None
-        state.done[packet.stripe] = decode_stripe(state.geo, blocks)
-        del state.pending[packet.stripe]
-        if len(state.done) < state.geo.stripes:
+        state.done[stripe] = decode_stripe(state.geo, blocks)
+        del state.pending[stripe]
+        if len(state.done) < state.stripes:
             return None
-        return self._finish(packet.transfer, state, now)
+        return self._finish(state.tid, state, now)
+
+    def _close(self, state: _Transfer) -> None:
+        del self._open[state.tid]
+        if self._by_prefix.get(state.prefix) is state:
+            del self._by_prefix[state.prefix]
 
     def _finish(self, tid: bytes, state: _Transfer, now: float) -> Event:
-        del self._open[tid]
+        self._close(state)
         obj = b"".join(state.done[s] for s in range(state.geo.stripes))[: state.geo.total_len]
         try:
             received = decode_object(obj)

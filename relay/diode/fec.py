@@ -14,7 +14,7 @@ Pure: bytes in, bytes out; no sockets, no clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -97,13 +97,49 @@ def _data_blocks(obj: bytes, geo: Geometry, stripe: int) -> list[bytes]:
     return [chunk[i * size : (i + 1) * size] for i in range(geo.k)]
 
 
+def stripe_blocks(obj: bytes, geo: Geometry) -> list[list[memoryview]]:
+    """The data blocks of every stripe as views into ``obj`` (only the padded tail is copied)."""
+    size, per_stripe = geo.block_size, geo.k * geo.block_size
+    whole = len(obj) // per_stripe  # stripes that need no padding
+    view = memoryview(obj)
+    stripes = [
+        [view[s * per_stripe + i * size : s * per_stripe + (i + 1) * size] for i in range(geo.k)]
+        for s in range(min(whole, geo.stripes))
+    ]
+    for s in range(len(stripes), geo.stripes):
+        padded = memoryview(
+            bytes(view[s * per_stripe : (s + 1) * per_stripe]).ljust(per_stripe, b"\0")
+        )
+        stripes.append([padded[i * size : (i + 1) * size] for i in range(geo.k)])
+    return stripes
+
+
+def encode_parity(geo: Geometry, data: Sequence[bytes | memoryview]) -> list[bytes]:
+    """The ``m - k`` parity blocks of one stripe from its ``k`` data blocks (zfec releases the
+    GIL while it computes, so this may run in a helper thread)."""
+    if geo.m == geo.k:
+        return []
+    parity = _encoder(geo.k, geo.m).encode(tuple(data), tuple(range(geo.k, geo.m)))
+    return [bytes(block) for block in parity]
+
+
+def encode_parity_round(
+    geo: Geometry, data: Sequence[tuple[memoryview, ...]], index: int
+) -> list[bytes]:
+    """Parity block ``index`` (``k <= index < m``) of every stripe: what one parity round sends.
+
+    Encoding round by round rather than stripe by stripe makes the first parity rounds ready
+    after a fraction of the work, and a receiver that lost little needs only those.
+    """
+    encoder = _encoder(geo.k, geo.m)
+    wanted = (index,)
+    return [bytes(encoder.encode(blocks, wanted)[0]) for blocks in data]
+
+
 def encode_stripe(obj: bytes, geo: Geometry, stripe: int) -> list[bytes]:
     """All ``m`` blocks of one stripe: the ``k`` data blocks, then the parity blocks."""
     data = _data_blocks(obj, geo, stripe)
-    if geo.m == geo.k:
-        return data
-    parity = _encoder(geo.k, geo.m).encode(tuple(data), tuple(range(geo.k, geo.m)))
-    return data + [bytes(block) for block in parity]
+    return data + encode_parity(geo, data)
 
 
 def decode_stripe(geo: Geometry, blocks: Mapping[int, bytes]) -> bytes:
@@ -120,10 +156,11 @@ def decode_stripe(geo: Geometry, blocks: Mapping[int, bytes]) -> bytes:
 def interleaved_packets(obj: bytes, geo: Geometry, transfer: bytes) -> Iterator[bytes]:
     """Every datagram of one pass, in round order: block ``r`` of each stripe, for r in 0..m-1.
 
-    Parity is computed lazily during the data rounds (which need no encoding), a few stripes
-    after each round, so a paced sender spends its idle time encoding instead of stalling first.
+    Parity is computed lazily during the data rounds (which need no encoding). The sender
+    (:mod:`relay.diode.sender`) sends the same datagrams in the same order, with parity encoded
+    ahead in a helper thread.
     """
-    data = [_data_blocks(obj, geo, s) for s in range(geo.stripes)]
+    data = stripe_blocks(obj, geo)
     writer = PacketWriter(transfer, geo.k, geo.m, geo.block_size, geo.total_len)
     parity: list[list[bytes]] = []
     for index in range(geo.m):
@@ -132,4 +169,4 @@ def interleaved_packets(obj: bytes, geo: Geometry, transfer: bytes) -> Iterator[
             yield writer.datagram(number, index, block)
         wanted = geo.stripes if index + 1 >= geo.k else (index + 1) * geo.stripes // geo.k
         while len(parity) < wanted:
-            parity.append(encode_stripe(obj, geo, len(parity))[geo.k :])
+            parity.append(encode_parity(geo, data[len(parity)]))

@@ -100,15 +100,19 @@ class PacketWriter:
         self._m = m
         self._block_size = block_size
 
-    def datagram(self, stripe: int, index: int, payload: bytes) -> bytes:
+    def datagram(self, stripe: int, index: int, payload: bytes | memoryview) -> bytes:
         """The datagram carrying block ``index`` of ``stripe``."""
+        return self.header(stripe, index, payload) + payload
+
+    def header(self, stripe: int, index: int, payload: bytes | memoryview) -> bytes:
+        """The 38 bytes that go in front of ``payload`` (sent without joining the two)."""
         if not (0 <= stripe < self._stripes and 0 <= index < self._m):
             raise ValueError(f"block {stripe}/{index} outside the transfer")
         if len(payload) != self._block_size:
             raise ValueError("payload length does not match block size")
         tail = _TAIL.pack(stripe, index)
         crc = zlib.crc32(payload, zlib.crc32(tail, self._prefix_crc))
-        return b"".join((self._prefix, tail, _CRC.pack(crc), payload))
+        return self._prefix + tail + _CRC.pack(crc)
 
 
 def decode_packet(datagram: bytes) -> BlockPacket:

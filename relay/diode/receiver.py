@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -25,6 +26,11 @@ MAX_DATAGRAM = 65535
 POLL_SECONDS = 0.2
 # Linux's SO_RCVBUFFORCE (not exported by the socket module): lets root exceed rmem_max.
 _RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33 if sys.platform.startswith("linux") else None)
+# Linux UDP receive offload (4.18+, not exported by the socket module): datagrams of one sender
+# arrive several per read, laid end to end, with their common size in a control message.
+_SOL_UDP = 17
+_UDP_GRO = 104
+_GRO_SPACE = socket.CMSG_SPACE(4)
 
 Report = Callable[[str], None]
 
@@ -38,6 +44,7 @@ def open_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         raise TransportError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     _grow_receive_buffer(sock)
+    _enable_gro(sock)
     try:
         sock.bind(sockaddr)
     except OSError as exc:
@@ -52,6 +59,23 @@ def _grow_receive_buffer(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, _RCVBUFFORCE, RECEIVE_BUFFER)
             return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+
+
+def _enable_gro(sock: socket.socket) -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(_SOL_UDP, _UDP_GRO, 1)
+
+
+def datagrams(data: bytes, ancillary: list[tuple[int, int, bytes]]) -> list[bytes]:
+    """Split what one read returned into datagrams: one, or several of the size the kernel
+    reports with ``UDP_GRO`` (the last one may be shorter)."""
+    for level, kind, value in ancillary:
+        if level == _SOL_UDP and kind == _UDP_GRO and len(value) >= 4:
+            (size,) = struct.unpack("=i", value[:4])
+            if 0 < size < len(data):
+                return [data[at : at + size] for at in range(0, len(data), size)]
+    return [data]
 
 
 def receive_forever(
@@ -81,12 +105,14 @@ def _drain(sock: socket.socket, assembler: Assembler, out_dir: Path, report: Rep
     """Read every datagram already queued, without blocking."""
     for _ in range(4096):
         try:
-            datagram = sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            data, ancillary, _, _ = sock.recvmsg(MAX_DATAGRAM, _GRO_SPACE, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
             return
-        event = assembler.accept(datagram, time.monotonic())
-        if event is not None:
-            _handle(event, out_dir, report)
+        now = time.monotonic()
+        for datagram in datagrams(data, ancillary) if ancillary else (data,):
+            event = assembler.accept(datagram, now)
+            if event is not None:
+                _handle(event, out_dir, report)
 
 
 def _handle(event: Event, out_dir: Path, report: Report) -> None:

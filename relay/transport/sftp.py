@@ -52,6 +52,11 @@ CHUNK = 1024 * 1024
 # One SFTP write per SSH packet: the channel sends at most (max packet - 64) bytes at a time and
 # OpenSSH offers 32 KiB packets, so 32 KiB of data plus the request header would take two.
 WRITE_REQUEST = 32768 - 128
+BUNDLE_MODE = 0o640
+# Downloads: 64 KiB per read request, the most every OpenSSH sftp-server has answered in full
+# (newer ones answer up to 255 KiB; a server that answers less is still read correctly: paramiko
+# falls back to plain reads for the rest). Half the requests, answers and packets of 32 KiB.
+READ_REQUEST = 64 * 1024
 
 
 class _SftpEndpoint:
@@ -143,11 +148,15 @@ class SftpDestination(_SftpEndpoint):
         return f"sftp://{self.location.user}@{self.location.address}{final}"
 
     def _upload(self, sftp: SFTPClient, temp: str, data: bytes, name: str) -> int:
-        """Write ``temp`` completely; returns its mtime (the server's clock, for cleaning)."""
+        """Write ``temp`` completely; returns its mtime (the server's clock, for cleaning).
+
+        Round trips per file: open (created with mode 0640), the pipelined writes, close (the
+        fsync request goes just before it and is answered first), stat (size and mode; a chmod
+        only if the server's umask narrowed the mode), and the caller's rename.
+        """
         progress = self.progress(f"upload {name}", len(data))
         try:
-            with sftp.open(temp, "wbx") as handle:
-                handle.chmod(0o640)
+            with _open_new(sftp, temp, BUNDLE_MODE) as handle:
                 handle.set_pipelined(True)
                 handle.MAX_REQUEST_SIZE = WRITE_REQUEST
                 view = memoryview(data)
@@ -155,8 +164,10 @@ class SftpDestination(_SftpEndpoint):
                     handle.write(view[start : start + CHUNK])
                     progress.advance(min(CHUNK, len(data) - start))
                 handle.flush()
-                _fsync(sftp, handle)
+                _request_fsync(sftp, handle)
             attrs = sftp.stat(temp)
+            if (attrs.st_mode or 0) & 0o7777 != BUNDLE_MODE:
+                sftp.chmod(temp, BUNDLE_MODE)
         except BaseException:
             if self.session.is_alive():
                 with contextlib.suppress(Exception):
@@ -205,12 +216,24 @@ class SftpSource(_SftpEndpoint):
         )
 
     def fetch(self, item: Pending, max_bytes: int) -> bytes:
+        from paramiko.sftp import CMD_FSTAT
+
         sftp = self.session.client()
         with self._remote("download", item.ref):
-            _check_entry(item.name, sftp.lstat(item.ref), max_bytes)
-            with sftp.open(item.ref, "rb") as handle:
-                size = _check_entry(item.name, handle.stat(), max_bytes)
+            listed = _check_entry(item.name, sftp.lstat(item.ref), max_bytes)
+            handle = sftp.open(item.ref, "rb")
+            try:
+                # fstat of the open handle and the first reads (sized by the lstat, capped) go
+                # out together: one round trip, and the reads are only kept if fstat agrees.
+                handle.MAX_REQUEST_SIZE = READ_REQUEST
+                fstat = sftp._async_request(type(None), CMD_FSTAT, handle.handle)  # type: ignore[attr-defined]
+                _contain_prefetch_errors(handle)
+                handle.prefetch(min(listed, max_bytes + 1))
+                size = _check_entry(item.name, _attributes(sftp, fstat), max_bytes)
                 data = self._read_capped(handle, item.name, size, max_bytes)
+            finally:
+                with contextlib.suppress(Exception):  # the close's answer is read with the next
+                    handle._close(async_=True)  # type: ignore[attr-defined]
         if len(data) > max_bytes:
             raise BundleRejected(
                 f"{item.name} grew over the cap of {max_bytes} bytes", code=TOO_LARGE
@@ -235,10 +258,9 @@ class SftpSource(_SftpEndpoint):
         return b"".join(chunks)
 
     def _read_capped(self, handle: SFTPFile, name: str, size: int, max_bytes: int) -> bytes:
-        """At most ``max_bytes + 1`` bytes of ``handle``, prefetched for speed."""
+        """At most ``max_bytes + 1`` bytes of ``handle`` (prefetched by the caller up to the size
+        listed; a file that grew since is read on, up to the cap, with plain reads)."""
         limit = max_bytes + 1
-        _contain_prefetch_errors(handle)
-        handle.prefetch(min(size, limit))
         progress = self.progress(f"download {name}", size)
         chunks: list[bytes] = []
         got = 0
@@ -306,12 +328,49 @@ def _contain_prefetch_errors(handle: SFTPFile) -> None:
     handle._prefetch_thread = contained  # type: ignore[attr-defined]
 
 
-def _fsync(sftp: SFTPClient, handle: SFTPFile) -> None:
-    """Ask the server to fsync (OpenSSH's ``fsync@openssh.com``); skipped if not offered."""
+def _open_new(sftp: SFTPClient, path: str, mode: int) -> SFTPFile:
+    """``sftp.open(path, "wbx")`` with the permissions in the OPEN request itself (one round
+    trip instead of open + fchmod; the server's umask may still narrow them)."""
+    from paramiko.sftp import (
+        CMD_HANDLE,
+        CMD_OPEN,
+        SFTP_FLAG_CREATE,
+        SFTP_FLAG_EXCL,
+        SFTP_FLAG_TRUNC,
+        SFTP_FLAG_WRITE,
+        SFTPError,
+    )
+    from paramiko.sftp_attr import SFTPAttributes
+    from paramiko.sftp_file import SFTPFile
+
+    attrs = SFTPAttributes()
+    attrs.st_mode = mode
+    flags = SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_TRUNC | SFTP_FLAG_EXCL
+    kind, msg = sftp._request(CMD_OPEN, path, flags, attrs)  # type: ignore[attr-defined]
+    if kind != CMD_HANDLE:
+        raise SFTPError("Expected handle")
+    return SFTPFile(sftp, msg.get_binary(), "wbx", -1)
+
+
+def _request_fsync(sftp: SFTPClient, handle: SFTPFile) -> None:
+    """Ask the server to fsync (OpenSSH's ``fsync@openssh.com``) without waiting: SFTP servers
+    answer in order, so the close that follows returns only after the fsync ran. As before, a
+    server that does not offer it (or fails it) is not an error: its answer is not read."""
     from paramiko.sftp import CMD_EXTENDED
 
-    with contextlib.suppress(OSError):
-        sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)  # type: ignore[attr-defined]
+    sftp._async_request(type(None), CMD_EXTENDED, "fsync@openssh.com", handle.handle)  # type: ignore[attr-defined]
+
+
+def _attributes(sftp: SFTPClient, request: int) -> SFTPAttributes:
+    """The answer to an FSTAT sent with ``_async_request``."""
+    from paramiko.sftp import CMD_ATTRS, SFTPError
+    from paramiko.sftp_attr import SFTPAttributes
+
+    kind, msg = sftp._read_response(request)  # type: ignore[attr-defined]
+    if kind != CMD_ATTRS:
+        raise SFTPError("Expected attributes")
+    attrs: SFTPAttributes = SFTPAttributes._from_msg(msg)  # type: ignore[attr-defined]
+    return attrs
 
 
 def _positive(extra: dict[str, str], key: str, default: int) -> int:
