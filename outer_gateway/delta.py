@@ -18,7 +18,7 @@ Not this module's business: sealing, seqs and files (:mod:`outer_gateway.export`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from outer_gateway import schema
 from relay.codes import DELTA_BASE_MISSING
-from relay.db import fetch_all
+from relay.db import bulk_execute, fetch_all
 from relay.paths import grant_matcher
 
 if TYPE_CHECKING:
@@ -73,25 +73,42 @@ def choose_base(
 ) -> Base | None:
     """The newest acknowledged export of ``agent`` not older than a refused delta, or ``None``
     when the next bundle must be full (none known, or ``full_every`` bundles since a full one)."""
-    t = schema.export_bases
-    rows = conn.execute(
-        select(t.c.seq, t.c.bundle_id, t.c.mark, t.c.grants, t.c.full_state, t.c.acked, t.c.refused)
-        .where(t.c.agent == agent)
-        .order_by(t.c.seq)
-    ).all()
-    fulls = [r.seq for r in rows if r.full_state]
+    return choose_bases(conn, {agent: next_seq}, full_every)[agent]
+
+
+def choose_bases(
+    conn: Connection, next_seqs: Mapping[str, int], full_every: int
+) -> dict[str, Base | None]:
+    """:func:`choose_base` for several agents (``agent -> next seq``), in one query per 500."""
+    known: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in next_seqs}
+    for chunk in _chunks(sorted(next_seqs)):
+        sql = (
+            "SELECT agent, seq, bundle_id, mark, grants, full_state, acked, refused "  # noqa: S608
+            f"FROM export_bases WHERE agent IN ({_holes(chunk)}) ORDER BY agent, seq"
+        )
+        for row in fetch_all(conn, sql, chunk):
+            known[str(row[0])].append(row[1:])
+    return {
+        agent: _choose(known[agent], next_seq, full_every) for agent, next_seq in next_seqs.items()
+    }
+
+
+def _choose(rows: list[tuple[Any, ...]], next_seq: int, full_every: int) -> Base | None:
+    """The base among one agent's export rows (seq, bundle_id, mark, grants, full_state, acked,
+    refused; in seq order), as :func:`choose_base` says."""
+    fulls = [int(r[0]) for r in rows if r[4]]
     if not fulls or next_seq - fulls[-1] >= full_every:
         return None
-    refused = max((r.seq for r in rows if r.refused), default=0)
-    acked = [r for r in rows if r.acked and r.seq > refused]
+    refused = max((int(r[0]) for r in rows if r[6]), default=0)
+    acked = [r for r in rows if r[5] and int(r[0]) > refused]
     if not acked:
         return None
     base = acked[-1]
-    later = [r for r in rows if r.seq >= base.seq]
-    if len(later) != later[-1].seq - base.seq + 1:
+    later = [r for r in rows if int(r[0]) >= int(base[0])]
+    if len(later) != int(later[-1][0]) - int(base[0]) + 1:
         return None  # an export since the base is no longer known (pruned): its grants neither
-    window = tuple((tuple(json.loads(r.grants)), int(r.mark)) for r in later)
-    return Base(int(base.seq), str(base.bundle_id), int(base.mark), window)
+    window = tuple((tuple(json.loads(r[3])), int(r[2])) for r in later)
+    return Base(int(base[0]), str(base[1]), int(base[2]), window)
 
 
 def delta_rows(
@@ -133,6 +150,18 @@ def delta_rows(
     return [_opened(store, rows[path]) for path in sorted(rows)]
 
 
+@dataclass(frozen=True)
+class Export:
+    """One export to remember as a possible base (:func:`record_exports`)."""
+
+    agent: str
+    seq: int
+    bundle_id: str
+    mark: int
+    grants: tuple[str, ...]
+    full: bool
+
+
 def record_export(
     conn: Connection,
     agent: str,
@@ -146,29 +175,47 @@ def record_export(
     """Remember an export as a possible base, and forget the rows no base choice needs: those
     older than the newest acknowledged one, and unacknowledged ones beyond :data:`KEEP_UNACKED`
     (the newest full one is always kept)."""
-    t = schema.export_bases
-    conn.execute(
-        insert(t).values(
-            agent=agent,
-            seq=seq,
-            bundle_id=bundle_id,
-            mark=mark,
-            grants=json.dumps(list(grants)),
-            full_state=full,
-            acked=False,
-            refused=False,
-            created_at=now,
-        )
+    record_exports(conn, [Export(agent, seq, bundle_id, mark, grants, full)], now)
+
+
+def record_exports(conn: Connection, exports: list[Export], now: int) -> None:
+    """:func:`record_export` for several agents (one export each): one multi-row insert, one
+    read of their rows and one batch of deletes, whatever the number of agents."""
+    if not exports:
+        return
+    bulk_execute(
+        conn,
+        "INSERT INTO export_bases (agent, seq, bundle_id, mark, grants, full_state, acked, "
+        "refused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e.agent,
+                e.seq,
+                e.bundle_id,
+                e.mark,
+                json.dumps(list(e.grants)),
+                e.full,
+                False,
+                False,
+                now,
+            )
+            for e in exports
+        ],
     )
-    keep_from = conn.execute(
-        select(t.c.seq).where(t.c.agent == agent, t.c.acked.is_(True)).order_by(t.c.seq.desc())
-    ).first()
-    floor = max(int(keep_from.seq) if keep_from else 0, seq - KEEP_UNACKED)
-    newest_full = conn.execute(
-        select(t.c.seq).where(t.c.agent == agent, t.c.full_state.is_(True)).order_by(t.c.seq.desc())
-    ).first()
-    spare = int(newest_full.seq) if newest_full else seq
-    conn.execute(delete(t).where(t.c.agent == agent, t.c.seq < floor, t.c.seq != spare))
+    newest = {e.agent: e.seq for e in exports}
+    held: dict[str, list[tuple[int, bool, bool]]] = {agent: [] for agent in newest}
+    for chunk in _chunks(sorted(newest)):
+        holes = _holes(chunk)
+        sql = f"SELECT agent, seq, acked, full_state FROM export_bases WHERE agent IN ({holes})"  # noqa: S608
+        for agent, seq, acked, full_state in fetch_all(conn, sql, chunk):
+            held[str(agent)].append((int(seq), bool(acked), bool(full_state)))
+    doomed: list[tuple[str, int]] = []
+    for agent, rows in held.items():
+        keep_from = max((seq for seq, acked, _full in rows if acked), default=0)
+        floor = max(keep_from, newest[agent] - KEEP_UNACKED)
+        spare = max((seq for seq, _acked, full in rows if full), default=newest[agent])
+        doomed += [(agent, seq) for seq, _a, _f in rows if seq < floor and seq != spare]
+    bulk_execute(conn, "DELETE FROM export_bases WHERE agent = ? AND seq = ?", doomed)
 
 
 def note_agent_records(conn: Connection, agent: str, records: Iterable[Any]) -> None:
@@ -202,6 +249,14 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
         return lambda _path: False
     match = compiled.fullmatch
     return lambda path: match(path) is not None
+
+
+def _holes(values: list[str]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def _fetch(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Row]:

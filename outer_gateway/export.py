@@ -12,7 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from outer_gateway.delta import Base, Row, choose_base, delta_rows, read_mark, record_export
+from outer_gateway.delta import (
+    Base,
+    Export,
+    Row,
+    choose_base,
+    delta_rows,
+    read_mark,
+    record_exports,
+)
 from outer_gateway.export_view import ExportView
 from outer_gateway.online_key import online_keys
 from outer_gateway.policies import shipped_policies
@@ -104,15 +112,31 @@ def agent_content(
     """A delta on the newest base ``name`` acknowledged when one allows it (never with
     ``full``), else its full state from the pass's view. ``conn`` reads the export bases."""
     patterns = _patterns(conn, name)
+    base = None
     if not full and patterns:
         full_every = int(home.config.get("export.full_every"))
         base = choose_base(conn, name, next_seq, patterns, full_every)
-        if base is not None:
-            mark = read_mark(conn)
-            payload = _delta_payload(store, conn, base, patterns, now, audit_ack)
-            if payload is not None:
-                secrets, tombstones = len(payload.secrets), len(payload.tombstones)
-                return Content(payload.encode(), secrets, tombstones, base, mark, patterns)
+    return content_on(store, conn, name, now, audit_ack, view_of, patterns, base)
+
+
+def content_on(
+    store: GatewayStore,
+    conn: Connection,
+    name: str,
+    now: int,
+    audit_ack: int,
+    view_of: ViewOf,
+    patterns: tuple[str, ...],
+    base: Base | None,
+) -> Content:
+    """:func:`agent_content` once the agent's grants and base are known (a pass reads them for
+    a whole batch): a delta on ``base`` when it can say the change, else the full state."""
+    if base is not None:
+        mark = read_mark(conn)
+        payload = _delta_payload(store, conn, base, patterns, now, audit_ack)
+        if payload is not None:
+            secrets, tombstones = len(payload.secrets), len(payload.tombstones)
+            return Content(payload.encode(), secrets, tombstones, base, mark, patterns)
     view = view_of()
     full_state = view.payload(name, audit_ack)
     granted = tuple(sorted(set(view.grants.get(name, []))))  # what the view's payload granted
@@ -211,21 +235,35 @@ def seal_content(
 
 def remember(conn: Connection, bundle: ExportedBundle, content: Content, now: int) -> None:
     """Record ``bundle`` as a possible base of later deltas (in its seq's transaction)."""
-    record_export(
-        conn,
+    record_exports(conn, [exported(bundle, content)], now)
+
+
+def exported(bundle: ExportedBundle, content: Content) -> Export:
+    """What :func:`remember` records of ``bundle`` (a pass records a batch at once)."""
+    return Export(
         bundle.agent,
         bundle.seq,
         bundle.bundle_id,
         content.mark,
         content.patterns,
         content.base is None,
-        now,
     )
 
 
 def _patterns(conn: Connection, name: str) -> tuple[str, ...]:
-    rows = fetch_all(conn, "SELECT pattern FROM grants WHERE agent = ?", (name,))
-    return tuple(sorted({str(pattern) for (pattern,) in rows}))
+    return grant_patterns(conn, [name])[name]
+
+
+def grant_patterns(conn: Connection, names: list[str]) -> dict[str, tuple[str, ...]]:
+    """Each agent's grant patterns, sorted and without repeats (one query per 500 agents)."""
+    found: dict[str, set[str]] = {name: set() for name in names}
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        holes = ", ".join("?" * len(chunk))
+        sql = f"SELECT agent, pattern FROM grants WHERE agent IN ({holes})"  # noqa: S608
+        for agent, pattern in fetch_all(conn, sql, chunk):
+            found[str(agent)].add(str(pattern))
+    return {name: tuple(sorted(patterns)) for name, patterns in found.items()}
 
 
 def _delta_payload(

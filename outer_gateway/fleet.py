@@ -29,13 +29,14 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from outer_gateway.audit import GatewayAudit, lock_audit_chain
+from outer_gateway.delta import Base, Export, choose_bases, record_exports
 from outer_gateway.dispatch import exported_fields
 from outer_gateway.export import (
     ENVELOPE_ALLOWANCE,
     ExportedBundle,
-    ViewOf,
-    agent_content,
-    remember,
+    content_on,
+    exported,
+    grant_patterns,
     seal_content,
     trust_section,
 )
@@ -103,6 +104,7 @@ class ExportPass:
         self.next_at = period_end(now, every)
         self.valid_for, self.batch = valid_for, batch
         self.cap = int(home.config.get("limits.max_bundle_bytes"))
+        self._full_every = int(home.config.get("export.full_every"))
         self._view: ExportView | None = None
         self._trust: dict[str, Any] | None = None
         self._trusted = False
@@ -148,18 +150,26 @@ class ExportPass:
             if not rows:
                 return None
             self._after = str(rows[-1][0])
-            acks = audit_marks(conn, [str(r[0]) for r in rows])
+            names = [str(r[0]) for r in rows]
+            acks = audit_marks(conn, names)
+            patterns = grant_patterns(conn, names)
+            bases = choose_bases(conn, {str(r[0]): int(r[3]) + 1 for r in rows}, self._full_every)
             claimed: list[_Claimed] = []
+            exports: list[Export] = []
             deferred: list[str] = []
             for name, sign_public, box_public, last_seq in rows:
                 identity = PublicIdentity("agent", name, bytes(sign_public), bytes(box_public))
                 ack = acks.get(name, 0)
-                bundle = self._seal(conn, self._view_of_pass, identity, int(last_seq) + 1, ack)
-                if bundle is None:
+                sealed = self._seal(
+                    conn, identity, int(last_seq) + 1, ack, patterns[name], bases[name]
+                )
+                if sealed is None:
                     report.failed.append((name, TOO_LARGE, "bundle over limits.max_bundle_bytes"))
                     deferred.append(name)
                     continue
-                claimed.append(_Claimed(bundle, ack))
+                claimed.append(_Claimed(sealed[0], ack))
+                exports.append(sealed[1])
+            record_exports(conn, exports, self.now)  # each a possible base of later deltas
             execute = sa_executor(conn)
             names = [c.bundle.agent for c in claimed]
             if names:
@@ -191,12 +201,20 @@ class ExportPass:
         return self._trust
 
     def _seal(
-        self, conn: Connection, view_of: ViewOf, agent: PublicIdentity, seq: int, ack: int
-    ) -> ExportedBundle | None:
-        """The agent's bundle (a delta when an acknowledged base allows it), recorded as a
-        possible base in the claim's transaction; ``None`` when it is over the size cap."""
+        self,
+        conn: Connection,
+        agent: PublicIdentity,
+        seq: int,
+        ack: int,
+        patterns: tuple[str, ...],
+        base: Base | None,
+    ) -> tuple[ExportedBundle, Export] | None:
+        """The agent's bundle (a delta when its acknowledged ``base`` allows it) and what to
+        record of it as a possible base; ``None`` when it is over the size cap."""
         home, now = self.home, self.now
-        content = agent_content(home, self.store, conn, agent.name, seq, now, ack, view_of)
+        content = content_on(
+            self.store, conn, agent.name, now, ack, self._view_of_pass, patterns, base
+        )
         if len(content.plaintext) + ENVELOPE_ALLOWANCE > self.cap:
             return None
         if self._keys is None:
@@ -207,8 +225,7 @@ class ExportPass:
         )
         if len(bundle.data) > self.cap:
             return None
-        remember(conn, bundle, content, now)
-        return bundle
+        return bundle, exported(bundle, content)
 
 
 def _holes(values: list[str]) -> str:

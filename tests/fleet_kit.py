@@ -89,5 +89,10 @@ def build_fleet(
             )
             bulk_execute(conn, "INSERT INTO grants (agent, pattern) VALUES (?, ?)", grants)
         store.import_secrets(fleet_values(agents), None, now)
+        if store.engine.dialect.name == "postgresql":
+            # Statistics, as autovacuum would gather after a bulk load: without them the
+            # planner scans every grant for each claimed batch (ADR 0016).
+            with store.engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     finally:
         store.close()
