@@ -203,19 +203,20 @@ def record_exports(conn: Connection, exports: list[Export], now: int) -> None:
         ],
     )
     newest = {e.agent: e.seq for e in exports}
-    held: dict[str, list[tuple[int, bool, bool]]] = {agent: [] for agent in newest}
+    doomed: list[tuple[str, int, int]] = []  # (agent, below this seq, except this one)
     for chunk in _chunks(sorted(newest)):
-        holes = _holes(chunk)
-        sql = f"SELECT agent, seq, acked, full_state FROM export_bases WHERE agent IN ({holes})"  # noqa: S608
-        for agent, seq, acked, full_state in fetch_all(conn, sql, chunk):
-            held[str(agent)].append((int(seq), bool(acked), bool(full_state)))
-    doomed: list[tuple[str, int]] = []
-    for agent, rows in held.items():
-        keep_from = max((seq for seq, acked, _full in rows if acked), default=0)
-        floor = max(keep_from, newest[agent] - KEEP_UNACKED)
-        spare = max((seq for seq, _acked, full in rows if full), default=newest[agent])
-        doomed += [(agent, seq) for seq, _a, _f in rows if seq < floor and seq != spare]
-    bulk_execute(conn, "DELETE FROM export_bases WHERE agent = ? AND seq = ?", doomed)
+        sql = (
+            "SELECT agent, max(CASE WHEN acked THEN seq END), "  # noqa: S608
+            "max(CASE WHEN full_state THEN seq END), min(seq) FROM export_bases "
+            f"WHERE agent IN ({_holes(chunk)}) GROUP BY agent"
+        )
+        for agent, acked, full, oldest in fetch_all(conn, sql, chunk):
+            seq = newest[str(agent)]
+            floor = max(0 if acked is None else int(acked), seq - KEEP_UNACKED)
+            spare = seq if full is None else int(full)
+            if int(oldest) < floor:
+                doomed.append((str(agent), floor, spare))
+    bulk_execute(conn, "DELETE FROM export_bases WHERE agent = ? AND seq < ? AND seq <> ?", doomed)
 
 
 def note_agent_records(conn: Connection, agent: str, records: Iterable[Any]) -> None:
