@@ -79,32 +79,38 @@ def choose_base(
 def choose_bases(
     conn: Connection, next_seqs: Mapping[str, int], full_every: int
 ) -> dict[str, Base | None]:
-    """:func:`choose_base` for several agents (``agent -> next seq``), in one query per 500."""
-    known: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in next_seqs}
+    """:func:`choose_base` for several agents (``agent -> next seq``): one aggregate row per
+    agent says which may have a base, then only the rows from each candidate base on are read."""
+    since: dict[str, int] = {}  # agent -> its candidate base's seq
     for chunk in _chunks(sorted(next_seqs)):
         sql = (
-            "SELECT agent, seq, bundle_id, mark, grants, full_state, acked, refused "  # noqa: S608
-            f"FROM export_bases WHERE agent IN ({_holes(chunk)}) ORDER BY agent, seq"
+            "SELECT agent, max(CASE WHEN full_state THEN seq END), "  # noqa: S608
+            "max(CASE WHEN refused THEN seq END), max(CASE WHEN acked THEN seq END) "
+            f"FROM export_bases WHERE agent IN ({_holes(chunk)}) GROUP BY agent"
+        )
+        for agent, full, refused, acked in fetch_all(conn, sql, chunk):
+            if full is None or next_seqs[str(agent)] - int(full) >= full_every:
+                continue
+            if acked is not None and int(acked) > (0 if refused is None else int(refused)):
+                since[str(agent)] = int(acked)
+    later: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in since}
+    for chunk in _chunks(sorted(since)):
+        sql = (
+            "SELECT agent, seq, bundle_id, mark, grants FROM export_bases "  # noqa: S608
+            f"WHERE agent IN ({_holes(chunk)}) ORDER BY agent, seq"
         )
         for row in fetch_all(conn, sql, chunk):
-            known[str(row[0])].append(row[1:])
-    return {
-        agent: _choose(known[agent], next_seq, full_every) for agent, next_seq in next_seqs.items()
-    }
+            if int(row[1]) >= since[str(row[0])]:
+                later[str(row[0])].append(row[1:])
+    return {agent: _base(later.get(agent, [])) for agent in next_seqs}
 
 
-def _choose(rows: list[tuple[Any, ...]], next_seq: int, full_every: int) -> Base | None:
-    """The base among one agent's export rows (seq, bundle_id, mark, grants, full_state, acked,
-    refused; in seq order), as :func:`choose_base` says."""
-    fulls = [int(r[0]) for r in rows if r[4]]
-    if not fulls or next_seq - fulls[-1] >= full_every:
+def _base(later: list[tuple[Any, ...]]) -> Base | None:
+    """The base from its export row and every later one (seq, bundle_id, mark, grants; in seq
+    order), or ``None`` when one of them is no longer known."""
+    if not later:
         return None
-    refused = max((int(r[0]) for r in rows if r[6]), default=0)
-    acked = [r for r in rows if r[5] and int(r[0]) > refused]
-    if not acked:
-        return None
-    base = acked[-1]
-    later = [r for r in rows if int(r[0]) >= int(base[0])]
+    base = later[0]
     if len(later) != int(later[-1][0]) - int(base[0]) + 1:
         return None  # an export since the base is no longer known (pruned): its grants neither
     window = tuple((tuple(json.loads(r[3])), int(r[2])) for r in later)
