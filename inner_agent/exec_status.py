@@ -6,7 +6,7 @@ supervision event (the audit's facts: ``exec.started``, ``exec.restarted``,
 ``exec.restart_failed``, ``exec.restart_delayed``, ``exec.killed``, ``exec.exited``), ``READY=1``
 once CMD has first been started (relay cannot know when CMD itself serves: as ``Type=exec``),
 ``RELAY_CHECK=`` after each look at the versions CMD uses, and ``STOPPING=1`` when a stop signal
-is forwarded or CMD exits. CMD does not inherit ``NOTIFY_SOCKET`` (ADR 0021): a restart of CMD is
+is forwarded or CMD exits. CMD does not inherit ``NOTIFY_SOCKET`` (ADR 0020): a restart of CMD is
 not the service stopping, and its own ``READY=1``/``STOPPING=1`` would tell the manager so.
 Without ``--restart-on-change`` none of this runs: CMD replaces relay, becomes the main process
 and keeps the variable.

@@ -87,7 +87,7 @@ def test_cmd_in_place_of_relay_is_the_main_process_and_keeps_notify_socket(
     )
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
-    # same pid: CMD is the service now, so it keeps the manager's socket (ADR 0021)
+    # same pid: CMD is the service now, so it keeps the manager's socket (ADR 0020)
     assert out.decode().split() == [str(proc.pid), "@relay-test-manager"]
 
 

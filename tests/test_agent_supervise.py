@@ -237,7 +237,7 @@ def test_a_secret_gone_keeps_cmd_running_and_is_reported_once(tmp_path: Path) ->
         assert notified.wait_for(lambda ms: any(m.get("READY") == "1" for m in ms), 60), "ready"
         wait_for(lambda: served(state), what="first child", watch=tmp_path)
         ((child_pid, _),) = served(state)
-        # relay speaks for the service; CMD, restarted at will, must not (ADR 0021)
+        # relay speaks for the service; CMD, restarted at will, must not (ADR 0020)
         assert b"NOTIFY_SOCKET=" not in Path(f"/proc/{child_pid}/environ").read_bytes()
         assert pair.gateway("revoke", "plant7", "**").status == 0
         assert pair.gateway("grant", "plant7", "db/web/other").status == 0

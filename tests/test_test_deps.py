@@ -20,11 +20,13 @@ PRESENT = ("bash", "id", "env", "cat", "sed", "grep", "seq", "sleep", "ls", "ssh
 
 @pytest.fixture
 def tools_dir() -> Iterator[Path]:
-    """A PATH holding only some tools (rsyslogd, nft and PostgreSQL's are missing), in a folder
-    an unprivileged user can reach (pytest's tmp_path is private to root)."""
+    """A PATH holding only some tools (rsyslogd, nft and PostgreSQL's are missing) and a copy of
+    the script, in a folder an unprivileged user can reach (pytest's tmp_path is private to root,
+    and so may be the checkout)."""
     with tempfile.TemporaryDirectory(prefix="relay-test-deps-") as name:
         folder = Path(name)
         folder.chmod(0o755)
+        shutil.copy(SCRIPT, folder / "test-deps")
         for tool in PRESENT:
             found = shutil.which(tool, path=f"{os.environ['PATH']}:/usr/sbin:/sbin")
             assert found is not None, tool
@@ -49,7 +51,7 @@ def test_without_root_a_missing_package_is_one_line_and_nothing_is_installed(
             "-i",
             *[f"{k}={v}" for k, v in env.items()],
             "bash",
-            str(SCRIPT),
+            str(tools_dir / "test-deps"),
         ],
         capture_output=True,
         text=True,
