@@ -13,6 +13,7 @@ def test_demo_exits_0_and_reads_over_http() -> None:
     result = run_process("demo")
     assert result.status == 0, result.err
     assert "readable over HTTP" in result.out
+    assert "pending version 3 is visible beforehand" in result.out
     assert "switched to version 3 with no new bundle" in result.out
     assert "every step worked" in result.out
     assert "build step sees DB_PASSWORD (" in result.out

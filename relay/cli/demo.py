@@ -153,6 +153,9 @@ def _service(root: Path, gw: str, ag: str, usb: str) -> None:
     _step("10. The agent as a service: it watches the USB folder and serves a local API")
     _run("agent", "config", "set", "--home", ag, "agent.inbox", usb)
     _run("agent", "config", "set", "--home", ag, "api.listen", "127.0.0.1:0")
+    # A pre-staged version is current from activates_at - agent.clock_skew (default 5m): a
+    # narrow leeway lets step 12 show the switch in seconds.
+    _run("agent", "config", "set", "--home", ag, "agent.clock_skew", "1s")
     doc = json.loads(
         _capture("agent", "app", "add", "--home", ag, "billing", "--allow", "db/plant7/*", "--json")
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-SWITCH_IN = 3  # seconds
+SWITCH_IN = 4  # seconds; the demo's agent judges activates_at with agent.clock_skew = 1s
 
 
 def prestaged_switch(
@@ -39,7 +39,9 @@ def prestaged_switch(
         if pending.get("version") == 3:
             break
         time.sleep(0.25)
-    click.echo(f"pending version {pending.get('version')} is visible beforehand")
+    if pending.get("version") != 3:
+        raise click.ClickException("demo step failed: the pre-staged version was not visible")
+    click.echo("pending version 3 is visible beforehand")
     while time.monotonic() - started < 10 + SWITCH_IN:
         current = read(f"{url}/v1/secrets/{path}")
         if current["version"] == 3:
