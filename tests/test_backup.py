@@ -107,6 +107,20 @@ def test_a_restored_gateway_never_reuses_a_seq(tmp_path: Path, passfile: dict[st
     assert pair.get("db/pw").stdout == b"after-restore\n"
 
 
+def _checkpoint(home_path: Path) -> None:
+    """Fold the agent store's WAL into the file and remove it (a process that exits with the
+    store open leaves a WAL that the next closing connection checkpoints)."""
+    from inner_agent.store import AgentStore
+    from relay.home import Home
+
+    store = AgentStore.open(Home.open(home_path, "agent"))
+    try:
+        with store.raw() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        store.close()
+
+
 def test_restore_refuses_an_existing_home(tmp_path: Path, passfile: dict[str, str]) -> None:
     pair = make_pair(tmp_path)
     backup = tmp_path / "ag.backup"
@@ -116,6 +130,7 @@ def test_restore_refuses_an_existing_home(tmp_path: Path, passfile: dict[str, st
         ).status
         == 0
     )
+    _checkpoint(pair.ag)  # the store's WAL folded in: bytes compare as the data they hold
     before = {p.name: p.read_bytes() for p in pair.ag.iterdir() if p.is_file()}
     for target in (pair.ag, pair.root / "out-of-the-way"):
         target.mkdir(exist_ok=True)
