@@ -84,25 +84,24 @@ class Site:
         shutil.rmtree(self.level3)
 
 
+def _enroll_agent(site: Site) -> None:
+    """plant7: initialised, enrolled and granted ``app/*``."""
+    request = site.tmp / "plant7.request"
+    _ok(
+        run_relay(
+            "agent", "init", "--home", str(site.ag), "--name", "plant7",
+            "--request-out", str(request),
+        )
+    )  # fmt: skip
+    site.gateway("enroll", str(request))
+    site.gateway("grant", "plant7", "app/*")
+
+
 def _enroll(site: Site) -> None:
     tmp = site.tmp
     site.gateway("init", "--name", "hq")
     site.gateway("root", "init", "--root-key", str(tmp / "vault" / "root1.key"))
-    request = tmp / "plant7.request"
-    _ok(
-        run_relay(
-            "agent",
-            "init",
-            "--home",
-            str(site.ag),
-            "--name",
-            "plant7",
-            "--request-out",
-            str(request),
-        )
-    )
-    site.gateway("enroll", str(request))
-    site.gateway("grant", "plant7", "app/*")
+    _enroll_agent(site)
     site.gateway("identity", "--out", str(tmp / "hq.identity"))
     site.agent("trust", str(tmp / "hq.identity"))
     (site.sshd.data_dir / "down").mkdir()
@@ -181,21 +180,7 @@ def test_a_hop_pinned_by_key_before_the_root_keeps_working_and_moves_to_the_root
     site = Site(tmp_path, sshd)
     site.gateway("init", "--name", "hq")
     site.gateway("identity", "--out", str(tmp_path / "hq.identity"))  # no root yet: a key
-    request = tmp_path / "plant7.request"
-    _ok(
-        run_relay(
-            "agent",
-            "init",
-            "--home",
-            str(site.ag),
-            "--name",
-            "plant7",
-            "--request-out",
-            str(request),
-        )
-    )
-    site.gateway("enroll", str(request))
-    site.gateway("grant", "plant7", "app/*")
+    _enroll_agent(site)
     site.agent("trust", str(tmp_path / "hq.identity"))
     (sshd.data_dir / "down").mkdir()
     site.deliver(b"pinned-key")
