@@ -350,6 +350,65 @@ def test_server_killed_mid_download_returns_nothing(sshd: SshServer) -> None:
     source.close()
 
 
+def test_a_channel_closed_before_the_transport_notices_is_connection_lost(
+    sshd: SshServer,
+) -> None:
+    """paramiko closes its channels before it marks the transport inactive: a reader woken by
+    the closed channel mid-transfer must report ``connection_lost`` (not ``remote_failed``),
+    and the next call reconnects."""
+    payload = os.urandom(4 * MB)
+    (sshd.data_dir / "big.bundle").write_bytes(payload)
+    closed: list[bool] = []
+
+    def close_channel_on_first_chunk(label: str, total: int) -> Progress:
+        class _Closer(NoProgress):
+            def advance(self, done: int) -> None:
+                if not closed:
+                    transport = source.session._transport
+                    assert transport is not None and transport.is_active()
+                    source.session.client().sock.close()  # the channel only
+                    closed.append(transport.is_active())
+
+        return _Closer()
+
+    source = SftpSource(
+        sshd.url(sshd.data_dir), sshd.options(), progress=close_channel_on_first_chunk
+    )
+    [item] = source.list_pending()
+    with pytest.raises(TransportError) as caught:
+        source.fetch(item, 32 * MB)
+    assert closed == [True]  # the transport was still running when the channel closed
+    assert caught.value.code == "connection_lost"
+    assert source.fetch(item, 32 * MB) == payload  # the next call reconnects
+    source.close()
+
+
+def test_a_write_that_met_end_of_file_is_connection_lost_while_the_transport_runs(
+    sshd: SshServer,
+) -> None:
+    """A window adjust sent while reading can be the first to meet the dead socket: paramiko
+    raises "Server connection dropped" from that EOFError while its transport still says
+    active. The chain decides, and the next call reconnects."""
+    from paramiko.ssh_exception import SSHException
+
+    (sshd.data_dir / "a.bundle").write_bytes(b"payload")
+    source = SftpSource(sshd.url(sshd.data_dir), sshd.options())
+    [item] = source.list_pending()
+    assert source.session.is_alive()
+    with pytest.raises(TransportError) as caught, source._remote("download", item.ref):
+        try:
+            raise EOFError()
+        except EOFError as exc:
+            raise SSHException("Server connection dropped: ") from exc
+    assert caught.value.code == "connection_lost"
+    assert not source.session.is_alive()  # closed: the next call opens a new connection
+    assert source.fetch(item, MB) == b"payload"
+    with pytest.raises(TransportError) as caught, source._remote("download", item.ref):
+        raise SSHException("No such handle")  # a live connection's own failure
+    assert caught.value.code == "remote_failed"
+    source.close()
+
+
 def test_oversized_file_is_rejected_without_being_opened(sshd: SshServer) -> None:
     big = sshd.data_dir / "big.bundle"
     big.write_bytes(b"\0" * (2 * MB))

@@ -97,7 +97,7 @@ class _SftpEndpoint:
 
     def _lost_or_failed(self, action: str, path: str, exc: BaseException) -> None:
         cause = " ".join((str(exc) or type(exc).__name__).split()).rstrip(":")
-        if isinstance(exc, (EOFError, TimeoutError)) or not self.session.is_alive():
+        if _ended_by_eof(exc) or not self.session.is_alive():
             self.session.close()
             raise TransportError(
                 f"{action}: connection to {self.location.address} lost ({cause})",
@@ -283,6 +283,21 @@ class SftpSource(_SftpEndpoint):
                 sftp.remove(item.ref)
             except FileNotFoundError:
                 return  # already consumed: removing is idempotent
+
+
+def _ended_by_eof(exc: BaseException) -> bool:
+    """``exc`` is, or was raised while handling, an end of file or a timeout. paramiko reports a
+    dead connection as ``SSHException("Server connection dropped")`` raised from the EOFError of
+    whichever read or write met it first (a window adjust sent while reading, say), possibly
+    before its transport thread has noticed: the chain tells, not the transport's state."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # a short chain; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, (EOFError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def is_bundle_name(name: str) -> bool:

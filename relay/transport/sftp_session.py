@@ -179,7 +179,7 @@ class SftpSession:
     def client(self) -> SFTPClient:
         """The open SFTP client, connecting (with retries) when there is none or it dropped."""
         _quiet_paramiko()
-        if self._sftp is not None and self._transport is not None and self._transport.is_active():
+        if self._sftp is not None and self.is_alive():
             return self._sftp
         self.close()
         cooling = time.monotonic() - self._gave_up_at < self.settings.retry_cooldown
@@ -202,7 +202,18 @@ class SftpSession:
         return self._sftp
 
     def is_alive(self) -> bool:
-        return self._transport is not None and self._transport.is_active()
+        """The transport runs and the SFTP channel is open and not at end of file.
+
+        When the server side goes away, paramiko's transport thread closes its channels (waking
+        a blocked reader) before it marks itself inactive, and a killed ``sftp-server`` shows
+        first as end of file on its channel: a reader that saw either can still find the
+        transport "active" for a moment, so the channel is the earlier sign.
+        """
+        transport, sftp = self._transport, self._sftp
+        if transport is None or not transport.is_active():
+            return False
+        channel = getattr(sftp, "sock", None) if sftp is not None else None
+        return not (getattr(channel, "closed", False) or getattr(channel, "eof_received", False))
 
     def close(self) -> None:
         """Close the SFTP channel and the SSH transport; idempotent."""
