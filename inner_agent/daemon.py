@@ -30,6 +30,7 @@ from typing import Any
 
 from inner_agent import denials, events
 from inner_agent.activation import ActivationJob
+from inner_agent.apply_child import ChildImporter
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
@@ -198,7 +199,7 @@ def _serve_with(
     importer = AgentImporter(home, store, lambda: int(time.time()))
     inbox = Inbox(
         settings.inbox,
-        lambda name, data: importer.import_bytes(name, data, listed=True),
+        ChildImporter(importer),  # each bundle applied in a child process (ADR 0022)
         consumers.chained(service.after_import),
         importer.limits.max_bundle_bytes,
         consume=_diode_folders(home, settings),
