@@ -79,11 +79,15 @@ class ChildImporter:
             close_fds=True,
         )
         out, _ = proc.communicate(json.dumps(header).encode() + b"\n" + data)
-        if proc.returncode == 0 and out.strip():
-            outcome, switched = decode(out)
-            if switched:
-                home.reload_keys()  # the child made the next agent key current
-            return outcome
+        if proc.returncode == 0:
+            try:
+                outcome, switched = decode(out.strip().rsplit(b"\n", 1)[-1])
+            except (ValueError, KeyError, TypeError):
+                _log.error("the apply process for %s gave no outcome", name)
+            else:
+                if switched:
+                    home.reload_keys()  # the child made the next agent key current
+                return outcome
         return self._lost(name, data, proc.returncode)
 
     def _lost(self, name: str, data: bytes, returncode: int) -> Outcome:

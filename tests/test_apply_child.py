@@ -164,3 +164,30 @@ def test_the_child_applies_exactly_what_the_import_in_process_applies(site: Site
         assert refused.quarantined is not None and Path(refused.quarantined).exists()
     finally:
         twin.close()
+
+
+@pytest.mark.slow
+def test_a_key_switch_made_by_the_child_is_taken_up_by_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inner_agent.agent_keys import request_rotation
+    from tests.trust_kit import NOW, make_rooted_site
+
+    monkeypatch.delenv("RELAY_PASSPHRASE", raising=False)
+    monkeypatch.delenv("RELAY_CRASH_AT", raising=False)
+    site = make_rooted_site(tmp_path)
+    try:
+        site.put("app/pw", b"one")
+        assert site.deliver(site.export()).status == "applied"
+        new = request_rotation(site.ag_home)
+        assert site.return_stream().status == "imported"
+        site.gw_clock.now = NOW + 60
+        site.put("app/pw", b"two")
+        outcome = ChildImporter(site.importer())("next.bundle", site.export())
+        assert outcome.status == "applied", outcome.message
+        assert site.ag_home.identity.key_id == new  # the service's own home follows
+        assert site.ag_home.secrets.keys.sign_public == site.ag_home.identity.sign_public
+        assert "key.rotated" in site.audit_types()
+        assert site.value("app/pw") == b"two"
+    finally:
+        site.close()
