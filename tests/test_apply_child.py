@@ -56,6 +56,13 @@ class Site:
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     monkeypatch.delenv("RELAY_PASSPHRASE", raising=False)
     monkeypatch.delenv("RELAY_CRASH_AT", raising=False)
+    s = _make_site(tmp_path)
+    yield s
+    s.gw.close()
+    s.ag.close()
+
+
+def _make_site(tmp_path: Path) -> Site:
     now = int(time.time())
     gw_home = Home.create(tmp_path / "gw", "gateway", "gw")
     ag_home = Home.create(tmp_path / "ag", "agent", "plant7")
@@ -66,9 +73,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     s = Site(tmp_path, gw_home, gw, ag_home, ag)
     name, data = s.export({f"app/s{i}": f"v{i}".encode() for i in range(20)})
     assert s.importer().import_bytes(name, data).status == "applied"
-    yield s
-    s.gw.close()
-    s.ag.close()
+    return s
 
 
 def _last_record(home: Home) -> tuple[str, dict[str, object]]:
@@ -191,3 +196,21 @@ def test_a_key_switch_made_by_the_child_is_taken_up_by_the_service(
         assert site.value("app/pw") == b"two"
     finally:
         site.close()
+
+
+@pytest.mark.slow
+def test_the_child_takes_the_unlocked_keys_of_a_passphrase_protected_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RELAY_CRASH_AT", raising=False)
+    monkeypatch.setenv("RELAY_PASSPHRASE", "correct horse")
+    site = _make_site(tmp_path)  # keys wrapped with Argon2id
+    try:
+        assert site.ag_home.protection == "argon2id"
+        name, data = site.export({"app/s1": b"changed"})
+        monkeypatch.delenv("RELAY_PASSPHRASE")  # the child could not unwrap them itself
+        outcome = ChildImporter(site.importer())(name, data)
+        assert outcome.status == "applied", outcome.message
+    finally:
+        site.gw.close()
+        site.ag.close()
