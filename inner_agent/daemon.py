@@ -1,7 +1,9 @@
 """``relay agent run``: the inner agent as a foreground service.
 
 Threads: the main thread runs the HTTP server (uvicorn, asyncio) and owns the signals; one inbox
-worker thread is the only importer (imports are serialised, each one transaction); a watchdog
+worker thread is the only importer (imports are serialised, each one transaction, run by a
+short-lived child process so the decoded bundle's memory leaves with it:
+:mod:`inner_agent.apply_child`, ADR 0022); a watchdog
 observer wakes the worker on file events; an APScheduler thread rescans (missed events, media
 mounted later), re-arms watches and checks freshness. SIGTERM or SIGINT stops the server, lets a
 running import finish (or roll back with the process), and exits 0.
