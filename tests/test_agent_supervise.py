@@ -234,7 +234,7 @@ def _checks(messages: list[dict[str, str]]) -> int:
 
 
 def _restarts(messages: list[dict[str, str]]) -> int:
-    return sum(m.get("RELAY_EVENT", "").startswith("exec.restarted ") for m in messages)
+    return sum(m.get("RELAY_EVENT", "").split(" ", 1)[0] == "exec.restarted" for m in messages)
 
 
 def _failures(messages: list[dict[str, str]]) -> int:
