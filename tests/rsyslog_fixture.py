@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 PROBE = "rsyslog-fixture-probe"
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0  # a backstop: the wait ends at the event (seconds on a loaded machine)
 
 CONF = """\
 global(workDirectory="{work}" parser.escapeControlCharactersOnReceive="off"
@@ -135,7 +135,7 @@ class RsyslogServer:
         """The raw text of :meth:`received`."""
         return [r.raw for r in self.received()]
 
-    def wait_for(self, ready: Callable[[list[str]], bool], timeout: float = 10.0) -> list[str]:
+    def wait_for(self, ready: Callable[[list[str]], bool], timeout: float = 30.0) -> list[str]:
         """:meth:`messages` once ``ready(messages)``, re-read at each write rsyslogd makes in its
         directory (inotify, no polling); ``AssertionError`` on timeout."""
         from tests.file_events import wait_for
@@ -154,7 +154,7 @@ class RsyslogServer:
             ) from None
         return got
 
-    def wait_for_count(self, count: int, timeout: float = 10.0) -> list[str]:
+    def wait_for_count(self, count: int, timeout: float = 30.0) -> list[str]:
         """Wait until at least ``count`` messages arrived; returns them all."""
         return self.wait_for(lambda got: len(got) >= count, timeout)
 

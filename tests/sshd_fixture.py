@@ -53,7 +53,7 @@ from relay.transport.base import TransportOptions
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 LOOPBACK = "127.0.0.1"
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0  # a backstop: the wait ends at the event (seconds on a loaded machine)
 
 
 def free_port() -> int:

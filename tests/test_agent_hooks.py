@@ -118,6 +118,10 @@ run = ["false"]
         assert {(f["hook"], f["reason"]) for f in daemon.events("hook.failed")} <= {
             ("config", "not_found")
         }
+        # hook.ran says the signal was sent, not that the app has handled it yet
+        wait_for(
+            lambda: signals_log.read_text().count("SIGHUP") >= 2, what="2nd HUP", watch=tmp_path
+        )
         assert signals_log.read_text().count("SIGHUP") == 2
         state = json.loads((pair.ag / "hooks.state.json").read_text())
         assert state["notify"] == ["db/web/password@3"]

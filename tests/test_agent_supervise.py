@@ -62,7 +62,16 @@ def test_restart_on_change_is_debounced_audited_and_stops_like_cmd(tmp_path: Pat
     v1, v2, v3 = planted("V1"), planted("V2"), planted("V3")
     pair = loaded_pair(tmp_path, {"db/web/password": v1})
     state = tmp_path / "served"
-    proc = spawn(*supervise(pair.ag, "--debounce", "3s"), PYTHON, CHILD, "serve", "P", str(state))
+    notified = Notifications(tmp_path / "exec.notify")
+    proc = spawn(
+        *supervise(pair.ag, "--debounce", "3s"),
+        PYTHON,
+        CHILD,
+        "serve",
+        "P",
+        str(state),
+        env=relay_env(NOTIFY_SOCKET=str(notified.path)),
+    )
     try:
         wait_for(lambda: served(state), what="first child", watch=tmp_path)
         ((first_pid, digest),) = served(state)
@@ -70,6 +79,9 @@ def test_restart_on_change_is_debounced_audited_and_stops_like_cmd(tmp_path: Pat
         publish(pair, {"db/web/password": v2})
         publish(pair, {"db/web/password": v3})
         wait_for(lambda: len(served(state)) == 2, what="restart", watch=tmp_path)
+        # The new CMD runs (and writes its line) before relay audits exec.restarted; the
+        # notification comes after the audit record.
+        assert notified.wait_for(_restarts, 60), "no exec.restarted"
         second_pid, digest = served(state)[1]
         assert digest == sha(v3)
         assert not Path(f"/proc/{first_pid}/cmdline").exists()
@@ -84,6 +96,7 @@ def test_restart_on_change_is_debounced_audited_and_stops_like_cmd(tmp_path: Pat
     finally:
         if proc.poll() is None:
             proc.kill()
+        notified.close()
     assert len(served(state)) == 2
     blob = str(audit_records(pair)).encode()
     assert not any(v in blob for v in (v1, v2, v3))
@@ -177,8 +190,12 @@ restart_window = "1h"
         daemon.drop(daemon.publish({"db/web/password": v2}))
         wait_for(lambda: len(served(state)) == 2, what="restart", watch=tmp_path)
         assert [d for _, d in served(state)] == [sha(v1), sha(v2)]
-        restarted = daemon.events("exec.restarted")
-        assert [(r["command"], r["changed"]) for r in restarted if r["reason"] == "changed"] == [
+        # the new child may write its line before the agent records exec.restarted
+        restarted = daemon.wait_until(
+            lambda: [r for r in daemon.events("exec.restarted") if r["reason"] == "changed"],
+            what="exec.restarted (changed)",
+        )
+        assert [(r["command"], r["changed"]) for r in restarted] == [
             ("legacy", "db/web/password@2")
         ]
         wait_for(
@@ -214,6 +231,10 @@ def test_a_missing_command_in_supervised_mode(tmp_path: Path) -> None:
 
 def _checks(messages: list[dict[str, str]]) -> int:
     return max((int(m["RELAY_CHECK"]) for m in messages if "RELAY_CHECK" in m), default=0)
+
+
+def _restarts(messages: list[dict[str, str]]) -> int:
+    return sum(m.get("RELAY_EVENT", "").split(" ", 1)[0] == "exec.restarted" for m in messages)
 
 
 def _failures(messages: list[dict[str, str]]) -> int:

@@ -150,12 +150,13 @@ def test_a_scan_that_raises_degrades_until_one_succeeds() -> None:
     worker = InboxWorker(Flaky(), idle=60, failed=failed, succeeded=health.scan_ok)  # type: ignore[arg-type]
     worker.start()
     try:
-        assert seen_failure.wait(10)
+        assert seen_failure.wait(30)
         assert health.degraded() == "scan_failed: RecursionError" or recovered.is_set()
         worker.poke()
-        assert recovered.wait(10)
+        assert recovered.wait(30)
         worker.stop()
-        worker.join(5)
+        worker.join(30)  # succeeded() runs after the scan returned: joined, it has run
+        assert not worker.is_alive()
         assert health.degraded() is None
     finally:
         worker.stop()

@@ -38,6 +38,10 @@ paths = ["db/web/*"]
 run = {json.dumps([PYTHON, str(script)])}
 """
     pair, inbox, _ = prepare_agent(tmp_path, toml)
+    # With the default agent.clock_skew (5m) a successor due in seconds is current at once, at
+    # its import: "staged, not current" below would then hold only while the hooks' 2 s
+    # debounce lasts. With 1 s it is pending until 5 s after the put.
+    assert pair.agent("config", "set", "agent.clock_skew", "1s").status == 0
     old, new = planted("OLD"), planted("NEW")
     daemon = launch_agent(pair, inbox)
     try:
@@ -58,6 +62,7 @@ run = {json.dumps([PYTHON, str(script)])}
         daemon.drop(daemon.publish({}))
         daemon.wait_event("bundle.applied", count=2)
         # staged, not current: the rendered file and the hook still see version 1
+        assert daemon.notified_events("secret.activated") == 0, "switched at the import"
         assert out.read_bytes() == b"password=" + old + b"\n"
         daemon.wait_event("secret.activated", timeout=30)
         wait_for(
