@@ -13,12 +13,14 @@ No I/O: the caller passes ``now`` and writes the files.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import struct
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from relay.diode.fec import Geometry, decode_stripe
+from relay.diode.fec import Geometry, decoder
 from relay.diode.manifest import MAX_NAME_BYTES, ObjectRejected, ReceivedFile, decode_object
 from relay.diode.packet import HEADER_SIZE, BlockPacket, PacketRejected, decode_packet
 
@@ -64,22 +66,107 @@ class Counters:
     accepted: int = 0
 
 
+class _Stripe:
+    """A stripe still short of ``k`` blocks: which block numbers it holds (a bit mask), how
+    many, and which slots hold parity blocks (slot -> block number)."""
+
+    __slots__ = ("count", "free", "held", "parity")
+
+    def __init__(self, k: int) -> None:
+        self.held = 0
+        self.count = 0
+        self.free = k - 1  # every slot above this one is taken
+        self.parity: dict[int, int] | None = None
+
+
 @dataclass
 class _Transfer:
     tid: bytes
     geo: Geometry
     last_seen: float
     prefix: bytes = b""  # header bytes 0..27 of the datagram that opened it
-    pending: dict[int, dict[int, bytes]] = field(default_factory=dict)
-    done: dict[int, bytes] = field(default_factory=dict)
+    pending: dict[int, _Stripe] = field(default_factory=dict)
+    decoded: int = 0
 
     def __post_init__(self) -> None:
-        self.stripes = self.geo.stripes
-        self.length = HEADER_SIZE + self.geo.block_size
+        geo = self.geo
+        self.stripes = geo.stripes
+        self.length = HEADER_SIZE + geo.block_size
+        self.stripe_bytes = geo.k * geo.block_size
+        self.done = bytearray(self.stripes)
+        self.memory = mmap.mmap(-1, self.stripes * self.stripe_bytes)
+        self.view = memoryview(self.memory)
 
     @property
     def reserved(self) -> int:
         return self.geo.stripes * self.geo.k * (self.geo.block_size + BLOCK_OVERHEAD)
+
+    def store(self, stripe: int, index: int, payload: bytes | memoryview) -> bool | None:
+        """Place one block; ``None`` if it was already held (or its stripe done), else whether
+        the stripe is now complete (then it is decoded in place)."""
+        if self.done[stripe]:
+            return None
+        state = self.pending.get(stripe)
+        if state is None:
+            state = self.pending[stripe] = _Stripe(self.geo.k)
+        bit = 1 << index
+        if state.held & bit:
+            return None
+        k, size = self.geo.k, self.geo.block_size
+        base = stripe * self.stripe_bytes
+        if index < k:
+            slot = index
+            parity = state.parity
+            if parity is not None and slot in parity:  # a parity block sits in its place
+                other = _free_slot(state)
+                self.view[base + other * size : base + (other + 1) * size] = self.view[
+                    base + slot * size : base + (slot + 1) * size
+                ]
+                parity[other] = parity.pop(slot)
+        else:
+            slot = _free_slot(state)
+            if state.parity is None:
+                state.parity = {}
+            state.parity[slot] = index
+        self.view[base + slot * size : base + (slot + 1) * size] = payload
+        state.held |= bit
+        state.count += 1
+        if state.count < k:
+            return False
+        del self.pending[stripe]
+        if state.parity:
+            self._decode(base, state.parity)
+        self.done[stripe] = 1
+        self.decoded += 1
+        return True
+
+    def _decode(self, base: int, parity: dict[int, int]) -> None:
+        """Rebuild the data blocks whose slots hold parity, and write them into those slots."""
+        k, size = self.geo.k, self.geo.block_size
+        blocks = [self.view[base + i * size : base + (i + 1) * size] for i in range(k)]
+        numbers = list(range(k))
+        for slot, index in parity.items():
+            numbers[slot] = index
+        rebuilt = decoder(k, self.geo.m).decode(blocks, numbers)
+        for slot in parity:
+            self.view[base + slot * size : base + (slot + 1) * size] = rebuilt[slot]
+
+    def release(self) -> None:
+        """Give the map back (views handed out keep it alive until they go)."""
+        self.pending.clear()
+        self.view.release()
+        with contextlib.suppress(BufferError):  # a finished file's view still uses it
+            self.memory.close()
+
+
+def _free_slot(state: _Stripe) -> int:
+    """A slot that holds no block (one exists while the stripe holds fewer than ``k``)."""
+    slot = state.free
+    parity = state.parity
+    while (state.held >> slot) & 1 or (parity is not None and slot in parity):
+        slot -= 1
+    state.free = slot - 1
+    return slot
 
 
 class Assembler:
@@ -151,7 +238,7 @@ class Assembler:
             self.counters.malformed += 1
             return None
         state.last_seen = now
-        return self._store(state, stripe, index, datagram[HEADER_SIZE:], now)
+        return self._store(state, stripe, index, view[HEADER_SIZE:], now)
 
     def expire(self, now: float) -> list[Event]:
         """Drop transfers idle for ``expire_after`` seconds; forget old finished ids."""
@@ -160,7 +247,7 @@ class Assembler:
         for tid, state in list(self._open.items()):
             if now - state.last_seen >= limit:
                 self._close(state)
-                detail = f"incomplete: {len(state.done)} of {state.geo.stripes} stripes decoded"
+                detail = f"incomplete: {state.decoded} of {state.geo.stripes} stripes decoded"
                 events.append(Event("expired", tid.hex(), detail))
         for remembered in (self._finished, self._refused):
             while remembered and now - next(iter(remembered.values())) >= limit:
@@ -190,24 +277,14 @@ class Assembler:
         return Event("refused", tid.hex(), reason) if first else None
 
     def _store(
-        self, state: _Transfer, stripe: int, index: int, payload: bytes, now: float
+        self, state: _Transfer, stripe: int, index: int, payload: bytes | memoryview, now: float
     ) -> Event | None:
-        if stripe in state.done:
-            self.counters.duplicate += 1
-            return None
-        blocks = state.pending.get(stripe)
-        if blocks is None:
-            blocks = state.pending[stripe] = {}
-        elif index in blocks:
+        complete = state.store(stripe, index, payload)
+        if complete is None:
             self.counters.duplicate += 1
             return None
         self.counters.accepted += 1
-        blocks[index] = payload
-        if len(blocks) < state.geo.k:
-            return None
-        state.done[stripe] = decode_stripe(state.geo, blocks)
-        del state.pending[stripe]
-        if len(state.done) < state.stripes:
+        if not complete or state.decoded < state.stripes:
             return None
         return self._finish(state.tid, state, now)
 
@@ -215,10 +292,11 @@ class Assembler:
         del self._open[state.tid]
         if self._by_prefix.get(state.prefix) is state:
             del self._by_prefix[state.prefix]
+        state.release()
 
     def _finish(self, tid: bytes, state: _Transfer, now: float) -> Event:
+        obj = state.view[: state.geo.total_len]
         self._close(state)
-        obj = b"".join(state.done[s] for s in range(state.geo.stripes))[: state.geo.total_len]
         try:
             received = decode_object(obj)
         except ObjectRejected as exc:

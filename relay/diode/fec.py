@@ -84,7 +84,8 @@ def _encoder(k: int, m: int) -> Any:
 
 
 @lru_cache(maxsize=16)
-def _decoder(k: int, m: int) -> Any:
+def decoder(k: int, m: int) -> Any:
+    """zfec's decoder for ``k`` of ``m`` (cached: building one computes its matrix)."""
     import zfec
 
     return zfec.Decoder(k, m)
@@ -131,9 +132,17 @@ def encode_parity_round(
     Encoding round by round rather than stripe by stripe makes the first parity rounds ready
     after a fraction of the work, and a receiver that lost little needs only those.
     """
+    return [blocks[0] for blocks in encode_parity_rounds(geo, data, index, 1)]
+
+
+def encode_parity_rounds(
+    geo: Geometry, data: Sequence[tuple[memoryview, ...]], first: int, count: int
+) -> list[list[bytes]]:
+    """Parity blocks ``first .. first+count-1`` of every stripe (one list per stripe): a few
+    rounds per zfec call cost less than one each (zfec takes the ``k`` buffers once per call)."""
     encoder = _encoder(geo.k, geo.m)
-    wanted = (index,)
-    return [bytes(encoder.encode(blocks, wanted)[0]) for blocks in data]
+    wanted = tuple(range(first, min(first + count, geo.m)))
+    return [[bytes(block) for block in encoder.encode(blocks, wanted)] for blocks in data]
 
 
 def encode_stripe(obj: bytes, geo: Geometry, stripe: int) -> list[bytes]:
@@ -149,7 +158,7 @@ def decode_stripe(geo: Geometry, blocks: Mapping[int, bytes]) -> bytes:
     if all(i in blocks for i in range(geo.k)):
         return b"".join(blocks[i] for i in range(geo.k))
     nums = sorted(blocks)[: geo.k]
-    out = _decoder(geo.k, geo.m).decode(tuple(blocks[i] for i in nums), tuple(nums))
+    out = decoder(geo.k, geo.m).decode(tuple(blocks[i] for i in nums), tuple(nums))
     return b"".join(bytes(block) for block in out)
 
 

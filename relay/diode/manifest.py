@@ -33,10 +33,11 @@ class ObjectRejected(RelayError):
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    """A file that arrived whole and verified; ``name`` is already sanitised."""
+    """A file that arrived whole and verified; ``name`` is already sanitised. ``data`` may be a
+    view of the receiver's buffer (no copy of a large file)."""
 
     name: str
-    data: bytes
+    data: bytes | memoryview
 
 
 def encode_object(name: str, data: bytes) -> bytes:
@@ -46,7 +47,7 @@ def encode_object(name: str, data: bytes) -> bytes:
     return _HEAD.pack(len(raw_name), len(data), digest) + raw_name + data
 
 
-def decode_object(obj: bytes) -> ReceivedFile:
+def decode_object(obj: bytes | memoryview) -> ReceivedFile:
     """Split and verify a decoded object; raises :class:`ObjectRejected` on any mismatch."""
     if len(obj) < _HEAD.size:
         raise ObjectRejected("object shorter than its manifest", code=MALFORMED)
@@ -57,7 +58,7 @@ def decode_object(obj: bytes) -> ReceivedFile:
     data = obj[start:]
     if hashlib.sha256(data).digest() != digest:
         raise ObjectRejected("SHA-256 of the received file does not match")
-    name = obj[_HEAD.size : start].decode("utf-8", errors="replace")
+    name = bytes(obj[_HEAD.size : start]).decode("utf-8", errors="replace")
     return ReceivedFile(safe_name(name), data)
 
 
