@@ -7,6 +7,7 @@ import hashlib
 import random
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -217,6 +218,54 @@ def test_assembly_survives_loss_duplicates_and_reordering() -> None:
     assert events[0].file.data == data  # type: ignore[attr-defined]
     assert assembler.open_transfers == 0
     assert assembler.counters.duplicate > 0
+
+
+def test_blocks_in_any_order_land_in_place() -> None:
+    """A parity block takes the slot of a data block not yet arrived and is moved aside when
+    that block comes after all; a stripe completes with its first ``k`` blocks, whatever they
+    are, and is rebuilt in place."""
+    data = random.Random(12).randbytes(300_000)
+    datagrams = _datagrams(data, overhead=0.5)
+    k = decode_packet(datagrams[0]).k
+    parity = [d for d in datagrams if decode_packet(d).index >= k]
+    primary = [d for d in datagrams if decode_packet(d).index < k]
+    # Half the parity first (into the top slots), then the data from the top down: every data
+    # block finds a parity block in its slot until the stripe is full.
+    descending = sorted(primary, key=lambda d: -decode_packet(d).index)
+    assembler = Assembler()
+    events = _feed(assembler, parity[: len(parity) // 2] + descending)
+    assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+    # Data only, in order: nothing to decode.
+    assert [e.file.data for e in _feed(Assembler(), primary)] == [data]  # type: ignore[attr-defined]
+    # All parity, then data shuffled.
+    random.Random(15).shuffle(primary)
+    events = _feed(Assembler(), parity + primary)
+    assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+
+
+def test_stripes_decoded_in_a_pool_give_the_same_file() -> None:
+    data = random.Random(13).randbytes(600_000)
+    rng = random.Random(14)
+    kept = [d for d in _datagrams(data) if rng.random() > 0.12]
+    with ThreadPoolExecutor(2) as pool:
+        assembler = Assembler(decode_pool=pool)
+        events = _feed(assembler, kept)
+        assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+        # An incomplete transfer whose stripes are being decoded expires cleanly: every
+        # stripe lost its block 0, the last stripe all but one block.
+        obj = encode_object("y.bundle", data)
+        other = list(interleaved_packets(obj, choose_geometry(len(obj), 0.25), b"\x01" * 8))
+        last = decode_packet(other[0]).stripes - 1
+        packets = [decode_packet(d) for d in other]
+        partial = [
+            d
+            for d, p in zip(other, packets, strict=True)
+            if p.index > 0 and (p.stripe < last or p.index == 1)
+        ]
+        assert _feed(assembler, partial, 1.0) == []
+        assert assembler.open_transfers == 1
+        assert [e.kind for e in assembler.expire(100.0)] == ["expired"]
+        assert assembler.open_transfers == 0
 
 
 def test_carousel_repeat_completes_once() -> None:

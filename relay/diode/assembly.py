@@ -8,16 +8,20 @@ and while fewer than ``max_transfers`` are open. A transfer that hears nothing f
 ``expire_after`` seconds is dropped. Finished transfer ids are remembered for the same time so a
 carousel repeat is not written again.
 
-No I/O: the caller passes ``now`` and writes the files.
+No I/O: the caller passes ``now`` and writes the files. The caller may pass an executor: then
+stripes that lost blocks are decoded there (zfec releases the GIL) while datagrams of other
+stripes are placed, and a transfer's file is handed back once all its stripes are decoded.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import mmap
 import struct
 import zlib
 from collections import OrderedDict
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 
 from relay.diode.fec import Geometry, decoder
@@ -87,6 +91,8 @@ class _Transfer:
     prefix: bytes = b""  # header bytes 0..27 of the datagram that opened it
     pending: dict[int, _Stripe] = field(default_factory=dict)
     decoded: int = 0
+    pool: Executor | None = None  # decodes stripes here (zfec releases the GIL) if given
+    decoding: list[Future[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         geo = self.geo
@@ -134,7 +140,9 @@ class _Transfer:
         if state.count < k:
             return False
         del self.pending[stripe]
-        if state.parity:
+        if state.parity and self.pool is not None:
+            self.decoding.append(self.pool.submit(self._decode, base, state.parity))
+        elif state.parity:
             self._decode(base, state.parity)
         self.done[stripe] = 1
         self.decoded += 1
@@ -151,8 +159,16 @@ class _Transfer:
         for slot in parity:
             self.view[base + slot * size : base + (slot + 1) * size] = rebuilt[slot]
 
+    def settle(self) -> None:
+        """Wait for the stripes being decoded in the pool (a failure there is raised here)."""
+        for future in self.decoding:
+            future.result()
+        self.decoding.clear()
+
     def release(self) -> None:
         """Give the map back (views handed out keep it alive until they go)."""
+        concurrent.futures.wait(self.decoding)
+        self.decoding.clear()
         self.pending.clear()
         self.view.release()
         with contextlib.suppress(BufferError):  # a finished file's view still uses it
@@ -172,8 +188,11 @@ def _free_slot(state: _Stripe) -> int:
 class Assembler:
     """Reassemble transfers from datagrams; see the module docstring."""
 
-    def __init__(self, limits: ReceiverLimits | None = None) -> None:
+    def __init__(
+        self, limits: ReceiverLimits | None = None, decode_pool: Executor | None = None
+    ) -> None:
         self.limits = limits or ReceiverLimits()
+        self.decode_pool = decode_pool
         self.counters = Counters()
         self._open: dict[bytes, _Transfer] = {}
         self._by_prefix: dict[bytes, _Transfer] = {}  # header bytes 0..27 -> open transfer
@@ -260,7 +279,7 @@ class Assembler:
             return f"{packet.total_len} bytes is over the cap of {self.limits.max_file_bytes}"
         if len(self._open) >= self.limits.max_transfers:
             return f"{len(self._open)} transfers already open"
-        state = _Transfer(packet.transfer, _geometry(packet), now)
+        state = _Transfer(packet.transfer, _geometry(packet), now, pool=self.decode_pool)
         if self.bytes_reserved + state.reserved > self.limits.max_bytes:
             return f"{state.reserved} bytes do not fit in memory left for transfers"
         self._open[packet.transfer] = state
@@ -295,6 +314,7 @@ class Assembler:
         state.release()
 
     def _finish(self, tid: bytes, state: _Transfer, now: float) -> Event:
+        state.settle()
         obj = state.view[: state.geo.total_len]
         self._close(state)
         try:
