@@ -338,6 +338,28 @@ def test_tiny_blocks_are_charged_for_their_bookkeeping() -> None:
     assert _feed(Assembler(limits), _datagrams(b"\5" * 300_000))[0].kind == "completed"  # type: ignore[attr-defined]
 
 
+def test_a_transfer_is_given_memory_only_once_admitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caps are checked before a transfer's map is made (a refused datagram costs no
+    allocation), and a map the system cannot give is a refusal, not a crash."""
+    from relay.diode import assembly
+
+    def no_map(*args: object) -> object:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(assembly, "_new_map", no_map)
+    obj = encode_object("t.bundle", b"\5" * 300_000)
+    tiny = choose_geometry(len(obj), 0.1, block_size=1)
+    over = Assembler(ReceiverLimits(max_bytes=1 << 20)).accept(
+        next(interleaved_packets(obj, tiny, TID)), 0.0
+    )
+    assert over is not None
+    assert "do not fit" in over.detail
+    unmapped = Assembler().accept(_datagrams(b"\6" * 1000)[0], 0.0)
+    assert unmapped is not None
+    assert unmapped.kind == "refused"
+    assert "cannot map" in unmapped.detail
+
+
 def test_conflicting_geometry_for_an_open_transfer_is_dropped() -> None:
     datagrams = _datagrams(b"\4" * 20_000)
     assembler = Assembler()

@@ -100,12 +100,12 @@ class _Transfer:
         self.length = HEADER_SIZE + geo.block_size
         self.stripe_bytes = geo.k * geo.block_size
         self.done = bytearray(self.stripes)
-        self.memory = mmap.mmap(-1, self.stripes * self.stripe_bytes)
+        self.memory = _new_map(self.stripes * self.stripe_bytes)
         self.view = memoryview(self.memory)
 
     @property
     def reserved(self) -> int:
-        return self.geo.stripes * self.geo.k * (self.geo.block_size + BLOCK_OVERHEAD)
+        return _reservation(self.geo)
 
     def store(self, stripe: int, index: int, payload: bytes | memoryview) -> bool | None:
         """Place one block; ``None`` if it was already held (or its stripe done), else whether
@@ -279,9 +279,14 @@ class Assembler:
             return f"{packet.total_len} bytes is over the cap of {self.limits.max_file_bytes}"
         if len(self._open) >= self.limits.max_transfers:
             return f"{len(self._open)} transfers already open"
-        state = _Transfer(packet.transfer, _geometry(packet), now, pool=self.decode_pool)
-        if self.bytes_reserved + state.reserved > self.limits.max_bytes:
-            return f"{state.reserved} bytes do not fit in memory left for transfers"
+        geo = _geometry(packet)
+        reserved = _reservation(geo)
+        if self.bytes_reserved + reserved > self.limits.max_bytes:
+            return f"{reserved} bytes do not fit in memory left for transfers"
+        try:  # nothing is allocated before the checks above
+            state = _Transfer(packet.transfer, geo, now, pool=self.decode_pool)
+        except (OSError, MemoryError):
+            return f"cannot map {reserved} bytes"
         self._open[packet.transfer] = state
         return state
 
@@ -328,6 +333,17 @@ class Assembler:
         self._finished[tid] = now
         while len(self._finished) > MAX_REMEMBERED:
             self._finished.popitem(last=False)
+
+
+def _new_map(size: int) -> mmap.mmap:
+    """Anonymous memory of ``size`` bytes, zero, taken page by page as it is written."""
+    return mmap.mmap(-1, size)
+
+
+def _reservation(geo: Geometry) -> int:
+    """What a transfer of this geometry may hold: its map of ``stripes * k * block_size``
+    bytes, and ``BLOCK_OVERHEAD`` per block for the bookkeeping (charged, not all used)."""
+    return geo.stripes * geo.k * (geo.block_size + BLOCK_OVERHEAD)
 
 
 def _geometry(packet: BlockPacket) -> Geometry:
