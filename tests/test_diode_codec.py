@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import random
 import struct
 import zlib
@@ -22,7 +23,14 @@ from relay.diode.fec import (
     interleaved_packets,
     parity_blocks,
 )
-from relay.diode.manifest import ObjectRejected, decode_object, encode_object, safe_name
+from relay.diode.manifest import (
+    FileChanged,
+    ObjectRejected,
+    decode_object,
+    encode_object,
+    read_object,
+    safe_name,
+)
 from relay.diode.packet import (
     HEADER_SIZE,
     BlockPacket,
@@ -199,6 +207,16 @@ def test_manifest_mismatches_are_rejected() -> None:
     for bad in (obj[:10], obj + b"\0", obj[:-1]):
         with pytest.raises(ObjectRejected):
             decode_object(bad)
+
+
+def test_reading_a_file_into_its_object_matches_encoding_it() -> None:
+    for data in (b"", b"x", random.Random(16).randbytes(70_000)):
+        obj = read_object("../a b.bundle", io.BytesIO(data), len(data))
+        assert bytes(obj) == encode_object("../a b.bundle", data)
+    with pytest.raises(FileChanged):
+        read_object("a.bundle", io.BytesIO(b"short"), 6)
+    with pytest.raises(FileChanged):
+        read_object("a.bundle", io.BytesIO(b"longer"), 5)
 
 
 # --- assembly ---------------------------------------------------------------------------------

@@ -91,14 +91,14 @@ def decoder(k: int, m: int) -> Any:
     return zfec.Decoder(k, m)
 
 
-def _data_blocks(obj: bytes, geo: Geometry, stripe: int) -> list[bytes]:
+def _data_blocks(obj: bytes | memoryview, geo: Geometry, stripe: int) -> list[bytes]:
     size = geo.block_size
     start = stripe * geo.k * size
-    chunk = obj[start : start + geo.k * size].ljust(geo.k * size, b"\0")
+    chunk = bytes(obj[start : start + geo.k * size]).ljust(geo.k * size, b"\0")
     return [chunk[i * size : (i + 1) * size] for i in range(geo.k)]
 
 
-def stripe_blocks(obj: bytes, geo: Geometry) -> list[list[memoryview]]:
+def stripe_blocks(obj: bytes | memoryview, geo: Geometry) -> list[list[memoryview]]:
     """The data blocks of every stripe as views into ``obj`` (only the padded tail is copied)."""
     size, per_stripe = geo.block_size, geo.k * geo.block_size
     whole = len(obj) // per_stripe  # stripes that need no padding
@@ -145,7 +145,7 @@ def encode_parity_rounds(
     return [[bytes(block) for block in encoder.encode(blocks, wanted)] for blocks in data]
 
 
-def encode_stripe(obj: bytes, geo: Geometry, stripe: int) -> list[bytes]:
+def encode_stripe(obj: bytes | memoryview, geo: Geometry, stripe: int) -> list[bytes]:
     """All ``m`` blocks of one stripe: the ``k`` data blocks, then the parity blocks."""
     data = _data_blocks(obj, geo, stripe)
     return data + encode_parity(geo, data)
@@ -162,7 +162,7 @@ def decode_stripe(geo: Geometry, blocks: Mapping[int, bytes]) -> bytes:
     return b"".join(bytes(block) for block in out)
 
 
-def interleaved_packets(obj: bytes, geo: Geometry, transfer: bytes) -> Iterator[bytes]:
+def interleaved_packets(obj: bytes | memoryview, geo: Geometry, transfer: bytes) -> Iterator[bytes]:
     """Every datagram of one pass, in round order: block ``r`` of each stripe, for r in 0..m-1.
 
     Parity is computed lazily during the data rounds (which need no encoding). The sender

@@ -62,6 +62,22 @@ class OutgoingFile:
     name: str
     data: bytes
 
+    def encoded(self) -> bytes | memoryview:
+        """The object a transfer carries (:func:`relay.diode.manifest.encode_object`)."""
+        return encode_object(self.name, self.data)
+
+
+@dataclass(frozen=True)
+class EncodedFile:
+    """One file to send, already in the form a transfer carries (from
+    :func:`relay.diode.manifest.read_object`: read from disk without a second copy)."""
+
+    obj: memoryview
+
+    def encoded(self) -> bytes | memoryview:
+        """The object a transfer carries."""
+        return self.obj
+
 
 class TokenBucket:
     """Pace a byte stream at ``rate`` bytes/s with bursts of at most ``burst`` bytes."""
@@ -95,12 +111,14 @@ class TokenBucket:
         self._tokens -= amount
 
 
-def send_files(files: Sequence[OutgoingFile], host: str, port: int, options: SendOptions) -> int:
+def send_files(
+    files: Sequence[OutgoingFile | EncodedFile], host: str, port: int, options: SendOptions
+) -> int:
     """Send ``files`` to ``host:port``; return the number of datagrams sent."""
     if options.repeat < 1:
         raise ValueError("repeat must be at least 1")
     address = _resolve(host, port)
-    prepared = [(secrets.token_bytes(8), encode_object(f.name, f.data)) for f in files]
+    prepared = [(secrets.token_bytes(8), f.encoded()) for f in files]
     geometries = [choose_geometry(len(obj), options.overhead) for _, obj in prepared]
     parity_bytes = sum((g.m - g.k) * g.stripes * g.block_size for g in geometries)
     keep = options.repeat > 1 and parity_bytes <= PARITY_KEPT
@@ -142,7 +160,7 @@ class _Parity:
     made; kept across carousel passes when there is room (``PARITY_KEPT``), so a file is encoded
     once."""
 
-    def __init__(self, pool: ThreadPoolExecutor, obj: bytes, geo: Geometry) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, obj: bytes | memoryview, geo: Geometry) -> None:
         self.geo = geo
         self.data = [tuple(blocks) for blocks in stripe_blocks(obj, geo)]
         self.tasks = [
