@@ -288,8 +288,15 @@ def test_stripes_decoded_in_a_pool_give_the_same_file() -> None:
 
 def test_carousel_repeat_completes_once() -> None:
     datagrams = _datagrams(b"bundle bytes" * 500)
-    assembler = Assembler()
+    assembler = Assembler(ReceiverLimits(expire_after=60))
     assert len(_feed(assembler, datagrams * 3)) == 1
+    assert assembler.counters.accepted + assembler.counters.duplicate == 3 * len(datagrams)
+    # Forgotten once nothing of it was heard for the expiry time: then it is a new transfer.
+    assert _feed(assembler, datagrams[:1], now=30.0) == []
+    assert assembler.expire(89.0) == []
+    assert len(_feed(assembler, datagrams, now=89.0)) == 0
+    assembler.expire(150.0)
+    assert len(_feed(assembler, datagrams, now=150.0)) == 1
 
 
 def test_too_much_loss_gives_no_file_and_expires() -> None:

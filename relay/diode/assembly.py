@@ -98,6 +98,7 @@ class _Transfer:
         geo = self.geo
         self.stripes = geo.stripes
         self.length = HEADER_SIZE + geo.block_size
+        self.k, self.size = geo.k, geo.block_size
         self.stripe_bytes = geo.k * geo.block_size
         self.done = bytearray(self.stripes)
         self.memory = _new_map(self.stripes * self.stripe_bytes)
@@ -112,34 +113,25 @@ class _Transfer:
         the stripe is now complete (then it is decoded in place)."""
         if self.done[stripe]:
             return None
+        k = self.k
         state = self.pending.get(stripe)
         if state is None:
-            state = self.pending[stripe] = _Stripe(self.geo.k)
-        bit = 1 << index
-        if state.held & bit:
+            state = self.pending[stripe] = _Stripe(k)
+        held, bit = state.held, 1 << index
+        if held & bit:
             return None
-        k, size = self.geo.k, self.geo.block_size
-        base = stripe * self.stripe_bytes
-        if index < k:
-            slot = index
-            parity = state.parity
-            if parity is not None and slot in parity:  # a parity block sits in its place
-                other = _free_slot(state)
-                self.view[base + other * size : base + (other + 1) * size] = self.view[
-                    base + slot * size : base + (slot + 1) * size
-                ]
-                parity[other] = parity.pop(slot)
+        size = self.size
+        if index < k and (state.parity is None or index not in state.parity):
+            at = stripe * self.stripe_bytes + index * size  # the common case: its own slot
         else:
-            slot = _free_slot(state)
-            if state.parity is None:
-                state.parity = {}
-            state.parity[slot] = index
-        self.view[base + slot * size : base + (slot + 1) * size] = payload
-        state.held |= bit
+            at = stripe * self.stripe_bytes + self._slot(state, stripe, index) * size
+        self.view[at : at + size] = payload
+        state.held = held | bit
         state.count += 1
         if state.count < k:
             return False
         del self.pending[stripe]
+        base = stripe * self.stripe_bytes
         if state.parity and self.pool is not None:
             self.decoding.append(self.pool.submit(self._decode, base, state.parity))
         elif state.parity:
@@ -147,6 +139,23 @@ class _Transfer:
         self.done[stripe] = 1
         self.decoded += 1
         return True
+
+    def _slot(self, state: _Stripe, stripe: int, index: int) -> int:
+        """The slot for a parity block (a free one), or for data block ``index`` whose own slot
+        a parity block took (that one moves to a free slot first)."""
+        if state.parity is None:
+            state.parity = {}
+        if index >= self.k:
+            slot = _free_slot(state)
+            state.parity[slot] = index
+            return slot
+        size, base = self.size, stripe * self.stripe_bytes
+        other = _free_slot(state)
+        self.view[base + other * size : base + (other + 1) * size] = self.view[
+            base + index * size : base + (index + 1) * size
+        ]
+        state.parity[other] = state.parity.pop(index)
+        return index
 
     def _decode(self, base: int, parity: dict[int, int]) -> None:
         """Rebuild the data blocks whose slots hold parity, and write them into those slots."""
@@ -197,6 +206,9 @@ class Assembler:
         self._open: dict[bytes, _Transfer] = {}
         self._by_prefix: dict[bytes, _Transfer] = {}  # header bytes 0..27 -> open transfer
         self._finished: OrderedDict[bytes, float] = OrderedDict()
+        # header bytes 0..27 of a finished transfer -> its id, and back (as long as remembered)
+        self._finished_prefix: dict[bytes, bytes] = {}
+        self._prefix_of: dict[bytes, bytes] = {}
         self._refused: OrderedDict[bytes, float] = OrderedDict()
 
     @property
@@ -215,19 +227,26 @@ class Assembler:
         A datagram whose first 28 header bytes equal those of an open transfer's first accepted
         datagram already passed the magic, version, kind and geometry checks: only its length,
         CRC, stripe and index are checked again (the same checks, in the same order, as
-        :func:`decode_packet`). Anything else takes the full path.
+        :func:`decode_packet`). One whose first 28 bytes equal those of a finished transfer
+        still remembered is a duplicate without further checks (the carousel's repeats and the
+        parity rounds after a transfer completed). Anything else takes the full path.
         """
-        known = self._by_prefix.get(datagram[:_PREFIX])
+        prefix = datagram[:_PREFIX]
+        known = self._by_prefix.get(prefix)
         if known is not None:
             return self._accept_known(known, datagram, now)
-        try:
-            packet = decode_packet(datagram)
-        except PacketRejected:
-            self.counters.malformed += 1
-            return None
-        if packet.transfer in self._finished:
-            self._finished[packet.transfer] = now
-            self._finished.move_to_end(packet.transfer)
+        tid = self._finished_prefix.get(prefix)
+        packet = None
+        if tid is None:
+            try:
+                packet = decode_packet(datagram)
+            except PacketRejected:
+                self.counters.malformed += 1
+                return None
+            tid = packet.transfer
+        if tid in self._finished or packet is None:
+            self._finished[tid] = now
+            self._finished.move_to_end(tid)
             self.counters.duplicate += 1
             return None
         state = self._open.get(packet.transfer) or self._admit(packet, now)
@@ -270,7 +289,7 @@ class Assembler:
                 events.append(Event("expired", tid.hex(), detail))
         for remembered in (self._finished, self._refused):
             while remembered and now - next(iter(remembered.values())) >= limit:
-                remembered.popitem(last=False)
+                self._forget(remembered.popitem(last=False)[0])
         return events
 
     def _admit(self, packet: BlockPacket, now: float) -> _Transfer | str:
@@ -326,13 +345,20 @@ class Assembler:
             received = decode_object(obj)
         except ObjectRejected as exc:
             return Event("rejected", tid.hex(), exc.diagnostics())
-        self._remember(tid, now)
+        self._remember(tid, now, state.prefix)
         return Event("completed", tid.hex(), f"{len(received.data)} bytes", received)
 
-    def _remember(self, tid: bytes, now: float) -> None:
+    def _remember(self, tid: bytes, now: float, prefix: bytes) -> None:
         self._finished[tid] = now
+        self._finished_prefix[prefix] = tid
+        self._prefix_of[tid] = prefix
         while len(self._finished) > MAX_REMEMBERED:
-            self._finished.popitem(last=False)
+            self._forget(self._finished.popitem(last=False)[0])
+
+    def _forget(self, tid: bytes) -> None:
+        prefix = self._prefix_of.pop(tid, None)
+        if prefix is not None:
+            del self._finished_prefix[prefix]
 
 
 def _new_map(size: int) -> mmap.mmap:
