@@ -224,7 +224,7 @@ def get_vs_pass(folder: Path) -> tuple[float, float, float]:
 def idle_rss(folder: Path) -> tuple[float, float]:
     """Medians (``RSS_RUNS`` starts on the same home) of the VmRSS in MB of ``relay agent run``
     with 10,000 secrets: idle a few seconds after its API listens, and idle a few seconds
-    after it applied one more bundle from its inbox (a writer imports SQLAlchemy)."""
+    after it applied one more bundle from its inbox (which a child process applies: ADR 0022)."""
     from inner_agent.importer import AgentImporter
     from outer_gateway.export import build_bundle
 

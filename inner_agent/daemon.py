@@ -1,7 +1,9 @@
 """``relay agent run``: the inner agent as a foreground service.
 
 Threads: the main thread runs the HTTP server (uvicorn, asyncio) and owns the signals; one inbox
-worker thread is the only importer (imports are serialised, each one transaction); a watchdog
+worker thread is the only importer (imports are serialised, each one transaction, run by a
+short-lived child process so the decoded bundle's memory leaves with it:
+:mod:`inner_agent.apply_child`, ADR 0022); a watchdog
 observer wakes the worker on file events; an APScheduler thread rescans (missed events, media
 mounted later), re-arms watches and checks freshness. SIGTERM or SIGINT stops the server, lets a
 running import finish (or roll back with the process), and exits 0.
@@ -30,6 +32,7 @@ from typing import Any
 
 from inner_agent import denials, events
 from inner_agent.activation import ActivationJob
+from inner_agent.apply_child import ChildImporter
 from inner_agent.hardening import harden_process
 from inner_agent.importer import AgentImporter
 from inner_agent.inbox import Inbox
@@ -198,7 +201,7 @@ def _serve_with(
     importer = AgentImporter(home, store, lambda: int(time.time()))
     inbox = Inbox(
         settings.inbox,
-        lambda name, data: importer.import_bytes(name, data, listed=True),
+        ChildImporter(importer),  # each bundle applied in a child process (ADR 0022)
         consumers.chained(service.after_import),
         importer.limits.max_bundle_bytes,
         consume=_diode_folders(home, settings),

@@ -21,10 +21,16 @@ def harden_process() -> bool:
     except (ValueError, OSError):
         _log.warning("could not disable core dumps")
         ok = False
-    if _prctl(PR_SET_DUMPABLE, 0) != 0:
+    if not mark_undumpable():
         _log.warning("could not mark the process non-dumpable")
         ok = False
     return ok
+
+
+def mark_undumpable() -> bool:
+    """Only the ``PR_SET_DUMPABLE`` half (a child of a hardened process inherits its core limit,
+    and a service's system call filter may refuse ``setrlimit``); True if it took effect."""
+    return _prctl(PR_SET_DUMPABLE, 0) == 0
 
 
 def is_dumpable() -> bool:

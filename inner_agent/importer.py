@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from inner_agent.activation import activation_fields
 from inner_agent.agent_keys import keys_for, own_keys, promote
 from inner_agent.audit import AgentAudit
-from inner_agent.store import AgentStore, ApplyResult
+from inner_agent.store import AgentStore, ApplyResult, ReceivingStream
 from relay import crashpoint, intake
 from relay.audit import log
 from relay.bundle.envelope import parse_head
 from relay.bundle.limits import Limits
-from relay.bundle.receive import judge_head, receive_secrets
+from relay.bundle.receive import judge_head, precheck_secrets, receive_secrets
 from relay.bundle.verify import Trust
 from relay.durations import parse_duration
 from relay.errors import (
@@ -173,6 +173,24 @@ class AgentImporter:
             self._after_apply()
         return self._recorded(outcome)
 
+    def prejudge(self, name: str, data: bytes, listed: bool = False) -> Outcome | None:
+        """What :meth:`import_bytes` would answer for a bundle it would not decrypt (a
+        duplicate, a skip, a rejection: the same outcome, record and quarantined copy), or
+        ``None`` when the bundle is to be decrypted and applied, or on any doubt. Nothing is
+        written to the store (the agent service, ADR 0022)."""
+        try:
+            mine = keys_for(own_keys(self.home, self.store, self.clock()), _recipient_key(data))
+            trust = self._trust(mine.identity)
+            judged = self.judged_time()
+            with self.store.raw() as conn:
+                stream = ReceivingStream(conn, self.store.skew)
+                precheck_secrets(data, trust, stream, judged, self._limits)
+        except (BundleDuplicate, BundleRejected) as exc:
+            return self._recorded(self._judged(name, data, listed, exc))
+        except Exception:  # the import proper will judge it, and isolate what fails
+            return None
+        return None
+
     def _after_apply(self) -> None:
         """Rotation follow-ups of an applied bundle (answered requests, expiry-window
         requests: inner_agent/rotation.py). The bundle is committed: a failure here is logged."""
@@ -213,19 +231,25 @@ class AgentImporter:
                 _audit_applied(stream.conn, name, received.bundle_id, result)
                 crashpoint.reached("apply.written")
             crashpoint.reached("apply.committed")
-        except BundleDuplicate as exc:
-            return Outcome(
-                name, "duplicate", exc.code, exc.message, None, None, None, _bundle_id(data)
-            )
-        except BundleRejected as exc:
-            if listed and exc.code == WRONG_RECIPIENT:
-                return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
-            return self._rejected(name, data, exc)
+        except (BundleDuplicate, BundleRejected) as exc:
+            return self._judged(name, data, listed, exc)
         if mine.label == "next":  # the gateway seals to our new key: switch to it
             self._switch_keys(received.bundle.envelope.header.expires)
         return Outcome(
             name, "applied", None, "", result.seq, result, None, received.bundle_id, recorded=True
         )
+
+    def _judged(
+        self, name: str, data: bytes, listed: bool, exc: BundleDuplicate | BundleRejected
+    ) -> Outcome:
+        """The outcome of a bundle the pipeline refused or found applied before."""
+        if isinstance(exc, BundleDuplicate):
+            return Outcome(
+                name, "duplicate", exc.code, exc.message, None, None, None, _bundle_id(data)
+            )
+        if listed and exc.code == WRONG_RECIPIENT:
+            return Outcome(name, "skipped", WRONG_RECIPIENT, "addressed to another agent")
+        return self._rejected(name, data, exc)
 
     def _switch_keys(self, keep_until: int) -> None:
         """Make the next key current. The bundle is applied whatever happens here: a switch

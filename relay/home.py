@@ -167,6 +167,20 @@ class Home:
                 raise UsageError("the key file is inconsistent", code=BAD_KEY_FILE)
         return self._secrets
 
+    def use_secrets(self, secrets: Secrets) -> None:
+        """Take keys already unlocked by the process that started this one (the agent's apply
+        child, inner_agent/apply_child.py): a wrapped key file is not unwrapped again."""
+        if secrets.keys.sign_public != self.identity.sign_public:
+            raise UsageError("the key file is inconsistent", code=BAD_KEY_FILE)
+        self._secrets = secrets
+
+    def reload_keys(self) -> None:
+        """Read the key file again (another process switched the keys)."""
+        fresh = Home.open(self.path, self.side)
+        self.identity = fresh.identity
+        self._doc = fresh._doc
+        self._secrets = None
+
     def replace_keys(self, keys: crypto.KeyPair) -> None:
         """Replace the identity keys (gateway key rotation), keeping the store key and the
         key file's protection (a wrapped file needs ``RELAY_PASSPHRASE`` again)."""

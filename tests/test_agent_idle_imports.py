@@ -3,7 +3,9 @@ pydantic (the API runs on Starlette and serves a generated OpenAPI document), no
 (reads, the activation job and the receive transaction use raw SQLCipher connections; the engine
 is made only for the CLI's writers), nor the pieces that a configured feature would load (the
 diode receiver, the SFTP stack, templates). Imports are most of the idle daemon's memory
-(docs/adr/0018-lean-agent.md); this test names modules, not megabytes."""
+(docs/adr/0018-lean-agent.md); this test names modules, not megabytes. The bundle itself is
+decoded and applied by a short-lived child process (docs/adr/0022-apply-in-a-child.md): the
+probe fails if the service applied it in its own process."""
 
 from __future__ import annotations
 
@@ -58,6 +60,14 @@ class Listening(logging.Handler):
 for name in ("relay.agent", "relay.events"):
     logging.getLogger(name).addHandler(Listening())
 
+import inner_agent.importer as importer  # the service must apply in a child (ADR 0022)
+in_process = []
+applying = importer.AgentImporter.import_bytes
+def counted(self, *args, **kwargs):
+    in_process.append(1)
+    return applying(self, *args, **kwargs)
+importer.AgentImporter.import_bytes = counted
+
 def watch():
     listening.wait()
     applied.wait()
@@ -71,7 +81,8 @@ def watch():
     token = conn.getresponse()
     token.read()
     with open(sys.argv[1], "w") as f:
-        json.dump({"status": [health.status, token.status], "modules": sorted(sys.modules)}, f)
+        json.dump({"status": [health.status, token.status], "modules": sorted(sys.modules),
+                   "in_process": len(in_process)}, f)
     os.kill(os.getpid(), signal.SIGTERM)
 
 threading.Thread(target=watch, daemon=True).start()
@@ -111,6 +122,7 @@ def test_an_agent_that_applied_a_bundle_imports_neither_sqlalchemy_nor_fastapi(
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(report.read_text())
     assert seen["status"] == [200, 401]
+    assert seen["in_process"] == 0  # the bundle was decoded and applied by a child process
     loaded = set(seen["modules"])
     assert "starlette" in loaded  # the probe saw a serving agent
     heavy = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN)

@@ -56,6 +56,7 @@ __all__ = [
     "StreamState",
     "check_base",
     "judge_head",
+    "precheck_secrets",
     "receive_audit",
     "receive_sealed",
     "receive_secrets",
@@ -156,6 +157,26 @@ def receive_secrets(
         return Received(bundle, payload)
 
     return _strict(run)
+
+
+def precheck_secrets(
+    data: bytes, trust: Trust, streams: SecretStreamState, now: int, limits: Limits
+) -> None:
+    """The checks :func:`receive_secrets` makes before it decrypts (authenticity, expiry, the
+    stream's sequence, a delta's base), raising exactly what it would raise there. The agent
+    service runs them itself, so that only a bundle that will be decrypted and applied goes to
+    its apply process (ADR 0022); that process's transaction runs them all again."""
+
+    def run() -> None:
+        bundle = _authenticated(data, trust, now, limits, ("secrets",))
+        check_sequence(
+            bundle,
+            streams.high_water(bundle.stream_key, bundle.envelope.header.kind),
+            streams.was_applied(bundle.bundle_id),
+        )
+        check_base(bundle, streams)
+
+    _strict(run)
 
 
 def check_base(bundle: VerifiedBundle, streams: SecretStreamState) -> None:
