@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import random
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +23,14 @@ from relay.diode.fec import (
     interleaved_packets,
     parity_blocks,
 )
-from relay.diode.manifest import ObjectRejected, decode_object, encode_object, safe_name
+from relay.diode.manifest import (
+    FileChanged,
+    ObjectRejected,
+    decode_object,
+    encode_object,
+    read_object,
+    safe_name,
+)
 from relay.diode.packet import (
     HEADER_SIZE,
     BlockPacket,
@@ -200,6 +209,16 @@ def test_manifest_mismatches_are_rejected() -> None:
             decode_object(bad)
 
 
+def test_reading_a_file_into_its_object_matches_encoding_it() -> None:
+    for data in (b"", b"x", random.Random(16).randbytes(70_000)):
+        obj = read_object("../a b.bundle", io.BytesIO(data), len(data))
+        assert bytes(obj) == encode_object("../a b.bundle", data)
+    with pytest.raises(FileChanged):
+        read_object("a.bundle", io.BytesIO(b"short"), 6)
+    with pytest.raises(FileChanged):
+        read_object("a.bundle", io.BytesIO(b"longer"), 5)
+
+
 # --- assembly ---------------------------------------------------------------------------------
 
 
@@ -219,10 +238,65 @@ def test_assembly_survives_loss_duplicates_and_reordering() -> None:
     assert assembler.counters.duplicate > 0
 
 
+def test_blocks_in_any_order_land_in_place() -> None:
+    """A parity block takes the slot of a data block not yet arrived and is moved aside when
+    that block comes after all; a stripe completes with its first ``k`` blocks, whatever they
+    are, and is rebuilt in place."""
+    data = random.Random(12).randbytes(300_000)
+    datagrams = _datagrams(data, overhead=0.5)
+    k = decode_packet(datagrams[0]).k
+    parity = [d for d in datagrams if decode_packet(d).index >= k]
+    primary = [d for d in datagrams if decode_packet(d).index < k]
+    # Half the parity first (into the top slots), then the data from the top down: every data
+    # block finds a parity block in its slot until the stripe is full.
+    descending = sorted(primary, key=lambda d: -decode_packet(d).index)
+    assembler = Assembler()
+    events = _feed(assembler, parity[: len(parity) // 2] + descending)
+    assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+    # Data only, in order: nothing to decode.
+    assert [e.file.data for e in _feed(Assembler(), primary)] == [data]  # type: ignore[attr-defined]
+    # All parity, then data shuffled.
+    random.Random(15).shuffle(primary)
+    events = _feed(Assembler(), parity + primary)
+    assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+
+
+def test_stripes_decoded_in_a_pool_give_the_same_file() -> None:
+    data = random.Random(13).randbytes(600_000)
+    rng = random.Random(14)
+    kept = [d for d in _datagrams(data) if rng.random() > 0.12]
+    with ThreadPoolExecutor(2) as pool:
+        assembler = Assembler(decode_pool=pool)
+        events = _feed(assembler, kept)
+        assert [e.file.data for e in events] == [data]  # type: ignore[attr-defined]
+        # An incomplete transfer whose stripes are being decoded expires cleanly: every
+        # stripe lost its block 0, the last stripe all but one block.
+        obj = encode_object("y.bundle", data)
+        other = list(interleaved_packets(obj, choose_geometry(len(obj), 0.25), b"\x01" * 8))
+        last = decode_packet(other[0]).stripes - 1
+        packets = [decode_packet(d) for d in other]
+        partial = [
+            d
+            for d, p in zip(other, packets, strict=True)
+            if p.index > 0 and (p.stripe < last or p.index == 1)
+        ]
+        assert _feed(assembler, partial, 1.0) == []
+        assert assembler.open_transfers == 1
+        assert [e.kind for e in assembler.expire(100.0)] == ["expired"]
+        assert assembler.open_transfers == 0
+
+
 def test_carousel_repeat_completes_once() -> None:
     datagrams = _datagrams(b"bundle bytes" * 500)
-    assembler = Assembler()
+    assembler = Assembler(ReceiverLimits(expire_after=60))
     assert len(_feed(assembler, datagrams * 3)) == 1
+    assert assembler.counters.accepted + assembler.counters.duplicate == 3 * len(datagrams)
+    # Forgotten once nothing of it was heard for the expiry time: then it is a new transfer.
+    assert _feed(assembler, datagrams[:1], now=30.0) == []
+    assert assembler.expire(89.0) == []
+    assert len(_feed(assembler, datagrams, now=89.0)) == 0
+    assembler.expire(150.0)
+    assert len(_feed(assembler, datagrams, now=150.0)) == 1
 
 
 def test_too_much_loss_gives_no_file_and_expires() -> None:
@@ -287,6 +361,28 @@ def test_tiny_blocks_are_charged_for_their_bookkeeping() -> None:
     assert event is not None
     assert event.kind == "refused"
     assert _feed(Assembler(limits), _datagrams(b"\5" * 300_000))[0].kind == "completed"  # type: ignore[attr-defined]
+
+
+def test_a_transfer_is_given_memory_only_once_admitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caps are checked before a transfer's map is made (a refused datagram costs no
+    allocation), and a map the system cannot give is a refusal, not a crash."""
+    from relay.diode import assembly
+
+    def no_map(*args: object) -> object:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(assembly, "_new_map", no_map)
+    obj = encode_object("t.bundle", b"\5" * 300_000)
+    tiny = choose_geometry(len(obj), 0.1, block_size=1)
+    over = Assembler(ReceiverLimits(max_bytes=1 << 20)).accept(
+        next(interleaved_packets(obj, tiny, TID)), 0.0
+    )
+    assert over is not None
+    assert "do not fit" in over.detail
+    unmapped = Assembler().accept(_datagrams(b"\6" * 1000)[0], 0.0)
+    assert unmapped is not None
+    assert unmapped.kind == "refused"
+    assert "cannot map" in unmapped.detail
 
 
 def test_conflicting_geometry_for_an_open_transfer_is_dropped() -> None:

@@ -8,11 +8,15 @@ import stat
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from relay.codes import NOT_FOUND, NOT_REGULAR_FILE, TOO_LARGE
 from relay.errors import TransportError, UsageError
+
+if TYPE_CHECKING:
+    from relay.diode.sender import EncodedFile
 
 MAX_SEND_BYTES = 512 << 20
 
@@ -41,11 +45,11 @@ def send(
 ) -> None:
     """Send FILE... to the receiver at --to."""
     from relay.diode.arguments import parse_send_options, parse_udp_url
-    from relay.diode.sender import OutgoingFile, send_files
+    from relay.diode.sender import send_files
 
     host, port = parse_udp_url(to)
     options = parse_send_options(fec_overhead, rate, repeat)
-    outgoing = [OutgoingFile(Path(f).name, _read_file(Path(f))) for f in files]
+    outgoing = [_read_file(Path(f)) for f in files]
     sent = send_files(outgoing, host, port, options)
     click.echo(f"sent {len(outgoing)} file(s) in {sent} datagrams to {to}", err=True)
 
@@ -97,8 +101,12 @@ def _report(line: str) -> None:
     click.echo(f"relay: diode: {line}", err=True)
 
 
-def _read_file(path: Path) -> bytes:
-    """The bytes of a regular file named by the operator (links followed), within a size cap."""
+def _read_file(path: Path) -> EncodedFile:
+    """A regular file named by the operator (links followed), within a size cap, read straight
+    into the object a transfer carries."""
+    from relay.diode.manifest import FileChanged, read_object
+    from relay.diode.sender import EncodedFile
+
     try:
         with path.open("rb") as handle:
             info = os.fstat(handle.fileno())
@@ -106,8 +114,10 @@ def _read_file(path: Path) -> bytes:
                 raise UsageError(f"{path} is not a regular file", code=NOT_REGULAR_FILE)
             if info.st_size > MAX_SEND_BYTES:
                 raise UsageError(f"{path} is over {MAX_SEND_BYTES} bytes", code=TOO_LARGE)
-            return handle.read(MAX_SEND_BYTES + 1)
+            return EncodedFile(read_object(path.name, handle, info.st_size))
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist", code=NOT_FOUND) from None
+    except FileChanged as exc:
+        raise TransportError(f"cannot read {path}: it changed while being read ({exc})") from None
     except OSError as exc:
         raise TransportError(f"cannot read {path}: {exc.strerror}") from None

@@ -84,20 +84,21 @@ def _encoder(k: int, m: int) -> Any:
 
 
 @lru_cache(maxsize=16)
-def _decoder(k: int, m: int) -> Any:
+def decoder(k: int, m: int) -> Any:
+    """zfec's decoder for ``k`` of ``m`` (cached: building one computes its matrix)."""
     import zfec
 
     return zfec.Decoder(k, m)
 
 
-def _data_blocks(obj: bytes, geo: Geometry, stripe: int) -> list[bytes]:
+def _data_blocks(obj: bytes | memoryview, geo: Geometry, stripe: int) -> list[bytes]:
     size = geo.block_size
     start = stripe * geo.k * size
-    chunk = obj[start : start + geo.k * size].ljust(geo.k * size, b"\0")
+    chunk = bytes(obj[start : start + geo.k * size]).ljust(geo.k * size, b"\0")
     return [chunk[i * size : (i + 1) * size] for i in range(geo.k)]
 
 
-def stripe_blocks(obj: bytes, geo: Geometry) -> list[list[memoryview]]:
+def stripe_blocks(obj: bytes | memoryview, geo: Geometry) -> list[list[memoryview]]:
     """The data blocks of every stripe as views into ``obj`` (only the padded tail is copied)."""
     size, per_stripe = geo.block_size, geo.k * geo.block_size
     whole = len(obj) // per_stripe  # stripes that need no padding
@@ -131,12 +132,20 @@ def encode_parity_round(
     Encoding round by round rather than stripe by stripe makes the first parity rounds ready
     after a fraction of the work, and a receiver that lost little needs only those.
     """
+    return [blocks[0] for blocks in encode_parity_rounds(geo, data, index, 1)]
+
+
+def encode_parity_rounds(
+    geo: Geometry, data: Sequence[tuple[memoryview, ...]], first: int, count: int
+) -> list[list[bytes]]:
+    """Parity blocks ``first .. first+count-1`` of every stripe (one list per stripe): a few
+    rounds per zfec call cost less than one each (zfec takes the ``k`` buffers once per call)."""
     encoder = _encoder(geo.k, geo.m)
-    wanted = (index,)
-    return [bytes(encoder.encode(blocks, wanted)[0]) for blocks in data]
+    wanted = tuple(range(first, min(first + count, geo.m)))
+    return [[bytes(block) for block in encoder.encode(blocks, wanted)] for blocks in data]
 
 
-def encode_stripe(obj: bytes, geo: Geometry, stripe: int) -> list[bytes]:
+def encode_stripe(obj: bytes | memoryview, geo: Geometry, stripe: int) -> list[bytes]:
     """All ``m`` blocks of one stripe: the ``k`` data blocks, then the parity blocks."""
     data = _data_blocks(obj, geo, stripe)
     return data + encode_parity(geo, data)
@@ -149,11 +158,11 @@ def decode_stripe(geo: Geometry, blocks: Mapping[int, bytes]) -> bytes:
     if all(i in blocks for i in range(geo.k)):
         return b"".join(blocks[i] for i in range(geo.k))
     nums = sorted(blocks)[: geo.k]
-    out = _decoder(geo.k, geo.m).decode(tuple(blocks[i] for i in nums), tuple(nums))
+    out = decoder(geo.k, geo.m).decode(tuple(blocks[i] for i in nums), tuple(nums))
     return b"".join(bytes(block) for block in out)
 
 
-def interleaved_packets(obj: bytes, geo: Geometry, transfer: bytes) -> Iterator[bytes]:
+def interleaved_packets(obj: bytes | memoryview, geo: Geometry, transfer: bytes) -> Iterator[bytes]:
     """Every datagram of one pass, in round order: block ``r`` of each stripe, for r in 0..m-1.
 
     Parity is computed lazily during the data rounds (which need no encoding). The sender

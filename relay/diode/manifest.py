@@ -13,6 +13,8 @@ so the name and the end-to-end checksum are protected by the same erasure code a
 from __future__ import annotations
 
 import hashlib
+import io
+import mmap
 import re
 import struct
 from dataclasses import dataclass
@@ -33,10 +35,11 @@ class ObjectRejected(RelayError):
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    """A file that arrived whole and verified; ``name`` is already sanitised."""
+    """A file that arrived whole and verified; ``name`` is already sanitised. ``data`` may be a
+    view of the receiver's buffer (no copy of a large file)."""
 
     name: str
-    data: bytes
+    data: bytes | memoryview
 
 
 def encode_object(name: str, data: bytes) -> bytes:
@@ -46,7 +49,31 @@ def encode_object(name: str, data: bytes) -> bytes:
     return _HEAD.pack(len(raw_name), len(data), digest) + raw_name + data
 
 
-def decode_object(obj: bytes) -> ReceivedFile:
+class FileChanged(Exception):
+    """The file did not have the size it had when it was opened (it changed while read)."""
+
+
+def read_object(name: str, handle: io.BufferedIOBase, size: int) -> memoryview:
+    """What :func:`encode_object` gives for ``name`` and the ``size`` bytes left in ``handle``,
+    with the file read straight into its place in the object (one copy of it in memory, not
+    two); raises :class:`FileChanged` if ``handle`` holds fewer or more bytes."""
+    raw_name = safe_name(name).encode()
+    start = _HEAD.size + len(raw_name)
+    obj = memoryview(mmap.mmap(-1, start + size))  # zero pages until written
+    at = start
+    while at < start + size:
+        got = handle.readinto(obj[at:])
+        if not got:
+            raise FileChanged(f"ended after {at - start} of {size} bytes")
+        at += got
+    if handle.read(1):
+        raise FileChanged(f"longer than {size} bytes")
+    _HEAD.pack_into(obj, 0, len(raw_name), size, hashlib.sha256(obj[start:]).digest())
+    obj[_HEAD.size : start] = raw_name
+    return obj
+
+
+def decode_object(obj: bytes | memoryview) -> ReceivedFile:
     """Split and verify a decoded object; raises :class:`ObjectRejected` on any mismatch."""
     if len(obj) < _HEAD.size:
         raise ObjectRejected("object shorter than its manifest", code=MALFORMED)
@@ -57,7 +84,7 @@ def decode_object(obj: bytes) -> ReceivedFile:
     data = obj[start:]
     if hashlib.sha256(data).digest() != digest:
         raise ObjectRejected("SHA-256 of the received file does not match")
-    name = obj[_HEAD.size : start].decode("utf-8", errors="replace")
+    name = bytes(obj[_HEAD.size : start]).decode("utf-8", errors="replace")
     return ReceivedFile(safe_name(name), data)
 
 

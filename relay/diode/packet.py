@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relay.codes import BAD_PACKET
@@ -113,6 +114,21 @@ class PacketWriter:
         tail = _TAIL.pack(stripe, index)
         crc = zlib.crc32(payload, zlib.crc32(tail, self._prefix_crc))
         return self._prefix + tail + _CRC.pack(crc)
+
+    def round_headers(self, index: int, payloads: Sequence[bytes | memoryview]) -> list[bytes]:
+        """The headers of block ``index`` of stripes ``0..len(payloads)-1`` (one send round),
+        the same as :meth:`header` gives one by one."""
+        if not (0 <= index < self._m and len(payloads) <= self._stripes):
+            raise ValueError(f"round {index} outside the transfer")
+        if any(len(payload) != self._block_size for payload in payloads):
+            raise ValueError("payload length does not match block size")
+        prefix, prefix_crc, crc32 = self._prefix, self._prefix_crc, zlib.crc32
+        pack_tail, pack_crc = _TAIL.pack, _CRC.pack
+        headers = []
+        for stripe, payload in enumerate(payloads):
+            tail = pack_tail(stripe, index)
+            headers.append(prefix + tail + pack_crc(crc32(payload, crc32(tail, prefix_crc))))
+        return headers
 
 
 def decode_packet(datagram: bytes) -> BlockPacket:

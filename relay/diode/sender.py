@@ -23,7 +23,7 @@ from relay.diode.fec import (
     DEFAULT_OVERHEAD,
     Geometry,
     choose_geometry,
-    encode_parity_round,
+    encode_parity_rounds,
     stripe_blocks,
 )
 from relay.diode.manifest import encode_object
@@ -40,6 +40,7 @@ GSO_AVAILABLE = sys.platform.startswith("linux")
 GSO_MAX_SEGMENTS = 32
 ENCODERS = 2  # helper threads encoding parity rounds (zfec releases the GIL)
 ENCODER_NICENESS = 5  # added to the encoder threads' nice value
+ROUNDS_PER_TASK = 4  # parity rounds encoded per zfec call and helper task
 PARITY_KEPT = 256 << 20  # parity bytes kept across carousel passes (else encoded each pass)
 MAX_UDP_PAYLOAD = 65507
 _GSO_REFUSED = (errno.EIO, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EMSGSIZE)
@@ -60,6 +61,22 @@ class OutgoingFile:
 
     name: str
     data: bytes
+
+    def encoded(self) -> bytes | memoryview:
+        """The object a transfer carries (:func:`relay.diode.manifest.encode_object`)."""
+        return encode_object(self.name, self.data)
+
+
+@dataclass(frozen=True)
+class EncodedFile:
+    """One file to send, already in the form a transfer carries (from
+    :func:`relay.diode.manifest.read_object`: read from disk without a second copy)."""
+
+    obj: memoryview
+
+    def encoded(self) -> bytes | memoryview:
+        """The object a transfer carries."""
+        return self.obj
 
 
 class TokenBucket:
@@ -94,12 +111,14 @@ class TokenBucket:
         self._tokens -= amount
 
 
-def send_files(files: Sequence[OutgoingFile], host: str, port: int, options: SendOptions) -> int:
+def send_files(
+    files: Sequence[OutgoingFile | EncodedFile], host: str, port: int, options: SendOptions
+) -> int:
     """Send ``files`` to ``host:port``; return the number of datagrams sent."""
     if options.repeat < 1:
         raise ValueError("repeat must be at least 1")
     address = _resolve(host, port)
-    prepared = [(secrets.token_bytes(8), encode_object(f.name, f.data)) for f in files]
+    prepared = [(secrets.token_bytes(8), f.encoded()) for f in files]
     geometries = [choose_geometry(len(obj), options.overhead) for _, obj in prepared]
     parity_bytes = sum((g.m - g.k) * g.stripes * g.block_size for g in geometries)
     keep = options.repeat > 1 and parity_bytes <= PARITY_KEPT
@@ -136,24 +155,28 @@ def _yield_to_the_sender() -> None:
 
 
 class _Parity:
-    """The data blocks of one object and its parity, encoded round by round in helper threads
-    (zfec releases the GIL) from the moment this is made; kept across carousel passes when
-    there is room (``PARITY_KEPT``), so a file is encoded once."""
+    """The data blocks of one object and its parity, encoded a few rounds at a time
+    (``ROUNDS_PER_TASK``) in helper threads (zfec releases the GIL) from the moment this is
+    made; kept across carousel passes when there is room (``PARITY_KEPT``), so a file is encoded
+    once."""
 
-    def __init__(self, pool: ThreadPoolExecutor, obj: bytes, geo: Geometry) -> None:
+    def __init__(self, pool: ThreadPoolExecutor, obj: bytes | memoryview, geo: Geometry) -> None:
         self.geo = geo
         self.data = [tuple(blocks) for blocks in stripe_blocks(obj, geo)]
-        self.rounds = [
-            pool.submit(encode_parity_round, geo, self.data, index) for index in range(geo.k, geo.m)
+        self.tasks = [
+            pool.submit(encode_parity_rounds, geo, self.data, first, ROUNDS_PER_TASK)
+            for first in range(geo.k, geo.m, ROUNDS_PER_TASK)
         ]
 
-    def block(self, stripe: int, index: int) -> bytes | memoryview:
+    def round(self, index: int) -> list[bytes] | list[memoryview]:
+        """Block ``index`` of every stripe, in stripe order."""
         if index < self.geo.k:
-            return self.data[stripe][index]
-        return self.rounds[index - self.geo.k].result()[stripe]
+            return [blocks[index] for blocks in self.data]
+        task, at = divmod(index - self.geo.k, ROUNDS_PER_TASK)
+        return [blocks[at] for blocks in self.tasks[task].result()]
 
     def cancel(self) -> None:
-        for future in self.rounds:
+        for future in self.tasks:
             future.cancel()
 
 
@@ -165,9 +188,8 @@ def _send_object(link: _Link, parity: _Parity, transfer: bytes) -> int:
     link.start(geo.block_size + HEADER_SIZE, batch_limit(geo.stripes))
     try:
         for index in range(geo.m):
-            for number in range(geo.stripes):
-                block = parity.block(number, index)
-                link.add(writer.header(number, index, block), block)
+            blocks = parity.round(index)
+            link.add_round(writer.round_headers(index, blocks), blocks)
         link.flush()
     except BaseException:
         parity.cancel()
@@ -222,6 +244,20 @@ class _Link:
         self._count += 1
         if self._count >= self._batch:
             self.flush()
+
+    def add_round(self, headers: Sequence[bytes], payloads: Sequence[bytes | memoryview]) -> None:
+        """:meth:`add` for each header and payload in turn (the same batches), with less work."""
+        at, total = 0, len(headers)
+        while at < total:
+            take = min(self._batch - self._count, total - at)
+            parts: list[bytes | memoryview] = [b""] * (2 * take)
+            parts[::2] = headers[at : at + take]
+            parts[1::2] = payloads[at : at + take]
+            self._parts += parts
+            self._count += take
+            at += take
+            if self._count >= self._batch:
+                self.flush()
 
     def flush(self) -> None:
         if not self._count:

@@ -33,7 +33,7 @@ _TEMP_NAME = re.compile(r"\.[^/]+\.[0-9a-f]{12}\.tmp")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def write_atomic(folder: Path, name: str, data: bytes, mode: int = 0o600) -> Path:
+def write_atomic(folder: Path, name: str, data: bytes | memoryview, mode: int = 0o600) -> Path:
     """Write ``data`` to ``folder/name`` so that readers see all of it or nothing."""
     if "/" in name or name.startswith("."):
         raise ValueError(f"unsafe file name {name!r}")
