@@ -175,11 +175,9 @@ class ExportPass:
             if deferred:
                 where, params = any_of(conn, "name", deferred)
                 execute(_DEFERRED + where, [self.next_at, *params])
-            lock_audit_chain(conn)
-            records = log.chain_many(
-                execute,
-                [("bundle.exported", exported_fields(c.bundle, c.ack)) for c in claimed],
-            )
+            fields = [("bundle.exported", exported_fields(c.bundle, c.ack)) for c in claimed]
+            lock_audit_chain(conn)  # held until the commit: as little as possible after it
+            records = log.chain_many(execute, fields)
             insert_rows(conn, "audit_log", log.ROW_COLUMNS, [log.row_of(r) for r in records])
             crashpoint.reached("export.sealed")
         crashpoint.reached("export.committed")
