@@ -222,6 +222,12 @@ SETTINGS: dict[str, Setting] = {
     "hop.clock_skew": Setting(
         frozenset({"hop"}), _duration, "5m", "leeway for bundle expiry and certificate validity"
     ),
+    "hop.clock_ahead_limit": Setting(
+        frozenset({"hop"}),
+        _duration,
+        "30d",
+        "clock past the newest forwarded bundle by more: far ahead",
+    ),
     "agent.clock_ahead_limit": Setting(
         AGENT, _duration, "30d", "clock past the newest signed bundle time by more: far ahead"
     ),

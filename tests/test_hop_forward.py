@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.codes import BAD_SIGNATURE, MALFORMED, NOT_TRUSTED
+from relay.bundle.envelope import parse_head
+from relay.codes import BAD_SIGNATURE, EXPIRED, MALFORMED, NOT_TRUSTED
 from relay.errors import UsageError
 from relay.home import Home
 from relay.hop.forward import Hop, HopOutcome
@@ -19,7 +20,8 @@ from relay.hop.store import HopStore
 from relay.identity import read_identity_file
 from relay.transport import TransportOptions
 from relay.transport.memory import memory_medium
-from tests.conftest import Pair, make_pair
+from tests.conftest import Pair, make_pair, run_process, run_relay
+from tests.consume_kit import clock_past
 
 
 @dataclass
@@ -107,3 +109,44 @@ def test_delete_after_forward_empties_the_source_of_what_went(setup: Setup) -> N
     (bundle,) = setup.pair.out.glob("*.bundle")
     assert [o.status for o in setup.run(delete_after=True)] == ["forwarded"]
     assert not bundle.exists()
+
+
+@pytest.mark.slow
+def test_the_hop_judges_time_at_its_persisted_floor_when_its_clock_falls_behind(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """A hop whose clock is set back still refuses a bundle that expired before a bundle it
+    forwarded was signed: the floor (the newest signed ``created`` time forwarded) is persisted
+    and time is never judged earlier; the clock's fall behind is audited once."""
+    setup.store.pin(read_identity_file(setup.pair.root / "gw.identity", "gateway"))
+    short, later = tmp_path / "short", tmp_path / "later"
+    setup.pair.put("db/b", b"b-1")
+    export = ("gateway", "export", "--home", str(setup.pair.gw), "--to")
+    assert run_relay(*export, str(short), "--valid-for", "1h").status == 0
+    setup.pair.put("db/c", b"c-1")
+    tomorrow = time.time() + 86400
+    assert run_process(*export, str(later), env=clock_past(tomorrow)).status == 0
+    ((late_bundle,),) = [list(later.glob("*.bundle"))]
+    created = parse_head(late_bundle.read_bytes()).header.created
+    assert created >= tomorrow
+
+    now = int(time.time())  # the hop's clock: a day behind the gateway that signed "later"
+    hop = Hop(setup.hop.home, setup.store, lambda: now)
+    medium = f"memory://{setup.medium}"
+    assert [o.status for o in hop.run_once(str(later), medium, TransportOptions())] == ["forwarded"]
+    assert setup.store.time_floor() == created
+
+    # Reopened (the floor is persisted): "short" is valid for an hour of the hop's own clock,
+    # but it expired long before "later" was signed.
+    setup.store.close()
+    store = HopStore.open(setup.hop.home)
+    try:
+        again = Hop(setup.hop.home, store, lambda: now)
+        [outcome] = again.run_once(str(short), medium, TransportOptions())
+        assert (outcome.status, outcome.code) == ("rejected", EXPIRED)
+        again.run_once(str(short), medium, TransportOptions())  # still behind: no new record
+        [behind] = setup.audit("clock.behind")
+        assert (behind["clock"], behind["time_floor"]) == (now, created)
+        assert list(short.glob("*.bundle"))  # refused files stay where they are
+    finally:
+        store.close()

@@ -30,6 +30,7 @@ from relay.transport import (
     open_source,
 )
 from relay.transport.base import VANISHED_CODES
+from relay.trust.clock import judge_time
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Hop:
         self.clock = clock
         self.limits = Limits.from_config(home.config)
         self.skew = parse_duration(str(home.config.get("hop.clock_skew")))
+        self.ahead_limit = parse_duration(str(home.config.get("hop.clock_ahead_limit")))
+        self._clock_reported: tuple[bool, bool] = (False, False)
 
     def run_once(
         self,
@@ -90,7 +93,8 @@ class Hop:
             if judge_head(head, head_trust, self.store.was_forwarded) is not None:
                 return HopOutcome(item.name, "skipped", message="already forwarded")
             data = source.fetch(item, self.limits.max_bundle_bytes)
-            bundle = receive_sealed(data, trust, self.clock(), self.limits, ("secrets", "audit"))
+            now = self.judged_time()
+            bundle = receive_sealed(data, trust, now, self.limits, ("secrets", "audit"))
         except TransportError as exc:
             if exc.code not in VANISHED_CODES:
                 raise
@@ -116,6 +120,7 @@ class Hop:
             header.seq,
             self.clock(),
             bundle.chain,
+            created=header.created,
         )
         self.record(
             "bundle.forwarded",
@@ -129,6 +134,20 @@ class Hop:
         if delete_after:
             source.remove(item)
         return HopOutcome(item.name, "forwarded", destination=where)
+
+    def judged_time(self) -> int:
+        """The time bundles are judged at: never before the persisted time floor (the newest
+        signed ``created`` time forwarded), as the agent does. A clock behind the floor or far
+        ahead of it is recorded in the hop's audit, once per change of state."""
+        judged = judge_time(int(self.clock()), self.store.time_floor(), self.skew, self.ahead_limit)
+        state = (judged.behind, judged.ahead)
+        if state != self._clock_reported:
+            if judged.behind:
+                self.record("clock.behind", **judged.fields())
+            elif judged.ahead:
+                self.record("clock.ahead", **judged.fields())
+        self._clock_reported = state
+        return judged.now
 
     def _trust(self) -> tuple[Trust, Trust]:
         """What the full pipeline judges against (gateways with a root by their chain, others

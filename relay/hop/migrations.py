@@ -29,6 +29,17 @@ def _gateway_roots(conn: Any) -> None:
         conn.execute(statement)
 
 
-STEPS: tuple[Step, ...] = (Step(2, "gateway roots, revocations, certified keys", _gateway_roots),)
+def _meta(conn: Any) -> None:
+    # Small named values of the hop: the persisted time floor (relay.trust.clock).
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS meta (key VARCHAR(64) NOT NULL PRIMARY KEY, "
+        "value VARCHAR(255) NOT NULL)"
+    )
+
+
+STEPS: tuple[Step, ...] = (
+    Step(2, "gateway roots, revocations, certified keys", _gateway_roots),
+    Step(3, "meta: the time floor", _meta),
+)
 
 CURRENT = latest(STEPS)

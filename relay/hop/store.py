@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 
@@ -67,7 +68,17 @@ certified = Table(
     Column("sign_public", LargeBinary, nullable=False),
     Column("box_public", LargeBinary, nullable=False),
 )
+# Small named values: ``time_floor``, the newest signed ``created`` time of a bundle the hop
+# forwarded (``relay.trust.clock``); raised with every forwarded bundle, never lowered.
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
 add_local_audit_tables(metadata)
+
+FLOOR_KEY = "time_floor"
 
 
 class HopStore:
@@ -117,6 +128,12 @@ class HopStore:
             rows = conn.execute(select(pinned)).all()
         return pinned_by_key_id(rows)
 
+    def time_floor(self) -> int | None:
+        """The newest signed ``created`` time forwarded, or ``None`` before the first bundle."""
+        with self.engine.connect() as conn:
+            held = conn.execute(select(meta.c.value).where(meta.c.key == FLOOR_KEY)).first()
+        return None if held is None else int(held[0])
+
     def was_forwarded(self, bundle_id: str) -> bool:
         query = select(forwarded.c.name).where(forwarded.c.bundle_id == bundle_id)
         with self.engine.connect() as conn:
@@ -132,9 +149,19 @@ class HopStore:
         seq: int,
         now: int,
         chain: ChainResult | None = None,
+        created: int | None = None,
     ) -> None:
-        """Record a forwarded bundle, and what its certificate chain taught (one transaction)."""
+        """Record a forwarded bundle, and what its certificate chain taught, and raise the time
+        floor to its signed ``created`` time (one transaction)."""
         with write_transaction(self.engine) as conn:
+            if created is not None:
+                held = conn.execute(select(meta.c.value).where(meta.c.key == FLOOR_KEY)).first()
+                if held is None:
+                    conn.execute(insert(meta).values(key=FLOOR_KEY, value=str(created)))
+                elif created > int(held[0]):
+                    conn.execute(
+                        update(meta).where(meta.c.key == FLOOR_KEY).values(value=str(created))
+                    )
             if chain is not None:
                 from relay.hop.trust_store import remember_chain
 
