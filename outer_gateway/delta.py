@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from outer_gateway import schema
 from relay.codes import DELTA_BASE_MISSING
-from relay.db import bulk_execute, fetch_all
+from relay.db import any_of, bulk_execute, fetch_all, insert_rows
 from relay.paths import grant_matcher
 
 if TYPE_CHECKING:
@@ -36,6 +36,17 @@ if TYPE_CHECKING:
 Row = tuple[str, int, bytes | None, int | None, bool]  # path, version, value, expires, deleted
 _ROWS = "SELECT path, version, value, expires_at, deleted FROM secrets"
 KEEP_UNACKED = 64  # export rows kept per agent beyond the newest acknowledged one
+_EXPORT_COLUMNS = (
+    ("agent", "text"),
+    ("seq", "bigint"),
+    ("bundle_id", "text"),
+    ("mark", "bigint"),
+    ("grants", "text"),
+    ("full_state", "boolean"),
+    ("acked", "boolean"),
+    ("refused", "boolean"),
+    ("created_at", "bigint"),
+)
 
 
 @dataclass(frozen=True)
@@ -83,23 +94,25 @@ def choose_bases(
     agent says which may have a base, then only the rows from each candidate base on are read."""
     since: dict[str, int] = {}  # agent -> its candidate base's seq
     for chunk in _chunks(sorted(next_seqs)):
+        where, params = any_of(conn, "agent", chunk)
         sql = (
             "SELECT agent, max(CASE WHEN full_state THEN seq END), "  # noqa: S608
             "max(CASE WHEN refused THEN seq END), max(CASE WHEN acked THEN seq END) "
-            f"FROM export_bases WHERE agent IN ({_holes(chunk)}) GROUP BY agent"
+            f"FROM export_bases WHERE {where} GROUP BY agent"
         )
-        for agent, full, refused, acked in fetch_all(conn, sql, chunk):
+        for agent, full, refused, acked in fetch_all(conn, sql, params):
             if full is None or next_seqs[str(agent)] - int(full) >= full_every:
                 continue
             if acked is not None and int(acked) > (0 if refused is None else int(refused)):
                 since[str(agent)] = int(acked)
     later: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in since}
     for chunk in _chunks(sorted(since)):
+        where, params = any_of(conn, "agent", chunk)
         sql = (
             "SELECT agent, seq, bundle_id, mark, grants FROM export_bases "  # noqa: S608
-            f"WHERE agent IN ({_holes(chunk)}) ORDER BY agent, seq"
+            f"WHERE {where} ORDER BY agent, seq"
         )
-        for row in fetch_all(conn, sql, chunk):
+        for row in fetch_all(conn, sql, params):
             if int(row[1]) >= since[str(row[0])]:
                 later[str(row[0])].append(row[1:])
     return {agent: _base(later.get(agent, [])) for agent in next_seqs}
@@ -189,10 +202,10 @@ def record_exports(conn: Connection, exports: list[Export], now: int) -> None:
     read of their rows and one batch of deletes, whatever the number of agents."""
     if not exports:
         return
-    bulk_execute(
+    insert_rows(
         conn,
-        "INSERT INTO export_bases (agent, seq, bundle_id, mark, grants, full_state, acked, "
-        "refused, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "export_bases",
+        _EXPORT_COLUMNS,
         [
             (
                 e.agent,
@@ -211,12 +224,13 @@ def record_exports(conn: Connection, exports: list[Export], now: int) -> None:
     newest = {e.agent: e.seq for e in exports}
     doomed: list[tuple[str, int, int]] = []  # (agent, below this seq, except this one)
     for chunk in _chunks(sorted(newest)):
+        where, params = any_of(conn, "agent", chunk)
         sql = (
             "SELECT agent, max(CASE WHEN acked THEN seq END), "  # noqa: S608
             "max(CASE WHEN full_state THEN seq END), min(seq) FROM export_bases "
-            f"WHERE agent IN ({_holes(chunk)}) GROUP BY agent"
+            f"WHERE {where} GROUP BY agent"
         )
-        for agent, acked, full, oldest in fetch_all(conn, sql, chunk):
+        for agent, acked, full, oldest in fetch_all(conn, sql, params):
             seq = newest[str(agent)]
             floor = max(0 if acked is None else int(acked), seq - KEEP_UNACKED)
             spare = seq if full is None else int(full)
@@ -256,10 +270,6 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
         return lambda _path: False
     match = compiled.fullmatch
     return lambda path: match(path) is not None
-
-
-def _holes(values: list[str]) -> str:
-    return ", ".join("?" * len(values))
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:

@@ -27,11 +27,11 @@ from outer_gateway.policies import shipped_policies
 from outer_gateway.store import Agent, GatewayStore
 from outer_gateway.versions import granted_versions
 from relay import crashpoint
-from relay.bundle.envelope import BundleBase, parse_envelope
+from relay.bundle.envelope import BundleBase
 from relay.bundle.payload import SecretsPayload
-from relay.bundle.seal import bundle_file_name, seal_bundle
+from relay.bundle.seal import bundle_file_name, seal_bundle_identified
 from relay.bundle.versions import VersionRow
-from relay.db import fetch_all
+from relay.db import any_of, fetch_all
 from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
 from relay.paths import grant_matcher
@@ -208,7 +208,7 @@ def seal_content(
     """Seal ``content`` to ``recipient`` as bundle ``seq`` (its base, if a delta, signed in the
     header)."""
     base = content.base
-    data = seal_bundle(
+    data, header, bundle_id = seal_bundle_identified(
         kind="secrets",
         sender=sender,
         keys=keys,
@@ -220,15 +220,14 @@ def seal_content(
         trust=trust,
         base=None if base is None else BundleBase(base.bundle_id, base.seq),
     )
-    envelope = parse_envelope(data)
     return ExportedBundle(
         recipient.name,
-        bundle_file_name(envelope.header),
+        bundle_file_name(header),
         data,
         seq,
         content.secrets,
         content.tombstones,
-        envelope.bundle_id,
+        bundle_id,
         None if base is None else base.seq,
     )
 
@@ -258,10 +257,9 @@ def grant_patterns(conn: Connection, names: list[str]) -> dict[str, tuple[str, .
     """Each agent's grant patterns, sorted and without repeats (one query per 500 agents)."""
     found: dict[str, set[str]] = {name: set() for name in names}
     for start in range(0, len(names), 500):
-        chunk = names[start : start + 500]
-        holes = ", ".join("?" * len(chunk))
-        sql = f"SELECT agent, pattern FROM grants WHERE agent IN ({holes})"  # noqa: S608
-        for agent, pattern in fetch_all(conn, sql, chunk):
+        where, params = any_of(conn, "agent", names[start : start + 500])
+        sql = f"SELECT agent, pattern FROM grants WHERE {where}"  # noqa: S608
+        for agent, pattern in fetch_all(conn, sql, params):
             found[str(agent)].add(str(pattern))
     return {name: tuple(sorted(patterns)) for name, patterns in found.items()}
 

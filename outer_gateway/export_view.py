@@ -19,11 +19,13 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Connection
+
 from outer_gateway.delta import read_mark
 from outer_gateway.policies import Policy, list_policies, policy_for
 from outer_gateway.store import GatewayStore
 from outer_gateway.versions import PlainVersion, to_payload_row, version_rows
-from relay.bundle.payload import SecretsPayload
+from relay.bundle.payload import encode_full_payload, encode_row
 from relay.bundle.versions import VersionRow
 from relay.db import fetch_all
 from relay.paths import _compile
@@ -49,14 +51,14 @@ class ExportView:
             self.mark = read_mark(conn)  # the change clock, before any row (a delta's base)
             # (path, version, stored value or None, expires_at, deleted), sorted by path
             self.rows = sorted(fetch_all(conn, _ALL_ROWS))
+            self.grants = _grants(conn, None if agents is None else set(agents))
         self.paths = [row[0] for row in self.rows]
         self._open = store.codec.open
         self._plain = store.codec.plain
-        self._encoded: dict[int, str] = {}  # row index -> base64 of the opened value
+        self._encoded: dict[int, str] = {}  # row index -> its payload row (JSON, value opened)
         self.versions: list[PlainVersion] = version_rows(store, now)
         self.version_paths = sorted({row[0] for row in self.versions})
         self.policies: list[Policy] = list_policies(store)
-        self.grants = _grants(store, None if agents is None else set(agents))
         self._matched: dict[str, tuple[int, ...]] = {}
         self._governing: dict[str, Policy | None] = {}
 
@@ -77,7 +79,8 @@ class ExportView:
             indexes.update(self.matched(pattern))
         staged_versions = self._versions_for(patterns)
         staged = {row[0] for row in staged_versions if row[1] == "pending"}
-        secrets: list[tuple[str, int, str, int | None]] = []
+        secrets: list[str] = []  # each row's JSON
+        paths: list[str] = []
         tombstones: list[tuple[str, int]] = []
         rows, encoded = self.rows, self._encoded
         for index in sorted(indexes):
@@ -88,16 +91,19 @@ class ExportView:
                 continue
             text = encoded.get(index)
             if text is None:  # opened and encoded once per pass, by the first agent granted it
-                text = self._encode(value)
+                text = self._encode(path, int(version), value, expires_at)
                 encoded[index] = text
-            secrets.append((path, int(version), text, expires_at))
-        policies = self._shipped_policies([row[0] for row in secrets] + sorted(staged))
-        plaintext = SecretsPayload(secrets, tombstones, audit_ack, staged_versions, policies)
-        return AgentPayload(plaintext.encode(), len(secrets), len(tombstones))
+            secrets.append(text)
+            paths.append(path)
+        policies = self._shipped_policies(paths + sorted(staged))
+        plaintext = encode_full_payload(secrets, tombstones, audit_ack, staged_versions, policies)
+        return AgentPayload(plaintext, len(secrets), len(tombstones))
 
-    def _encode(self, stored: bytes) -> str:
+    def _encode(self, path: str, version: int, stored: bytes, expires_at: int | None) -> str:
+        """The payload row of a live secret, as JSON (its value opened and in base64)."""
         value = bytes(stored) if self._plain else self._open(bytes(stored))
-        return binascii.b2a_base64(value, newline=False).decode()
+        text = binascii.b2a_base64(value, newline=False).decode()
+        return encode_row((path, version, text, expires_at))
 
     def _versions_for(self, patterns: list[str]) -> list[VersionRow]:
         if not self.versions or not patterns:
@@ -144,10 +150,9 @@ def _match_sorted(pattern: str, paths: list[str]) -> list[int]:
     return [i for i in range(start, end) if match(paths[i]) is not None]
 
 
-def _grants(store: GatewayStore, only: set[str] | None) -> dict[str, list[str]]:
+def _grants(conn: Connection, only: set[str] | None) -> dict[str, list[str]]:
     """agent -> its grant patterns, in one query."""
-    with store.engine.connect() as conn:
-        rows = fetch_all(conn, "SELECT agent, pattern FROM grants ORDER BY agent, pattern")
+    rows = fetch_all(conn, "SELECT agent, pattern FROM grants ORDER BY agent, pattern")
     out: dict[str, list[str]] = {}
     for agent, pattern in rows:
         if only is None or agent in only:

@@ -61,8 +61,7 @@ class KeyPair:
 
     @property
     def sign_public(self) -> bytes:
-        public, _ = nacl.bindings.crypto_sign_seed_keypair(self.sign_seed)
-        return bytes(public)
+        return _signing_secret(self)[KEY_BYTES:]  # libsodium's secret key: seed, then public
 
     @property
     def box_public(self) -> bytes:
@@ -137,9 +136,26 @@ def sign(keys: KeyPair, message: bytes) -> bytes:
     """The detached Ed25519 signature of ``message``."""
     if isinstance(keys, HeldKeyPair):
         return keys.held_sign(message)
-    _, secret = nacl.bindings.crypto_sign_seed_keypair(keys.sign_seed)
-    signed = nacl.bindings.crypto_sign(message, secret)
+    signed = nacl.bindings.crypto_sign(message, _signing_secret(keys))
     return bytes(signed[:SIGNATURE_BYTES])
+
+
+_DERIVED_ATTR = "_derived_sign_key"  # the attribute of a KeyPair caching it
+
+
+def _signing_secret(keys: KeyPair) -> bytes:
+    """libsodium's 64-byte Ed25519 secret key (seed and public key) for ``keys``, derived from
+    the seed at the first signature and kept on this key pair object only: an export pass signs
+    thousands of bundles with one key, and each derivation is a scalar multiplication. The
+    cache lives and dies with the object (never in a table shared between keys): another key,
+    say the one a rotation made, is another object and derives its own. It is no more secret
+    than the seed the object holds already, and no repr or comparison shows it."""
+    cached: bytes | None = keys.__dict__.get(_DERIVED_ATTR)
+    if cached is None:
+        _, derived = nacl.bindings.crypto_sign_seed_keypair(keys.sign_seed)
+        cached = bytes(derived)
+        object.__setattr__(keys, _DERIVED_ATTR, cached)  # frozen: set once, as __init__ does
+    return cached
 
 
 def verify(sign_public: bytes, message: bytes, signature: bytes) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from outer_gateway.export_view import ExportView, _match_sorted
-from outer_gateway.fleet import ExportPass, PassReport, audit_marks, period_end
+from outer_gateway.fleet import CLAIM_BATCH, ExportPass, PassReport, audit_marks, period_end
 from outer_gateway.store import GatewayStore
 from relay.home import Home
 from relay.paths import matches, matches_any
@@ -227,7 +227,7 @@ def _wait_for_no_other_session(database: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("stage", ["export.sealed", "export.committed"])
 def test_a_killed_workers_claims_are_taken_over(tmp_path: Path, database: str, stage: str) -> None:
-    agents = 130  # more than one batch of 100
+    agents = CLAIM_BATCH + 30  # more than one batch
     gw = tmp_path / "gw"
     build_fleet(gw, agents, database, every="3650d")
     killed = _run_once(gw, {"RELAY_CRASH_AT": stage})
@@ -238,7 +238,7 @@ def test_a_killed_workers_claims_are_taken_over(tmp_path: Path, database: str, s
     now = int(time.time())
     same = _pass(gw, now, tmp_path / "same")
     after = Counter(d["agent"] for d in same.written)
-    claimed_then_lost = {f"a{i:05d}" for i in range(100)}
+    claimed_then_lost = {f"a{i:05d}" for i in range(CLAIM_BATCH)}
     everyone = {f"a{i:05d}" for i in range(agents)}
     if stage == "export.sealed":  # rolled back: nothing was claimed, the peer does it all
         assert after == Counter(dict.fromkeys(everyone, 1))

@@ -197,3 +197,45 @@ def test_a_damaged_trust_file_is_one_line(site: Site) -> None:
     result = site.gateway("key", "list")
     assert result.status != 0
     assert result.err.startswith("relay: error: bad_trust_file:")
+
+
+@pytest.mark.slow
+def test_a_pass_in_the_same_process_after_a_rotation_signs_with_the_new_key(site: Site) -> None:
+    """An export pass keeps its online key's derived signing key for the pass; a later pass of
+    the same process, after ``key rotate`` and the old key's revocation, signs with the new key
+    (an agent refuses anything the revoked key signs)."""
+    import time
+
+    from outer_gateway.fleet import ExportPass
+    from outer_gateway.store import GatewayStore
+    from relay.bundle.envelope import parse_envelope
+    from relay.db import write_transaction
+    from relay.home import Home
+    from relay.transport import TransportOptions, open_destination
+
+    root1 = site.tmp / "offline" / "root1.key"
+
+    def one_pass(out: Path) -> list[str]:
+        home = Home.open(site.gw, "gateway")
+        store = GatewayStore.open(home)
+        destination = open_destination(str(out), TransportOptions())
+        try:
+            with write_transaction(store.engine) as conn:
+                conn.exec_driver_sql("UPDATE agents SET next_export_at = NULL")
+            report = ExportPass(home, store, int(time.time()), 86400, 86400).run(
+                destination, lambda _: None
+            )
+        finally:
+            destination.close()
+            store.close()
+        assert [w["agent"] for w in report.written] == ["plant7"]
+        return [parse_envelope(p.read_bytes()).header.sender_key for p in out.glob("*.bundle")]
+
+    (old_key,) = one_pass(site.tmp / "before")
+    _ok(site.gateway("key", "rotate", root=root1))
+    _ok(site.gateway("key", "revoke", old_key, root=root1))
+    (new_key,) = one_pass(site.out)
+    assert new_key != old_key
+    imported = json.loads(_ok(site.agent("import", "--json", str(site.out))).out)
+    assert [o["status"] for o in imported] == ["applied"]
+    assert site.get("db/pw").stdout == b"v1\n"

@@ -49,3 +49,26 @@ def test_wrong_types_and_fields_are_refused(bad: dict[str, object]) -> None:
     doc = {**json.loads(data), **bad}
     with pytest.raises(UsageError):
         parse_identity_document(json.dumps(doc).encode(), "gateway")
+
+
+def test_each_key_pair_signs_with_its_own_derived_key() -> None:
+    """The Ed25519 secret key derived from a seed is kept on its KeyPair object (an export pass
+    signs thousands of bundles): another key pair, as a rotation makes, never signs with it."""
+    from relay.frozen import replace
+
+    old, new = crypto.generate_keypair(), crypto.generate_keypair()
+    message = b"header bytes"
+    first = crypto.sign(old, message)  # derives and keeps old's key
+    crypto.verify(old.sign_public, message, crypto.sign(old, message))
+    signed = crypto.sign(new, message)
+    crypto.verify(new.sign_public, message, signed)
+    with pytest.raises(crypto.CryptoFailure):
+        crypto.verify(old.sign_public, message, signed)
+    rotated = replace(old, sign_seed=new.sign_seed)  # a copy with another seed derives anew
+    assert crypto.sign(rotated, message) == signed
+    assert crypto.sign(old, message) == first  # Ed25519 is deterministic: same key, same bytes
+    # kept out of sight: equality, hash and repr are the fields' as before
+    assert old == crypto.KeyPair(old.sign_seed, old.box_secret)
+    assert hash(old) == hash(crypto.KeyPair(old.sign_seed, old.box_secret))
+    assert repr(old) == "KeyPair(<private>)"
+    assert old.sign_public == crypto.KeyPair(old.sign_seed, old.box_secret).sign_public

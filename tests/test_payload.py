@@ -1,10 +1,16 @@
 """The secret-stream payload: full state, strict JSON, every row checked before applying."""
 
 import json
+from typing import Any
 
 import pytest
 
-from relay.bundle.payload import SecretsPayload, decode_secrets_payload
+from relay.bundle.payload import (
+    SecretsPayload,
+    decode_secrets_payload,
+    encode_full_payload,
+    encode_row,
+)
 from relay.errors import MALFORMED, BundleRejected
 
 CAP = 16
@@ -72,3 +78,30 @@ def test_malformed(data: bytes) -> None:
     with pytest.raises(BundleRejected) as err:
         _decode(data)
     assert err.value.code == MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("secrets", "tombstones", "ack", "versions", "policies"),
+    [
+        ([], [], 0, [], []),
+        ([("a/b", 1, "dg==", None)], [], 3, [], []),
+        (
+            [("a/b", 2, "dg==", 1700000000), ("a/c", 1, "", None)],
+            [("a/d", 4)],
+            7,
+            [("a/b", "pending", 3, "dw==", None, 1700000100, 60)],
+            [("a/*", 3600, True)],
+        ),
+        ([], [("x", 1), ("y", 2)], 0, [], [("**", None, False)]),
+    ],
+)
+def test_a_full_payload_from_encoded_rows_is_byte_for_byte_encode(
+    secrets: list[Any], tombstones: list[Any], ack: int, versions: list[Any], policies: list[Any]
+) -> None:
+    """An export pass encodes each secret row once (encode_row) and joins them per agent: the
+    bytes must be exactly SecretsPayload.encode()'s, which the conformance vectors pin."""
+    expected = SecretsPayload(secrets, tombstones, ack, versions, policies).encode()
+    rows = [encode_row(row) for row in secrets]
+    assert encode_full_payload(rows, tombstones, ack, versions, policies) == expected
+    decoded = decode_secrets_payload(expected, 100, 1000)
+    assert [row[0] for row in decoded.secrets] == [row[0] for row in secrets]

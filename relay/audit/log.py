@@ -46,6 +46,31 @@ def append_many(
 ) -> list[AuditRecord]:
     """:func:`append` for several records (``(event_type, fields)`` in order): one read of the
     newest record and one multi-row insert per hundred, in the caller's write transaction."""
+    made = chain_many(execute, records)
+    for start in range(0, len(made), 100):
+        chunk = made[start : start + 100]
+        holes = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+        params = [value for r in chunk for value in row_of(r)]
+        execute(f"INSERT INTO audit_log (seq, hash, type, time, record) VALUES {holes}", params)  # noqa: S608
+    return made
+
+
+# audit_log's columns in the order of :func:`row_of`, with their PostgreSQL types.
+ROW_COLUMNS = (
+    ("seq", "bigint"),
+    ("hash", "text"),
+    ("type", "text"),
+    ("time", "text"),
+    ("record", "text"),
+)
+
+
+def chain_many(
+    execute: Execute, records: Sequence[tuple[str, Mapping[str, FieldValue]]]
+) -> list[AuditRecord]:
+    """The records that follow the newest held one (``(event_type, fields)`` in order), not yet
+    stored: the caller inserts :func:`row_of` each in the same write transaction (as
+    :func:`append_many` does)."""
     rows = execute("SELECT record FROM audit_log ORDER BY seq DESC LIMIT 1", ())
     prev = record_from_json(rows[0][0]) if rows else None
     made: list[AuditRecord] = []
@@ -54,14 +79,12 @@ def append_many(
             prev, SESSION_ID, event_type, fields, datetime.now(UTC), time.monotonic_ns()
         )
         made.append(prev)
-    for start in range(0, len(made), 100):
-        chunk = made[start : start + 100]
-        holes = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-        params = [
-            value for r in chunk for value in (r.seq, r.hash, r.type, r.time, record_to_json(r))
-        ]
-        execute(f"INSERT INTO audit_log (seq, hash, type, time, record) VALUES {holes}", params)  # noqa: S608
     return made
+
+
+def row_of(record: AuditRecord) -> tuple[int, str, str, str, str]:
+    """The ``audit_log`` row of ``record`` (columns as :data:`ROW_COLUMNS`)."""
+    return (record.seq, record.hash, record.type, record.time, record_to_json(record))
 
 
 def records_after(execute: Execute, seq: int, limit: int | None = None) -> list[AuditRecord]:

@@ -73,6 +73,30 @@ class SecretsPayload:
         return json.dumps(doc, separators=(",", ":")).encode("utf-8")
 
 
+def encode_row(row: SecretRow) -> str:
+    """One ``secrets`` row as :meth:`SecretsPayload.encode` writes it (for
+    :func:`encode_full_payload`)."""
+    return json.dumps(row, separators=(",", ":"))
+
+
+def encode_full_payload(
+    secret_rows: list[str],
+    tombstones: list[TombstoneRow],
+    audit_ack: int,
+    versions: list[VersionRow],
+    policies: list[PolicyRow],
+) -> bytes:
+    """:meth:`SecretsPayload.encode` of a full-state payload whose ``secrets`` rows are already
+    encoded (:func:`encode_row`): the same bytes. An export pass encodes each row once, however
+    many agents it is granted to, instead of once per agent."""
+    rest = SecretsPayload([], tombstones, audit_ack, versions, policies).encode()
+    head = b'{"v":%d,"state":"%s","secrets":[]' % (PAYLOAD_VERSION, FULL.encode())
+    if not rest.startswith(head):  # the layout encode() writes; never otherwise
+        raise AssertionError("payload layout changed")
+    rows = ",".join(secret_rows).encode("utf-8")
+    return head[:-1] + rows + b"]" + rest[len(head) :]
+
+
 def decode_secrets_payload(
     data: bytes, max_entries: int, max_secret_bytes: int, delta: bool = False
 ) -> SecretsPayload:
