@@ -58,13 +58,13 @@ def supervise(home: Path, *options: str) -> list[str]:
     ]
 
 
-def test_restart_on_change_is_debounced_audited_and_stops_like_cmd(tmp_path: Path) -> None:
-    v1, v2, v3 = planted("V1"), planted("V2"), planted("V3")
-    pair = loaded_pair(tmp_path, {"db/web/password": v1})
-    state = tmp_path / "served"
-    notified = Notifications(tmp_path / "exec.notify")
-    proc = spawn(
-        *supervise(pair.ag, "--debounce", "3s"),
+def spawn_serving(
+    home: Path, debounce: str, state: Path, notified: Notifications
+) -> subprocess.Popen[bytes]:
+    """``relay agent exec --restart-on-change`` of the test child serving ``P`` into ``state``,
+    speaking sd_notify to ``notified``."""
+    return spawn(
+        *supervise(home, "--debounce", debounce),
         PYTHON,
         CHILD,
         "serve",
@@ -72,6 +72,14 @@ def test_restart_on_change_is_debounced_audited_and_stops_like_cmd(tmp_path: Pat
         str(state),
         env=relay_env(NOTIFY_SOCKET=str(notified.path)),
     )
+
+
+def test_restart_on_change_is_debounced_audited_and_stops_like_cmd(tmp_path: Path) -> None:
+    v1, v2, v3 = planted("V1"), planted("V2"), planted("V3")
+    pair = loaded_pair(tmp_path, {"db/web/password": v1})
+    state = tmp_path / "served"
+    notified = Notifications(tmp_path / "exec.notify")
+    proc = spawn_serving(pair.ag, "3s", state, notified)
     try:
         wait_for(lambda: served(state), what="first child", watch=tmp_path)
         ((first_pid, digest),) = served(state)
@@ -245,15 +253,7 @@ def test_a_secret_gone_keeps_cmd_running_and_is_reported_once(tmp_path: Path) ->
     pair = loaded_pair(tmp_path, {"db/web/password": planted(), "db/web/other": planted()})
     state = tmp_path / "served"
     notified = Notifications(tmp_path / "exec.notify")
-    proc = spawn(
-        *supervise(pair.ag, "--debounce", "100ms"),
-        PYTHON,
-        CHILD,
-        "serve",
-        "P",
-        str(state),
-        env=relay_env(NOTIFY_SOCKET=str(notified.path)),
-    )
+    proc = spawn_serving(pair.ag, "100ms", state, notified)
     try:
         assert notified.wait_for(lambda ms: any(m.get("READY") == "1" for m in ms), 60), "ready"
         wait_for(lambda: served(state), what="first child", watch=tmp_path)
