@@ -125,9 +125,7 @@ def _ok(name: str, seq: int, records: list[AuditRecord], note: str) -> AuditVect
 
 ROTATION_ITEMS = (
     RotationItem("0" * 31 + "1", 3, "request", "db/plant7/password", reason="manual"),
-    RotationItem(
-        "0" * 31 + "2", 4, "escrow", "db/hist/svc", version=5, base=4, value=b"escrowed"
-    ),
+    RotationItem("0" * 31 + "2", 4, "escrow", "db/hist/svc", version=5, base=4, value=b"escrowed"),
     RotationItem(
         "0" * 31 + "3", 5, "outcome", "db/hist/svc", version=5, status="applied", detail="ok"
     ),

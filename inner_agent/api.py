@@ -211,9 +211,9 @@ class Guard:
         except _ClientGone:  # timed out mid-body (api.read_timeout) or hung up: nobody to answer
             return
         if body is None:
-            await error_response(
-                413, TOO_LARGE, f"request bodies are capped at {MAX_BODY_BYTES}"
-            )(scope, receive, counted)
+            await error_response(413, TOO_LARGE, f"request bodies are capped at {MAX_BODY_BYTES}")(
+                scope, receive, counted
+            )
             return
         await self.app(scope, _replay(body, receive), counted)
 

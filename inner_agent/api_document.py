@@ -6,7 +6,7 @@ DOCUMENT = (
     b'{"openapi":"3.1.0","info":{"title":"relay agent API","description":"Local API of the '
     b'relay inner agent: tokens and secret reads.","version":"1"},"paths":{"/v1/oauth2/toke'
     b'n":{"post":{"summary":"Token","description":"OAuth 2.0 client credentials grant: ``cl'
-    b'ient_secret_basic`` (HTTP Basic) or\\n``client_secret_post`` (form or JSON body); err'
+    b"ient_secret_basic`` (HTTP Basic) or\\n``client_secret_post`` (form or JSON body); err"
     b'ors as in RFC 6749 \xc2\xa75.2.","operationId":"token_v1_oauth2_token_post","response'
     b's":{"200":{"description":"Successful Response","content":{"application/json":{"schema'
     b'":{"$ref":"#/components/schemas/TokenResponse"}}}},"400":{"description":"Malformed re'
@@ -29,15 +29,15 @@ DOCUMENT = (
     b'mas/ErrorResponse"}}},"headers":{"Retry-After":{"schema":{"type":"string"},"required"'
     b':true}}}},"requestBody":{"required":true,"content":{"application/x-www-form-urlencode'
     b'd":{"schema":{"type":"object","description":"Client credentials grant. With client_se'
-    b'cret_basic the client id and secret go in the Authorization header (each form-urlenco'
-    b'ded, RFC 6749 \xc2\xa72.3.1) and not in the body; with client_secret_post both go in '
+    b"cret_basic the client id and secret go in the Authorization header (each form-urlenco"
+    b"ded, RFC 6749 \xc2\xa72.3.1) and not in the body; with client_secret_post both go in "
     b'the body. Each of these parameters at most once; unknown parameters are ignored.","re'
     b'quired":["grant_type"],"maxProperties":16,"properties":{"grant_type":{"type":"string"'
     b',"enum":["client_credentials"]},"client_id":{"type":"string","minLength":1},"client_s'
     b'ecret":{"type":"string","minLength":1},"scope":{"type":"string"}}}},"application/json'
     b'":{"schema":{"type":"object","description":"Client credentials grant. With client_sec'
-    b'ret_basic the client id and secret go in the Authorization header (each form-urlencod'
-    b'ed, RFC 6749 \xc2\xa72.3.1) and not in the body; with client_secret_post both go in t'
+    b"ret_basic the client id and secret go in the Authorization header (each form-urlencod"
+    b"ed, RFC 6749 \xc2\xa72.3.1) and not in the body; with client_secret_post both go in t"
     b'he body. Each of these parameters at most once; unknown parameters are ignored.","req'
     b'uired":["grant_type"],"maxProperties":16,"properties":{"grant_type":{"type":"string",'
     b'"enum":["client_credentials"]},"client_id":{"type":"string","minLength":1},"client_se'
@@ -47,10 +47,10 @@ DOCUMENT = (
     b';\\n``?version=previous|pending`` for the other labelled versions.","operationId":"re'
     b'ad_secret_v1_secrets__path__get","parameters":[{"name":"path","in":"path","required":'
     b'true,"schema":{"type":"string","minLength":1,"maxLength":256,"pattern":"^(?:[A-Za-z0-'
-    b'9_-][A-Za-z0-9._-]*|\\\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\\\.\\\\.[A-Za-z0-9._-]+)(?:/('
-    b'?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\\\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\\\.\\\\.[A-Za-z0-9'
+    b"9_-][A-Za-z0-9._-]*|\\\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\\\.\\\\.[A-Za-z0-9._-]+)(?:/("
+    b"?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\\\\.[A-Za-z0-9_-][A-Za-z0-9._-]*|\\\\.\\\\.[A-Za-z0-9"
     b'._-]+)){0,15}$"},"description":"Secret path: 1 to 16 segments of A-Z a-z 0-9 . _ - (n'
-    b'ot . or ..) joined by /, at most 256 characters. Slashes are sent as they are: %2F, %'
+    b"ot . or ..) joined by /, at most 256 characters. Slashes are sent as they are: %2F, %"
     b'5C, %2E and %00 are refused."},{"name":"version","in":"query","required":false,"schem'
     b'a":{"type":"string","enum":["current","previous","pending"],"default":"current"},"des'
     b'cription":"Which labelled version: current (the default), previous (kept for the over'
@@ -122,7 +122,7 @@ DOCUMENT = (
     b':{"type":"integer","title":"Version"},"expires_at":{"anyOf":[{"type":"integer"},{"typ'
     b'e":"null"}],"title":"Expires At"}},"type":"object","required":["path","value","encodi'
     b'ng","version","expires_at"],"title":"SecretResponse","description":"A secret. ``encod'
-    b'ing`` is ``utf-8`` (``value`` is the text) or ``base64`` (``value`` is\\nthe base64 o'
+    b"ing`` is ``utf-8`` (``value`` is the text) or ``base64`` (``value`` is\\nthe base64 o"
     b'f bytes that are not UTF-8)."},"TokenResponse":{"properties":{"access_token":{"type":'
     b'"string","title":"Access Token"},"token_type":{"type":"string","title":"Token Type"},'
     b'"expires_in":{"type":"integer","title":"Expires In"}},"type":"object","required":["ac'

@@ -90,4 +90,3 @@ class DenialAggregator:
 
     def _window_number(self) -> int:
         return int(self.clock() // self.interval)
-

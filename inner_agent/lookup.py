@@ -63,9 +63,7 @@ def pick(
     return Secret(path, row.value, row.version, row.expires_at, switch_at)
 
 
-def read_secret(
-    conn: Any, path: str, now: int, label: str = CURRENT, skew: int = 0
-) -> Secret:
+def read_secret(conn: Any, path: str, now: int, label: str = CURRENT, skew: int = 0) -> Secret:
     """The ``label`` version (default current) of ``path`` on a raw store connection
     (:mod:`inner_agent.rawdb`); ``not_found`` or ``expired`` (``SecretError``) otherwise."""
     secret = pick(path, stored_versions(conn, path), now, label, skew)

@@ -129,9 +129,7 @@ def _act(home: Home, store: GatewayStore, row: Any, now: int) -> tuple[str, int 
                 home, store, row.path, now, "requested", agent_name=row.agent, request=row.reason
             )
         except SecretError:
-            audit.record(
-                "rotation.refused", agent_name=row.agent, path=row.path, reason=NOT_FOUND
-            )
+            audit.record("rotation.refused", agent_name=row.agent, path=row.path, reason=NOT_FOUND)
             return NOT_FOUND, None
         return "rotated", done.version
     if row.kind == "escrow":

@@ -396,29 +396,37 @@ ROTATION_TIMEOUT = reason(
 # -- operations: backup and restore, the offline kit, default destinations ------------------------
 OPERATIONS = "Operations (backup, restore, install kit)"
 BAD_BACKUP = reason(
-    "bad_backup", "not an intact relay backup, or the wrong passphrase", exit_status=USAGE,
+    "bad_backup",
+    "not an intact relay backup, or the wrong passphrase",
+    exit_status=USAGE,
     area=OPERATIONS,
 )
 BACKUP_UNSUPPORTED = reason(
-    "backup_unsupported", "the store is on a database server: use pg_dump", exit_status=USAGE,
+    "backup_unsupported",
+    "the store is on a database server: use pg_dump",
+    exit_status=USAGE,
     area=OPERATIONS,
 )
 HOME_EXISTS = reason(
-    "home_exists", "restore only into a new home, never over one", exit_status=USAGE,
+    "home_exists",
+    "restore only into a new home, never over one",
+    exit_status=USAGE,
     area=OPERATIONS,
 )
 NO_DESTINATION = reason(
     "no_destination", "no --to given and export.to not set", exit_status=USAGE, area=OPERATIONS
 )
-BAD_KEY = reason(
-    "bad_key", "not an Ed25519 public key in PEM", exit_status=USAGE, area=OPERATIONS
-)
+BAD_KEY = reason("bad_key", "not an Ed25519 public key in PEM", exit_status=USAGE, area=OPERATIONS)
 KIT_BAD_SIGNATURE = reason(
-    "kit_bad_signature", "the kit's SHA256SUMS is not signed by this release key",
-    exit_status=USAGE, area=OPERATIONS,
+    "kit_bad_signature",
+    "the kit's SHA256SUMS is not signed by this release key",
+    exit_status=USAGE,
+    area=OPERATIONS,
 )
 KIT_MODIFIED = reason(
-    "kit_modified", "a file of the kit is altered, added or missing", exit_status=USAGE,
+    "kit_modified",
+    "a file of the kit is altered, added or missing",
+    exit_status=USAGE,
     area=OPERATIONS,
 )
 KIT_MALFORMED = reason(
@@ -447,8 +455,10 @@ OVERLOADED = reason(
     "overloaded", "every connection is being served; retry shortly", http_status=503, area=API
 )
 REQUEST_TIMEOUT = reason(
-    "request_timeout", "the request was not sent in full within api.read_timeout",
-    http_status=408, area=API,
+    "request_timeout",
+    "the request was not sent in full within api.read_timeout",
+    http_status=408,
+    area=API,
 )
 TOO_MANY_REQUESTS = reason(
     "too_many_requests", "too many failed attempts; try later", http_status=429, area=API

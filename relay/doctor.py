@@ -111,7 +111,9 @@ def _check_key(ex: Examination) -> bool:
     key = ex.path / KEY_FILE
     if not key.exists():
         ex.add(
-            "key_file", FAIL, f"{key} is missing",
+            "key_file",
+            FAIL,
+            f"{key} is missing",
             "restore the home from a backup (relay agent|gateway restore), or init a new one",
         )
         return False
@@ -130,7 +132,9 @@ def _check_key(ex: Examination) -> bool:
         ex.add("key_file", OK, f"{ex.side} keys, mode {mode:o}, wrapped with a passphrase")
     else:
         ex.add(
-            "key_file", WARN, f"{ex.side} keys, mode {mode:o}, not wrapped with a passphrase",
+            "key_file",
+            WARN,
+            f"{ex.side} keys, mode {mode:o}, not wrapped with a passphrase",
             "init homes with RELAY_PASSPHRASE set (systemd: LoadCredential), see docs",
         )
     return True
@@ -180,7 +184,9 @@ def _check_store(ex: Examination) -> None:
         detail = str(cipher[0][0]) if cipher else str(quick[0])
         ex.conn = None  # the other store checks would read damaged pages
         ex.add(
-            "store", FAIL, f"integrity check failed: {detail[:120]}",
+            "store",
+            FAIL,
+            f"integrity check failed: {detail[:120]}",
             "stop the service and restore the home from a backup (relay agent|gateway restore)",
         )
         return
@@ -201,18 +207,30 @@ def _check_schema(ex: Examination) -> None:
 
         revision = str(found[0][0]) if found else "0001"
         status = OK if revision == HEAD else WARN
-        ex.add("schema", status, f"revision {revision} (this relay: {HEAD})",
-               "" if status == OK else "the next gateway command upgrades it (docs/upgrading.md)")
+        ex.add(
+            "schema",
+            status,
+            f"revision {revision} (this relay: {HEAD})",
+            "" if status == OK else "the next gateway command upgrades it (docs/upgrading.md)",
+        )
         return
     steps = _steps(ex.side)
     current = len(steps) + 1
     version = read_version(ex.conn)
     if version > current:
-        ex.add("schema", FAIL, f"version {version}, newer than this relay ({current})",
-               "install the newer relay again")
+        ex.add(
+            "schema",
+            FAIL,
+            f"version {version}, newer than this relay ({current})",
+            "install the newer relay again",
+        )
     elif version < current:
-        ex.add("schema", WARN, f"version {version} (this relay: {current})",
-               "the next command upgrades it, after a backup (docs/upgrading.md)")
+        ex.add(
+            "schema",
+            WARN,
+            f"version {version} (this relay: {current})",
+            "the next command upgrades it, after a backup (docs/upgrading.md)",
+        )
     else:
         ex.add("schema", OK, f"version {version}")
 
@@ -235,11 +253,18 @@ def _check_server_store(ex: Examination) -> None:
 
         with engine.connect() as conn:
             revision = stored_revision(conn)
-        ex.add("store", OK, f"database server reachable, revision {revision or 'none'}"
-               f" (this relay: {HEAD})")
+        ex.add(
+            "store",
+            OK,
+            f"database server reachable, revision {revision or 'none'} (this relay: {HEAD})",
+        )
     except Exception as exc:  # any driver error: the server or its URL is the problem
-        ex.add("store", FAIL, f"database server unreachable ({type(exc).__name__})",
-               "check gateway.store_url and the server")
+        ex.add(
+            "store",
+            FAIL,
+            f"database server unreachable ({type(exc).__name__})",
+            "check gateway.store_url and the server",
+        )
     finally:
         engine.dispose()
 
@@ -257,8 +282,12 @@ def _check_trust(ex: Examination) -> None:
         names += [f"{g} (root)" for g in _rooted_gateways(ex)]
     broken = [str(r[0]) for r in rows if not _consistent(r)]
     if broken:
-        ex.add("trust", FAIL, f"{what} {broken[0]}: its key id does not match its keys",
-               "the store was altered: restore a backup and compare fingerprints again")
+        ex.add(
+            "trust",
+            FAIL,
+            f"{what} {broken[0]}: its key id does not match its keys",
+            "the store was altered: restore a backup and compare fingerprints again",
+        )
     elif not names:
         ex.add("trust", FAIL if ex.side == "agent" else WARN, f"no {what}", fix)
     else:
@@ -299,7 +328,9 @@ def _check_clock(ex: Examination) -> None:
         ex.add("clock", OK, "nothing signed yet to compare the clock with")
     elif ex.now + CLOCK_SLACK < newest:
         ex.add(
-            "clock", FAIL, f"the clock is {_human(newest - ex.now)} behind the newest signed time",
+            "clock",
+            FAIL,
+            f"the clock is {_human(newest - ex.now)} behind the newest signed time",
             "set the system clock (NTP or by hand), then rerun",
         )
     else:
@@ -319,8 +350,12 @@ def _check_staleness(ex: Examination) -> None:
         return
     age = ex.now - int(created)
     if limit_text and age > parse_duration(limit_text):
-        ex.add("staleness", FAIL, f"newest bundle is {_human(age)} old (limit {limit_text})",
-               "check the link from the gateway (export, transport, inbox)")
+        ex.add(
+            "staleness",
+            FAIL,
+            f"newest bundle is {_human(age)} old (limit {limit_text})",
+            "check the link from the gateway (export, transport, inbox)",
+        )
     else:
         ex.add("staleness", OK, f"newest bundle is {_human(max(age, 0))} old")
 
@@ -341,7 +376,8 @@ def _check_audit(ex: Examination) -> None:
         f"chain at seq {head}, acknowledged {acked}, backlog {backlog}, "
         f"oldest unacknowledged {_human(lag)} old",
         "export audit bundles (relay agent audit export) and import them at the gateway"
-        if status == WARN else "",
+        if status == WARN
+        else "",
     )
 
 

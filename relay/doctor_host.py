@@ -34,8 +34,12 @@ def _check_folders(ex: Examination) -> None:
         if not path.is_dir():
             ex.add("folders", FAIL, f"{label} {path} is missing", f"mkdir -m 700 {path}")
         elif not os.access(path, os.W_OK | os.X_OK):
-            ex.add("folders", FAIL, f"{label} {path} is not writable",
-                   "give the service user write access (ReadWritePaths= under systemd)")
+            ex.add(
+                "folders",
+                FAIL,
+                f"{label} {path} is not writable",
+                "give the service user write access (ReadWritePaths= under systemd)",
+            )
         else:
             ex.add("folders", OK, f"{label} {path} present and writable")
     if not checked:
@@ -72,8 +76,12 @@ def _check_syslog(ex: Examination, url: str) -> None:
         else:
             socket.create_connection((address.host, address.port), timeout=3).close()
     except OSError as exc:
-        ex.add("sinks", FAIL, f"syslog {url} unreachable ({exc.strerror or exc})",
-               "start the collector or fix audit.syslog")
+        ex.add(
+            "sinks",
+            FAIL,
+            f"syslog {url} unreachable ({exc.strerror or exc})",
+            "start the collector or fix audit.syslog",
+        )
         return
     ex.add("sinks", OK, f"syslog {url} reachable")
 
@@ -98,8 +106,12 @@ def _check_quarantine(ex: Examination) -> None:
             used += path.stat().st_size
     cap = int(ex.home.config.get("import.quarantine_bytes"))
     status = WARN if files else OK
-    ex.add("quarantine", status, f"{len(files)} file(s), {_size(used)} of {_size(cap)}",
-           f"examine and remove the files in {folder}" if files else "")
+    ex.add(
+        "quarantine",
+        status,
+        f"{len(files)} file(s), {_size(used)} of {_size(cap)}",
+        f"examine and remove the files in {folder}" if files else "",
+    )
 
 
 def _size(count: int) -> str:

@@ -46,8 +46,10 @@ def read_pem(text: str, private: bool = False) -> bytes:
     """The raw 32-byte key of an Ed25519 PEM file; ``ValueError`` for anything else."""
     label = "PRIVATE KEY" if private else "PUBLIC KEY"
     lines = text.strip().splitlines()
-    if len(lines) < 3 or lines[0] != f"-----BEGIN {label}-----" or lines[-1] != (
-        f"-----END {label}-----"
+    if (
+        len(lines) < 3
+        or lines[0] != f"-----BEGIN {label}-----"
+        or lines[-1] != (f"-----END {label}-----")
     ):
         raise ValueError("not an Ed25519 PEM key")
     der = base64.b64decode("".join(lines[1:-1]), validate=True)
@@ -128,4 +130,3 @@ def _read_archive(kit: Path) -> dict[str, bytes]:
     except (OSError, ValueError, tarfile.TarError, EOFError):
         raise UsageError(f"{kit} is not a relay kit archive", code=KIT_MALFORMED) from None
     return files
-

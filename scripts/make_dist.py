@@ -51,8 +51,10 @@ def _release_seed() -> bytes:
         fd = os.open(dev, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(kit.private_key_pem(os.urandom(32)))
-    print(f"make dist: signing with the DEVELOPMENT key {dev} (set RELAY_RELEASE_KEY)",
-          file=sys.stderr)
+    print(
+        f"make dist: signing with the DEVELOPMENT key {dev} (set RELAY_RELEASE_KEY)",
+        file=sys.stderr,
+    )
     return kit.read_pem(dev.read_text(), private=True)
 
 
@@ -92,8 +94,12 @@ def _sbom(wheels: Path, version: str) -> bytes:
         "version": 1,
         "metadata": {
             "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "component": {"type": "application", "name": "relay", "version": version,
-                          "bom-ref": f"pkg:pypi/relay@{version}"},
+            "component": {
+                "type": "application",
+                "name": "relay",
+                "version": version,
+                "bom-ref": f"pkg:pypi/relay@{version}",
+            },
             "tools": {"components": [{"type": "application", "name": "relay make_dist"}]},
         },
         "components": components,

@@ -50,9 +50,7 @@ def fleet_values(agents: int) -> dict[str, bytes]:
     return values
 
 
-def build_fleet(
-    home_path: Path, agents: int, store_url: str = "", every: str = "1d"
-) -> None:
+def build_fleet(home_path: Path, agents: int, store_url: str = "", every: str = "1d") -> None:
     """A gateway home with ``agents`` enrolled agents, their grants and secrets (bulk inserts),
     exporting to ``home_path/out`` every ``every``."""
     from nacl.public import PrivateKey

@@ -152,9 +152,13 @@ def test_the_child_applies_exactly_what_the_import_in_process_applies(site: Site
         outcome = ChildImporter(site.importer())(name, data)
         assert outcome.status == "applied"
         assert outcome == expected  # seq, counts, bundle id, recorded with the apply
-        assert _last_record(site.ag_home) == _last_record(twin_home) == (
-            "bundle.applied",
-            outcome.audit_fields(),
+        assert (
+            _last_record(site.ag_home)
+            == _last_record(twin_home)
+            == (
+                "bundle.applied",
+                outcome.audit_fields(),
+            )
         )
         secret = site.ag.get_secret("app/s1")  # read by this (the parent) process
         assert secret is not None and secret.value == b"changed"

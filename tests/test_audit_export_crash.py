@@ -27,7 +27,13 @@ def exported(pair: Pair) -> list[dict[str, object]]:
 
 def crash_export(pair: Pair, to: Path, stage: str) -> None:
     result = run_process(
-        "agent", "audit", "export", "--home", str(pair.ag), "--to", str(to),
+        "agent",
+        "audit",
+        "export",
+        "--home",
+        str(pair.ag),
+        "--to",
+        str(to),
         env={crashpoint.ENV: stage},
     )
     assert result.status == -9  # SIGKILL at the stage, nothing flushed

@@ -17,7 +17,10 @@ def add_backup_commands(group: click.Group, side: str) -> None:
     @group.command("backup")
     @home_option
     @click.option(
-        "--to", "to", required=True, type=click.Path(path_type=Path, dir_okay=False),
+        "--to",
+        "to",
+        required=True,
+        type=click.Path(path_type=Path, dir_okay=False),
         help="The backup file to write (0600).",
     )
     def backup(home: Path, to: Path) -> None:
@@ -35,7 +38,9 @@ def add_backup_commands(group: click.Group, side: str) -> None:
 
     @group.command("restore")
     @click.option(
-        "--from", "source", required=True,
+        "--from",
+        "source",
+        required=True,
         type=click.Path(path_type=Path, dir_okay=False, exists=True),
         help="The backup file.",
     )

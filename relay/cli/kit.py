@@ -18,7 +18,9 @@ def kit() -> None:
 @kit.command()
 @click.argument("archive", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option(
-    "--key", "key_file", required=True,
+    "--key",
+    "key_file",
+    required=True,
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     help="The release public key (PEM), obtained apart from the kit.",
 )

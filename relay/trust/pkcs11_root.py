@@ -137,9 +137,7 @@ class _session:
         except pkcs11.PinIncorrect:
             raise UsageError("wrong token PIN", code=BAD_PASSPHRASE) from None
         except (pkcs11.NoSuchToken, pkcs11.MultipleTokensReturned):
-            raise UsageError(
-                f"no token labelled {self.key.token!r}", code=PKCS11_FAILED
-            ) from None
+            raise UsageError(f"no token labelled {self.key.token!r}", code=PKCS11_FAILED) from None
         except (OSError, RuntimeError, pkcs11.PKCS11Error) as exc:
             raise UsageError(
                 f"cannot open the PKCS#11 token ({type(exc).__name__})", code=PKCS11_FAILED

@@ -1,7 +1,8 @@
 """Verify an unpacked relay kit with only Python and PyNaCl (no relay installed yet).
 
-    python3 verify_kit.py KIT_FOLDER relay-release.pub.pem
+python3 verify_kit.py KIT_FOLDER relay-release.pub.pem
 """
+
 import base64
 import hashlib
 import sys
