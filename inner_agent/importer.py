@@ -43,7 +43,7 @@ from relay.home import Home
 from relay.identity import PublicIdentity
 from relay.quarantine import Quarantine
 from relay.transport import Pending, Source, TransportOptions
-from relay.trust.clock import judge_time
+from relay.trust.clock import ClockAlarm, judge_time
 
 if TYPE_CHECKING:
     pass
@@ -98,20 +98,16 @@ class AgentImporter:
         self.quarantine = Quarantine(home.quarantine_path, self._limits.quarantine_bytes)
         self.skew = parse_duration(str(home.config.get("agent.clock_skew")))
         self.ahead_limit = parse_duration(str(home.config.get("agent.clock_ahead_limit")))
-        self._clock_reported: tuple[bool, bool] = (False, False)
+        self._clock_alarm = ClockAlarm()
 
     def judged_time(self) -> int:
         """The time bundles are judged at: never before the persisted time floor. A clock behind
         the floor or far ahead of it is recorded in the audit (once per state change)."""
         floor = self.store.time_floor()
         judged = judge_time(int(self.clock()), floor, self.skew, self.ahead_limit)
-        state = (judged.behind, judged.ahead)
-        if state != self._clock_reported and self.audit is not None:
-            if judged.behind:
-                self.audit.record("clock.behind", **judged.fields())
-            elif judged.ahead:
-                self.audit.record("clock.ahead", **judged.fields())
-        self._clock_reported = state
+        event = self._clock_alarm.event(judged)
+        if event is not None and self.audit is not None:
+            self.audit.record(event, **judged.fields())
         return judged.now
 
     @property

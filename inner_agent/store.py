@@ -257,8 +257,8 @@ class AgentStore:
         return None if row is None else str(row[0])
 
     def time_floor(self) -> int | None:
-        """The persisted time floor (:mod:`inner_agent.time_floor`), or ``None``."""
-        from inner_agent.time_floor import FLOOR_KEY
+        """The persisted time floor (:mod:`relay.trust.time_floor`), or ``None``."""
+        from relay.trust.time_floor import FLOOR_KEY
 
         held = self.get_meta(FLOOR_KEY)
         return None if held is None else int(held)
@@ -338,9 +338,9 @@ class ReceivingStream:
     def apply(self, received: Received[SecretsPayload], now: int) -> ApplyResult:
         """Write a received secrets bundle and its high-water mark (same transaction)."""
         from inner_agent.rotation import reassert_local
-        from inner_agent.time_floor import raise_floor
         from inner_agent.trust_store import remember_chain
         from inner_agent.versions import apply_versions
+        from relay.trust.time_floor import raise_floor
 
         conn = self.conn
         header = received.bundle.envelope.header

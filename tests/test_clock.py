@@ -10,8 +10,8 @@ import pytest
 
 from inner_agent.service import AgentService
 from inner_agent.service_config import ServiceSettings
-from inner_agent.time_floor import read_floor
 from relay.trust.clock import judge_time
+from relay.trust.time_floor import read_floor
 from tests.trust_kit import DAY, NOW, RootedSite, make_rooted_site
 
 YEAR = 365 * DAY
@@ -121,3 +121,15 @@ def test_clock_skew_is_leeway_for_certificate_validity(site: RootedSite) -> None
     bundle = site.export()
     site.clock.now = NOW + 100 - 200  # agent clock 200 s behind the gateway's
     assert site.deliver(bundle).status == "applied"
+
+
+def test_the_clock_alarm_names_a_state_once_when_it_is_entered() -> None:
+    from relay.trust.clock import ClockAlarm
+
+    alarm = ClockAlarm()
+    floor, skew, ahead = NOW, 300, 30 * DAY
+    seen = [
+        alarm.event(judge_time(clock, floor, skew, ahead))
+        for clock in (NOW, NOW - DAY, NOW - 2 * DAY, NOW, NOW + YEAR, NOW + YEAR, NOW - DAY)
+    ]
+    assert seen == [None, "clock.behind", None, None, "clock.ahead", None, "clock.behind"]

@@ -312,9 +312,9 @@ def status(home: Path, as_json: bool) -> None:
 
 
 def _root_status(store: AgentStore) -> dict[str, Any]:
-    from inner_agent.time_floor import read_floor
     from inner_agent.trust_store import root_state
     from relay.trust.documents import root_fingerprint
+    from relay.trust.time_floor import read_floor
 
     floor = read_floor(store.engine)
     clock = {"time_floor": floor, "clock_behind": floor is not None and now() < floor}

@@ -30,7 +30,7 @@ from relay.transport import (
     open_source,
 )
 from relay.transport.base import VANISHED_CODES
-from relay.trust.clock import judge_time
+from relay.trust.clock import ClockAlarm, judge_time
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Hop:
         self.limits = Limits.from_config(home.config)
         self.skew = parse_duration(str(home.config.get("hop.clock_skew")))
         self.ahead_limit = parse_duration(str(home.config.get("hop.clock_ahead_limit")))
-        self._clock_reported: tuple[bool, bool] = (False, False)
+        self._clock_alarm = ClockAlarm()
 
     def run_once(
         self,
@@ -140,13 +140,9 @@ class Hop:
         signed ``created`` time forwarded), as the agent does. A clock behind the floor or far
         ahead of it is recorded in the hop's audit, once per change of state."""
         judged = judge_time(int(self.clock()), self.store.time_floor(), self.skew, self.ahead_limit)
-        state = (judged.behind, judged.ahead)
-        if state != self._clock_reported:
-            if judged.behind:
-                self.record("clock.behind", **judged.fields())
-            elif judged.ahead:
-                self.record("clock.ahead", **judged.fields())
-        self._clock_reported = state
+        event = self._clock_alarm.event(judged)
+        if event is not None:
+            self.record(event, **judged.fields())
         return judged.now
 
     def _trust(self) -> tuple[Trust, Trust]:

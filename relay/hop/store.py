@@ -12,7 +12,6 @@ from sqlalchemy import (
     Table,
     insert,
     select,
-    update,
 )
 from sqlalchemy.engine import Engine
 
@@ -22,6 +21,7 @@ from relay.home import Home
 from relay.identity import PublicIdentity
 from relay.pinned import pinned_by_key_id, pinned_identity_columns
 from relay.trust.chain import ChainResult
+from relay.trust.time_floor import raise_floor, read_floor
 
 metadata = MetaData()
 pinned = Table(
@@ -68,8 +68,8 @@ certified = Table(
     Column("sign_public", LargeBinary, nullable=False),
     Column("box_public", LargeBinary, nullable=False),
 )
-# Small named values: ``time_floor``, the newest signed ``created`` time of a bundle the hop
-# forwarded (``relay.trust.clock``); raised with every forwarded bundle, never lowered.
+# Small named values: the time floor (``relay.trust.time_floor``), raised by every forwarded
+# bundle's signed ``created`` time, never lowered.
 meta = Table(
     "meta",
     metadata,
@@ -77,8 +77,6 @@ meta = Table(
     Column("value", String(255), nullable=False),
 )
 add_local_audit_tables(metadata)
-
-FLOOR_KEY = "time_floor"
 
 
 class HopStore:
@@ -130,9 +128,7 @@ class HopStore:
 
     def time_floor(self) -> int | None:
         """The newest signed ``created`` time forwarded, or ``None`` before the first bundle."""
-        with self.engine.connect() as conn:
-            held = conn.execute(select(meta.c.value).where(meta.c.key == FLOOR_KEY)).first()
-        return None if held is None else int(held[0])
+        return read_floor(self.engine)
 
     def was_forwarded(self, bundle_id: str) -> bool:
         query = select(forwarded.c.name).where(forwarded.c.bundle_id == bundle_id)
@@ -154,18 +150,12 @@ class HopStore:
         """Record a forwarded bundle, and what its certificate chain taught, and raise the time
         floor to its signed ``created`` time (one transaction)."""
         with write_transaction(self.engine) as conn:
-            if created is not None:
-                held = conn.execute(select(meta.c.value).where(meta.c.key == FLOOR_KEY)).first()
-                if held is None:
-                    conn.execute(insert(meta).values(key=FLOOR_KEY, value=str(created)))
-                elif created > int(held[0]):
-                    conn.execute(
-                        update(meta).where(meta.c.key == FLOOR_KEY).values(value=str(created))
-                    )
             if chain is not None:
                 from relay.hop.trust_store import remember_chain
 
                 remember_chain(conn, chain, now)
+            if created is not None:
+                raise_floor(conn, created)
             conn.execute(
                 insert(forwarded).values(
                     bundle_id=bundle_id,

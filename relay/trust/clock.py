@@ -43,3 +43,19 @@ def judge_time(clock: int, floor: int | None, skew: int, ahead_limit: int) -> Ti
         behind=clock < floor - skew,
         ahead=clock > floor + ahead_limit,
     )
+
+
+class ClockAlarm:
+    """Which audit record a judgement calls for: ``clock.behind`` or ``clock.ahead`` when the
+    clock enters that state, nothing while it stays there or is fine (one per change of state,
+    for the life of this object)."""
+
+    def __init__(self) -> None:
+        self._state = (False, False)
+
+    def event(self, judged: TimeJudgement) -> str | None:
+        state = (judged.behind, judged.ahead)
+        changed, self._state = state != self._state, state
+        if not changed:
+            return None
+        return "clock.behind" if judged.behind else "clock.ahead" if judged.ahead else None
