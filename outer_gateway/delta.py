@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from outer_gateway import schema
 from relay.codes import DELTA_BASE_MISSING
-from relay.db import any_of, bulk_execute, fetch_all, insert_rows
+from relay.db import bulk_execute, fetch_all, fetch_in, insert_rows
 from relay.paths import grant_matcher
 
 if TYPE_CHECKING:
@@ -93,28 +93,24 @@ def choose_bases(
     """:func:`choose_base` for several agents (``agent -> next seq``): one aggregate row per
     agent says which may have a base, then only the rows from each candidate base on are read."""
     since: dict[str, int] = {}  # agent -> its candidate base's seq
-    for chunk in _chunks(sorted(next_seqs)):
-        where, params = any_of(conn, "agent", chunk)
-        sql = (
-            "SELECT agent, max(CASE WHEN full_state THEN seq END), "  # noqa: S608
-            "max(CASE WHEN refused THEN seq END), max(CASE WHEN acked THEN seq END) "
-            f"FROM export_bases WHERE {where} GROUP BY agent"
-        )
-        for agent, full, refused, acked in fetch_all(conn, sql, params):
-            if full is None or next_seqs[str(agent)] - int(full) >= full_every:
-                continue
-            if acked is not None and int(acked) > (0 if refused is None else int(refused)):
-                since[str(agent)] = int(acked)
+    newest = (
+        "SELECT agent, max(CASE WHEN full_state THEN seq END), "
+        "max(CASE WHEN refused THEN seq END), max(CASE WHEN acked THEN seq END) "
+        "FROM export_bases WHERE {where} GROUP BY agent"
+    )
+    for agent, full, refused, acked in fetch_in(conn, newest, "agent", sorted(next_seqs)):
+        if full is None or next_seqs[str(agent)] - int(full) >= full_every:
+            continue
+        if acked is not None and int(acked) > (0 if refused is None else int(refused)):
+            since[str(agent)] = int(acked)
     later: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in since}
-    for chunk in _chunks(sorted(since)):
-        where, params = any_of(conn, "agent", chunk)
-        sql = (
-            "SELECT agent, seq, bundle_id, mark, grants FROM export_bases "  # noqa: S608
-            f"WHERE {where} ORDER BY agent, seq"
-        )
-        for row in fetch_all(conn, sql, params):
-            if int(row[1]) >= since[str(row[0])]:
-                later[str(row[0])].append(row[1:])
+    rows = (
+        "SELECT agent, seq, bundle_id, mark, grants FROM export_bases "
+        "WHERE {where} ORDER BY agent, seq"
+    )
+    for row in fetch_in(conn, rows, "agent", sorted(since)):
+        if int(row[1]) >= since[str(row[0])]:
+            later[str(row[0])].append(row[1:])
     return {agent: _base(later.get(agent, [])) for agent in next_seqs}
 
 
@@ -223,19 +219,17 @@ def record_exports(conn: Connection, exports: list[Export], now: int) -> None:
     )
     newest = {e.agent: e.seq for e in exports}
     doomed: list[tuple[str, int, int]] = []  # (agent, below this seq, except this one)
-    for chunk in _chunks(sorted(newest)):
-        where, params = any_of(conn, "agent", chunk)
-        sql = (
-            "SELECT agent, max(CASE WHEN acked THEN seq END), "  # noqa: S608
-            "max(CASE WHEN full_state THEN seq END), min(seq) FROM export_bases "
-            f"WHERE {where} GROUP BY agent"
-        )
-        for agent, acked, full, oldest in fetch_all(conn, sql, params):
-            seq = newest[str(agent)]
-            floor = max(0 if acked is None else int(acked), seq - KEEP_UNACKED)
-            spare = seq if full is None else int(full)
-            if int(oldest) < floor:
-                doomed.append((str(agent), floor, spare))
+    held = (
+        "SELECT agent, max(CASE WHEN acked THEN seq END), "
+        "max(CASE WHEN full_state THEN seq END), min(seq) FROM export_bases "
+        "WHERE {where} GROUP BY agent"
+    )
+    for agent, acked, full, oldest in fetch_in(conn, held, "agent", sorted(newest)):
+        seq = newest[str(agent)]
+        floor = max(0 if acked is None else int(acked), seq - KEEP_UNACKED)
+        spare = seq if full is None else int(full)
+        if int(oldest) < floor:
+            doomed.append((str(agent), floor, spare))
     bulk_execute(conn, "DELETE FROM export_bases WHERE agent = ? AND seq < ? AND seq <> ?", doomed)
 
 
@@ -272,21 +266,17 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], bool]:
     return lambda path: match(path) is not None
 
 
-def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
-    return [values[start : start + size] for start in range(0, len(values), size)]
-
-
 def _fetch(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Row]:
-    return [(p, int(v), val, e, bool(d)) for p, v, val, e, d in fetch_all(conn, sql, params)]
+    return [_row(r) for r in fetch_all(conn, sql, params)]
+
+
+def _row(raw: tuple[Any, ...]) -> Row:
+    path, version, value, expires, deleted = raw
+    return (path, int(version), value, expires, bool(deleted))
 
 
 def _rows_of(conn: Connection, paths: list[str]) -> list[Row]:
-    out: list[Row] = []
-    for start in range(0, len(paths), 500):
-        chunk = paths[start : start + 500]
-        marks = ", ".join("?" * len(chunk))
-        out += _fetch(conn, f"{_ROWS} WHERE path IN ({marks})", tuple(chunk))
-    return out
+    return [_row(r) for r in fetch_in(conn, _ROWS + " WHERE {where}", "path", paths)]
 
 
 def _opened(store: GatewayStore, row: Row) -> Row:

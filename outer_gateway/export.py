@@ -31,7 +31,7 @@ from relay.bundle.envelope import BundleBase
 from relay.bundle.payload import SecretsPayload
 from relay.bundle.seal import bundle_file_name, seal_bundle_identified
 from relay.bundle.versions import VersionRow
-from relay.db import any_of, fetch_all
+from relay.db import fetch_all, fetch_in
 from relay.errors import TOO_LARGE, UsageError
 from relay.home import Home
 from relay.paths import grant_matcher
@@ -256,11 +256,10 @@ def _patterns(conn: Connection, name: str) -> tuple[str, ...]:
 def grant_patterns(conn: Connection, names: list[str]) -> dict[str, tuple[str, ...]]:
     """Each agent's grant patterns, sorted and without repeats (one query per 500 agents)."""
     found: dict[str, set[str]] = {name: set() for name in names}
-    for start in range(0, len(names), 500):
-        where, params = any_of(conn, "agent", names[start : start + 500])
-        sql = f"SELECT agent, pattern FROM grants WHERE {where}"  # noqa: S608
-        for agent, pattern in fetch_all(conn, sql, params):
-            found[str(agent)].add(str(pattern))
+    for agent, pattern in fetch_in(
+        conn, "SELECT agent, pattern FROM grants WHERE {where}", "agent", names
+    ):
+        found[str(agent)].add(str(pattern))
     return {name: tuple(sorted(patterns)) for name, patterns in found.items()}
 
 

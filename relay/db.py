@@ -170,6 +170,18 @@ def any_of(conn: Connection | Any, column: str, values: Sequence[Any]) -> tuple[
     return f"{column} IN ({', '.join('?' * len(values))})", list(values)
 
 
+def fetch_in(
+    conn: Connection | Any, sql: str, column: str, values: Sequence[Any], chunk: int = 500
+) -> list[tuple[Any, ...]]:
+    """All rows of ``sql`` whose ``{where}`` stands for ``column IN (values)``: one query per
+    ``chunk`` values (under SQLite's limit of variables), each as :func:`any_of` writes it."""
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(values), chunk):
+        where, params = any_of(conn, column, values[start : start + chunk])
+        rows += fetch_all(conn, sql.replace("{where}", where), params)
+    return rows
+
+
 def insert_rows(
     conn: Connection | Any,
     table: str,
