@@ -138,16 +138,8 @@ def receive_secrets(
     ``payload``): the conformance vectors name the stage that decides."""
 
     def run() -> Received[SecretsPayload]:
-        trace(VERIFY)
-        bundle = _authenticated(data, trust, now, limits, ("secrets",))
+        bundle = _before_decrypting(data, trust, streams, now, limits, trace)
         header = bundle.envelope.header
-        trace(SEQUENCE)
-        check_sequence(
-            bundle,
-            streams.high_water(bundle.stream_key, header.kind),
-            streams.was_applied(bundle.bundle_id),
-        )
-        check_base(bundle, streams)
         trace(DECRYPT)
         plaintext = open_payload(bundle, keys)
         trace(PAYLOAD)
@@ -167,16 +159,29 @@ def precheck_secrets(
     service runs them itself, so that only a bundle that will be decrypted and applied goes to
     its apply process (ADR 0022); that process's transaction runs them all again."""
 
-    def run() -> None:
-        bundle = _authenticated(data, trust, now, limits, ("secrets",))
-        check_sequence(
-            bundle,
-            streams.high_water(bundle.stream_key, bundle.envelope.header.kind),
-            streams.was_applied(bundle.bundle_id),
-        )
-        check_base(bundle, streams)
+    _strict(lambda: _before_decrypting(data, trust, streams, now, limits, lambda _stage: None))
 
-    _strict(run)
+
+def _before_decrypting(
+    data: bytes,
+    trust: Trust,
+    streams: SecretStreamState,
+    now: int,
+    limits: Limits,
+    trace: Callable[[str], None],
+) -> VerifiedBundle:
+    """The secret stream's checks before decryption: authenticity and expiry, the sequence, a
+    delta's base."""
+    trace(VERIFY)
+    bundle = _authenticated(data, trust, now, limits, ("secrets",))
+    trace(SEQUENCE)
+    check_sequence(
+        bundle,
+        streams.high_water(bundle.stream_key, bundle.envelope.header.kind),
+        streams.was_applied(bundle.bundle_id),
+    )
+    check_base(bundle, streams)
+    return bundle
 
 
 def check_base(bundle: VerifiedBundle, streams: SecretStreamState) -> None:
