@@ -14,7 +14,7 @@ Pure: bytes in, bytes out; no sockets, no clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -91,13 +91,6 @@ def decoder(k: int, m: int) -> Any:
     return zfec.Decoder(k, m)
 
 
-def _data_blocks(obj: bytes | memoryview, geo: Geometry, stripe: int) -> list[bytes]:
-    size = geo.block_size
-    start = stripe * geo.k * size
-    chunk = bytes(obj[start : start + geo.k * size]).ljust(geo.k * size, b"\0")
-    return [chunk[i * size : (i + 1) * size] for i in range(geo.k)]
-
-
 def stripe_blocks(obj: bytes | memoryview, geo: Geometry) -> list[list[memoryview]]:
     """The data blocks of every stripe as views into ``obj`` (only the padded tail is copied)."""
     size, per_stripe = geo.block_size, geo.k * geo.block_size
@@ -124,17 +117,6 @@ def encode_parity(geo: Geometry, data: Sequence[bytes | memoryview]) -> list[byt
     return [bytes(block) for block in parity]
 
 
-def encode_parity_round(
-    geo: Geometry, data: Sequence[tuple[memoryview, ...]], index: int
-) -> list[bytes]:
-    """Parity block ``index`` (``k <= index < m``) of every stripe: what one parity round sends.
-
-    Encoding round by round rather than stripe by stripe makes the first parity rounds ready
-    after a fraction of the work, and a receiver that lost little needs only those.
-    """
-    return [blocks[0] for blocks in encode_parity_rounds(geo, data, index, 1)]
-
-
 def encode_parity_rounds(
     geo: Geometry, data: Sequence[tuple[memoryview, ...]], first: int, count: int
 ) -> list[list[bytes]]:
@@ -143,23 +125,6 @@ def encode_parity_rounds(
     encoder = _encoder(geo.k, geo.m)
     wanted = tuple(range(first, min(first + count, geo.m)))
     return [[bytes(block) for block in encoder.encode(blocks, wanted)] for blocks in data]
-
-
-def encode_stripe(obj: bytes | memoryview, geo: Geometry, stripe: int) -> list[bytes]:
-    """All ``m`` blocks of one stripe: the ``k`` data blocks, then the parity blocks."""
-    data = _data_blocks(obj, geo, stripe)
-    return data + encode_parity(geo, data)
-
-
-def decode_stripe(geo: Geometry, blocks: Mapping[int, bytes]) -> bytes:
-    """The ``k * block_size`` data bytes of a stripe from any ``k`` of its blocks."""
-    if len(blocks) < geo.k:
-        raise ValueError(f"need {geo.k} blocks, have {len(blocks)}")
-    if all(i in blocks for i in range(geo.k)):
-        return b"".join(blocks[i] for i in range(geo.k))
-    nums = sorted(blocks)[: geo.k]
-    out = decoder(geo.k, geo.m).decode(tuple(blocks[i] for i in nums), tuple(nums))
-    return b"".join(bytes(block) for block in out)
 
 
 def interleaved_packets(obj: bytes | memoryview, geo: Geometry, transfer: bytes) -> Iterator[bytes]:
