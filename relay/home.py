@@ -162,14 +162,14 @@ class Home:
     def secrets(self) -> Secrets:
         """The private keys and store key (asks for the passphrase when wrapped)."""
         if self._secrets is None:
-            self._secrets = _unlock(self._doc)
-            if self._secrets.keys.sign_public != self.identity.sign_public:
-                raise UsageError("the key file is inconsistent", code=BAD_KEY_FILE)
+            self.use_secrets(_unlock(self._doc))
+        assert self._secrets is not None  # noqa: S101 - use_secrets set it or raised
         return self._secrets
 
     def use_secrets(self, secrets: Secrets) -> None:
-        """Take keys already unlocked by the process that started this one (the agent's apply
-        child, inner_agent/apply_child.py): a wrapped key file is not unwrapped again."""
+        """Take ``secrets`` as this home's keys once they match its identity: the key file's,
+        or keys already unlocked by the process that started this one (the agent's apply
+        child, inner_agent/apply_child.py), so a wrapped key file is not unwrapped again."""
         if secrets.keys.sign_public != self.identity.sign_public:
             raise UsageError("the key file is inconsistent", code=BAD_KEY_FILE)
         self._secrets = secrets

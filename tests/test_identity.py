@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,19 @@ def test_each_key_pair_signs_with_its_own_derived_key() -> None:
     assert hash(old) == hash(crypto.KeyPair(old.sign_seed, old.box_secret))
     assert repr(old) == "KeyPair(<private>)"
     assert old.sign_public == crypto.KeyPair(old.sign_seed, old.box_secret).sign_public
+
+
+def test_keys_that_do_not_match_the_identity_are_refused_at_every_access(tmp_path: Path) -> None:
+    """A key file whose keys are not the identity's is ``bad_key_file`` each time it is read,
+    not only the first (the refused keys are never kept)."""
+    from relay.codes import BAD_KEY_FILE
+    from relay.home import Home
+
+    Home.create(tmp_path / "a", "agent", "a")
+    other = Home.create(tmp_path / "b", "agent", "b")
+    home = Home.open(tmp_path / "a", "agent")
+    home.identity = Home.open(other.path, "agent").identity  # keys of "a", identity of "b"
+    for _ in range(2):
+        with pytest.raises(UsageError) as refused:
+            _ = home.secrets
+        assert refused.value.code == BAD_KEY_FILE
