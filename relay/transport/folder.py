@@ -21,6 +21,7 @@ from relay import crashpoint
 from relay.codes import VANISHED
 from relay.errors import NOT_REGULAR_FILE, TOO_LARGE, BundleRejected, TransportError
 from relay.transport.base import BUNDLE_SUFFIX, Pending
+from relay.transport.durable import sync_new_files, sync_pool
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor, ThreadPoolExecutor
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 # A writer killed between creating its temp file and the rename leaves it behind (hidden: every
 # reader skips names starting with a dot); it is swept by a later write once this old.
 STALE_TEMP_SECONDS = 3600
-_SYNC_WORKERS = 32  # files written and fsynced at once by write_many_atomic
 _TEMP_NAME = re.compile(r"\.[^/]+\.[0-9a-f]{12}\.tmp")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -63,11 +63,12 @@ def write_many_atomic(
     pool: Executor | None = None,
     sweep: bool = True,
 ) -> list[Path]:
-    """:func:`write_atomic` for many files at once: each temp file is written and fsynced (by
-    ``pool``'s threads, several at a time, so the file system commits them together), then each
-    is renamed, then the folder is fsynced (and swept, if ``sweep``) once. A reader sees each file
-    whole or not at all; after a crash each file renamed before the folder's fsync may or may not
-    be there, as with one file."""
+    """:func:`write_atomic` for many files at once: every temp file is written, then all are
+    made durable together (one ``syncfs`` where :mod:`relay.transport.durable` allows it, else
+    an ``fsync`` each by ``pool``'s threads, several at a time, so the file system commits them
+    together), then each is renamed, then the folder is fsynced (and swept, if ``sweep``) once.
+    A reader sees each file whole or not at all; after a crash each file renamed before the
+    folder's fsync may or may not be there, as with one file."""
     for name, _ in items:
         if "/" in name or name.startswith("."):
             raise ValueError(f"unsafe file name {name!r}")
@@ -79,11 +80,7 @@ def write_many_atomic(
         try:
             for temp, (_, data) in zip(temps, items, strict=True):
                 fds.append(_write_unsynced(temp, data))
-            if pool is None:
-                with sync_pool() as own:
-                    list(own.map(os.fsync, fds))
-            else:
-                list(pool.map(os.fsync, fds))
+            sync_new_files(fds, pool)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -101,13 +98,6 @@ def write_many_atomic(
     if sweep:
         sweep_stale_temps(folder)
     return finals
-
-
-def sync_pool() -> ThreadPoolExecutor:
-    """Threads for :func:`write_many_atomic` (each mostly waits in ``fsync``)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=_SYNC_WORKERS, thread_name_prefix="relay-fsync")
 
 
 def _write_unsynced(temp: Path, data: bytes) -> int:
