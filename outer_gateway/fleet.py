@@ -56,11 +56,14 @@ from relay.transport import Destination
 # ~0.2 s of work, the most one process can be left finishing alone at the end of a pass.
 CLAIM_BATCH = 250
 
-# Due agents with a grant and not revoked, after a name (a pass walks the names in order).
+# Due agents with a grant and not revoked, after a name (a pass walks the names in order). The
+# name bound is given to the grants too: PostgreSQL carries equalities across a join, not
+# ranges, and its merge join otherwise read the grants index from the first agent for every
+# batch (a pass read it 40 times over, 5 to 12 ms a batch instead of 1 to 2 on 10,000 agents).
 _DUE = (
     "SELECT name, sign_public, box_public, last_seq FROM agents a "
     "WHERE (next_export_at IS NULL OR next_export_at <= ?) AND name > ? "
-    "AND EXISTS (SELECT 1 FROM grants g WHERE g.agent = a.name) "
+    "AND EXISTS (SELECT 1 FROM grants g WHERE g.agent = a.name AND g.agent > ?) "
     "AND NOT EXISTS (SELECT 1 FROM agent_revocations r WHERE r.name = a.name) "
     "ORDER BY name LIMIT ?"
 )
@@ -143,10 +146,10 @@ class ExportPass:
         The pass walks the names in order; at the end it looks once more from the start, for
         agents another process had claimed and then let go (killed before its commit)."""
         with write_transaction(self.store.engine) as conn:
-            rows = fetch_all(conn, self._due_sql(conn), (self.now, self._after, self.batch))
+            rows = self._due(conn)
             if not rows and self._after and not self._rescanned:
                 self._after, self._rescanned = "", True
-                rows = fetch_all(conn, self._due_sql(conn), (self.now, "", self.batch))
+                rows = self._due(conn)
             if not rows:
                 return None
             self._after = str(rows[-1][0])
@@ -186,10 +189,11 @@ class ExportPass:
         crashpoint.reached("export.committed")
         return claimed
 
-    def _due_sql(self, conn: Connection) -> str:
-        if conn.dialect.name == "postgresql":
-            return _DUE + " FOR UPDATE SKIP LOCKED"
-        return _DUE
+    def _due(self, conn: Connection) -> list[tuple[Any, ...]]:
+        """Up to a batch of due agents after :attr:`_after`, locked (skipping those another
+        process holds) on PostgreSQL."""
+        sql = _DUE + " FOR UPDATE SKIP LOCKED" if conn.dialect.name == "postgresql" else _DUE
+        return fetch_all(conn, sql, (self.now, self._after, self._after, self.batch))
 
     def _view_of_pass(self) -> ExportView:
         if self._view is None:  # read only when a full bundle is due

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -294,3 +295,33 @@ def test_files_written_in_a_group_are_whole_private_and_leave_no_temp(tmp_path: 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [n for n, _ in items]
     with pytest.raises(ValueError, match="unsafe"):
         FolderDestination(tmp_path / "out").put_many([("../x", b"")])
+
+
+def _rows_read(plan: dict[str, Any], relation: str) -> int:
+    """Rows the plan's nodes on ``relation`` produced and threw away (EXPLAIN ANALYZE, JSON)."""
+    own = 0
+    if plan.get("Relation Name") == relation:
+        loops = int(plan.get("Actual Loops", 1))
+        kept = int(plan.get("Actual Rows", 0)) + int(plan.get("Rows Removed by Filter", 0))
+        own = kept * loops
+    return own + sum(_rows_read(child, relation) for child in plan.get("Plans", []))
+
+
+@pytest.mark.slow
+def test_a_batch_reads_the_grants_of_the_agents_after_the_last_batch_only(
+    tmp_path: Path, database: str
+) -> None:
+    """PostgreSQL carries the name bound of the due query to the grants only when the query says
+    so: without it a merge join read the grants index from the first agent, for every batch."""
+    import psycopg
+
+    from outer_gateway.fleet import _DUE
+
+    agents = 2000
+    build_fleet(tmp_path / "gw", agents, database)
+    after = f"a{agents // 4:05d}"  # where the planner chose the merge join (3,751 rows before)
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + _DUE.replace("?", "%s") + " FOR UPDATE SKIP LOCKED"
+    with psycopg.connect(database.replace("+psycopg", "")) as conn:
+        (plan,) = conn.execute(sql, (2**40, after, after, CLAIM_BATCH)).fetchone()  # type: ignore[misc]
+    read = _rows_read(plan[0]["Plan"], "grants")
+    assert 0 < read <= (CLAIM_BATCH + 1) * len(fleet_grants(0))  # one batch's agents' grants
