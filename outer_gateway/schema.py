@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    Unicode,
 )
 
 from relay.audit.tables import add_local_audit_tables, add_received_audit_tables
@@ -157,4 +159,16 @@ rotation_inbox = Table(
     Column("result_version", Integer),
     Column("hook", String(64)),  # hook items: the hook's name (status holds ok/failed/timeout)
     Column("exit_status", Integer),  # hook items: a command's exit status
+)
+
+# The scheduled rotation jobs (outer_gateway/rotation_schedule.py): APScheduler's
+# SQLAlchemyJobStore table, made with the store rather than by APScheduler at its first use,
+# where two `gateway run` processes starting together on a new PostgreSQL store both ran
+# CREATE TABLE and one failed (a unique violation in PostgreSQL's catalog).
+rotation_jobs = Table(
+    "rotation_jobs",
+    metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
 )

@@ -317,6 +317,45 @@ def test_postgres_gateway_store_is_migrated_and_stamped(request: pytest.FixtureR
         engine.dispose()
 
 
+def test_the_rotation_jobs_table_comes_with_the_store(request: pytest.FixtureRequest) -> None:
+    """APScheduler made ``rotation_jobs`` at its first use: two ``gateway run`` processes
+    starting together on a new PostgreSQL store both ran CREATE TABLE, and one died (a unique
+    violation in the catalog). A new store has it; 0008 adds it to an older one, and keeps the
+    one (and the jobs) APScheduler made."""
+    from sqlalchemy import inspect, text
+
+    from outer_gateway import schema as gateway_schema
+    from outer_gateway.rotation_schedule import TABLE
+    from relay.db import server_engine
+
+    assert TABLE == "rotation_jobs"
+    engine = server_engine(request.getfixturevalue("database"))
+    key = os.urandom(32)
+
+    def prepare() -> str:
+        return gateway_migrations.prepare_store(engine, None, key, gateway_schema.metadata)
+
+    try:
+        assert prepare() == ""
+        with engine.connect() as conn:
+            assert inspect(conn).has_table(TABLE)
+        with engine.begin() as conn:  # back to 0007, the table as APScheduler leaves it
+            conn.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+            conn.execute(text("INSERT INTO rotation_jobs VALUES ('rotate:db/*', 1.5, 'state')"))
+        assert prepare() == "0007"
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT id FROM rotation_jobs")).all() == [("rotate:db/*",)]
+            conn.execute(text("DROP TABLE rotation_jobs"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '0007'"))
+        assert prepare() == "0007"
+        with engine.connect() as conn:
+            assert gateway_migrations.stored_revision(conn) == gateway_migrations.HEAD
+            indexes = {i["name"] for i in inspect(conn).get_indexes(TABLE)}
+        assert indexes == {"ix_rotation_jobs_next_run_time"}
+    finally:
+        engine.dispose()
+
+
 _KILLED_GATEWAY_MIGRATION = """
 import sys
 from pathlib import Path

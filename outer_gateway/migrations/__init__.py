@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy import MetaData
     from sqlalchemy.engine import Connection, Engine
 
-HEAD = "0007"
+HEAD = "0008"
 BASELINE = "0001"
 _HERE = Path(__file__).parent
 _PG_LOCK = 0x72656C6179  # pg_advisory_xact_lock key: "relay"
