@@ -35,6 +35,19 @@ def _open_new(folder: Path, count: int) -> list[int]:
     return fds
 
 
+def _synced(folder: Path, count: int, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[int]]:
+    """Which calls :func:`durable.sync_new_files` made for ``count`` new files in ``folder``
+    (and their descriptors, closed since)."""
+    fds = _open_new(folder, count)
+    try:
+        calls = _Calls(monkeypatch)
+        durable.sync_new_files(fds, None)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return calls, fds
+
+
 class _Calls:
     """Which of syncfs and fsync a call made."""
 
@@ -76,27 +89,19 @@ def test_only_kernels_that_report_a_failed_writeback_use_syncfs(
 def test_a_batch_on_a_local_file_system_is_synced_with_one_syncfs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fds = _open_new(tmp_path, durable.SYNCFS_MIN_FILES)
+    probe = os.open(tmp_path, os.O_RDONLY)
     try:
-        assert durable.fs_type(fds[0]) in durable.SYNCFS_FILE_SYSTEMS  # ext4 or tmpfs here
-        calls = _Calls(monkeypatch)
-        durable.sync_new_files(fds, None)
+        assert durable.fs_type(probe) in durable.SYNCFS_FILE_SYSTEMS  # ext4 or tmpfs here
     finally:
-        for fd in fds:
-            os.close(fd)
+        os.close(probe)
+    calls, fds = _synced(tmp_path, durable.SYNCFS_MIN_FILES, monkeypatch)
     assert calls.syncfs == [fds[0]] and calls.fsync == []
 
 
 def test_a_small_batch_is_synced_file_by_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fds = _open_new(tmp_path, durable.SYNCFS_MIN_FILES - 1)
-    try:
-        calls = _Calls(monkeypatch)
-        durable.sync_new_files(fds, None)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    calls, fds = _synced(tmp_path, durable.SYNCFS_MIN_FILES - 1, monkeypatch)
     assert calls.syncfs == [] and sorted(calls.fsync) == sorted(fds)
 
 
@@ -109,15 +114,8 @@ def test_elsewhere_every_file_is_fsynced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str, fs: int | None
 ) -> None:
     monkeypatch.setattr(durable, "fs_type", lambda fd: fs)
-    monkeypatch.setattr(durable, "_kernel_reports_errors", lambda r: r >= "5.8")
     monkeypatch.setattr(os, "uname", lambda: os.uname_result(("", "", release, "", "")))
-    fds = _open_new(tmp_path, 20)
-    try:
-        calls = _Calls(monkeypatch)
-        durable.sync_new_files(fds, None)
-    finally:
-        for fd in fds:
-            os.close(fd)
+    calls, fds = _synced(tmp_path, 20, monkeypatch)
     assert calls.syncfs == [] and sorted(calls.fsync) == sorted(fds)
 
 
