@@ -325,3 +325,46 @@ def test_a_batch_reads_the_grants_of_the_agents_after_the_last_batch_only(
         (plan,) = conn.execute(sql, (2**40, after, after, CLAIM_BATCH)).fetchone()  # type: ignore[misc]
     read = _rows_read(plan[0]["Plan"], "grants")
     assert 0 < read <= (CLAIM_BATCH + 1) * len(fleet_grants(0))  # one batch's agents' grants
+
+
+@pytest.mark.slow
+def test_two_daemons_starting_together_on_a_new_store_both_serve(
+    tmp_path: Path, database: str
+) -> None:
+    """Two ``relay gateway run`` services started at once on a new PostgreSQL store: each is
+    ready and does its period, and the agents are divided between them. (APScheduler made its
+    jobs table at first use; both ran CREATE TABLE and one died with ``internal:
+    IntegrityError``, until the store made the table: revision 0008.)"""
+    import signal
+
+    from tests.agent_daemon import Notifications
+
+    agents = 40
+    gw = tmp_path / "gw"
+    build_fleet(gw, agents, database, every="3650d")
+    notified = [Notifications(tmp_path / f"gateway-{i}.notify") for i in range(2)]
+    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_HOME", "RELAY_PASSPHRASE")}
+    argv = [sys.executable, "-m", "relay", "gateway", "run", "--home", str(gw)]
+    procs = [
+        subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**env, "NOTIFY_SOCKET": str(n.path)},
+        )
+        for n in notified
+    ]
+    try:
+        for n, proc in zip(notified, procs, strict=True):
+            done = n.wait_for(lambda ms: any(m.get("RELAY_PERIOD") == "1" for m in ms), 120)
+            assert done, proc.poll() is None or proc.communicate()[1].decode()
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        errors = [proc.communicate(timeout=60)[1].decode() for proc in procs]
+        for n in notified:
+            n.close()
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    everyone = Counter({f"a{i:05d}": 1 for i in range(agents)})
+    assert _per_agent(gw / "out") == everyone
+    assert _exported_records(gw) == everyone
