@@ -162,3 +162,12 @@ def test_the_system_calls_are_what_the_rule_says(tmp_path: Path) -> None:
     assert calls.count("syncfs") == 1 and calls.count("rename") == 50
     assert calls.count("fsync") == 1  # the folder's, after the renames
     assert calls.index("syncfs") < calls.index("rename") < calls.index("fsync")
+
+
+@pytest.mark.slow
+def test_reading_folders_does_not_load_ctypes() -> None:
+    """The agent's service reads its inbox through the folder transport and never syncs a group
+    of files: ctypes (about 4 ms and its memory) is loaded only by a group's sync."""
+    script = "import sys, relay.transport.folder; print('ctypes' in sys.modules)"
+    found = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True)
+    assert found.stdout.strip() == b"False"

@@ -22,7 +22,6 @@ decision is made per file system (``st_dev``) once per process.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -89,6 +88,8 @@ def _kernel_reports_errors(release: str) -> bool:
 def fs_type(fd: int) -> int | None:
     """``f_type`` of ``fstatfs(fd)`` (the first word of ``struct statfs`` on Linux), or ``None``
     when the C library has no ``fstatfs``."""
+    import ctypes  # here: the agent's service reads folders and never syncs a group of files
+
     call = _libc_function("fstatfs")
     if call is None:
         return None
@@ -99,6 +100,8 @@ def fs_type(fd: int) -> int | None:
 
 
 def _syncfs(fd: int) -> None:
+    import ctypes
+
     call = _libc_function("syncfs")
     if call is None:  # syncfs_suits said yes only where it exists
         raise OSError("syncfs is not available")
@@ -108,6 +111,8 @@ def _syncfs(fd: int) -> None:
 
 
 def _libc_function(name: str) -> Callable[..., int] | None:
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return getattr(libc, name)  # type: ignore[no-any-return]
