@@ -73,36 +73,43 @@ def write_many_atomic(
         if "/" in name or name.startswith("."):
             raise ValueError(f"unsafe file name {name!r}")
     ensure_private_dir(folder)
-    temps = [folder / f".{name}.{secrets.token_hex(6)}.tmp" for name, _ in items]
+    # One random token for the group, 12 hex digits of it per temp name; every call names its
+    # files relative to the folder's descriptor (no path walked per call).
+    token = secrets.token_hex(6 * len(items))
+    temps = [f".{name}.{token[12 * i : 12 * i + 12]}.tmp" for i, (name, _) in enumerate(items)]
+    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        # Written here; only the fsyncs go to the threads (each releases the GIL once).
-        fds: list[int] = []
         try:
-            for temp, (_, data) in zip(temps, items, strict=True):
-                fds.append(_write_unsynced(temp, data))
-            sync_new_files(fds, pool)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        finals = []
-        for temp, (name, _) in zip(temps, items, strict=True):
-            crashpoint.reached("write.synced")
-            temp.replace(folder / name)
-            finals.append(folder / name)
-    except BaseException:
-        for temp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-        raise
-    _fsync_dir(folder)
+            # Written here; only the fsyncs go to the threads (each releases the GIL once).
+            fds: list[int] = []
+            try:
+                for temp, (_, data) in zip(temps, items, strict=True):
+                    fds.append(_write_unsynced(temp, data, folder_fd))
+                sync_new_files(fds, pool)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            for temp, (name, _) in zip(temps, items, strict=True):
+                crashpoint.reached("write.synced")
+                os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except BaseException:
+            for temp in temps:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp, dir_fd=folder_fd)
+            raise
+        os.fsync(folder_fd)
+    finally:
+        os.close(folder_fd)
     if sweep:
         sweep_stale_temps(folder)
-    return finals
+    return [folder / name for name, _ in items]
 
 
-def _write_unsynced(temp: Path, data: bytes) -> int:
-    """Create ``temp`` with ``data``; returns its open descriptor (the caller syncs and closes)."""
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+def _write_unsynced(temp: str, data: bytes, folder_fd: int) -> int:
+    """Create ``temp`` (in the folder open as ``folder_fd``) with ``data``; returns its open
+    descriptor (the caller syncs and closes)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = os.open(temp, flags, 0o600, dir_fd=folder_fd)
     try:
         view = memoryview(data)
         while view:
