@@ -75,6 +75,8 @@ class _Calls:
         ("5.8.0", True),
         ("5.10.0-28-amd64", True),
         ("6.18.44-fc-v782", True),
+        ("5.7-rc1", False),  # not "5.71"
+        ("5.8-rc1", True),
         ("4.19.0", False),
         ("5", False),
         ("unknown", False),

@@ -23,6 +23,7 @@ decision is made per file system (``st_dev``) once per process.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -77,12 +78,8 @@ def _kernel_reports_errors(release: str) -> bool:
     """Linux 5.8 or newer (``syncfs`` returns writeback errors since 5.8)."""
     if not sys.platform.startswith("linux"):
         return False
-    parts = release.split(".", 2)
-    try:
-        major, minor = int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or "0")
-    except (IndexError, ValueError):
-        return False
-    return (major, minor) >= (5, 8)
+    version = re.match(r"(\d+)\.(\d+)", release)  # "5.10.0-28-amd64", "5.7-rc1"
+    return version is not None and (int(version[1]), int(version[2])) >= (5, 8)
 
 
 def fs_type(fd: int) -> int | None:
