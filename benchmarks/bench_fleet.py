@@ -60,24 +60,27 @@ def busy_cores() -> tuple[float, float]:
     return (sum(fields) - idle) / ticks, sum(fields) / ticks
 
 
-def reset_schedule(home_path: Path) -> Path:
-    """Every agent due again, and a new, empty destination folder (returned): the state before
-    a pass. The folders of earlier passes are kept until the benchmark ends: deleting 10,000
-    files just before creating 10,000 more makes ext4 search for inodes that were not freed
-    recently, which would be measured as the pass's system time."""
+def reset_schedule(home_path: Path, due_at: int | None = None, every: int | None = None) -> Path:
+    """Every agent due again (now, or from ``due_at``), ``export.every`` set to ``every``
+    seconds if given, and a new, empty destination folder (returned): the state before a pass.
+    The folders of earlier passes are kept until the benchmark ends: deleting 10,000 files just
+    before creating 10,000 more makes ext4 search for inodes that were not freed recently,
+    which would be measured as the pass's system time."""
     from outer_gateway.store import GatewayStore
-    from relay.db import write_transaction
+    from relay.db import sa_executor, write_transaction
     from relay.home import Home
 
     home = Home.open(home_path, "gateway")
     runs = len(list(home_path.glob("out-*")))
     out = home_path / f"out-{runs + 1}"
     home.config.set("export.to", str(out))
+    if every is not None:
+        home.config.set("export.every", f"{every}s")
     home.config.save()
     store = GatewayStore.open(home)
     try:
         with write_transaction(store.engine) as conn:
-            conn.exec_driver_sql("UPDATE agents SET next_export_at = NULL")
+            sa_executor(conn)("UPDATE agents SET next_export_at = ?", (due_at,))
         if store.engine.dialect.name == "postgresql":
             # What autovacuum does between periods (this machine's server runs without it):
             # without it every pass leaves 10,000 dead versions of the agents' rows (and this
@@ -91,13 +94,18 @@ def reset_schedule(home_path: Path) -> Path:
     return out
 
 
+def _child_env() -> dict[str, str]:
+    """This environment without the variables that would point a child at another home."""
+    return {k: v for k, v in os.environ.items() if k not in ("RELAY_PASSPHRASE", "RELAY_HOME")}
+
+
 def one_pass(home_path: Path, workers: int) -> tuple[float, Counter[str]]:
     """Seconds for ``workers`` ``relay gateway run --once`` processes started together to
     finish, and how many bundles each agent got (from the files written). Prints the workers'
     CPU seconds (user + system): on a shared machine the wall time also counts waiting for a
     core."""
     out = reset_schedule(home_path)
-    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_PASSPHRASE", "RELAY_HOME")}
+    env = _child_env()
     argv = [*relay_argv(), "gateway", "run", "--once", "--home", str(home_path)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -122,13 +130,17 @@ def daemon_pass(home_path: Path, workers: int, every: int = 10) -> tuple[float, 
 
     This is a pass as a service runs it every period: start-up (Python, the imports, the
     store's engine) was paid once when the service started, not in each pass. Every agent is
-    made due at a period start at least 8 s away; the daemons' passes before it (as they start,
-    and at any period start between) find nobody due and must have reported before it."""
+    made due at a period start at least 12 s away (8 s or more after the reset); the daemons'
+    passes before it (as they start, and at any period start between) find nobody due and must
+    have reported before it."""
     import signal
     import socket
 
-    out, start = _due_at_next_period(home_path, every)
-    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_PASSPHRASE", "RELAY_HOME")}
+    from outer_gateway.fleet import period_end
+
+    start = period_end(int(time.time()) + 12, every)  # the reset and its vacuum take 1-4 s
+    out = reset_schedule(home_path, start, every)
+    env = _child_env()
     argv = [*relay_argv(), "gateway", "run", "--home", str(home_path)]
     sockets, procs = [], []
     try:
@@ -164,28 +176,6 @@ def daemon_pass(home_path: Path, workers: int, every: int = 10) -> tuple[float, 
         flush=True,
     )
     return elapsed, bundles_per_agent(out)
-
-
-def _due_at_next_period(home_path: Path, every: int) -> tuple[Path, int]:
-    """A new destination folder, ``export.every`` set, and every agent due at a period start
-    at least 8 s away (returned)."""
-    from outer_gateway.fleet import period_end
-    from outer_gateway.store import GatewayStore
-    from relay.db import write_transaction
-    from relay.home import Home
-
-    out = reset_schedule(home_path)
-    home = Home.open(home_path, "gateway")
-    home.config.set("export.every", f"{every}s")
-    home.config.save()
-    start = period_end(int(time.time()) + 8, every)
-    store = GatewayStore.open(home)
-    try:
-        with write_transaction(store.engine) as conn:
-            conn.exec_driver_sql(f"UPDATE agents SET next_export_at = {start}")  # noqa: S608
-    finally:
-        store.close()
-    return out, start
 
 
 def _wait_for_the_pass(
