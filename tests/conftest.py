@@ -47,12 +47,19 @@ def run_relay(*args: str, stdin: bytes | None = None, env: dict[str, str] | None
     return result
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a ``relay`` child: this one without ``RELAY_HOME`` and
+    ``RELAY_PASSPHRASE`` (a test names its home and passphrase itself), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_HOME", "RELAY_PASSPHRASE")}
+    env.update(extra or {})
+    return env
+
+
 def run_process(
     *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
 ) -> Result:
     """Run ``relay ARGS`` as a child process and capture everything it printed."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("RELAY_HOME", "RELAY_PASSPHRASE")}
-    full_env.update(env or {})
+    full_env = child_env(env)
     proc = subprocess.run(
         [*RELAY, *args],
         input=stdin or b"",

@@ -22,6 +22,7 @@ from outer_gateway.store import GatewayStore
 from relay import crypto
 from relay.errors import MALFORMED
 from relay.home import Home, Secrets
+from tests.trust_kit import pinned_stores
 
 VALID_FOR = 7 * 24 * 3600
 
@@ -63,14 +64,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
 
 
 def _make_site(tmp_path: Path) -> Site:
-    now = int(time.time())
-    gw_home = Home.create(tmp_path / "gw", "gateway", "gw")
-    ag_home = Home.create(tmp_path / "ag", "agent", "plant7")
-    gw, ag = GatewayStore.open(gw_home), AgentStore.open(ag_home)
-    gw.enroll(ag_home.identity, now)
-    gw.grant("plant7", "app/**")
-    ag.trust(gw_home.identity, now)
-    s = Site(tmp_path, gw_home, gw, ag_home, ag)
+    s = Site(tmp_path, *pinned_stores(tmp_path, int(time.time())))
     name, data = s.export({f"app/s{i}": f"v{i}".encode() for i in range(20)})
     assert s.importer().import_bytes(name, data).status == "applied"
     return s

@@ -22,6 +22,7 @@ from relay.bundle.payload import SecretsPayload, decode_secrets_payload
 from relay.errors import BundleRejected
 from relay.home import Home
 from relay.paths import is_valid_path
+from tests.trust_kit import pinned_stores
 
 NOW = 1_800_000_000
 
@@ -42,12 +43,7 @@ class Pair:
 @pytest.fixture
 def pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
     monkeypatch.delenv("RELAY_PASSPHRASE", raising=False)
-    gw_home = Home.create(tmp_path / "gw", "gateway", "gw")
-    ag_home = Home.create(tmp_path / "ag", "agent", "plant7")
-    gw, ag = GatewayStore.open(gw_home), AgentStore.open(ag_home)
-    gw.enroll(ag_home.identity, NOW)
-    gw.grant("plant7", "app/**")
-    ag.trust(gw_home.identity, NOW)
+    gw_home, gw, ag_home, ag = pinned_stores(tmp_path, NOW)
     yield Pair(gw_home, gw, ag_home, ag, AgentImporter(ag_home, ag, lambda: NOW + 10))
     gw.close()
     ag.close()

@@ -15,7 +15,7 @@ from inner_agent.audit import AgentAudit
 from inner_agent.get_command import get_value, who
 from relay.entry import parse_agent_get
 from relay.home import Home
-from tests.conftest import Pair
+from tests.conftest import Pair, child_env
 
 # Heavy modules `agent get` must never import (click, the servers, the transports, the
 # syslog stack of the audit sinks, the settings parser when the home has no settings).
@@ -53,9 +53,7 @@ CLICK_PATH = "import sys; from relay.cli import main; sys.argv[0] = 'relay'; mai
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_HOME", "RELAY_PASSPHRASE")}
-    env.update(extra or {})
-    return env
+    return child_env(extra)
 
 
 def _probe(tmp_path: Path, *args: str) -> tuple[int, set[str], bytes]:

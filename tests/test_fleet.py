@@ -23,6 +23,7 @@ from outer_gateway.store import GatewayStore
 from relay.home import Home
 from relay.paths import matches, matches_any
 from relay.transport import TransportOptions, open_destination
+from tests.conftest import child_env
 from tests.fleet_kit import SECRETS_PER_AGENT, build_fleet, fleet_grants
 
 EVERY = 3650 * 86400  # the tests' period: its next boundary is years away from any run
@@ -146,10 +147,9 @@ def test_a_bundle_over_the_cap_is_that_agents_failure_only(tmp_path: Path) -> No
 
 
 def _run_once(gw: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    full = {k: v for k, v in os.environ.items() if k not in ("RELAY_HOME", "RELAY_PASSPHRASE")}
-    full.update(env or {})
     argv = [sys.executable, "-m", "relay", "gateway", "run", "--once", "--home", str(gw)]
-    return subprocess.Popen(argv, env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    piped = subprocess.PIPE
+    return subprocess.Popen(argv, env=child_env(env), stdout=piped, stderr=piped)
 
 
 def _exported_records(gw: Path) -> Counter[str]:
@@ -343,14 +343,13 @@ def test_two_daemons_starting_together_on_a_new_store_both_serve(
     gw = tmp_path / "gw"
     build_fleet(gw, agents, database, every="3650d")
     notified = [Notifications(tmp_path / f"gateway-{i}.notify") for i in range(2)]
-    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_HOME", "RELAY_PASSPHRASE")}
     argv = [sys.executable, "-m", "relay", "gateway", "run", "--home", str(gw)]
     procs = [
         subprocess.Popen(
             argv,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env={**env, "NOTIFY_SOCKET": str(n.path)},
+            env=child_env({"NOTIFY_SOCKET": str(n.path)}),
         )
         for n in notified
     ]

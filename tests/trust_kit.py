@@ -111,6 +111,18 @@ class RootedSite:
         self.ag.close()
 
 
+def pinned_stores(tmp: Path, now: int) -> tuple[Home, GatewayStore, Home, AgentStore]:
+    """Gateway ``gw`` and agent ``plant7`` in ``tmp``, their stores open: the agent enrolled,
+    granted ``app/**`` and trusting the gateway's key as pinned (no root)."""
+    gw_home = Home.create(tmp / "gw", "gateway", "gw")
+    ag_home = Home.create(tmp / "ag", "agent", "plant7")
+    gw, ag = GatewayStore.open(gw_home), AgentStore.open(ag_home)
+    gw.enroll(ag_home.identity, now)
+    gw.grant("plant7", "app/**")
+    ag.trust(gw_home.identity, now)
+    return gw_home, gw, ag_home, ag
+
+
 def make_rooted_site(tmp: Path) -> RootedSite:
     """Gateway ``hq`` with root 1, agent ``plant7`` enrolled, granted ``app/**``, root pinned."""
     Home.create(tmp / "gw", "gateway", "hq")
