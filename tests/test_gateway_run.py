@@ -52,3 +52,29 @@ def test_scheduled_exports_are_heartbeats_and_stop_on_sigterm(pair: Pair) -> Non
     assert list(back.iterdir()) == []
     assert pair.gateway("audit", "verify").status == 0
     assert json.loads(pair.agent("status", "--json").out)["audit_acked"] == 2  # both exported
+
+
+def test_the_daemon_sleeps_to_the_moment_a_period_or_rotation_starts(pair: Pair) -> None:
+    """From the clock, not the whole second: a wait of ``next - int(now)`` started each period
+    up to a second late."""
+    from outer_gateway.store import GatewayStore
+    from relay.cli.gateway_schedule import ScheduledRotations
+    from relay.home import Home
+
+    pair.put("db/pw", b"v1")
+    home = Home.open(pair.gw, "gateway")
+    store = GatewayStore.open(home)
+    rotations = ScheduledRotations(home, store)
+    try:
+        assert rotations.wait(1_000_000_000.75, 1_000_000_010) == 9.25
+        assert rotations.wait(1_000_000_009.875, 1_000_000_010) == 0.125
+        # Due already (a rotation that failed and stays due): once a second, not a spin.
+        assert rotations.wait(1_000_000_010.5, 1_000_000_010) == 1.0
+        assert pair.gateway("policy", "set", "db/**", "--rotate-every", "1d").status == 0
+        rotations.run_due(1_000_000_000)  # the policy's job, first due a day after the secret
+        due = rotations.schedule.next_due()
+        assert due is not None
+        assert rotations.wait(due - 0.5, due + 100) == 0.5
+    finally:
+        rotations.close()
+        store.close()

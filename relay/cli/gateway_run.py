@@ -45,6 +45,7 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None, once: 
     """
     import signal
     import threading
+    import time
     from types import FrameType
 
     from relay.errors import UsageError
@@ -84,7 +85,7 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None, once: 
             next_export = period_end(now(), period)
             periods += 1
             notifier.send(STATUS=f"period {periods} done", RELAY_PERIOD=str(periods))
-        stop.wait(rotations.wait(now(), next_export))
+        stop.wait(rotations.wait(time.time(), next_export))
     notifier.send(STOPPING="1", STATUS="stopping")
     rotations.close()
     audit.record("gateway.stopped")

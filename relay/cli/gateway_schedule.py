@@ -39,11 +39,13 @@ class ScheduledRotations:
         for done in rotate_due(self.home, self.store, pattern, now):
             click.echo(f"rotated {done.path} (version {done.version})", err=True)
 
-    def wait(self, now: int, next_export: int) -> float:
-        """Seconds until the next export or the next due rotation, whichever is first."""
+    def wait(self, now: float, next_export: int) -> float:
+        """Seconds from ``now`` (the clock, not the whole second) until the next export or the
+        next due rotation, whichever is first, so a period starts on time; one second when
+        something is due already (a failed rotation is retried then, not spun on)."""
         due = self.schedule.next_due()
         target = next_export if due is None else min(next_export, due)
-        return float(max(1, target - now))
+        return target - now if target > now else 1.0
 
     def close(self) -> None:
         self.schedule.close()
