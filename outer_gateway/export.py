@@ -85,14 +85,14 @@ def agents_to_export(store: GatewayStore, only: str | None) -> list[Agent]:
     ]
 
 
-def view_once(store: GatewayStore, now: int, agents: list[str] | None = None) -> ViewOf:
+def view_once(store: GatewayStore, now: int) -> ViewOf:
     """An :class:`ExportView` made at its first use and kept for the pass (a pass of deltas
     never reads the whole store)."""
     made: list[ExportView] = []
 
     def view() -> ExportView:
         if not made:
-            made.append(ExportView(store, now, agents))
+            made.append(ExportView(store, now))
         return made[0]
 
     return view
@@ -138,10 +138,9 @@ def content_on(
             secrets, tombstones = len(payload.secrets), len(payload.tombstones)
             return Content(payload.encode(), secrets, tombstones, base, mark, patterns)
     view = view_of()
-    full_state = view.payload(name, audit_ack)
-    granted = tuple(sorted(set(view.grants.get(name, []))))  # what the view's payload granted
+    full_state = view.payload(patterns, audit_ack)
     return Content(
-        full_state.plaintext, full_state.secrets, full_state.tombstones, None, view.mark, granted
+        full_state.plaintext, full_state.secrets, full_state.tombstones, None, view.mark, patterns
     )
 
 
@@ -169,7 +168,7 @@ def build_bundle(
 
     check_not_revoked(store, name)  # never seal to a revoked agent, whoever asks
     if view_of is None:
-        view_of = view_once(store, now, [name])
+        view_of = view_once(store, now)
     with store.engine.connect() as conn:
         content = agent_content(
             home, store, conn, name, agent.last_seq + 1, now, audit_ack, view_of, full

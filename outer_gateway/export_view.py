@@ -1,8 +1,9 @@
 """One read of the gateway's store for a whole export pass, and each agent's payload from it.
 
 An export pass (``relay gateway run``, ``relay gateway export``) sends bundles to many agents
-whose grants overlap. :class:`ExportView` reads the secrets, the labelled versions, the grants,
-the rotation policies and the received audit marks once, then answers per agent from memory:
+whose grants overlap. :class:`ExportView` reads the secrets, the labelled versions and the
+rotation policies once, then answers per agent (given its grant patterns, which the pass reads
+with each batch's claim) from memory:
 
 - a grant pattern is resolved once per pass, to the rows it matches (``pattern -> rows``),
   looking only at the paths that share its literal prefix (a sorted list and a bisect), so the
@@ -16,10 +17,8 @@ from __future__ import annotations
 
 import binascii
 import bisect
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from sqlalchemy.engine import Connection
 
 from outer_gateway.delta import read_mark
 from outer_gateway.policies import Policy, list_policies, policy_for
@@ -46,12 +45,11 @@ class AgentPayload:
 class ExportView:
     """What every bundle of one pass is built from, read from the store once."""
 
-    def __init__(self, store: GatewayStore, now: int, agents: Iterable[str] | None = None) -> None:
+    def __init__(self, store: GatewayStore, now: int) -> None:
         with store.engine.connect() as conn:
             self.mark = read_mark(conn)  # the change clock, before any row (a delta's base)
             # (path, version, stored value or None, expires_at, deleted), sorted by path
             self.rows = sorted(fetch_all(conn, _ALL_ROWS))
-            self.grants = _grants(conn, None if agents is None else set(agents))
         self.paths = [row[0] for row in self.rows]
         self._open = store.codec.open
         self._plain = store.codec.plain
@@ -70,10 +68,10 @@ class ExportView:
             self._matched[pattern] = found
         return found
 
-    def payload(self, agent: str, audit_ack: int) -> AgentPayload:
-        """The full-state payload of ``agent``: its granted secrets and tombstones, the labelled
-        versions of its granted paths, and the freshness policies governing them."""
-        patterns = self.grants.get(agent, [])
+    def payload(self, patterns: Sequence[str], audit_ack: int) -> AgentPayload:
+        """The full-state payload of an agent granted ``patterns``: the secrets and tombstones
+        they grant, the labelled versions of the granted paths, and the freshness policies
+        governing them."""
         indexes: set[int] = set()
         for pattern in patterns:
             indexes.update(self.matched(pattern))
@@ -105,7 +103,7 @@ class ExportView:
         text = binascii.b2a_base64(value, newline=False).decode()
         return encode_row((path, version, text, expires_at))
 
-    def _versions_for(self, patterns: list[str]) -> list[VersionRow]:
+    def _versions_for(self, patterns: Sequence[str]) -> list[VersionRow]:
         if not self.versions or not patterns:
             return []
         granted: set[str] = set()
@@ -148,13 +146,3 @@ def _match_sorted(pattern: str, paths: list[str]) -> list[int]:
         return [i for i in range(start, end) if "/" not in paths[i][n:]]
     match = _compile(pattern).match
     return [i for i in range(start, end) if match(paths[i]) is not None]
-
-
-def _grants(conn: Connection, only: set[str] | None) -> dict[str, list[str]]:
-    """agent -> its grant patterns, in one query."""
-    rows = fetch_all(conn, "SELECT agent, pattern FROM grants ORDER BY agent, pattern")
-    out: dict[str, list[str]] = {}
-    for agent, pattern in rows:
-        if only is None or agent in only:
-            out.setdefault(str(agent), []).append(str(pattern))
-    return out

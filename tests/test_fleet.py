@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from outer_gateway.export import grant_patterns
 from outer_gateway.export_view import ExportView, _match_sorted
 from outer_gateway.fleet import CLAIM_BATCH, ExportPass, PassReport, audit_marks, period_end
 from outer_gateway.store import GatewayStore
@@ -70,11 +71,13 @@ def test_a_pass_reads_the_store_once_and_builds_each_agents_granted_set(tmp_path
     try:
         view = ExportView(store, int(time.time()))
         paths = [row[0] for row in store.all_rows()]
+        names = [f"a{index:05d}" for index in (0, 9, 10, 24)]
+        with store.engine.connect() as conn:
+            patterns = grant_patterns(conn, names)  # as a pass reads them for a batch
     finally:
         store.close()
-    for index in (0, 9, 10, 24):
-        name = f"a{index:05d}"
-        content = view.payload(name, 3)
+    for index, name in zip((0, 9, 10, 24), names, strict=True):
+        content = view.payload(patterns[name], 3)
         doc = json.loads(content.plaintext)
         granted = {p for p in paths if matches_any(fleet_grants(index), p)}
         assert {row[0] for row in doc["secrets"]} == granted
