@@ -87,22 +87,54 @@ def choose_base(
     return choose_bases(conn, {agent: next_seq}, full_every)[agent]
 
 
-def choose_bases(
-    conn: Connection, next_seqs: Mapping[str, int], full_every: int
-) -> dict[str, Base | None]:
-    """:func:`choose_base` for several agents (``agent -> next seq``): one aggregate row per
-    agent says which may have a base, then only the rows from each candidate base on are read."""
-    since: dict[str, int] = {}  # agent -> its candidate base's seq
-    newest = (
+@dataclass(frozen=True)
+class Heads:
+    """What an agent's export rows say as a whole (seqs; ``None`` when no row is so)."""
+
+    full: int | None  # the newest full bundle
+    refused: int | None  # the newest refused delta
+    acked: int | None  # the newest acknowledged bundle
+    oldest: int  # the oldest row kept
+
+
+def export_heads(conn: Connection, agents: Iterable[str]) -> dict[str, Heads]:
+    """Each agent's :class:`Heads`, one aggregate row per agent (agents with no export row are
+    left out). A pass reads them once per batch, for both :func:`choose_bases` and
+    :func:`record_exports`."""
+    sql = (
         "SELECT agent, max(CASE WHEN full_state THEN seq END), "
-        "max(CASE WHEN refused THEN seq END), max(CASE WHEN acked THEN seq END) "
+        "max(CASE WHEN refused THEN seq END), max(CASE WHEN acked THEN seq END), min(seq) "
         "FROM export_bases WHERE {where} GROUP BY agent"
     )
-    for agent, full, refused, acked in fetch_in(conn, newest, "agent", sorted(next_seqs)):
-        if full is None or next_seqs[str(agent)] - int(full) >= full_every:
+    return {
+        str(agent): Heads(_seq_or_none(full), _seq_or_none(refused), _seq_or_none(acked), int(low))
+        for agent, full, refused, acked, low in fetch_in(conn, sql, "agent", sorted(agents))
+    }
+
+
+def _seq_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def choose_bases(
+    conn: Connection,
+    next_seqs: Mapping[str, int],
+    full_every: int,
+    heads: Mapping[str, Heads] | None = None,
+) -> dict[str, Base | None]:
+    """:func:`choose_base` for several agents (``agent -> next seq``): their :class:`Heads`
+    (read here unless given) say which may have a base, then only the rows from each candidate
+    base on are read."""
+    if heads is None:
+        heads = export_heads(conn, next_seqs)
+    since: dict[str, int] = {}  # agent -> its candidate base's seq
+    for agent, held in heads.items():
+        if agent not in next_seqs or held.full is None:
             continue
-        if acked is not None and int(acked) > (0 if refused is None else int(refused)):
-            since[str(agent)] = int(acked)
+        if next_seqs[agent] - held.full >= full_every:
+            continue
+        if held.acked is not None and held.acked > (held.refused or 0):
+            since[agent] = held.acked
     later: dict[str, list[tuple[Any, ...]]] = {agent: [] for agent in since}
     rows = (
         "SELECT agent, seq, bundle_id, mark, grants FROM export_bases "
@@ -193,9 +225,14 @@ def record_export(
     record_exports(conn, [Export(agent, seq, bundle_id, mark, grants, full)], now)
 
 
-def record_exports(conn: Connection, exports: list[Export], now: int) -> None:
+def record_exports(
+    conn: Connection, exports: list[Export], now: int, heads: Mapping[str, Heads] | None = None
+) -> None:
     """:func:`record_export` for several agents (one export each): one multi-row insert, one
-    read of their rows and one batch of deletes, whatever the number of agents."""
+    read of their rows and one batch of deletes, whatever the number of agents. ``heads``: the
+    agents' :class:`Heads` read earlier in this transaction, with the agents locked (a pass's
+    claim), which spares the read; an audit import that acknowledges a bundle meanwhile only
+    makes this keep a row more until the next export."""
     if not exports:
         return
     insert_rows(
@@ -217,20 +254,27 @@ def record_exports(conn: Connection, exports: list[Export], now: int) -> None:
             for e in exports
         ],
     )
-    newest = {e.agent: e.seq for e in exports}
+    newest = {e.agent: e for e in exports}
+    if heads is None:
+        held = export_heads(conn, newest)  # the new rows among them
+    else:
+        held = {e.agent: _with_export(heads.get(e.agent), e) for e in exports}
     doomed: list[tuple[str, int, int]] = []  # (agent, below this seq, except this one)
-    held = (
-        "SELECT agent, max(CASE WHEN acked THEN seq END), "
-        "max(CASE WHEN full_state THEN seq END), min(seq) FROM export_bases "
-        "WHERE {where} GROUP BY agent"
-    )
-    for agent, acked, full, oldest in fetch_in(conn, held, "agent", sorted(newest)):
-        seq = newest[str(agent)]
-        floor = max(0 if acked is None else int(acked), seq - KEEP_UNACKED)
-        spare = seq if full is None else int(full)
-        if int(oldest) < floor:
-            doomed.append((str(agent), floor, spare))
+    for agent, h in held.items():
+        seq = newest[agent].seq
+        floor = max(h.acked or 0, seq - KEEP_UNACKED)
+        spare = seq if h.full is None else h.full
+        if h.oldest < floor:
+            doomed.append((agent, floor, spare))
     bulk_execute(conn, "DELETE FROM export_bases WHERE agent = ? AND seq < ? AND seq <> ?", doomed)
+
+
+def _with_export(heads: Heads | None, export: Export) -> Heads:
+    """``heads`` once ``export`` is recorded (a new row: neither acknowledged nor refused)."""
+    if heads is None:
+        return Heads(export.seq if export.full else None, None, None, export.seq)
+    full = max(heads.full or 0, export.seq) if export.full else heads.full
+    return Heads(full, heads.refused, heads.acked, min(heads.oldest, export.seq))
 
 
 def note_agent_records(conn: Connection, agent: str, records: Iterable[Any]) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from outer_gateway.audit import GatewayAudit, lock_audit_chain
-from outer_gateway.delta import Base, Export, choose_bases, record_exports
+from outer_gateway.delta import Base, Export, choose_bases, export_heads, record_exports
 from outer_gateway.dispatch import exported_fields
 from outer_gateway.export import (
     ENVELOPE_ALLOWANCE,
@@ -156,7 +156,9 @@ class ExportPass:
             names = [str(r[0]) for r in rows]
             acks = audit_marks(conn, names)
             patterns = grant_patterns(conn, names)
-            bases = choose_bases(conn, {str(r[0]): int(r[3]) + 1 for r in rows}, self._full_every)
+            heads = export_heads(conn, names)  # for the base choice and the records
+            next_seqs = {str(r[0]): int(r[3]) + 1 for r in rows}
+            bases = choose_bases(conn, next_seqs, self._full_every, heads)
             claimed: list[_Claimed] = []
             exports: list[Export] = []
             deferred: list[str] = []
@@ -172,7 +174,7 @@ class ExportPass:
                     continue
                 claimed.append(_Claimed(sealed[0], ack))
                 exports.append(sealed[1])
-            record_exports(conn, exports, self.now)  # each a possible base of later deltas
+            record_exports(conn, exports, self.now, heads)  # each a possible later base
             execute = sa_executor(conn)
             names = [c.bundle.agent for c in claimed]
             if names:

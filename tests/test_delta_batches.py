@@ -10,7 +10,14 @@ import random
 from sqlalchemy import create_engine
 
 from outer_gateway import schema
-from outer_gateway.delta import KEEP_UNACKED, Base, Export, choose_bases, record_exports
+from outer_gateway.delta import (
+    KEEP_UNACKED,
+    Base,
+    Export,
+    choose_bases,
+    export_heads,
+    record_exports,
+)
 
 Held = tuple[int, str, int, str, bool, bool, bool]  # seq, id, mark, grants, full, acked, refused
 
@@ -82,7 +89,9 @@ def test_batched_choice_and_pruning_match_the_per_agent_rules() -> None:
             ]
             if held_rows:
                 conn.execute(t.insert(), held_rows)
-            chosen = choose_bases(conn, next_seqs, full_every)
+            # A pass reads the heads once for both (odd rounds); alone, each reads its own.
+            heads = export_heads(conn, next_seqs) if round_ % 2 else None
+            chosen = choose_bases(conn, next_seqs, full_every, heads)
             found += sum(base is not None for base in chosen.values())
             assert chosen == {
                 a: _reference_choice(histories[a], next_seqs[a], full_every) for a in histories
@@ -91,7 +100,7 @@ def test_batched_choice_and_pruning_match_the_per_agent_rules() -> None:
                 Export(a, next_seqs[a], f"new-{a}", 1, ("db/**",), rnd.random() < 0.5)
                 for a in histories
             ]
-            record_exports(conn, exports, 0)
+            record_exports(conn, exports, 0, heads)
             for e in exports:
                 new: Held = (e.seq, e.bundle_id, 1, "[]", e.full, False, False)
                 held = conn.execute(t.select().where(t.c.agent == e.agent)).all()
