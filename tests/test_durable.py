@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from relay.transport import durable
+from relay.transport import durable, folder
 from relay.transport.folder import write_many_atomic
 
 
@@ -122,7 +122,7 @@ def test_elsewhere_every_file_is_fsynced(
 
 
 def test_a_failed_syncfs_fails_the_write_and_leaves_no_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, naming: str
 ) -> None:
     def failing(name: str) -> Callable[..., int] | None:
         def call(*_args: Any) -> int:
@@ -152,18 +152,103 @@ def test_the_system_calls_are_what_the_rule_says(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     strace = shutil.which("strace")
     assert strace is not None, "strace is installed by scripts/test-deps"
-    traced = "trace=syncfs,fsync,rename,renameat,renameat2"
+    traced = "trace=syncfs,fsync,rename,renameat,renameat2,link,linkat"
     out = str(tmp_path / "out")
     argv = [strace, "-f", "-qq", "-e", traced, "-o", str(trace), sys.executable, "-c", script, out]
     subprocess.run(argv, check=True)
-    calls = [
-        line.split(None, 1)[1].split("(", 1)[0].replace("renameat2", "rename")
-        for line in trace.read_text().splitlines()
-    ]
-    calls = [c.replace("renameat", "rename") for c in calls]
-    assert calls.count("syncfs") == 1 and calls.count("rename") == 50
-    assert calls.count("fsync") == 1  # the folder's, after the renames
-    assert calls.index("syncfs") < calls.index("rename") < calls.index("fsync")
+    calls = [line.split(None, 1)[1].split("(", 1)[0] for line in trace.read_text().splitlines()]
+    # written unnamed (O_TMPFILE), so named by a link each and never renamed
+    assert calls.count("syncfs") == 1 and calls.count("linkat") == 50
+    assert not [c for c in calls if c.startswith("rename")]
+    assert calls.count("fsync") == 1  # the folder's, after the links
+    assert calls.index("syncfs") < calls.index("linkat") < calls.index("fsync")
+
+
+@pytest.fixture(params=["unnamed", "named"])
+def naming(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Both ways a group is written: unnamed files linked to their names, and temp names
+    renamed (as on a file system without ``O_TMPFILE``, here by hiding ``/proc/self/fd``)."""
+    if request.param == "named":
+        monkeypatch.setattr(folder, "_PROC_FD", str(tmp_path / "no-proc"))
+    return str(request.param)
+
+
+def test_a_group_replaces_the_files_already_there_whole(tmp_path: Path, naming: str) -> None:
+    out = tmp_path / "out"
+    write_many_atomic(out, [(f"b{i}.bundle", b"old" * i) for i in range(12)])
+    write_many_atomic(out, [(f"b{i}.bundle", b"new" * (i + 1)) for i in range(0, 12, 2)])
+    for i in range(12):
+        want = b"new" * (i + 1) if i % 2 == 0 else b"old" * i
+        assert (out / f"b{i}.bundle").read_bytes() == want, naming
+        assert (out / f"b{i}.bundle").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"b{i}.bundle" for i in range(12))
+
+
+def test_a_file_system_without_unnamed_files_gets_temp_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open, renamed = os.open, []
+
+    def no_tmpfile(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "not here")
+        return real_open(path, flags, *args, **kwargs)
+
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any, **kwargs: Any) -> None:
+        renamed.append(str(src))
+        real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_tmpfile)
+    monkeypatch.setattr(os, "replace", replace)
+    out = tmp_path / "out"
+    write_many_atomic(out, [(f"b{i}.bundle", b"data") for i in range(10)])
+    assert len(renamed) == 10 and all(r.startswith(".b") for r in renamed)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"b{i}.bundle" for i in range(10))
+
+
+def test_an_unnamed_file_that_cannot_be_made_fails_the_group_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a file system without unnamed files falls back to temp names; any other failure
+    (a full disk, too many open files) fails the write, every descriptor closed."""
+    real_open, opened = os.open, []
+
+    def third_fails(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if flags & os.O_TMPFILE == os.O_TMPFILE and len(opened) == 2:
+            raise OSError(errno.ENOSPC, "full")
+        fd = real_open(path, flags, *args, **kwargs)
+        opened.append(fd)
+        return fd
+
+    out = tmp_path / "out"
+    out.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "open", third_fails)
+    with pytest.raises(OSError) as caught:
+        write_many_atomic(out, [(f"b{i}.bundle", b"data") for i in range(10)])
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC
+    assert list(out.iterdir()) == []
+    for fd in opened:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
+
+
+@pytest.mark.slow
+def test_a_writer_killed_before_the_links_leaves_no_file_behind(tmp_path: Path) -> None:
+    """Killed after the sync and before the first name (``write.synced``): unnamed files die
+    with the process, so there is no temp file for a later write to sweep."""
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from relay.transport.folder import write_many_atomic\n"
+        "write_many_atomic(Path(sys.argv[1]), [(f'b{i}.bundle', b'x') for i in range(20)])\n"
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "RELAY_CRASH_AT": "write.synced"}
+    killed = subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=False)
+    assert killed.returncode == -9
+    assert out.is_dir() and list(out.iterdir()) == []
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Folder transport: removable media, diode drop folders, local staging.
 
-Writes are atomic (temp name with a leading dot, fsync, rename, fsync of the folder). Reads never
+Writes are atomic (temp name with a leading dot, fsync, rename, fsync of the folder; a group of
+files is written unnamed where the file system allows it, synced, then linked). Reads never
 follow symlinks and never block on FIFOs: a path is opened with ``O_NOFOLLOW | O_NONBLOCK`` and
 checked with ``fstat`` before a byte is read, and the size cap is decided from that ``fstat``.
 """
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 STALE_TEMP_SECONDS = 3600
 _TEMP_NAME = re.compile(r"\.[^/]+\.[0-9a-f]{12}\.tmp")
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_PROC_FD = "/proc/self/fd"
+# open(O_TMPFILE) where the file system or kernel has no unnamed files
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT})
 
 
 def write_atomic(folder: Path, name: str, data: bytes | memoryview, mode: int = 0o600) -> Path:
@@ -63,40 +67,25 @@ def write_many_atomic(
     pool: Executor | None = None,
     sweep: bool = True,
 ) -> list[Path]:
-    """:func:`write_atomic` for many files at once: every temp file is written, then all are
-    made durable together (one ``syncfs`` where :mod:`relay.transport.durable` allows it, else
-    an ``fsync`` each by ``pool``'s threads, several at a time, so the file system commits them
-    together), then each is renamed, then the folder is fsynced (and swept, if ``sweep``) once.
-    A reader sees each file whole or not at all; after a crash each file renamed before the
-    folder's fsync may or may not be there, as with one file."""
+    """:func:`write_atomic` for many files at once: every file is written unnamed (``O_TMPFILE``,
+    where the file system has it; else under a temp name), then all are made durable together
+    (one ``syncfs`` where :mod:`relay.transport.durable` allows it, else an ``fsync`` each by
+    ``pool``'s threads, several at a time, so the file system commits them together), then each
+    is linked (or renamed) to its name, then the folder is fsynced (and swept, if ``sweep``)
+    once. A reader sees each file whole or not at all; after a crash each file named before the
+    folder's fsync may or may not be there, as with one file, and an unnamed file is simply gone
+    (nothing to sweep). ADR 0025."""
     for name, _ in items:
         if "/" in name or name.startswith("."):
             raise ValueError(f"unsafe file name {name!r}")
     ensure_private_dir(folder)
-    # One random token for the group, 12 hex digits of it per temp name; every call names its
-    # files relative to the folder's descriptor (no path walked per call).
-    token = secrets.token_hex(6 * len(items))
-    temps = [f".{name}.{token[12 * i : 12 * i + 12]}.tmp" for i, (name, _) in enumerate(items)]
     folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        try:
-            # Written here; only the fsyncs go to the threads (each releases the GIL once).
-            fds: list[int] = []
-            try:
-                for temp, (_, data) in zip(temps, items, strict=True):
-                    fds.append(_write_unsynced(temp, data, folder_fd))
-                sync_new_files(fds, pool)
-            finally:
-                for fd in fds:
-                    os.close(fd)
-            for temp, (name, _) in zip(temps, items, strict=True):
-                crashpoint.reached("write.synced")
-                os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-        except BaseException:
-            for temp in temps:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp, dir_fd=folder_fd)
-            raise
+        fds = _unnamed_files(folder_fd, len(items))
+        if fds is not None:
+            _write_unnamed(folder_fd, fds, items, pool)
+        else:
+            _write_named(folder_fd, items, pool)
         os.fsync(folder_fd)
     finally:
         os.close(folder_fd)
@@ -105,19 +94,102 @@ def write_many_atomic(
     return [folder / name for name, _ in items]
 
 
+def _unnamed_files(folder_fd: int, count: int) -> list[int] | None:
+    """``count`` new unnamed files in the folder, or ``None`` where that cannot be done: no
+    ``O_TMPFILE`` in the file system (NFS, FUSE, old kernels) or no ``/proc/self/fd`` to name
+    them by (linking by descriptor alone needs a capability a service should not have)."""
+    flags = getattr(os, "O_TMPFILE", 0)
+    if not flags or not count or not Path(_PROC_FD).is_dir():
+        return None
+    fds: list[int] = []
+    try:
+        for _ in range(count):
+            fds.append(os.open(".", flags | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=folder_fd))
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        if exc.errno in _NO_TMPFILE and not fds:
+            return None
+        raise
+    return fds
+
+
+def _write_unnamed(
+    folder_fd: int, fds: list[int], items: list[tuple[str, bytes]], pool: Executor | None
+) -> None:
+    """Write, sync and name the unnamed files ``fds`` (closed here, whatever happens)."""
+    try:
+        for fd, (_, data) in zip(fds, items, strict=True):
+            _write_all(fd, data)
+        sync_new_files(fds, pool)
+        for fd, (name, _) in zip(fds, items, strict=True):
+            crashpoint.reached("write.synced")
+            _name_unnamed(fd, name, folder_fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _name_unnamed(fd: int, name: str, folder_fd: int) -> None:
+    """Give the synced unnamed file ``fd`` its ``name``; a file already there is replaced in
+    one step (linked under a temp name, then renamed over it), as a rename would."""
+    source = f"{_PROC_FD}/{fd}"
+    try:
+        os.link(source, name, dst_dir_fd=folder_fd, follow_symlinks=True)
+    except FileExistsError:
+        temp = f".{name}.{secrets.token_hex(6)}.tmp"
+        os.link(source, temp, dst_dir_fd=folder_fd, follow_symlinks=True)
+        try:
+            os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=folder_fd)
+            raise
+
+
+def _write_named(folder_fd: int, items: list[tuple[str, bytes]], pool: Executor | None) -> None:
+    """Where unnamed files cannot be made: temp names, synced, then renamed."""
+    # One random token for the group, 12 hex digits of it per temp name; every call names its
+    # files relative to the folder's descriptor (no path walked per call).
+    token = secrets.token_hex(6 * len(items))
+    temps = [f".{name}.{token[12 * i : 12 * i + 12]}.tmp" for i, (name, _) in enumerate(items)]
+    try:
+        # Written here; only the fsyncs go to the threads (each releases the GIL once).
+        fds: list[int] = []
+        try:
+            for temp, (_, data) in zip(temps, items, strict=True):
+                fds.append(_write_unsynced(temp, data, folder_fd))
+            sync_new_files(fds, pool)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        for temp, (name, _) in zip(temps, items, strict=True):
+            crashpoint.reached("write.synced")
+            os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        for temp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=folder_fd)
+        raise
+
+
 def _write_unsynced(temp: str, data: bytes, folder_fd: int) -> int:
     """Create ``temp`` (in the folder open as ``folder_fd``) with ``data``; returns its open
     descriptor (the caller syncs and closes)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     fd = os.open(temp, flags, 0o600, dir_fd=folder_fd)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def sweep_stale_temps(folder: Path, now: float | None = None) -> list[str]:
