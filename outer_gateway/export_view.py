@@ -49,7 +49,7 @@ class ExportView:
         with store.engine.connect() as conn:
             self.mark = read_mark(conn)  # the change clock, before any row (a delta's base)
             # (path, version, stored value or None, expires_at, deleted), sorted by path
-            self.rows = sorted(fetch_all(conn, _ALL_ROWS))
+            self.rows = sorted(fetch_all(conn, _ALL_ROWS, binary=True))
         self.paths = [row[0] for row in self.rows]
         self._open = store.codec.open
         self._plain = store.codec.plain
