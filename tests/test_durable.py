@@ -208,6 +208,27 @@ def test_a_file_system_without_unnamed_files_gets_temp_names(
     assert sorted(p.name for p in out.iterdir()) == sorted(f"b{i}.bundle" for i in range(10))
 
 
+def test_a_system_that_refuses_links_through_proc_gets_temp_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``O_TMPFILE`` works but the link through ``/proc/self/fd`` is refused (a hardened
+    ``/proc``, a security module): the group is written again under temp names, not failed
+    for good in every pass."""
+    links = []
+
+    def refused(src: Any, dst: Any, **kwargs: Any) -> None:
+        links.append(str(src))
+        raise PermissionError(errno.EPERM, "not through /proc")
+
+    monkeypatch.setattr(os, "link", refused)
+    out = tmp_path / "out"
+    items = [(f"b{i}.bundle", b"data %d" % i) for i in range(10)]
+    write_many_atomic(out, items)
+    assert len(links) == 1 and links[0].startswith("/proc/self/fd/")  # tried once, then named
+    assert sorted(p.name for p in out.iterdir()) == sorted(name for name, _ in items)
+    assert all((out / name).read_bytes() == data for name, data in items)
+
+
 def test_an_unnamed_file_that_cannot_be_made_fails_the_group_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

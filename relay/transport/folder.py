@@ -82,9 +82,7 @@ def write_many_atomic(
     folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fds = _unnamed_files(folder_fd, len(items))
-        if fds is not None:
-            _write_unnamed(folder_fd, fds, items, pool)
-        else:
+        if fds is None or not _write_unnamed(folder_fd, fds, items, pool):
             _write_named(folder_fd, items, pool)
         os.fsync(folder_fd)
     finally:
@@ -116,18 +114,27 @@ def _unnamed_files(folder_fd: int, count: int) -> list[int] | None:
 
 def _write_unnamed(
     folder_fd: int, fds: list[int], items: list[tuple[str, bytes]], pool: Executor | None
-) -> None:
-    """Write, sync and name the unnamed files ``fds`` (closed here, whatever happens)."""
+) -> bool:
+    """Write, sync and name the unnamed files ``fds`` (closed here, whatever happens). False
+    when the first cannot be linked (a system that refuses links through ``/proc``): nothing
+    is named then, the unnamed files die with their descriptors, and the caller writes the
+    group under temp names (where a real fault, a full disk say, fails again and is raised)."""
     try:
         for fd, (_, data) in zip(fds, items, strict=True):
             _write_all(fd, data)
         sync_new_files(fds, pool)
-        for fd, (name, _) in zip(fds, items, strict=True):
+        for index, (fd, (name, _)) in enumerate(zip(fds, items, strict=True)):
             crashpoint.reached("write.synced")
-            _name_unnamed(fd, name, folder_fd)
+            try:
+                _name_unnamed(fd, name, folder_fd)
+            except OSError:
+                if index == 0:
+                    return False
+                raise
     finally:
         for fd in fds:
             os.close(fd)
+    return True
 
 
 def _name_unnamed(fd: int, name: str, folder_fd: int) -> None:
