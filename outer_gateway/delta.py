@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 
 from outer_gateway import schema
 from relay.codes import DELTA_BASE_MISSING
-from relay.db import bulk_execute, fetch_all, fetch_in, insert_rows
+from relay.db import bulk_execute, fetch_all, fetch_in, insert_rows, is_postgresql
 from relay.paths import grant_matcher
 
 if TYPE_CHECKING:
@@ -266,7 +266,29 @@ def record_exports(
         spare = seq if h.full is None else h.full
         if h.oldest < floor:
             doomed.append((agent, floor, spare))
-    bulk_execute(conn, "DELETE FROM export_bases WHERE agent = ? AND seq < ? AND seq <> ?", doomed)
+    _prune(conn, doomed)
+
+
+# One statement for the batch's prunes on PostgreSQL (a row of arrays joined to the table); a
+# statement per agent elsewhere (SQLite, in process: executemany). On a gateway whose agents do
+# not acknowledge (no audit return), every export prunes one row per agent: 250 statements a
+# batch, 0.48 s of a 7.6 s pass on 10,000 agents.
+_PRUNE = "DELETE FROM export_bases WHERE agent = ? AND seq < ? AND seq <> ?"
+_PRUNE_ARRAYS = (
+    "DELETE FROM export_bases e USING unnest(%b::text[], %b::bigint[], %b::bigint[]) "
+    "AS d(agent, below, spare) WHERE e.agent = d.agent AND e.seq < d.below AND e.seq <> d.spare"
+)
+
+
+def _prune(conn: Connection, doomed: list[tuple[str, int, int]]) -> None:
+    """Delete each agent's rows below its floor except its spare (``(agent, floor, spare)``)."""
+    if not doomed:
+        return
+    if not is_postgresql(conn):
+        bulk_execute(conn, _PRUNE, doomed)
+        return
+    agents, below, spare = (list(column) for column in zip(*doomed, strict=True))
+    fetch_all(conn, _PRUNE_ARRAYS, [agents, below, spare])
 
 
 def _with_export(heads: Heads | None, export: Export) -> Heads:

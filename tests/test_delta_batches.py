@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
 
 from outer_gateway import schema
 from outer_gateway.delta import (
@@ -59,8 +61,21 @@ def _history(rnd: random.Random, agent: str) -> list[Held]:
 
 
 def test_batched_choice_and_pruning_match_the_per_agent_rules() -> None:
+    _check_against_the_rules(create_engine("sqlite://"))
+
+
+@pytest.mark.slow
+def test_the_same_on_postgresql(database: str) -> None:
+    """PostgreSQL prunes a batch in one statement (arrays joined to the table)."""
+    engine = create_engine(database)
+    try:
+        _check_against_the_rules(engine)
+    finally:
+        engine.dispose()
+
+
+def _check_against_the_rules(engine: Engine) -> None:
     rnd = random.Random(20261130)
-    engine = create_engine("sqlite://")
     schema.metadata.create_all(engine, tables=[schema.export_bases])
     t = schema.export_bases
     found = 0
