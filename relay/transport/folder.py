@@ -37,13 +37,24 @@ _PROC_FD = "/proc/self/fd"
 _NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT})
 
 
-def write_atomic(folder: Path, name: str, data: bytes | memoryview, mode: int = 0o600) -> Path:
-    """Write ``data`` to ``folder/name`` so that readers see all of it or nothing."""
+def _checked(name: str) -> str:
+    """``name``, refused unless it names a visible file directly in the folder."""
     if "/" in name or name.startswith("."):
         raise ValueError(f"unsafe file name {name!r}")
+    return name
+
+
+def _temp_name(name: str, token: str | None = None) -> str:
+    """The hidden temp name of ``name`` (:data:`_TEMP_NAME`, which the sweep looks for):
+    ``token`` is 12 hex digits, random unless given."""
+    return f".{name}.{token or secrets.token_hex(6)}.tmp"
+
+
+def write_atomic(folder: Path, name: str, data: bytes | memoryview, mode: int = 0o600) -> Path:
+    """Write ``data`` to ``folder/name`` so that readers see all of it or nothing."""
+    final = folder / _checked(name)
     ensure_private_dir(folder)
-    final = folder / name
-    temp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
+    temp = folder / _temp_name(name)
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -76,8 +87,7 @@ def write_many_atomic(
     folder's fsync may or may not be there, as with one file, and an unnamed file is simply gone
     (nothing to sweep). ADR 0025."""
     for name, _ in items:
-        if "/" in name or name.startswith("."):
-            raise ValueError(f"unsafe file name {name!r}")
+        _checked(name)
     ensure_private_dir(folder)
     folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -144,7 +154,7 @@ def _name_unnamed(fd: int, name: str, folder_fd: int) -> None:
     try:
         os.link(source, name, dst_dir_fd=folder_fd, follow_symlinks=True)
     except FileExistsError:
-        temp = f".{name}.{secrets.token_hex(6)}.tmp"
+        temp = _temp_name(name)
         os.link(source, temp, dst_dir_fd=folder_fd, follow_symlinks=True)
         try:
             os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
@@ -159,7 +169,7 @@ def _write_named(folder_fd: int, items: list[tuple[str, bytes]], pool: Executor 
     # One random token for the group, 12 hex digits of it per temp name; every call names its
     # files relative to the folder's descriptor (no path walked per call).
     token = secrets.token_hex(6 * len(items))
-    temps = [f".{name}.{token[12 * i : 12 * i + 12]}.tmp" for i, (name, _) in enumerate(items)]
+    temps = [_temp_name(name, token[12 * i : 12 * i + 12]) for i, (name, _) in enumerate(items)]
     try:
         # Written here; only the fsyncs go to the threads (each releases the GIL once).
         fds: list[int] = []
