@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_bundle import relay_argv
+from tests.children import child_env
 from tests.fleet_kit import build_fleet
 
 AGENTS_ENV = "RELAY_BENCH_FLEET_AGENTS"
@@ -94,18 +95,13 @@ def reset_schedule(home_path: Path, due_at: int | None = None, every: int | None
     return out
 
 
-def _child_env() -> dict[str, str]:
-    """This environment without the variables that would point a child at another home."""
-    return {k: v for k, v in os.environ.items() if k not in ("RELAY_PASSPHRASE", "RELAY_HOME")}
-
-
 def one_pass(home_path: Path, workers: int) -> tuple[float, Counter[str]]:
     """Seconds for ``workers`` ``relay gateway run --once`` processes started together to
     finish, and how many bundles each agent got (from the files written). Prints the workers'
     CPU seconds (user + system): on a shared machine the wall time also counts waiting for a
     core."""
     out = reset_schedule(home_path)
-    env = _child_env()
+    env = child_env()
     argv = [*relay_argv(), "gateway", "run", "--once", "--home", str(home_path)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -140,7 +136,7 @@ def daemon_pass(home_path: Path, workers: int, every: int = 10) -> tuple[float, 
 
     start = period_end(int(time.time()) + 12, every)  # the reset and its vacuum take 1-4 s
     out = reset_schedule(home_path, start, every)
-    env = _child_env()
+    env = child_env()
     argv = [*relay_argv(), "gateway", "run", "--home", str(home_path)]
     sockets, procs = [], []
     try:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_bundle import change_one_percent, make_values, relay_argv
+from tests.children import child_env
 
 SIZES_ENV = "RELAY_BENCH_TARGET_SIZES"
 DEFAULT_SIZES = (10_000, 30_000, 100_000)
@@ -69,7 +70,7 @@ class Target:
 
 
 def _env(folder: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_PASSPHRASE", "RELAY_HOME")}
+    env = child_env()
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
     return env

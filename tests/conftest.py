@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.children import child_env
 
 RELAY = [sys.executable, "-m", "relay"]
 
@@ -45,14 +46,6 @@ def run_relay(*args: str, stdin: bytes | None = None, env: dict[str, str] | None
     result = Result(outcome.exit_code, outcome.stdout_bytes, outcome.stderr_bytes)
     assert b"Traceback" not in result.stderr, result.err
     return result
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a ``relay`` child: this one without ``RELAY_HOME`` and
-    ``RELAY_PASSPHRASE`` (a test names its home and passphrase itself), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RELAY_HOME", "RELAY_PASSPHRASE")}
-    env.update(extra or {})
-    return env
 
 
 def run_process(

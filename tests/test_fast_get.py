@@ -15,7 +15,8 @@ from inner_agent.audit import AgentAudit
 from inner_agent.get_command import get_value, who
 from relay.entry import parse_agent_get
 from relay.home import Home
-from tests.conftest import Pair, child_env
+from tests.children import child_env
+from tests.conftest import Pair
 
 # Heavy modules `agent get` must never import (click, the servers, the transports, the
 # syslog stack of the audit sinks, the settings parser when the home has no settings).

@@ -24,7 +24,7 @@ from outer_gateway.store import GatewayStore
 from relay.home import Home
 from relay.paths import matches, matches_any
 from relay.transport import TransportOptions, open_destination
-from tests.conftest import child_env
+from tests.children import child_env
 from tests.fleet_kit import SECRETS_PER_AGENT, build_fleet, fleet_grants
 
 EVERY = 3650 * 86400  # the tests' period: its next boundary is years away from any run
