@@ -117,26 +117,16 @@ class ExportPass:
     def run(
         self, destination: Destination, on_written: Callable[[dict[str, Any]], None]
     ) -> PassReport:
-        """Claim, seal and commit a batch, write its files; until no agent is due. A batch's
-        files are written (by one writer thread) while the next batch is claimed and sealed."""
-        from concurrent.futures import Future, ThreadPoolExecutor
+        """Claim, seal and commit a batch, then write its files; until no agent is due.
 
+        One thread does it all, a batch at a time (ADR 0026): every bundle of a batch is
+        written and reported before the next batch is claimed, so a process killed during a pass
+        has spent the seqs of one batch at most without writing their files."""
         report = PassReport()
         audit = GatewayAudit(self.home, self.store.engine)
-        writing: tuple[list[_Claimed], Future[list[str]]] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-export") as writer:
-            try:
-                while (claimed := self.claim_batch(report)) is not None:
-                    if writing is not None:
-                        _written(writing[0], writing[1].result(), report, on_written)
-                        audit.deliver()
-                    writing = (claimed, writer.submit(_put_all, destination, claimed))
-                if writing is not None:
-                    _written(writing[0], writing[1].result(), report, on_written)
-                    audit.deliver()
-            finally:
-                if writing is not None:
-                    writing[1].cancel()
+        while (claimed := self.claim_batch(report)) is not None:
+            _written(claimed, _put_all(destination, claimed), report, on_written)
+            audit.deliver()
         return report
 
     def claim_batch(self, report: PassReport) -> list[_Claimed] | None:

@@ -118,6 +118,32 @@ def test_each_agent_is_exported_once_per_period(tmp_path: Path) -> None:
     assert len(later.written) == 30 and {d["seq"] for d in later.written} == {2}
 
 
+def test_a_batchs_files_are_written_before_the_next_batch_is_claimed(tmp_path: Path) -> None:
+    """ADR 0026: a process killed during a pass leaves one batch's seqs at most spent without
+    their files; every claim begins with all earlier bundles on disk and reported."""
+    build_fleet(tmp_path / "gw", 30, every="3650d")
+    home = Home.open(tmp_path / "gw", "gateway")
+    store = GatewayStore.open(home)
+    out = tmp_path / "out"
+    destination = open_destination(str(out), TransportOptions())
+    reported: list[str] = []
+    at_claims: list[tuple[int, int]] = []  # (reported, files on disk) as each claim begins
+    runner = ExportPass(home, store, 1_800_000_000, EVERY, WEEK, batch=7)
+    claim = runner.claim_batch
+
+    def watched(report: PassReport) -> Any:
+        at_claims.append((len(reported), len(list(out.glob("*.bundle")))))
+        return claim(report)
+
+    runner.claim_batch = watched  # type: ignore[method-assign]
+    try:
+        runner.run(destination, lambda done: reported.append(done["agent"]))
+    finally:
+        destination.close()
+        store.close()
+    assert at_claims == [(0, 0), (7, 7), (14, 14), (21, 21), (28, 28), (30, 30)]
+
+
 def test_a_revoked_or_ungranted_agent_is_not_exported(tmp_path: Path) -> None:
     from tests.conftest import run_relay
 
