@@ -113,21 +113,39 @@ class ExportPass:
         self._trusted = False
         self._keys: tuple[Any, Any] | None = None
         self._after, self._rescanned = "", False
+        self._begun: tuple[list[_Claimed], Callable[[], list[str]]] | None = None
+        self._reporting: tuple[PassReport, Callable[[dict[str, Any]], None]] = (
+            PassReport(),
+            lambda _: None,
+        )
 
     def run(
         self, destination: Destination, on_written: Callable[[dict[str, Any]], None]
     ) -> PassReport:
         """Claim, seal and commit a batch, then write its files; until no agent is due.
 
-        One thread does it all, a batch at a time (ADR 0026): every bundle of a batch is
-        written and reported before the next batch is claimed, so a process killed during a pass
-        has spent the seqs of one batch at most without writing their files."""
+        One thread does it all (ADR 0026). A batch's files are written, then made durable by the
+        destination's sync thread where it has one (a folder) while the next batch is claimed
+        and sealed; they are named and reported before that batch commits. So a process killed
+        during a pass has spent the seqs of one batch at most without writing their files."""
         report = PassReport()
         audit = GatewayAudit(self.home, self.store.engine)
-        while (claimed := self.claim_batch(report)) is not None:
-            _written(claimed, _put_all(destination, claimed), report, on_written)
-            audit.deliver()
+        self._reporting = (report, on_written)
+        try:
+            while (claimed := self.claim_batch(report)) is not None:
+                self._begun = (claimed, _begin_all(destination, claimed))
+                audit.deliver()
+        finally:
+            self._finish_begun()  # the last batch's, or one committed before a failure
         return report
+
+    def _finish_begun(self) -> None:
+        """Name and report the files of the batch begun last (its seqs are committed)."""
+        begun, self._begun = self._begun, None
+        if begun is not None:
+            claimed, finish = begun
+            report, on_written = self._reporting
+            _written(claimed, finish(), report, on_written)
 
     def claim_batch(self, report: PassReport) -> list[_Claimed] | None:
         """Claim up to ``batch`` due agents and commit their seqs, records and next period;
@@ -174,6 +192,7 @@ class ExportPass:
                 where, params = any_of(conn, "name", deferred)
                 execute(_DEFERRED + where, [self.next_at, *params])
             fields = [("bundle.exported", exported_fields(c.bundle, c.ack)) for c in claimed]
+            self._finish_begun()  # the previous batch's files named before this one commits
             lock_audit_chain(conn)  # held until the commit: as little as possible after it
             records = log.chain_many(execute, fields)
             insert_rows(conn, "audit_log", log.ROW_COLUMNS, [log.row_of(r) for r in records])
@@ -247,14 +266,18 @@ def _written(
         on_written(done)
 
 
-def _put_all(destination: Destination, claimed: list[_Claimed]) -> list[str]:
-    """Write the batch's files: together when the destination can (a folder syncs them as a
-    group), else one by one."""
+def _begin_all(destination: Destination, claimed: list[_Claimed]) -> Callable[[], list[str]]:
+    """Begin writing the batch's files; returns what names them and gives their paths. A folder
+    writes them now and syncs them on its sync thread (``begin_many``); a destination that can
+    write a group (``put_many``) or only one file (``put``) writes them all now."""
     items = [(c.bundle.name, c.bundle.data) for c in claimed]
+    begin_many = getattr(destination, "begin_many", None)
+    if begin_many is not None:
+        group = begin_many(items)
+        return lambda: [str(path) for path in group.finish()]
     put_many = getattr(destination, "put_many", None)
-    if put_many is not None:
-        return list(put_many(items))
-    return [destination.put(name, data) for name, data in items]
+    where = list(put_many(items)) if put_many is not None else [destination.put(*i) for i in items]
+    return lambda: where
 
 
 def audit_marks(conn: Connection, agents: list[str]) -> dict[str, int]:

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,61 @@ def test_a_group_replaces_the_files_already_there_whole(tmp_path: Path, naming: 
         assert (out / f"b{i}.bundle").read_bytes() == want, naming
         assert (out / f"b{i}.bundle").stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in out.iterdir()) == sorted(f"b{i}.bundle" for i in range(12))
+
+
+def test_a_begun_group_is_synced_on_the_sync_thread_and_named_by_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, naming: str
+) -> None:
+    """ADR 0026: ``begin_many`` returns with the files written and their sync still running on
+    the destination's sync thread; nothing is named before ``finish``."""
+    release, threads = threading.Event(), []
+    real = folder.sync_new_files
+
+    def held(fds: list[int], pool: Any) -> None:
+        threads.append(threading.current_thread().name)
+        assert release.wait(timeout=30), "the sync ran in the caller's thread"
+        real(fds, pool)
+
+    monkeypatch.setattr(folder, "sync_new_files", held)
+    out = tmp_path / "out"
+    items = [(f"b{i}.bundle", b"data %d" % i) for i in range(10)]
+    destination = folder.FolderDestination(out)
+    try:
+        group = destination.begin_many(items)
+        assert list(out.glob("*.bundle")) == []  # written, not named
+        release.set()
+        paths = group.finish()
+    finally:
+        destination.close()
+    assert len(threads) == 1 and threads[0].startswith("relay-sync")
+    assert [p.name for p in paths] == [name for name, _ in items]
+    assert sorted(p.name for p in out.iterdir()) == sorted(name for name, _ in items)
+    assert all((out / name).read_bytes() == data for name, data in items)
+
+
+def test_a_failed_background_sync_fails_the_group_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, naming: str
+) -> None:
+    written: list[list[int]] = []
+
+    def failing(fds: list[int], pool: Any) -> None:
+        written.append(list(fds))
+        raise OSError(errno.EIO, "writeback failed")
+
+    monkeypatch.setattr(folder, "sync_new_files", failing)
+    out = tmp_path / "out"
+    destination = folder.FolderDestination(out)
+    try:
+        group = destination.begin_many([(f"b{i}.bundle", b"data") for i in range(10)])
+        with pytest.raises(OSError) as caught:
+            group.finish()
+    finally:
+        destination.close()
+    assert caught.value.errno == errno.EIO
+    assert list(out.iterdir()) == []  # nothing named, no temp file left
+    for fd in written[0]:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
 
 
 def test_a_file_system_without_unnamed_files_gets_temp_names(

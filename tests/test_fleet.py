@@ -118,30 +118,37 @@ def test_each_agent_is_exported_once_per_period(tmp_path: Path) -> None:
     assert len(later.written) == 30 and {d["seq"] for d in later.written} == {2}
 
 
-def test_a_batchs_files_are_written_before_the_next_batch_is_claimed(tmp_path: Path) -> None:
+def test_a_batchs_files_are_named_and_reported_before_the_next_batch_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """ADR 0026: a process killed during a pass leaves one batch's seqs at most spent without
-    their files; every claim begins with all earlier bundles on disk and reported."""
+    their files. Each batch's files are synced while the next batch is sealed, and named and
+    reported before it commits (``export.sealed``: sealed, not committed)."""
+    from relay import crashpoint
+
     build_fleet(tmp_path / "gw", 30, every="3650d")
+    out = tmp_path / "out"
+    reported: list[str] = []
+    at_commits: list[tuple[int, int]] = []  # (reported, files named) as each batch commits
+    real = crashpoint.reached
+
+    def watched(stage: str) -> None:
+        if stage == "export.sealed":
+            at_commits.append((len(reported), len(list(out.glob("*.bundle")))))
+        real(stage)
+
+    monkeypatch.setattr(crashpoint, "reached", watched)
     home = Home.open(tmp_path / "gw", "gateway")
     store = GatewayStore.open(home)
-    out = tmp_path / "out"
     destination = open_destination(str(out), TransportOptions())
-    reported: list[str] = []
-    at_claims: list[tuple[int, int]] = []  # (reported, files on disk) as each claim begins
-    runner = ExportPass(home, store, 1_800_000_000, EVERY, WEEK, batch=7)
-    claim = runner.claim_batch
-
-    def watched(report: PassReport) -> Any:
-        at_claims.append((len(reported), len(list(out.glob("*.bundle")))))
-        return claim(report)
-
-    runner.claim_batch = watched  # type: ignore[method-assign]
     try:
+        runner = ExportPass(home, store, 1_800_000_000, EVERY, WEEK, batch=7)
         runner.run(destination, lambda done: reported.append(done["agent"]))
     finally:
         destination.close()
         store.close()
-    assert at_claims == [(0, 0), (7, 7), (14, 14), (21, 21), (28, 28), (30, 30)]
+    assert at_commits == [(0, 0), (7, 7), (14, 14), (21, 21), (28, 28)]
+    assert len(reported) == 30 and len(list(out.glob("*.bundle"))) == 30
 
 
 def test_a_revoked_or_ungranted_agent_is_not_exported(tmp_path: Path) -> None:

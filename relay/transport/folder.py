@@ -25,7 +25,7 @@ from relay.transport.base import BUNDLE_SUFFIX, Pending
 from relay.transport.durable import sync_new_files, sync_pool
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor, ThreadPoolExecutor
+    from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 # A writer killed between creating its temp file and the rename leaves it behind (hidden: every
 # reader skips names starting with a dot); it is swept by a later write once this old.
@@ -86,20 +86,114 @@ def write_many_atomic(
     once. A reader sees each file whole or not at all; after a crash each file named before the
     folder's fsync may or may not be there, as with one file, and an unnamed file is simply gone
     (nothing to sweep). ADR 0025."""
-    for name, _ in items:
-        _checked(name)
-    ensure_private_dir(folder)
-    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fds = _unnamed_files(folder_fd, len(items))
-        if fds is None or not _write_unnamed(folder_fd, fds, items, pool):
-            _write_named(folder_fd, items, pool)
-        os.fsync(folder_fd)
-    finally:
-        os.close(folder_fd)
-    if sweep:
-        sweep_stale_temps(folder)
-    return [folder / name for name, _ in items]
+    return GroupWrite(folder, items, pool, sweep).finish()
+
+
+class GroupWrite:
+    """:func:`write_many_atomic` in two halves: made, the group's files are written (not yet
+    named) and, given a ``syncer``, being made durable by its thread while the caller goes on
+    (ADR 0026); :meth:`finish` waits for that, names them and syncs the folder. Nothing is named
+    before :meth:`finish`; one that fails leaves nothing behind (temp files removed, unnamed
+    files closed)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        items: list[tuple[str, bytes]],
+        pool: Executor | None = None,
+        sweep: bool = True,
+        syncer: Executor | None = None,
+    ) -> None:
+        for name, _ in items:
+            _checked(name)
+        ensure_private_dir(folder)
+        self.folder, self.items, self.pool, self.sweep = folder, items, pool, sweep
+        self.temps: list[str] = []  # temp names where the files could not be unnamed
+        self.fds: list[int] = []
+        self.synced: Future[None] | None = None
+        self.folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            unnamed = _unnamed_files(self.folder_fd, len(items))
+            if unnamed is None:
+                self._write_temps()
+            else:
+                self.fds = unnamed
+                for fd, (_, data) in zip(unnamed, items, strict=True):
+                    _write_all(fd, data)
+            if syncer is not None:
+                self.synced = syncer.submit(sync_new_files, self.fds, pool)
+        except BaseException:
+            self._drop()
+            raise
+
+    def finish(self) -> list[Path]:
+        """Wait until the files are durable, name them, fsync the folder; their paths."""
+        try:
+            if self.synced is None:
+                sync_new_files(self.fds, self.pool)
+            else:
+                self.synced.result()
+            if self.temps:
+                self._rename_temps()
+            elif not self._link_unnamed():
+                self._close_files()  # refused through /proc: under temp names after all
+                self._write_temps()
+                sync_new_files(self.fds, self.pool)
+                self._rename_temps()
+            os.fsync(self.folder_fd)
+        except BaseException:
+            self._drop()
+            raise
+        self._close_files()
+        os.close(self.folder_fd)
+        if self.sweep:
+            sweep_stale_temps(self.folder)
+        return [self.folder / name for name, _ in self.items]
+
+    def _write_temps(self) -> None:
+        """Where unnamed files cannot be made: each file written under a temp name."""
+        # One random token for the group, 12 hex digits of it per temp name; every call names
+        # its files relative to the folder's descriptor (no path walked per call).
+        token = secrets.token_hex(6 * len(self.items))
+        for i, (name, data) in enumerate(self.items):
+            self.temps.append(_temp_name(name, token[12 * i : 12 * i + 12]))
+            self.fds.append(_write_unsynced(self.temps[-1], data, self.folder_fd))
+
+    def _link_unnamed(self) -> bool:
+        """Name each synced unnamed file; False when the first cannot be linked (a system that
+        refuses links through ``/proc``): nothing is named then."""
+        for index, (fd, (name, _)) in enumerate(zip(self.fds, self.items, strict=True)):
+            crashpoint.reached("write.synced")
+            try:
+                _name_unnamed(fd, name, self.folder_fd)
+            except OSError:
+                if index == 0:
+                    return False
+                raise
+        return True
+
+    def _rename_temps(self) -> None:
+        for temp, (name, _) in zip(self.temps, self.items, strict=True):
+            crashpoint.reached("write.synced")
+            os.replace(temp, name, src_dir_fd=self.folder_fd, dst_dir_fd=self.folder_fd)
+
+    def _close_files(self) -> None:
+        if self.synced is not None:
+            with contextlib.suppress(BaseException):
+                self.synced.result()  # never close a descriptor the syncer may still use
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def _drop(self) -> None:
+        """After a failure: every descriptor closed (unnamed files vanish), temp files removed."""
+        with contextlib.suppress(OSError):
+            self._close_files()
+        for temp in self.temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp, dir_fd=self.folder_fd)
+        self.temps = []
+        os.close(self.folder_fd)
 
 
 def _unnamed_files(folder_fd: int, count: int) -> list[int] | None:
@@ -122,31 +216,6 @@ def _unnamed_files(folder_fd: int, count: int) -> list[int] | None:
     return fds
 
 
-def _write_unnamed(
-    folder_fd: int, fds: list[int], items: list[tuple[str, bytes]], pool: Executor | None
-) -> bool:
-    """Write, sync and name the unnamed files ``fds`` (closed here, whatever happens). False
-    when the first cannot be linked (a system that refuses links through ``/proc``): nothing
-    is named then, the unnamed files die with their descriptors, and the caller writes the
-    group under temp names (where a real fault, a full disk say, fails again and is raised)."""
-    try:
-        for fd, (_, data) in zip(fds, items, strict=True):
-            _write_all(fd, data)
-        sync_new_files(fds, pool)
-        for index, (fd, (name, _)) in enumerate(zip(fds, items, strict=True)):
-            crashpoint.reached("write.synced")
-            try:
-                _name_unnamed(fd, name, folder_fd)
-            except OSError:
-                if index == 0:
-                    return False
-                raise
-    finally:
-        for fd in fds:
-            os.close(fd)
-    return True
-
-
 def _name_unnamed(fd: int, name: str, folder_fd: int) -> None:
     """Give the synced unnamed file ``fd`` its ``name``; a file already there is replaced in
     one step (linked under a temp name, then renamed over it), as a rename would."""
@@ -162,32 +231,6 @@ def _name_unnamed(fd: int, name: str, folder_fd: int) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp, dir_fd=folder_fd)
             raise
-
-
-def _write_named(folder_fd: int, items: list[tuple[str, bytes]], pool: Executor | None) -> None:
-    """Where unnamed files cannot be made: temp names, synced, then renamed."""
-    # One random token for the group, 12 hex digits of it per temp name; every call names its
-    # files relative to the folder's descriptor (no path walked per call).
-    token = secrets.token_hex(6 * len(items))
-    temps = [_temp_name(name, token[12 * i : 12 * i + 12]) for i, (name, _) in enumerate(items)]
-    try:
-        # Written here; only the fsyncs go to the threads (each releases the GIL once).
-        fds: list[int] = []
-        try:
-            for temp, (_, data) in zip(temps, items, strict=True):
-                fds.append(_write_unsynced(temp, data, folder_fd))
-            sync_new_files(fds, pool)
-        finally:
-            for fd in fds:
-                os.close(fd)
-        for temp, (name, _) in zip(temps, items, strict=True):
-            crashpoint.reached("write.synced")
-            os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-    except BaseException:
-        for temp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp, dir_fd=folder_fd)
-        raise
 
 
 def _write_unsynced(temp: str, data: bytes, folder_fd: int) -> int:
@@ -319,6 +362,7 @@ class FolderDestination:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._pool: ThreadPoolExecutor | None = None
+        self._syncer: ThreadPoolExecutor | None = None
 
     def put(self, name: str, data: bytes) -> str:
         return str(write_atomic(self.folder, name, data))
@@ -326,15 +370,27 @@ class FolderDestination:
     def put_many(self, items: list[tuple[str, bytes]]) -> list[str]:
         """:meth:`put` for many files, synced together (:func:`write_many_atomic`); stale temp
         files are swept on the first call only."""
+        return [str(p) for p in self.begin_many(items, in_background=False).finish()]
+
+    def begin_many(self, items: list[tuple[str, bytes]], in_background: bool = True) -> GroupWrite:
+        """:meth:`put_many` in two halves (:class:`GroupWrite`): the files written and, with
+        ``in_background``, made durable by this destination's one sync thread while the caller
+        goes on; named by ``finish()``."""
         first = self._pool is None
         if self._pool is None:
             self._pool = sync_pool()
-        return [str(p) for p in write_many_atomic(self.folder, items, self._pool, sweep=first)]
+        if in_background and self._syncer is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sync")
+        syncer = self._syncer if in_background else None
+        return GroupWrite(self.folder, items, self._pool, sweep=first, syncer=syncer)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for pool in (self._syncer, self._pool):
+            if pool is not None:
+                pool.shutdown()
+        self._pool = self._syncer = None
 
 
 class FolderSource:
