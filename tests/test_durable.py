@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from relay.errors import TransportError
 from relay.transport import durable, folder
 from relay.transport.folder import write_many_atomic
 
@@ -229,15 +230,57 @@ def test_a_failed_background_sync_fails_the_group_and_leaves_nothing(
     destination = folder.FolderDestination(out)
     try:
         group = destination.begin_many([(f"b{i}.bundle", b"data") for i in range(10)])
-        with pytest.raises(OSError) as caught:
+        with pytest.raises(TransportError) as caught:
             group.finish()
     finally:
         destination.close()
-    assert caught.value.errno == errno.EIO
+    assert caught.value.message == f"cannot write to {out}: writeback failed"
     assert list(out.iterdir()) == []  # nothing named, no temp file left
     for fd in written[0]:
         with pytest.raises(OSError):
             os.fstat(fd)  # closed
+
+
+@pytest.mark.parametrize("how", ["put", "put_many", "begin_many", "background_sync"])
+def test_a_failed_write_to_a_folder_is_one_transport_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A full disk or an I/O error in the outbox is the destination's one-line
+    ``transport_failed`` (``relay gateway run`` reports it and retries next period), not an
+    internal error; nothing is left in the folder."""
+    from relay.codes import TRANSPORT_FAILED
+
+    def fails(code: int) -> Callable[..., Any]:
+        def call(*_args: Any) -> Any:
+            raise OSError(code, os.strerror(code))
+
+        return call
+
+    out = tmp_path / "out"
+    items = [(f"b{i}.bundle", b"data") for i in range(10)]
+    destination = folder.FolderDestination(out)
+    if how == "put":  # written through a file object, then fsynced
+        monkeypatch.setattr(os, "fsync", fails(errno.EIO))
+    elif how == "background_sync":
+        monkeypatch.setattr(folder, "sync_new_files", fails(errno.EIO))
+    else:
+        monkeypatch.setattr(os, "write", fails(errno.ENOSPC))
+    try:
+        with pytest.raises(TransportError) as caught:
+            if how == "put":
+                destination.put("b.bundle", b"data")
+            elif how == "put_many":
+                destination.put_many(items)
+            else:
+                destination.begin_many(items).finish()
+    finally:
+        monkeypatch.undo()
+        destination.close()
+    reason = "Input/output error" if how in ("put", "background_sync") else "No space left"
+    assert caught.value.code == TRANSPORT_FAILED
+    assert caught.value.message.startswith(f"cannot write to {out}: {reason}")
+    assert "\n" not in caught.value.diagnostics() and caught.value.__cause__ is None
+    assert list(out.iterdir()) == []
 
 
 def test_a_file_system_without_unnamed_files_gets_temp_names(

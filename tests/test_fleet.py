@@ -151,6 +151,29 @@ def test_a_batchs_files_are_named_and_reported_before_the_next_batch_commits(
     assert len(reported) == 30 and len(list(out.glob("*.bundle"))) == 30
 
 
+def test_a_full_outbox_fails_the_pass_as_a_transport_error_and_loses_no_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch committed before the failed write has its seqs spent (its agents are exported
+    in the next period, docs/crash-consistency.md); the agents not yet claimed are still due."""
+    from relay.errors import TransportError
+
+    def full(*_args: Any) -> int:
+        raise OSError(28, os.strerror(28))  # ENOSPC
+
+    build_fleet(tmp_path / "gw", 12, every="3650d")
+    now = 1_800_000_000
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(TransportError):
+        _pass(tmp_path / "gw", now, tmp_path / "full", batch=5)
+    monkeypatch.undo()
+    assert list((tmp_path / "full").glob("*.bundle")) == []
+    same = _pass(tmp_path / "gw", now + 60, tmp_path / "again", batch=5)
+    assert sorted(d["agent"] for d in same.written) == [f"a{i:05d}" for i in range(5, 12)]
+    later = _pass(tmp_path / "gw", period_end(now, EVERY), tmp_path / "next", batch=5)
+    assert len(later.written) == 12
+
+
 def test_a_revoked_or_ungranted_agent_is_not_exported(tmp_path: Path) -> None:
     from tests.conftest import run_relay
 

@@ -25,6 +25,7 @@ from relay.transport.base import BUNDLE_SUFFIX, Pending
 from relay.transport.durable import sync_new_files, sync_pool
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 # A writer killed between creating its temp file and the rename leaves it behind (hidden: every
@@ -365,7 +366,8 @@ class FolderDestination:
         self._syncer: ThreadPoolExecutor | None = None
 
     def put(self, name: str, data: bytes) -> str:
-        return str(write_atomic(self.folder, name, data))
+        with _writing(self.folder):
+            return str(write_atomic(self.folder, name, data))
 
     def put_many(self, items: list[tuple[str, bytes]]) -> list[str]:
         """:meth:`put` for many files, synced together (:func:`write_many_atomic`); stale temp
@@ -384,13 +386,34 @@ class FolderDestination:
 
             self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-sync")
         syncer = self._syncer if in_background else None
-        return GroupWrite(self.folder, items, self._pool, sweep=first, syncer=syncer)
+        with _writing(self.folder):
+            return _DestinationGroup(self.folder, items, self._pool, sweep=first, syncer=syncer)
 
     def close(self) -> None:
         for pool in (self._syncer, self._pool):
             if pool is not None:
                 pool.shutdown()
         self._pool = self._syncer = None
+
+
+class _DestinationGroup(GroupWrite):
+    """A group begun by :class:`FolderDestination`: a failure is a one-line TransportError."""
+
+    def finish(self) -> list[Path]:
+        with _writing(self.folder):
+            return super().finish()
+
+
+@contextlib.contextmanager
+def _writing(folder: Path) -> Iterator[None]:
+    """A failed write into ``folder`` (a full disk, an I/O error, a file too large) as a
+    one-line :class:`TransportError` naming the folder and the system's reason: the caller
+    reports it (``relay gateway run`` retries in the next period) instead of failing as a bug."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise TransportError(f"cannot write to {folder}: {reason}") from None
 
 
 class FolderSource:
