@@ -78,3 +78,19 @@ def test_the_daemon_sleeps_to_the_moment_a_period_or_rotation_starts(pair: Pair)
     finally:
         rotations.close()
         store.close()
+
+
+def test_a_once_pass_that_cannot_write_fails_with_the_errors_status(pair: Pair) -> None:
+    """``--once`` serves a cron job or a timer: a failed export is its exit status (the daemon
+    reports it and retries next period), one line, no traceback."""
+    pair.put("db/pw", b"v1")
+    pair.gateway("grant", "plant7", "db/*")
+    blocker = pair.root / "a-file"
+    blocker.write_bytes(b"")
+    pair.gateway("config", "set", "export.to", str(blocker / "out"))  # under a regular file
+    pair.gateway("config", "set", "export.every", "1d")
+    done = pair.gateway("run", "--once")
+    assert done.status == 3, done.err
+    assert done.err.strip().splitlines() == [
+        f"relay: error: transport_failed: cannot create folder {blocker / 'out'}: Not a directory"
+    ]

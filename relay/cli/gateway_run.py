@@ -39,7 +39,8 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None, once: 
     heartbeat, so a lost bundle costs one period and a silent
     link shows as staleness. Periods are aligned on the epoch; each agent is exported once per
     period, and several processes sharing one PostgreSQL store divide the agents between them.
-    With --once: one pass, for a cron job or a timer. Under systemd (``Type=notify``) it says
+    With --once: one pass, for a cron job or a timer; a failed export is its exit status (the
+    daemon reports it and retries next period). Under systemd (``Type=notify``) it says
     ``READY=1`` when it starts, ``STATUS=``/``RELAY_PERIOD=N`` after each period and
     ``STOPPING=1``.
     """
@@ -65,7 +66,7 @@ def run(home: Path, identity_file: Path | None, known_hosts: Path | None, once: 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if once:
-        _one_period(opened, store, location, identity_file, known_hosts, period)
+        _one_period(opened, store, location, identity_file, known_hosts, period, once=True)
         return
     audit = _audit(opened, store)
     audit.record("gateway.started", period=period, destination=location)
@@ -98,9 +99,12 @@ def _one_period(
     identity_file: Path | None,
     known_hosts: Path | None,
     period: int,
+    once: bool = False,
 ) -> None:
     """One pass of ``relay gateway run``: import the return stream, then export to the agents
-    due in this period (:mod:`outer_gateway.fleet`)."""
+    due in this period (:mod:`outer_gateway.fleet`). A failed export is reported and retried in
+    the next period; with ``once`` (``--once``, a cron job or a timer) it is raised, so the
+    process exits with the error's status."""
     from outer_gateway.audit_import import AuditImporter
     from outer_gateway.dispatch import activate_due_versions
     from outer_gateway.fleet import ExportPass
@@ -135,4 +139,6 @@ def _one_period(
         for agent, code, message in report.failed:
             click.echo(f"relay: error: {agent}: {code}: {message}", err=True)
     except RelayError as exc:
+        if once:
+            raise
         click.echo(f"relay: error: {exc.diagnostics()} (retrying next period)", err=True)
