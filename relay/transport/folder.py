@@ -180,7 +180,7 @@ class GroupWrite:
 
     def _close_files(self) -> None:
         if self.synced is not None:
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):  # its failure is reported by finish()
                 self.synced.result()  # never close a descriptor the syncer may still use
         for fd in self.fds:
             os.close(fd)
