@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -113,11 +114,7 @@ class ExportPass:
         self._trusted = False
         self._keys: tuple[Any, Any] | None = None
         self._after, self._rescanned = "", False
-        self._begun: tuple[list[_Claimed], Callable[[], list[str]]] | None = None
-        self._reporting: tuple[PassReport, Callable[[dict[str, Any]], None]] = (
-            PassReport(),
-            lambda _: None,
-        )
+        self._begun: Callable[[], None] | None = None  # names and reports the last batch's files
 
     def run(
         self, destination: Destination, on_written: Callable[[dict[str, Any]], None]
@@ -130,10 +127,10 @@ class ExportPass:
         during a pass has spent the seqs of one batch at most without writing their files."""
         report = PassReport()
         audit = GatewayAudit(self.home, self.store.engine)
-        self._reporting = (report, on_written)
         try:
             while (claimed := self.claim_batch(report)) is not None:
-                self._begun = (claimed, _begin_all(destination, claimed))
+                named = _begin_all(destination, claimed)
+                self._begun = partial(_written, claimed, named, report, on_written)
                 audit.deliver()
         finally:
             self._finish_begun()  # the last batch's, or one committed before a failure
@@ -143,9 +140,7 @@ class ExportPass:
         """Name and report the files of the batch begun last (its seqs are committed)."""
         begun, self._begun = self._begun, None
         if begun is not None:
-            claimed, finish = begun
-            report, on_written = self._reporting
-            _written(claimed, finish(), report, on_written)
+            begun()
 
     def claim_batch(self, report: PassReport) -> list[_Claimed] | None:
         """Claim up to ``batch`` due agents and commit their seqs, records and next period;
@@ -246,11 +241,12 @@ class ExportPass:
 
 def _written(
     claimed: list[_Claimed],
-    where: list[str],
+    named: Callable[[], list[str]],
     report: PassReport,
     on_written: Callable[[dict[str, Any]], None],
 ) -> None:
-    for item, path in zip(claimed, where, strict=True):
+    """Name the batch's files (``named`` gives their paths), then report each."""
+    for item, path in zip(claimed, named(), strict=True):
         bundle = item.bundle
         crashpoint.reached("export.written")
         done = {
@@ -268,15 +264,14 @@ def _written(
 
 def _begin_all(destination: Destination, claimed: list[_Claimed]) -> Callable[[], list[str]]:
     """Begin writing the batch's files; returns what names them and gives their paths. A folder
-    writes them now and syncs them on its sync thread (``begin_many``); a destination that can
-    write a group (``put_many``) or only one file (``put``) writes them all now."""
+    writes them now and syncs them on its sync thread (``begin_many``); another destination
+    (SFTP, the diode) writes them one by one now."""
     items = [(c.bundle.name, c.bundle.data) for c in claimed]
     begin_many = getattr(destination, "begin_many", None)
     if begin_many is not None:
         group = begin_many(items)
         return lambda: [str(path) for path in group.finish()]
-    put_many = getattr(destination, "put_many", None)
-    where = list(put_many(items)) if put_many is not None else [destination.put(*i) for i in items]
+    where = [destination.put(name, data) for name, data in items]
     return lambda: where
 
 
